@@ -1,0 +1,37 @@
+"""Store backends and the one function that turns a store URL into a backend."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from s3fsv.backend.base import Backend, ObjectInfo
+from s3fsv.errors import UsageError
+
+__all__ = ["Backend", "ObjectInfo", "open_backend"]
+
+
+def open_backend(url: str, *, endpoint_url: str | None = None) -> Backend:
+    """Open ``memory://[name]``, ``file:///abs/path`` or ``s3://bucket[/prefix]``.
+
+    Raises :class:`UsageError` for anything else. Opening does no I/O for S3: errors about
+    credentials or reachability surface on first use, already translated.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "memory":
+        from s3fsv.backend.memory import MemoryBackend
+
+        return MemoryBackend((parts.netloc + parts.path).strip("/"))
+    if scheme == "file":
+        from s3fsv.backend.file import FileBackend
+
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise UsageError(f"bad file URL {url!r}: use file:///absolute/path")
+        return FileBackend(parts.path)
+    if scheme == "s3":
+        from s3fsv.backend.s3 import S3Backend
+
+        if not parts.netloc:
+            raise UsageError(f"bad S3 URL {url!r}: use s3://bucket/prefix")
+        return S3Backend(parts.netloc, parts.path.strip("/"), endpoint_url=endpoint_url)
+    raise UsageError(f"unsupported store URL {url!r}: use s3://, file:// or memory://")

@@ -1,0 +1,82 @@
+"""The Backend contract: the few key/value operations s3fsv needs from a store.
+
+Keys are ``/``-separated strings relative to the store root (no leading ``/``). Values are bytes.
+Every implementation must honour these contracts, which ``tests/test_backend_contract.py`` checks
+against each of them:
+
+- ``get(key, start, end)`` returns bytes ``[start, end)`` (``end`` clamped to the size) or the whole
+  value; raises :class:`~s3fsv.errors.NotFound` for a missing key.
+- ``head(key)`` returns :class:`ObjectInfo`; raises ``NotFound``.
+- ``put(key, data, if_none_match=True)`` writes only if the key does not exist, atomically with
+  respect to every other writer; ``put(key, data, if_match=etag)`` writes only if the current etag
+  is ``etag``. A lost condition raises :class:`~s3fsv.errors.PreconditionFailed` (a missing key
+  under ``if_match`` also counts as lost). Returns the new etag. Readers never see partial values.
+- ``list(prefix)`` yields every key that starts with ``prefix``, in ascending order, fetching
+  pages lazily.
+- ``list_prefixes(prefix)`` yields the distinct ``prefix + name + "/"`` "directories" directly
+  below ``prefix`` (a delimiter listing), in ascending order.
+- ``delete(key)`` removes a key; deleting a missing key is not an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """Size in bytes and an opaque etag that changes whenever the value changes."""
+
+    size: int
+    etag: str
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """See the module docstring for the contract."""
+
+    url: str
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes: ...
+
+    def head(self, key: str) -> ObjectInfo: ...
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> str: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def list_prefixes(self, prefix: str = "") -> Iterator[str]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape a prefix or a directory: empty parts, ``.``/``..``, NUL."""
+    from s3fsv.errors import InvalidName
+
+    if not key or key.startswith("/") or "\0" in key:
+        raise InvalidName(f"invalid store key {key!r}")
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidName(f"invalid store key {key!r}")
+    return key
+
+
+def check_range(start: int | None, end: int | None) -> None:
+    from s3fsv.errors import UsageError
+
+    if start is not None and start < 0:
+        raise UsageError(f"invalid range start {start}")
+    if end is not None and (end < 0 or (start is not None and end < start)):
+        raise UsageError(f"invalid range end {end}")

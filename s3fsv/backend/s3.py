@@ -1,0 +1,342 @@
+"""``s3://bucket/prefix``: a store in an S3 (or S3-compatible) bucket. The only boto3 importer.
+
+Besides the contract in :mod:`s3fsv.backend.base`:
+
+- Key ``k`` is the object ``prefix/k`` (``k`` when the prefix is empty).
+- **Credentials** come from the standard boto3 chain (env, profile, SSO, instance role). The
+  endpoint is ``endpoint_url`` if given, else ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``;
+  with a custom endpoint, path-style addressing is used (SeaweedFS, MinIO need it). The region is
+  the configured one, else ``us-east-1``.
+- **Etags** are exactly what S3 returns, quotes included, and are passed back unchanged as
+  ``If-Match`` (AWS, SeaweedFS and moto accept the quoted form).
+- **Conditional puts** use ``If-None-Match: *`` and ``If-Match: <etag>``. A 412, a 409
+  ``ConditionalRequestConflict`` and, for ``if_match``, a 404 (AWS and moto answer 404 when the key
+  is missing, SeaweedFS 412) all raise :class:`~s3fsv.errors.PreconditionFailed`.
+  Caveat: botocore retries a put whose response was lost; if the first attempt had succeeded, the
+  retry reports ``PreconditionFailed`` although this writer won. Callers that CAS should re-read
+  and recognise their own value.
+- ``list`` yields keys in S3's (UTF-8 byte) order on every server, although SeaweedFS lists in
+  directory-walk order; see :meth:`S3Backend.list` and ``list_mode``.
+- ``get`` with ``start == end`` returns ``b""`` without a request (so without checking that the
+  key exists); a range starting at or past the end returns ``b""`` (S3 answers 416).
+- Creating the backend does no I/O: the boto3 client is built on first use.
+- Every botocore error is translated by :meth:`S3Backend._translate`, the one choke point.
+  Messages never contain credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import boto3
+import botocore.exceptions as bexc
+from botocore.config import Config
+
+from s3fsv.backend.base import ObjectInfo, check_key, check_range
+from s3fsv.errors import (
+    AccessDenied,
+    NotFound,
+    PreconditionFailed,
+    S3fsvError,
+    StoreUnavailable,
+    UsageError,
+)
+
+DEFAULT_REGION = "us-east-1"
+
+_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+_PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+_DENIED_CODES = {
+    "AccessDenied",
+    "403",
+    "Forbidden",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "AllAccessDisabled",
+    "AccountProblem",
+}
+_CREDENTIAL_ERRORS = (
+    bexc.NoCredentialsError,
+    bexc.PartialCredentialsError,
+    bexc.CredentialRetrievalError,
+    bexc.TokenRetrievalError,
+    bexc.SSOError,
+)
+_NETWORK_ERRORS = (bexc.ConnectionError, bexc.HTTPClientError, bexc.IncompleteReadError)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _code(exc: bexc.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class S3Backend:
+    """Keys under ``s3://bucket/prefix``. Thread-safe: one boto3 client shared by all threads."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        *,
+        region: str | None = None,
+        max_attempts: int = 5,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_pool_connections: int = 32,
+        list_mode: Literal["auto", "flat", "walk"] = "auto",
+    ) -> None:
+        if list_mode not in ("auto", "flat", "walk"):
+            raise UsageError(f"invalid list_mode {list_mode!r}: use auto, flat or walk")
+        self.list_mode = list_mode
+        if not bucket or "/" in bucket:
+            raise UsageError(f"invalid S3 bucket name {bucket!r}")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._base = f"{self.prefix}/" if self.prefix else ""
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.endpoint_url = (
+            endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or None
+        )
+        self._region = region
+        self._config = Config(
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=max_pool_connections,
+            s3={"addressing_style": "path"} if self.endpoint_url else None,
+        )
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client, created once, on first use (credential lookup may do I/O)."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    try:
+                        session = boto3.session.Session()
+                        region = self._region or session.region_name or DEFAULT_REGION
+                        self._client = session.client(
+                            "s3",
+                            region_name=region,
+                            endpoint_url=self.endpoint_url,
+                            config=self._config,
+                        )
+                    except Exception as exc:
+                        raise self._translate(exc, "") from exc
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return self._base + check_key(key)
+
+    def _where(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._base}{key}" if key else f"s3://{self.bucket}"
+
+    def _translate(self, exc: BaseException, key: str, *, cas: bool = False) -> S3fsvError:
+        """The one place that maps a boto3/botocore exception about ``key`` to a project error.
+
+        ``cas`` marks a conditional put, where "not found" means the condition was lost.
+        """
+        where = self._where(key)
+        if isinstance(exc, S3fsvError):
+            return exc
+        if isinstance(exc, bexc.ClientError):
+            err = exc.response.get("Error", {})
+            code = _code(exc)
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            message = _one_line(err.get("Message", "")) or "no message"
+            if code == "NoSuchBucket":
+                return NotFound(f"bucket {self.bucket} does not exist")
+            if code in _PRECONDITION_CODES or status == 412:
+                return PreconditionFailed(f"conditional write lost on {where}")
+            if code in _NOT_FOUND_CODES or status == 404:
+                if cas:
+                    return PreconditionFailed(f"conditional write lost on {where}: key is gone")
+                return NotFound(f"no such key: {where}")
+            if code in _DENIED_CODES or status == 403:
+                return AccessDenied(f"access denied to {where}: check credentials")
+            return StoreUnavailable(f"S3 error on {where}: {code or status}: {message}")
+        if isinstance(exc, _CREDENTIAL_ERRORS):
+            if isinstance(exc, bexc.NoCredentialsError):
+                return AccessDenied(
+                    "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+                    "or a profile"
+                )
+            return AccessDenied(f"cannot load AWS credentials: {type(exc).__name__}")
+        endpoint = self.endpoint_url or "AWS default endpoint"
+        if isinstance(exc, _NETWORK_ERRORS):
+            return StoreUnavailable(f"cannot reach S3 endpoint {endpoint}: {_one_line(exc)}")
+        if isinstance(exc, bexc.ParamValidationError):
+            return UsageError(f"invalid S3 request for {where}: {_one_line(exc)}")
+        if isinstance(exc, bexc.BotoCoreError | OSError):
+            return StoreUnavailable(f"S3 client error on {where}: {_one_line(exc)}")
+        return StoreUnavailable(f"unexpected S3 failure on {where}: {type(exc).__name__}")
+
+    @contextlib.contextmanager
+    def _errors(self, key: str, *, cas: bool = False) -> Iterator[None]:
+        """Run one S3 call: project errors pass through, everything else is translated."""
+        try:
+            yield
+        except S3fsvError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, key, cas=cas) from exc
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        full = self._key(key)
+        check_range(start, end)
+        first = start or 0
+        if end is not None and end <= first:
+            return b""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
+        if first or end is not None:
+            kwargs["Range"] = f"bytes={first}-{'' if end is None else end - 1}"
+        with self._errors(key):
+            try:
+                resp = self.client.get_object(**kwargs)
+            except bexc.ClientError as exc:
+                if _code(exc) == "InvalidRange":
+                    return b""  # 416: the range starts at or past the end (or the value is empty)
+                raise
+            return bytes(resp["Body"].read())
+
+    def head(self, key: str) -> ObjectInfo:
+        full = self._key(key)
+        with self._errors(key):
+            resp = self.client.head_object(Bucket=self.bucket, Key=full)
+        return ObjectInfo(int(resp["ContentLength"]), str(resp["ETag"]))
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> str:
+        full = self._key(key)
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": full, "Body": bytes(data)}
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        with self._errors(key, cas=if_match is not None):
+            resp = self.client.put_object(**kwargs)
+        return str(resp["ETag"])
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys starting with ``prefix``, ascending (UTF-8 byte order, like AWS), lazily.
+
+        ``list_mode="flat"`` trusts the server's order: one paginated ListObjectsV2. SeaweedFS
+        instead lists in directory-walk order (``x/a`` before ``x-c``, as if ``/`` sorted
+        first), so ``"walk"`` lists one ``/``-level at a time (``Delimiter="/"``), sorts each
+        level and descends lazily: exact on any server, one extra request per "directory".
+        ``"auto"`` (default) looks at the ``Server`` header of the first listing and walks only
+        for SeaweedFS.
+        """
+        if "\0" in prefix:
+            raise UsageError(f"invalid list prefix {prefix!r}")
+        skip = len(self._base)
+        full = self._base + prefix
+        with self._errors(prefix):
+            keys = self._walk(full) if self.list_mode == "walk" else self._flat(full)
+            for key in keys:
+                yield key[skip:]
+
+    def _flat(self, full: str) -> Iterator[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=full
+        )
+        for page in pages:
+            if self.list_mode == "auto":
+                server = page["ResponseMetadata"].get("HTTPHeaders", {}).get("server", "")
+                if server.startswith("SeaweedFS"):
+                    self.list_mode = "walk"
+                    yield from self._walk(full)
+                    return
+                self.list_mode = "flat"
+            for obj in page.get("Contents", ()):
+                yield obj["Key"]
+
+    def _walk(self, full: str) -> Iterator[str]:
+        # Keys below "d/" are contiguous in string order, so sorting one level's keys and
+        # common prefixes together and expanding each prefix in place gives global order.
+        entries: list[tuple[str, bool]] = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=full, Delimiter="/"
+        )
+        for page in pages:
+            entries.extend((obj["Key"], False) for obj in page.get("Contents", ()))
+            entries.extend((cp["Prefix"], True) for cp in page.get("CommonPrefixes", ()))
+        entries.sort()
+        for name, is_prefix in entries:
+            if is_prefix:
+                yield from self._walk(name)
+            else:
+                yield name
+
+    def list_prefixes(self, prefix: str = "") -> Iterator[str]:
+        """The distinct ``prefix + name + "/"`` directly below ``prefix``, ascending."""
+        if "\0" in prefix:
+            raise UsageError(f"invalid list prefix {prefix!r}")
+        skip = len(self._base)
+        found: list[str] = []
+        with self._errors(prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._base + prefix, Delimiter="/"
+            )
+            for page in pages:
+                found.extend(cp["Prefix"][skip:] for cp in page.get("CommonPrefixes", ()))
+        yield from sorted(found)
+
+    def delete(self, key: str) -> None:
+        full = self._key(key)
+        with self._errors(key):
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=full)
+            except bexc.ClientError as exc:
+                if _code(exc) != "NoSuchKey":  # S3 answers 204 anyway; some servers 404
+                    raise
+
+    def create_bucket_if_missing(self) -> bool:
+        """Create the bucket unless this account already owns it. Returns True if created."""
+        with self._errors(""):
+            kwargs: dict[str, Any] = {"Bucket": self.bucket}
+            region = self.client.meta.region_name
+            if region and region != DEFAULT_REGION:
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            try:
+                self.client.create_bucket(**kwargs)
+            except bexc.ClientError as exc:
+                if _code(exc) == "BucketAlreadyOwnedByYou":
+                    return False
+                if _code(exc) == "BucketAlreadyExists":
+                    raise AccessDenied(
+                        f"bucket {self.bucket} already exists and belongs to another account"
+                    ) from None
+                raise
+        return True
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()

@@ -1,0 +1,248 @@
+"""The shared on-disk object cache.
+
+One cache directory serves every mount and process on the machine. Entries are keyed by object
+id (the SHA-256 of the content), so they never need invalidation. Layout::
+
+    ROOT/objects/<id[:2]>/<id[2:]>     content + 24-byte trailer, mode 0600
+    ROOT/tmp/                          files being filled, renamed into place when complete
+    ROOT/evict.lock                    serialises eviction scans between processes
+
+The trailer is ``MAGIC (8 bytes) + XXH3-128 of the content (16 bytes)``. Content is verified
+against its SHA-256 before it is cached (by the caller, see ``ObjectStore``) and against the
+trailer's XXH3 whenever a process first uses an entry, or when the file's size or mtime changed
+since: a truncated, foreign or corrupted file is deleted and reported as a miss, never returned.
+XXH3 runs at tens of GB/s here where SHA-256 runs at ~1.6 GB/s, which is what keeps warm reads at
+page-cache speed. Eviction is LRU by file mtime (touched at most once a minute per entry), bounded
+by ``max_bytes``, and runs in whichever process notices the cache has grown past its budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+from cachetools import LRUCache
+
+from s3fsv.config import private_dir
+from s3fsv.objects import is_object_id
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"s3fsvC1\n"
+TRAILER = len(MAGIC) + 16
+_TOUCH_EVERY_NS = 60 * 10**9
+
+
+@dataclass
+class _Open:
+    fd: int
+    size: int
+    signature: tuple[int, int, int]
+    touched_ns: int
+
+
+class DiskCache:
+    """Content-addressed byte cache on local disk, safe for concurrent use by many processes.
+
+    ``get`` returns the whole content or None; ``pread`` reads part of it without loading the
+    rest. Both only ever return bytes that passed verification.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], max_bytes: int = 10 * 1024**3) -> None:
+        self.root = private_dir(Path(root))
+        self.objects = private_dir(self.root / "objects")
+        self.tmp = private_dir(self.root / "tmp")
+        self.max_bytes = max_bytes
+        self._open: LRUCache[str, _Open] = LRUCache(maxsize=256)
+        self._lock = threading.RLock()
+        self._added = max_bytes  # forces one eviction scan early in this process's life
+        self._evicting = False
+        self.hits = 0
+        self.misses = 0
+
+    def path(self, oid: str) -> Path:
+        if not is_object_id(oid):
+            raise ValueError(f"not an object id: {oid!r}")
+        return self.objects / oid[:2] / oid[2:]
+
+    # -- reading --------------------------------------------------------------------------------
+    def size(self, oid: str) -> int | None:
+        """Content size of a verified entry, or None when it is absent or bad."""
+        handle = self._handle(oid)
+        return None if handle is None else handle.size
+
+    def pread(self, oid: str, size: int, offset: int) -> bytes | None:
+        """Up to ``size`` bytes at ``offset`` of a verified entry, or None on a miss."""
+        handle = self._handle(oid)
+        if handle is None:
+            return None
+        size = max(0, min(size, handle.size - offset))
+        data = os.pread(handle.fd, size, offset) if size else b""
+        if len(data) != size:  # shrunk underneath us: treat as corrupt
+            self._drop(oid)
+            return None
+        return data
+
+    def get(self, oid: str) -> bytes | None:
+        handle = self._handle(oid)
+        if handle is None:
+            return None
+        return self.pread(oid, handle.size, 0)
+
+    def __contains__(self, oid: str) -> bool:
+        return self._handle(oid) is not None
+
+    def _handle(self, oid: str) -> _Open | None:
+        with self._lock:
+            handle = self._open.get(oid)
+            if handle is not None:
+                st = os.fstat(handle.fd)
+                if (st.st_size, st.st_mtime_ns, st.st_ino) == handle.signature:
+                    self.hits += 1
+                    self._maybe_touch(oid, handle)
+                    return handle
+                self._close(oid)
+        handle = self._open_and_verify(oid)
+        with self._lock:
+            if handle is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            old = self._open.pop(oid, None)
+            if old is not None:
+                os.close(old.fd)
+            while len(self._open) >= self._open.maxsize:
+                _, evicted = self._open.popitem()
+                os.close(evicted.fd)
+            self._open[oid] = handle
+            return handle
+
+    def _open_and_verify(self, oid: str) -> _Open | None:
+        path = self.path(oid)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            data = os.pread(fd, st.st_size, 0)
+            body, trailer = data[:-TRAILER], data[-TRAILER:]
+            if (
+                len(data) < TRAILER
+                or trailer[: len(MAGIC)] != MAGIC
+                or xxhash.xxh3_128_digest(body) != trailer[len(MAGIC) :]
+            ):
+                log.warning("cache entry %s is corrupt or truncated; refetching", path)
+                os.close(fd)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                return None
+            return _Open(fd, len(body), (st.st_size, st.st_mtime_ns, st.st_ino), st.st_mtime_ns)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _maybe_touch(self, oid: str, handle: _Open) -> None:
+        now = time.time_ns()
+        if now - handle.touched_ns < _TOUCH_EVERY_NS:
+            return
+        handle.touched_ns = now
+        with contextlib.suppress(OSError):
+            os.utime(self.path(oid))
+            st = os.fstat(handle.fd)
+            handle.signature = (st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def _close(self, oid: str) -> None:
+        handle = self._open.pop(oid, None)
+        if handle is not None:
+            os.close(handle.fd)
+
+    def _drop(self, oid: str) -> None:
+        with self._lock:
+            self._close(oid)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(oid))
+
+    # -- filling --------------------------------------------------------------------------------
+    def put(self, oid: str, data: bytes) -> None:
+        """Store verified content. Atomic: readers see the whole entry or none. Never raises for
+        a full or unwritable disk: the cache is an optimisation, so the error is only logged."""
+        final = self.path(oid)
+        if final.exists():
+            return
+        try:
+            private_dir(final.parent)
+            tmp = self.tmp / f"{oid}.{os.getpid()}.{threading.get_ident()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.write(fd, MAGIC + xxhash.xxh3_128_digest(data))
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+        except OSError as err:
+            log.warning("cannot write cache entry %s: %s", final, err)
+            return
+        with self._lock:
+            self._added += len(data) + TRAILER
+            due = self._added > self.max_bytes // 10 and not self._evicting
+            if due:
+                self._evicting = True
+        if due:
+            threading.Thread(target=self._evict, name="s3fsv-evict", daemon=True).start()
+
+    # -- eviction -------------------------------------------------------------------------------
+    def _evict(self) -> None:
+        try:
+            with open(self.root / "evict.lock", "a+b") as lock:
+                os.fchmod(lock.fileno(), 0o600)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self.evict_now()
+        except OSError as err:
+            log.warning("cache eviction failed: %s", err)
+        finally:
+            with self._lock:
+                self._evicting = False
+                self._added = 0
+
+    def evict_now(self) -> int:
+        """Delete least recently used entries until the cache is under 90% of its budget;
+        return the number of bytes freed."""
+        entries: list[tuple[int, int, str]] = []
+        total = 0
+        for sub in os.scandir(self.objects):
+            if not sub.is_dir(follow_symlinks=False):
+                continue
+            for ent in os.scandir(sub.path):
+                with contextlib.suppress(FileNotFoundError):
+                    st = ent.stat(follow_symlinks=False)
+                    entries.append((st.st_mtime_ns, st.st_size, ent.path))
+                    total += st.st_size
+        freed = 0
+        if total <= self.max_bytes:
+            return 0
+        target = self.max_bytes * 9 // 10
+        entries.sort()
+        for _, size, path in entries:
+            if total - freed <= target:
+                break
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                freed += size
+        log.info("cache eviction freed %d bytes", freed)
+        return freed
+
+    def close(self) -> None:
+        with self._lock:
+            while self._open:
+                _, handle = self._open.popitem()
+                os.close(handle.fd)

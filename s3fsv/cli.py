@@ -1,0 +1,395 @@
+"""The ``s3fsv`` command: argument parsing, dispatch, and the single place that turns errors
+into one-line messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from s3fsv import __version__
+from s3fsv.address import parse_address
+from s3fsv.cli_parser import build_parser
+from s3fsv.config import endpoint_url, store_url
+from s3fsv.errors import S3fsvError, UsageError
+from s3fsv.objects import Commit, TreeEntry
+from s3fsv.store import Store
+
+EXIT_CODES = """exit codes:
+  0 success          1 other error       2 bad usage or name   3 not found
+  4 already exists   5 lost a race       6 conflict            7 corrupt data
+  8 store unreachable  9 access denied  10 unsupported store  11 read-only
+"""
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    return Store.open(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _progress_bar(total: int, desc: str, quiet: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=quiet or None,
+        file=sys.stderr,
+        leave=False,
+    )
+
+
+def entry_json(path: str, entry: TreeEntry) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "path": path,
+        "type": entry.kind,
+        "mode": f"{entry.mode:04o}",
+        "mtime": _iso(entry.mtime_ns),
+    }
+    if entry.kind == "file":
+        out.update(size=entry.size, sha256=entry.sha256)
+    elif entry.kind == "link":
+        out["target"] = entry.target
+    return out
+
+
+def commit_json(cid: str, commit: Commit) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "parents": list(commit.parents),
+        "tree": commit.tree,
+        "author": commit.author,
+        "time": commit.time,
+        "message": commit.message,
+        "provenance": commit.provenance,
+    }
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- store and repos -------------------------------------------------------------------------
+
+
+@command("init")
+def cmd_init(args: argparse.Namespace) -> int:
+    store = Store.init(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
+    print(f"initialised {store.url}: conditional writes supported")
+    return 0
+
+
+@command("repo.create")
+def cmd_repo_create(args: argparse.Namespace) -> int:
+    repo = _open_store(args).create_repo(args.name)
+    print(f"created repo {repo.name} with empty branch main")
+    return 0
+
+
+@command("repo.list")
+def cmd_repo_list(args: argparse.Namespace) -> int:
+    names = _open_store(args).repos()
+    if args.json:
+        _print_json(names)
+    else:
+        print("\n".join(names)) if names else None
+    return 0
+
+
+@command("branch.create")
+def cmd_branch_create(args: argparse.Namespace) -> int:
+    repo = _open_store(args).repo(args.repo)
+    cid = repo.create_branch(args.name, args.from_ref)
+    print(f"created branch {args.name} at {cid[:12]}")
+    return 0
+
+
+@command("branch.list")
+def cmd_branch_list(args: argparse.Namespace) -> int:
+    return _list_refs(_open_store(args).repo(args.repo).refs.branches(), args.json)
+
+
+@command("branch.delete")
+def cmd_branch_delete(args: argparse.Namespace) -> int:
+    _open_store(args).repo(args.repo).refs.delete_branch(args.name)
+    print(f"deleted branch {args.name}")
+    return 0
+
+
+@command("tag.create")
+def cmd_tag_create(args: argparse.Namespace) -> int:
+    cid = _open_store(args).repo(args.repo).create_tag(args.name, args.from_ref)
+    print(f"created tag {args.name} at {cid[:12]}")
+    return 0
+
+
+@command("tag.list")
+def cmd_tag_list(args: argparse.Namespace) -> int:
+    return _list_refs(_open_store(args).repo(args.repo).refs.tags(), args.json)
+
+
+def _list_refs(refs: dict[str, str], as_json: bool) -> int:
+    if as_json:
+        _print_json(refs)
+    else:
+        for name in sorted(refs):
+            print(f"{refs[name][:12]}  {name}")
+    return 0
+
+
+# -- transfer --------------------------------------------------------------------------------
+
+
+@command("put")
+def cmd_put(args: argparse.Namespace) -> int:
+    from s3fsv import transfer
+
+    addr = parse_address(args.dest, default_ref="main")
+    assert addr.ref is not None
+    source = Path(args.source)
+    repo = _open_store(args).repo(addr.repo)
+    items = transfer.scan_local(source, addr.path)
+    total = sum(i.size for i in items if i.kind == "file")
+    with _progress_bar(total, "upload", args.quiet) as bar:
+        cid, files = transfer.put(
+            repo, addr.ref, source, addr.path, args.message, threads=args.jobs, progress=bar.update
+        )
+    if args.json:
+        _print_json({"commit": cid, "files": files, "bytes": total})
+    else:
+        print(cid)
+        print(f"committed {files} files ({total} bytes) to {addr.repo}@{addr.ref}", file=sys.stderr)
+    return 0
+
+
+@command("get")
+def cmd_get(args: argparse.Namespace) -> int:
+    from s3fsv import transfer
+
+    addr = parse_address(args.source, default_ref="main")
+    repo = _open_store(args).repo(addr.repo)
+    cid = repo.resolve(addr.ref or "main")
+    plan = list(transfer.plan_get(repo, cid, addr.path))
+    total = sum(e.size for _, e in plan if e.kind == "file")
+    with _progress_bar(total, "download", args.quiet) as bar:
+        files = transfer.get(
+            repo, cid, addr.path, Path(args.dest), threads=args.jobs, progress=bar.update
+        )
+    print(f"downloaded {files} files ({total} bytes) from {cid[:12]}", file=sys.stderr)
+    return 0
+
+
+# -- mounts ----------------------------------------------------------------------------------
+
+
+@command("mount")
+def cmd_mount(args: argparse.Namespace) -> int:
+    from s3fsv import daemon
+
+    daemon.parse_size(args.cache_size)
+    if args.ref_ttl <= 0:
+        raise UsageError("--ref-ttl must be positive")
+    daemon.check_fuse()
+    daemon.check_mountpoint(args.mountpoint)
+    store, source = daemon.store_for_mount(args.source, args.endpoint_url)
+    if args.foreground:
+        return daemon.serve(args, store, source, args.mountpoint)
+    daemon.start(args.argv, args.mountpoint, foreground=False)
+    print(f"mounted {args.source} at {Path(args.mountpoint).absolute()}", file=sys.stderr)
+    return 0
+
+
+@command("unmount")
+def cmd_unmount(args: argparse.Namespace) -> int:
+    from s3fsv import daemon
+
+    daemon.unmount(args.mountpoint)
+    return 0
+
+
+# -- inspection ------------------------------------------------------------------------------
+
+
+@command("ls")
+def cmd_ls(args: argparse.Namespace) -> int:
+    addr = parse_address(args.address, default_ref="main")
+    repo = _open_store(args).repo(addr.repo)
+    cid = repo.resolve(addr.ref or "main")
+    entry = repo.stat(cid, addr.path)
+    prefix = f"{addr.path}/" if addr.path else ""
+    if entry.kind != "dir":
+        rows = [(addr.path, entry)]
+    elif args.recursive:
+        rows = list(repo.walk(cid, addr.path))
+    else:
+        rows = [(prefix + e.name, e) for e in repo.listdir(cid, addr.path)]
+    if args.json:
+        _print_json([entry_json(p, e) for p, e in rows])
+        return 0
+    for path, e in rows:
+        shown = path if args.recursive or entry.kind != "dir" else e.name
+        shown += "/" if e.kind == "dir" else (f" -> {e.target}" if e.kind == "link" else "")
+        if args.long:
+            size = e.size if e.kind != "dir" else 0
+            print(f"{e.kind[0]}{e.mode:04o} {size:>12} {_iso(e.mtime_ns)}  {shown}")
+        else:
+            print(shown)
+    return 0
+
+
+@command("cat")
+def cmd_cat(args: argparse.Namespace) -> int:
+    addr = parse_address(args.address, default_ref="main")
+    repo = _open_store(args).repo(addr.repo)
+    entry = repo.stat(repo.resolve(addr.ref or "main"), addr.path)
+    if entry.kind != "file":
+        raise UsageError(f"not a file: {args.address}")
+    out = sys.stdout.buffer
+    for data in repo.read_file(entry):
+        out.write(data)
+    out.flush()
+    return 0
+
+
+@command("log")
+def cmd_log(args: argparse.Namespace) -> int:
+    addr = parse_address(args.address, default_ref="main")
+    repo = _open_store(args).repo(addr.repo)
+    rows = []
+    for n, (cid, commit) in enumerate(repo.log(addr.ref or "main", addr.path or None)):
+        if args.max_count is not None and n >= args.max_count:
+            break
+        if args.json:
+            rows.append(commit_json(cid, commit))
+        elif args.oneline:
+            print(f"{cid[:12]} {commit.message.splitlines()[0] if commit.message else ''}")
+        else:
+            print(_format_commit(cid, commit))
+    if args.json:
+        _print_json(rows)
+    return 0
+
+
+def _format_commit(cid: str, commit: Commit) -> str:
+    lines = [f"commit {cid}"]
+    if commit.parents:
+        lines.append("Parents: " + " ".join(p[:12] for p in commit.parents))
+    lines += [f"Author: {commit.author}", f"Date:   {commit.time}", ""]
+    lines += [f"    {line}" for line in (commit.message or "").splitlines()] or ["    "]
+    if commit.provenance:
+        lines += ["", "    Provenance:"]
+        lines += [f"      {line}" for line in _provenance_lines(commit.provenance)]
+    return "\n".join(lines) + "\n"
+
+
+def _provenance_lines(prov: dict[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(prov):
+        value = prov[key]
+        if key == "inputs" and isinstance(value, list):
+            out.append("inputs (read through the mount):")
+            for item in value:
+                if isinstance(item, dict):
+                    out.append(f"  {item.get('repo', '?')}@{item.get('commit', '?')}")
+                else:
+                    out.append(f"  {item}")
+        else:
+            out.append(f"{key}: {json.dumps(value, ensure_ascii=False)}")
+    return out
+
+
+@command("show")
+def cmd_show(args: argparse.Namespace) -> int:
+    addr = parse_address(args.address, default_ref="main")
+    repo = _open_store(args).repo(addr.repo)
+    cid = repo.resolve(addr.ref or "main")
+    commit = repo.commit_object(cid)
+    parent_tree = (
+        repo.commit_object(commit.parents[0]).tree if commit.parents else repo.empty_tree()
+    )
+    diff = repo.diff_trees(parent_tree, commit.tree)
+    if args.json:
+        out = commit_json(cid, commit)
+        out["changes"] = {"added": diff.added, "modified": diff.modified, "deleted": diff.deleted}
+        _print_json(out)
+        return 0
+    print(_format_commit(cid, commit))
+    _print_diff(diff)
+    return 0
+
+
+@command("diff")
+def cmd_diff(args: argparse.Namespace) -> int:
+    repo = _open_store(args).repo(args.repo)
+    diff = repo.diff(args.old, args.new)
+    if args.json:
+        _print_json({"added": diff.added, "modified": diff.modified, "deleted": diff.deleted})
+    else:
+        _print_diff(diff)
+    return 0 if not diff.paths() or not args.exit_code else 1
+
+
+def _print_diff(diff: Any) -> None:
+    for mark, paths in (("A", diff.added), ("M", diff.modified), ("D", diff.deleted)):
+        for path in paths:
+            print(f"{mark}\t{path}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser(EXIT_CODES, __version__)
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="s3fsv: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler = _COMMANDS.get(args.handler) if hasattr(args, "handler") else None
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return handler(args)
+    except S3fsvError as err:
+        print(f"s3fsv: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("s3fsv: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as err:
+        print(
+            f"s3fsv: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

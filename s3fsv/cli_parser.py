@@ -1,0 +1,192 @@
+"""The ``s3fsv`` argument parser. Each subcommand sets ``handler`` to a key of the command table
+in ``cli.py``, so parsing and behaviour stay in separate, small modules."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Versioned data repositories on S3 (or a local directory), mountable as a directory tree.
+
+A store is s3://BUCKET/PREFIX, file:///PATH or memory://. It comes from --store, the
+S3FSV_STORE environment variable, or `store = "..."` in $XDG_CONFIG_HOME/s3fsv/config.toml.
+S3 credentials come from the standard AWS chain (environment, profile, instance role);
+AWS_ENDPOINT_URL or --endpoint-url selects an S3-compatible server.
+
+Addresses name data inside a store: REPO[@REF][:PATH], where REF is a branch, a tag, a full
+commit id or a unique prefix of one (default: main).
+"""
+
+EXAMPLES = """\
+examples:
+  s3fsv --store s3://bucket/data init
+  s3fsv repo create cams
+  s3fsv put ./images cams@main:images -m "ingest day 1"
+  s3fsv ls -R cams@main:images
+  s3fsv log cams --json
+  s3fsv get cams@3f2a91c0:images ./pinned
+"""
+
+
+def _common(p: argparse.ArgumentParser, *, json: bool = False) -> None:
+    if json:
+        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="s3fsv",
+        description=DESCRIPTION,
+        epilog=EXAMPLES + "\n" + exit_codes,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"s3fsv {version}")
+    parser.add_argument("--store", metavar="URL", help="store URL (default: $S3FSV_STORE)")
+    parser.add_argument(
+        "--endpoint-url", metavar="URL", help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="logging detail on stderr (default: warning)",
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def add(name: str, handler: str, help: str, **kw: object) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
+        p.set_defaults(handler=handler)
+        return p
+
+    add("init", "init", "create the store if needed and check it supports conditional writes")
+
+    repo = add("repo", "", "manage repos (create, list)")
+    repo_sub = repo.add_subparsers(title="repo commands", metavar="ACTION")
+    p = repo_sub.add_parser("create", help="create a repo with an empty branch main")
+    p.add_argument("name")
+    p.set_defaults(handler="repo.create")
+    p = repo_sub.add_parser("list", help="list the repos of the store")
+    _common(p, json=True)
+    p.set_defaults(handler="repo.list")
+
+    branch = add("branch", "", "manage branches (create, list, delete)")
+    branch_sub = branch.add_subparsers(title="branch commands", metavar="ACTION")
+    p = branch_sub.add_parser("create", help="create a branch")
+    p.add_argument("repo")
+    p.add_argument("name")
+    p.add_argument(
+        "--from",
+        dest="from_ref",
+        default="main",
+        metavar="REF",
+        help="branch, tag or commit to start from (default: main)",
+    )
+    p.set_defaults(handler="branch.create")
+    p = branch_sub.add_parser("list", help="list branches and their head commits")
+    p.add_argument("repo")
+    _common(p, json=True)
+    p.set_defaults(handler="branch.list")
+    p = branch_sub.add_parser("delete", help="delete a branch (its commits stay readable by id)")
+    p.add_argument("repo")
+    p.add_argument("name")
+    p.set_defaults(handler="branch.delete")
+
+    tag = add("tag", "", "manage tags (create, list); a tag never moves")
+    tag_sub = tag.add_subparsers(title="tag commands", metavar="ACTION")
+    p = tag_sub.add_parser("create", help="create a tag")
+    p.add_argument("repo")
+    p.add_argument("name")
+    p.add_argument(
+        "--from",
+        dest="from_ref",
+        default="main",
+        metavar="REF",
+        help="branch, tag or commit to tag (default: main)",
+    )
+    p.set_defaults(handler="tag.create")
+    p = tag_sub.add_parser("list", help="list tags and their commits")
+    p.add_argument("repo")
+    _common(p, json=True)
+    p.set_defaults(handler="tag.list")
+
+    p = add("put", "put", "upload a file or directory tree as one commit")
+    p.add_argument("source", metavar="LOCAL", help="local file or directory")
+    p.add_argument(
+        "dest",
+        metavar="REPO@BRANCH[:PATH]",
+        help="where to put it; a directory's contents go below PATH",
+    )
+    p.add_argument("-m", "--message", required=True, help="commit message")
+    p.add_argument("-j", "--jobs", type=int, default=16, help="parallel uploads (default: 16)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _common(p, json=True)
+
+    p = add("get", "get", "download a file or directory tree, verifying every file's SHA-256")
+    p.add_argument("source", metavar="REPO[@REF][:PATH]")
+    p.add_argument("dest", metavar="LOCAL")
+    p.add_argument("-j", "--jobs", type=int, default=16, help="parallel downloads (default: 16)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    p = add("mount", "mount", "mount a store, a repo, or one snapshot as a directory tree")
+    p.add_argument(
+        "source",
+        metavar="STORE[/REPO[@REF]]",
+        help="e.g. s3://bucket/data, s3://bucket/data/cams or file:///srv/s/cams@v1",
+    )
+    p.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing, empty directory")
+    p.add_argument("--foreground", action="store_true", help="stay attached; log to stderr")
+    p.add_argument("--read-only", action="store_true", help="refuse every write (EROFS)")
+    p.add_argument(
+        "--cache-dir", metavar="DIR", help="shared object cache (default: $XDG_CACHE_HOME/s3fsv)"
+    )
+    p.add_argument(
+        "--cache-size",
+        default="10G",
+        metavar="SIZE",
+        help="cache bound in bytes, e.g. 20G; least recently used entries go first",
+    )
+    p.add_argument(
+        "--ref-ttl",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often branch heads are re-read (default: 5)",
+    )
+    p.add_argument(
+        "--allow-other",
+        action="store_true",
+        help="let other users see the mount (needs user_allow_other in fuse.conf)",
+    )
+    p.add_argument("--daemonized", action="store_true", help=argparse.SUPPRESS)
+
+    p = add("unmount", "unmount", "unmount a mount and wait for its daemon to stop")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+
+    p = add("ls", "ls", "list a directory of a commit")
+    p.add_argument("address", metavar="REPO[@REF][:PATH]")
+    p.add_argument("-R", "--recursive", action="store_true", help="list the whole tree")
+    p.add_argument("-l", "--long", action="store_true", help="show type, mode, size and time")
+    _common(p, json=True)
+
+    p = add("cat", "cat", "write a file's content to standard output")
+    p.add_argument("address", metavar="REPO[@REF]:PATH")
+
+    p = add("log", "log", "show the history of a branch, tag or commit (newest first)")
+    p.add_argument(
+        "address", metavar="REPO[@REF][:PATH]", help="with :PATH, only commits that changed PATH"
+    )
+    p.add_argument("-n", "--max-count", type=int, metavar="N", help="show at most N commits")
+    p.add_argument("--oneline", action="store_true", help="one line per commit")
+    _common(p, json=True)
+
+    p = add("show", "show", "show a commit: author, time, message, provenance and changes")
+    p.add_argument("address", metavar="REPO[@REF]")
+    _common(p, json=True)
+
+    p = add("diff", "diff", "list paths added (A), modified (M) and deleted (D) from OLD to NEW")
+    p.add_argument("repo")
+    p.add_argument("old", metavar="OLD")
+    p.add_argument("new", metavar="NEW")
+    p.add_argument("--exit-code", action="store_true", help="exit 1 when there are differences")
+    _common(p, json=True)
+    return parser

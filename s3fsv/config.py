@@ -1,0 +1,76 @@
+"""Where settings come from: command-line flags, then environment, then the config file.
+
+The config file is ``$XDG_CONFIG_HOME/s3fsv/config.toml`` (default ``~/.config/s3fsv``), e.g.::
+
+    store = "s3://my-bucket/data"
+    endpoint_url = "http://127.0.0.1:8333"
+
+State (logs, staging, control sockets) lives under ``$XDG_STATE_HOME/s3fsv`` and the shared read
+cache under ``$XDG_CACHE_HOME/s3fsv``; both are created 0700.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from s3fsv.errors import UsageError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value else Path.home() / fallback
+
+
+def config_path() -> Path:
+    return _xdg("XDG_CONFIG_HOME", ".config") / "s3fsv" / "config.toml"
+
+
+def state_dir() -> Path:
+    return private_dir(_xdg("XDG_STATE_HOME", ".local/state") / "s3fsv")
+
+
+def cache_dir() -> Path:
+    return _xdg("XDG_CACHE_HOME", ".cache") / "s3fsv"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if needed and make sure it is 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def load_config() -> dict[str, Any]:
+    path = config_path()
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise UsageError(f"cannot read config file {path}: {err}") from None
+    return data
+
+
+def store_url(flag: str | None) -> str:
+    """The store URL from ``--store``, ``S3FSV_STORE`` or the config file, in that order."""
+    url = flag or os.environ.get("S3FSV_STORE") or load_config().get("store")
+    if not url:
+        raise UsageError(
+            "no store given: use --store URL, set S3FSV_STORE, "
+            f'or put store = "..." in {config_path()}'
+        )
+    return str(url)
+
+
+def endpoint_url(flag: str | None) -> str | None:
+    value = flag or os.environ.get("AWS_ENDPOINT_URL") or load_config().get("endpoint_url")
+    return str(value) if value else None

@@ -1,0 +1,294 @@
+"""The FUSE adapter: one ``Filesystem`` call per operation, errors mapped to errno in one place.
+
+Nothing here knows about stores, trees or caches. ``mount`` runs the libfuse3 loop (through
+mfusepy) until the filesystem is unmounted or the process gets SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 when both exist
+
+import mfusepy  # noqa: E402
+
+from s3fsv.errors import S3fsvError  # noqa: E402
+from s3fsv.vfs import Attr, Filesystem  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+FUSE_FILL_DIR_PLUS = 2
+IMMUTABLE_TIMEOUT = 3600.0
+
+
+def errno_of(exc: BaseException) -> int:
+    """The single mapping from exceptions to errno values."""
+    if isinstance(exc, S3fsvError):
+        return exc.errno
+    if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
+        return exc.errno
+    return errno.EIO
+
+
+def translated(fn: F) -> F:
+    """Run an operation; turn any exception into ``FuseOSError`` with ``errno_of``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except mfusepy.FuseOSError:
+            raise
+        except Exception as exc:
+            code = errno_of(exc)
+            if code == errno.EIO:
+                log.error("%s%r failed: %s", fn.__name__, args[1:2], exc)
+            else:
+                log.debug("%s%r: %s", fn.__name__, args[1:2], exc)
+            raise mfusepy.FuseOSError(code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def stat_dict(attr: Attr, uid: int, gid: int) -> dict[str, int]:
+    return {
+        "st_mode": attr.mode,
+        "st_ino": attr.ino,
+        "st_nlink": attr.nlink,
+        "st_size": attr.size,
+        "st_blocks": (attr.size + 511) // 512,
+        "st_blksize": 128 * 1024,
+        "st_mtime": attr.mtime_ns,
+        "st_ctime": attr.mtime_ns,
+        "st_atime": attr.mtime_ns,
+        "st_uid": uid,
+        "st_gid": gid,
+    }
+
+
+class Operations(mfusepy.Operations):
+    """mfusepy operations over a ``Filesystem``. Uses ``raw_fi`` to set ``keep_cache``."""
+
+    use_ns = True
+
+    def __init__(self, fs: Filesystem, *, ref_ttl: float) -> None:
+        self.fs = fs
+        self.ref_ttl = ref_ttl
+        # A pinned snapshot never changes: skipping OPEN/RELEASE keeps the page cache and
+        # halves the requests per small file. Mounts with branches need handles instead.
+        if fs.immutable:
+            self.open = self._no_open  # type: ignore[method-assign]
+            self.release = None  # type: ignore[assignment]
+        else:
+            self.open = self._open  # type: ignore[method-assign]
+            self.release = self._release  # type: ignore[method-assign]
+
+    flush = None  # nothing is buffered per handle; a flush handler only adds a round trip
+
+    def _no_open(self, path: str, fi: Any) -> int:
+        raise mfusepy.FuseOSError(errno.ENOSYS)
+
+    # -- writes: every one goes to the filesystem, which refuses them on read-only paths ------
+    @translated
+    def create(self, path: str, mode: int, fi: Any = None) -> int:
+        fi.fh = self.fs.create(path, mode, fi.flags)
+        return 0
+
+    @translated
+    def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
+        return self.fs.write(fi.fh, data, offset)
+
+    @translated
+    def truncate(self, path: str, length: int, fi: Any = None) -> int:
+        self.fs.truncate(path, length, fi.fh if fi is not None else None)
+        return 0
+
+    @translated
+    def fsync(self, path: str, datasync: int, fi: Any) -> int:
+        self.fs.fsync(fi.fh if fi is not None else None)
+        return 0
+
+    @translated
+    def mkdir(self, path: str, mode: int) -> int:
+        self.fs.mkdir(path, mode)
+        return 0
+
+    @translated
+    def unlink(self, path: str) -> int:
+        self.fs.unlink(path)
+        return 0
+
+    @translated
+    def rmdir(self, path: str) -> int:
+        self.fs.rmdir(path)
+        return 0
+
+    @translated
+    def rename(self, old: str, new: str) -> int:
+        self.fs.rename(old, new)
+        return 0
+
+    @translated
+    def symlink(self, path: str, target: str) -> int:  # mfusepy passes (link path, content)
+        self.fs.symlink(path, target)
+        return 0
+
+    @translated
+    def link(self, path: str, existing: str) -> int:  # mfusepy passes (new path, existing)
+        self.fs.link(path, existing)
+        return 0
+
+    @translated
+    def mknod(self, path: str, mode: int, dev: int) -> int:
+        self.fs.mknod(path, mode)
+        return 0
+
+    @translated
+    def chmod(self, path: str, mode: int) -> int:
+        self.fs.chmod(path, mode)
+        return 0
+
+    @translated
+    def chown(self, path: str, uid: int, gid: int) -> int:
+        self.fs.chown(path, uid, gid)
+        return 0
+
+    @translated
+    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
+        self.fs.utimens(path, times)
+        return 0
+
+    @translated
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
+        self.fs.setxattr(path, name, value)
+        return 0
+
+    @translated
+    def removexattr(self, path: str, name: str) -> int:
+        self.fs.setxattr(path, name, None)
+        return 0
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        if config is None:
+            return
+        timeout = IMMUTABLE_TIMEOUT if self.fs.immutable else self.ref_ttl
+        config.entry_timeout = timeout
+        config.attr_timeout = timeout
+        config.negative_timeout = min(timeout, 1.0)
+        config.use_ino = 1
+        config.readdir_ino = 1
+
+    @translated
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
+        return stat_dict(self.fs.getattr(path), self.fs.uid, self.fs.gid)
+
+    @translated
+    def readdir_with_offset(self, path: str, offset: int, fh: int) -> list[tuple[str, Any, int]]:
+        uid, gid = self.fs.uid, self.fs.gid
+        here = self.fs.getattr(path)
+        out: list[tuple[str, Any, int]] = [
+            (".", stat_dict(here, uid, gid), 0),
+            ("..", {"st_mode": here.mode}, 0),
+        ]
+        out += [(name, stat_dict(attr, uid, gid), 0) for name, attr in self.fs.readdir(path)]
+        return out
+
+    @translated
+    def readlink(self, path: str) -> str:
+        return self.fs.readlink(path)
+
+    @translated
+    def _open(self, path: str, fi: Any) -> int:
+        fi.fh = self.fs.open(path, fi.flags)
+        if self.fs.is_immutable_path(path):
+            fi.keep_cache = 1
+        else:
+            # The page cache is per path, shared by every open of it: after a branch moves, a
+            # file opened earlier would see the new bytes. Direct I/O keeps each open file on
+            # the content it was opened with.
+            fi.direct_io = 1
+        return 0
+
+    @translated
+    def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
+        if self.fs.immutable:
+            return self.fs.read_path(path, size, offset)
+        return self.fs.read(fi.fh, size, offset)
+
+    @translated
+    def _release(self, path: str, fi: Any) -> int:
+        self.fs.release(fi.fh)
+        return 0
+
+    @translated
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        value = self.fs.xattrs(path).get(name)
+        if value is None:
+            raise mfusepy.FuseOSError(errno.ENODATA)
+        return value
+
+    @translated
+    def listxattr(self, path: str) -> list[str]:
+        return sorted(self.fs.xattrs(path))
+
+    @translated
+    def statfs(self, path: str) -> dict[str, int]:
+        return self.fs.statfs()
+
+    def destroy(self, path: str) -> None:
+        self.fs.close()
+
+
+class _FUSE(mfusepy.FUSE):
+    """mfusepy's FUSE with readdirplus: every entry carries its full stat, so ``ls -l`` and
+    ``find`` need no per-entry LOOKUP round trip."""
+
+    def _readdir(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any) -> int:
+        st = mfusepy.c_stat()
+        decoded = None if path is None else path.decode(self.encoding, self.errors)
+        for name, attrs, _ in self.operations.readdir_with_offset(decoded, offset, fip.contents.fh):
+            ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
+            mfusepy.set_st_attrs(st, attrs, use_ns=True)
+            if filler(buf, name.encode(self.encoding, self.errors), st, 0, FUSE_FILL_DIR_PLUS):
+                break
+        return 0
+
+
+def mount(
+    fs: Filesystem,
+    mountpoint: str,
+    *,
+    ref_ttl: float,
+    allow_other: bool = False,
+    debug: bool = False,
+    fsname: str = "s3fsv",
+) -> None:
+    """Serve ``fs`` at ``mountpoint`` in the foreground until unmounted."""
+    options: dict[str, Any] = {
+        "fsname": fsname,
+        "subtype": "s3fsv",
+        "default_permissions": True,
+    }
+    if fs.immutable:
+        options["ro"] = True
+        options["kernel_cache"] = True
+    if allow_other:
+        options["allow_other"] = True
+    try:
+        _FUSE(
+            Operations(fs, ref_ttl=ref_ttl),
+            mountpoint,
+            raw_fi=True,
+            foreground=True,
+            debug=debug,
+            **options,
+        )
+    except RuntimeError as err:  # libfuse's own message is already on stderr
+        raise S3fsvError(f"FUSE mount of {mountpoint} failed (libfuse status {err})") from None

@@ -1,0 +1,308 @@
+"""Immutable object types and their canonical encoding.
+
+Every stored object's id is the SHA-256 (lowercase hex) of its bytes. Chunks are raw file bytes.
+Trees, tree pages and commits are canonical JSON: keys sorted, no insignificant whitespace, UTF-8,
+integers only (no floats). ``encode`` of a decoded object gives back the same bytes, so the same
+content always has the same id; ``decode`` refuses anything that is not in canonical form, so a
+hostile or corrupted object cannot smuggle in a second spelling of the same content.
+See ``docs/format.md`` for the byte-level description.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from s3fsv.errors import CorruptObject, InvalidName
+
+FORMAT_VERSION = 1
+DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+
+Kind = Literal["file", "dir", "link"]
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_MAX_NAME_BYTES = 255
+
+
+def sha256_hex(data: bytes | bytearray | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_object_id(value: object) -> bool:
+    return isinstance(value, str) and _HEX64.fullmatch(value) is not None
+
+
+def check_name(name: object) -> str:
+    """Return ``name`` if it is a valid single path component, else raise ``InvalidName``.
+
+    Refused: non-strings, empty, ``.``, ``..``, anything containing ``/`` or NUL, and names longer
+    than 255 bytes of UTF-8 (the POSIX NAME_MAX every local filesystem enforces).
+    """
+    if not isinstance(name, str) or name in ("", ".", ".."):
+        raise InvalidName(f"invalid name {name!r}")
+    if "/" in name or "\0" in name:
+        raise InvalidName(f"invalid name {name!r}: contains '/' or NUL")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidName(f"invalid name {name!r}: not valid UTF-8") from None
+    if len(encoded) > _MAX_NAME_BYTES:
+        raise InvalidName(f"invalid name {name[:40]!r}...: longer than {_MAX_NAME_BYTES} bytes")
+    return name
+
+
+def split_path(path: str) -> list[str]:
+    """Split a repo-relative path into validated components. ``""`` and ``"/"`` mean the root."""
+    parts = [p for p in path.strip("/").split("/")] if path.strip("/") else []
+    for part in parts:
+        check_name(part)
+    return parts
+
+
+def join_path(parts: list[str] | tuple[str, ...]) -> str:
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One name in a directory.
+
+    - ``file``: ``size``, ``sha256`` of the whole content, and ``chunks`` (ids of consecutive
+      ``chunk_size`` pieces, the last one shorter; empty for an empty file).
+    - ``dir``: ``tree``, the id of the directory's tree object.
+    - ``link``: ``target``, the symlink's target string (never interpreted by s3fsv).
+    ``mode`` holds permission bits only (0o7777); ``mtime_ns`` is nanoseconds since the epoch.
+    """
+
+    name: str
+    kind: Kind
+    mode: int
+    mtime_ns: int
+    size: int = 0
+    sha256: str = ""
+    chunks: tuple[str, ...] = ()
+    tree: str = ""
+    target: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "type": self.kind,
+            "mode": self.mode,
+            "mtime": self.mtime_ns,
+        }
+        if self.kind == "file":
+            out.update(size=self.size, sha256=self.sha256, chunks=list(self.chunks))
+        elif self.kind == "dir":
+            out["tree"] = self.tree
+        else:
+            out.update(size=self.size, target=self.target)
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Any, key: str) -> TreeEntry:
+        try:
+            kind = raw["type"]
+            name = check_name(raw["name"])
+            mode, mtime = _int(raw["mode"]), _int(raw["mtime"])
+            if mode < 0 or mode > 0o7777:
+                raise ValueError(f"bad mode {mode}")
+            if kind == "file":
+                _exact_keys(raw, {"name", "type", "mode", "mtime", "size", "sha256", "chunks"})
+                chunks = tuple(raw["chunks"])
+                if not is_object_id(raw["sha256"]) or not all(map(is_object_id, chunks)):
+                    raise ValueError("bad content hash")
+                size = _int(raw["size"])
+                if size < 0 or (size > 0) != bool(chunks):
+                    raise ValueError("size and chunk list disagree")
+                return cls(name, "file", mode, mtime, size, raw["sha256"], chunks)
+            if kind == "dir":
+                _exact_keys(raw, {"name", "type", "mode", "mtime", "tree"})
+                if not is_object_id(raw["tree"]):
+                    raise ValueError("bad tree id")
+                return cls(name, "dir", mode, mtime, tree=raw["tree"])
+            if kind == "link":
+                _exact_keys(raw, {"name", "type", "mode", "mtime", "size", "target"})
+                target = raw["target"]
+                if not isinstance(target, str) or not target or "\0" in target:
+                    raise ValueError("bad symlink target")
+                size = _int(raw["size"])
+                if size < 0:
+                    raise ValueError(f"negative size {size}")
+                return cls(name, "link", mode, mtime, size, target=target)
+            raise ValueError(f"unknown entry type {kind!r}")
+        except InvalidName as err:
+            raise CorruptObject(key, f"hostile tree entry: {err}") from None
+        except (KeyError, TypeError, ValueError) as err:
+            raise CorruptObject(key, f"bad tree entry: {err}") from None
+
+
+@dataclass(frozen=True)
+class PageRef:
+    """A pointer from a paged directory to one page: its first name, entry count and id."""
+
+    first: str
+    count: int
+    id: str
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A directory node: either ``entries`` inline (sorted by name) or ``pages`` (sorted)."""
+
+    entries: tuple[TreeEntry, ...] = ()
+    pages: tuple[PageRef, ...] = ()
+
+    @property
+    def paged(self) -> bool:
+        return bool(self.pages)
+
+
+@dataclass(frozen=True)
+class TreePage:
+    """One page of a large directory: a sorted run of entries."""
+
+    entries: tuple[TreeEntry, ...]
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A snapshot. ``time`` is UTC ISO-8601 with a ``Z`` suffix; ``provenance`` is free-form JSON
+    (no floats) describing what was read to produce it."""
+
+    tree: str
+    parents: tuple[str, ...]
+    author: str
+    time: str
+    message: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __hash__(self) -> int:  # provenance is a dict; identity is the encoding
+        return hash(encode(self))
+
+
+Object = Tree | TreePage | Commit
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _exact_keys(raw: dict[str, Any], keys: set[str]) -> None:
+    if set(raw) != keys:
+        raise ValueError(f"unexpected fields {sorted(set(raw) ^ keys)}")
+
+
+def _no_float(text: str) -> Any:
+    raise ValueError("floats are not allowed")
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def encode(obj: Object) -> bytes:
+    """Canonical bytes of a tree, page or commit."""
+    if isinstance(obj, Tree):
+        body: dict[str, Any] = {"type": "tree", "v": FORMAT_VERSION}
+        if obj.pages:
+            body["pages"] = [{"first": p.first, "count": p.count, "id": p.id} for p in obj.pages]
+        else:
+            body["entries"] = [e.to_json() for e in obj.entries]
+    elif isinstance(obj, TreePage):
+        body = {"type": "page", "v": FORMAT_VERSION, "entries": [e.to_json() for e in obj.entries]}
+    elif isinstance(obj, Commit):
+        body = {
+            "type": "commit",
+            "v": FORMAT_VERSION,
+            "tree": obj.tree,
+            "parents": list(obj.parents),
+            "author": obj.author,
+            "time": obj.time,
+            "message": obj.message,
+            "provenance": obj.provenance,
+        }
+    else:
+        raise TypeError(f"cannot encode {type(obj).__name__}")
+    return canonical_json(body)
+
+
+def object_id(obj: Object) -> str:
+    return sha256_hex(encode(obj))
+
+
+def decode(data: bytes, key: str = "?") -> Object:
+    """Parse canonical bytes back into an object; raise ``CorruptObject`` naming ``key`` if the
+    bytes are not valid, not canonical, or not a known object type."""
+    try:
+        raw = json.loads(data.decode("utf-8"), parse_float=_no_float, parse_constant=_no_float)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CorruptObject(key, f"not a valid object ({err})") from None
+    except RecursionError:  # hostile nesting: refuse it rather than crash the reader
+        raise CorruptObject(key, "not a valid object (nested too deeply)") from None
+    if not isinstance(raw, dict) or raw.get("v") != FORMAT_VERSION:
+        raise CorruptObject(key, "not a version-1 s3fsv object")
+    obj = _decode_body(raw, key)
+    if encode(obj) != data:
+        raise CorruptObject(key, "object is not in canonical form")
+    return obj
+
+
+def _decode_body(raw: dict[str, Any], key: str) -> Object:
+    kind = raw.get("type")
+    try:
+        if kind == "tree" and "pages" in raw:
+            _exact_keys(raw, {"type", "v", "pages"})
+            pages = tuple(
+                PageRef(check_name(p["first"]), _int(p["count"]), p["id"]) for p in raw["pages"]
+            )
+            if not pages or not all(is_object_id(p.id) and p.count > 0 for p in pages):
+                raise ValueError("bad page list")
+            _check_sorted([p.first for p in pages])
+            return Tree(pages=pages)
+        if kind in ("tree", "page"):
+            _exact_keys(raw, {"type", "v", "entries"})
+            entries = tuple(TreeEntry.from_json(e, key) for e in raw["entries"])
+            _check_sorted([e.name for e in entries])
+            if kind == "page":
+                if not entries:
+                    raise ValueError("empty page")
+                return TreePage(entries)
+            return Tree(entries=entries)
+        if kind == "commit":
+            _exact_keys(
+                raw, {"type", "v", "tree", "parents", "author", "time", "message", "provenance"}
+            )
+            parents = tuple(raw["parents"])
+            if not is_object_id(raw["tree"]) or not all(map(is_object_id, parents)):
+                raise ValueError("bad tree or parent id")
+            for name in ("author", "time", "message"):
+                if not isinstance(raw[name], str):
+                    raise ValueError(f"{name} is not a string")
+            if not isinstance(raw["provenance"], dict):
+                raise ValueError("provenance is not an object")
+            return Commit(
+                raw["tree"], parents, raw["author"], raw["time"], raw["message"], raw["provenance"]
+            )
+    except InvalidName as err:
+        raise CorruptObject(key, f"hostile tree entry: {err}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CorruptObject(key, f"malformed {kind}: {err}") from None
+    raise CorruptObject(key, f"unknown object type {kind!r}")
+
+
+def _check_sorted(names: list[str]) -> None:
+    keys = [n.encode("utf-8") for n in names]
+    if any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
+        raise ValueError("names are not strictly sorted (duplicate or out of order)")
+
+
+def name_key(name: str) -> bytes:
+    """Sort key for names: UTF-8 bytes, so every reader in any language sorts the same way."""
+    return name.encode("utf-8")

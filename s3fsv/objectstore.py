@@ -1,0 +1,124 @@
+"""Content-addressed object access for one repo: verified reads, idempotent writes, caching.
+
+Keys are ``<repo>/objects/<id[:2]>/<id[2:]>``. Every read is verified against its id before it is
+returned or cached; bytes that do not hash to their key raise ``CorruptObject`` naming the key.
+Writes use ``if_none_match`` so racing writers of the same object both succeed harmlessly.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol, TypeVar
+
+from cachetools import LRUCache
+
+from s3fsv.backend.base import Backend
+from s3fsv.errors import CorruptObject, NotFound, PreconditionFailed
+from s3fsv.objects import Commit, Object, Tree, TreePage, decode, encode, is_object_id, sha256_hex
+
+T = TypeVar("T", Tree, TreePage, Commit)
+
+
+class ByteCache(Protocol):
+    """A cache of verified object bytes keyed by object id (see ``s3fsv.cache``)."""
+
+    def get(self, oid: str) -> bytes | None: ...
+
+    def put(self, oid: str, data: bytes) -> None: ...
+
+
+class ObjectStore:
+    """Objects of one repo. Thread-safe.
+
+    ``cache`` (optional) holds raw bytes of any object, typically on disk and shared between
+    processes; decoded metadata objects are also kept in a bounded in-memory LRU.
+    """
+
+    def __init__(self, backend: Backend, repo: str, cache: ByteCache | None = None) -> None:
+        self.backend = backend
+        self.repo = repo
+        self.cache = cache
+        self._decoded: LRUCache[str, Object] = LRUCache(maxsize=65536)
+        self._known: LRUCache[str, bool] = LRUCache(maxsize=1 << 20)
+        self._lock = threading.Lock()
+        self.writes = 0
+        self.bytes_written = 0
+
+    def key(self, oid: str) -> str:
+        if not is_object_id(oid):
+            raise CorruptObject(oid, "not an object id")
+        return f"{self.repo}/objects/{oid[:2]}/{oid[2:]}"
+
+    # -- raw bytes ---------------------------------------------------------------------------
+    def get_bytes(self, oid: str) -> bytes:
+        """The verified bytes of ``oid``. A cached copy that fails verification is a miss."""
+        if self.cache is not None:
+            data = self.cache.get(oid)
+            if data is not None:
+                return data
+        key = self.key(oid)
+        try:
+            data = self.backend.get(key)
+        except NotFound:
+            raise NotFound(f"object {oid} is missing from repo {self.repo!r}") from None
+        if sha256_hex(data) != oid:
+            raise CorruptObject(key, f"content does not match its hash ({len(data)} bytes read)")
+        if self.cache is not None:
+            self.cache.put(oid, data)
+        with self._lock:
+            self._known[oid] = True
+        return data
+
+    def exists(self, oid: str) -> bool:
+        with self._lock:
+            if oid in self._known:
+                return True
+        try:
+            self.backend.head(self.key(oid))
+        except NotFound:
+            return False
+        with self._lock:
+            self._known[oid] = True
+        return True
+
+    def put_bytes(self, data: bytes, *, check_exists: bool = True) -> str:
+        """Store ``data`` and return its id. Skips the upload when the object is known to exist
+        (``check_exists`` adds a HEAD for objects this process has not seen; without it, small
+        objects are simply put with ``if_none_match``)."""
+        oid = sha256_hex(data)
+        with self._lock:
+            known = oid in self._known
+        if known or (check_exists and self.exists(oid)):
+            return oid
+        try:
+            self.backend.put(self.key(oid), data, if_none_match=True)
+            with self._lock:
+                self.writes += 1
+                self.bytes_written += len(data)
+        except PreconditionFailed:
+            pass  # same id means same bytes: another writer already stored them
+        with self._lock:
+            self._known[oid] = True
+        if self.cache is not None:
+            self.cache.put(oid, bytes(data))
+        return oid
+
+    # -- decoded objects ------------------------------------------------------------------------
+    def get(self, oid: str, kind: type[T]) -> T:
+        """Read and decode an object, checking that it is of type ``kind``."""
+        with self._lock:
+            obj = self._decoded.get(oid)
+        if obj is None:
+            obj = decode(self.get_bytes(oid), self.key(oid))
+            with self._lock:
+                self._decoded[oid] = obj
+        if not isinstance(obj, kind):
+            raise CorruptObject(self.key(oid), f"expected a {kind.__name__.lower()}")
+        return obj
+
+    def put(self, obj: Object) -> str:
+        data = encode(obj)
+        oid = self.put_bytes(data, check_exists=False)
+        with self._lock:
+            self._decoded[oid] = obj
+        return oid

@@ -1,0 +1,148 @@
+"""File content reads for mounts: cache-first chunk access, de-duplicated fetches, prefetch.
+
+A read of file bytes goes: disk cache (``pread`` of a verified entry) -> on a miss, one fetch of
+the whole chunk from the store, verified against its SHA-256 and written to the cache. Concurrent
+readers of the same missing chunk share one fetch. Prefetch requests (sequential read-ahead and
+sibling files) run on a bounded pool and are dropped, not queued without limit, when it is busy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from cachetools import LRUCache
+
+from s3fsv.cache import DiskCache
+from s3fsv.errors import CorruptObject
+from s3fsv.objects import TreeEntry
+from s3fsv.objectstore import ObjectStore
+
+log = logging.getLogger(__name__)
+
+MAX_WINDOW_CHUNKS = 8
+MAX_PENDING_PREFETCH = 64
+
+
+class ChunkReader:
+    """Reads file ranges of one repo through the shared disk cache. Thread-safe."""
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        cache: DiskCache,
+        chunk_size: int,
+        *,
+        threads: int = 16,
+    ) -> None:
+        self.objects = objects
+        self.cache = cache
+        self.chunk_size = chunk_size
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3fsv-fetch")
+        self._inflight: dict[str, Future[bytes]] = {}
+        self._lock = threading.Lock()
+        # Chunks whose cache write failed (disk full) are served from here, bounded by count.
+        self._spill: LRUCache[str, bytes] = LRUCache(maxsize=8)
+        self._recent_prefetch: LRUCache[str, bool] = LRUCache(maxsize=4096)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- fetching ---------------------------------------------------------------------------
+    def _fetch(self, oid: str) -> bytes:
+        try:
+            data = self.objects.get_bytes(oid)  # verifies the hash, fills the cache
+            if oid not in self.cache:
+                with self._lock:
+                    self._spill[oid] = data
+            return data
+        finally:
+            with self._lock:
+                self._inflight.pop(oid, None)
+
+    def _start(self, oid: str) -> Future[bytes]:
+        with self._lock:
+            fut = self._inflight.get(oid)
+            if fut is None:
+                fut = self._pool.submit(self._fetch, oid)
+                self._inflight[oid] = fut
+            return fut
+
+    def chunk_range(self, oid: str, size: int, offset: int) -> bytes:
+        """``size`` bytes at ``offset`` of chunk ``oid``, fetching the chunk if needed."""
+        data = self.cache.pread(oid, size, offset)
+        if data is not None:
+            return data
+        with self._lock:
+            spilled = self._spill.get(oid)
+        if spilled is None:
+            spilled = self._start(oid).result()
+            data = self.cache.pread(oid, size, offset)
+            if data is not None:
+                return data
+        return spilled[offset : offset + size]
+
+    def prefetch(self, oids: Iterable[str]) -> None:
+        """Start background fetches of ``oids`` not already cached, within the pending bound."""
+        for oid in oids:
+            with self._lock:
+                if oid in self._recent_prefetch or oid in self._inflight:
+                    continue
+                if len(self._inflight) >= MAX_PENDING_PREFETCH:
+                    return
+                self._recent_prefetch[oid] = True
+            if oid in self.cache:
+                continue
+            fut = self._start(oid)
+            fut.add_done_callback(_log_prefetch_failure)
+
+    # -- file reads -------------------------------------------------------------------------
+    def read(self, entry: TreeEntry, offset: int, size: int) -> bytes:
+        """Bytes ``[offset, offset + size)`` of a file entry (short at end of file)."""
+        end = min(entry.size, offset + size)
+        if offset >= end:
+            return b""
+        first, last = offset // self.chunk_size, (end - 1) // self.chunk_size
+        if len(entry.chunks) != (entry.size + self.chunk_size - 1) // self.chunk_size:
+            raise CorruptObject(entry.sha256, "file entry's chunk list does not match its size")
+        if last > first:  # start later chunks now so they download in parallel
+            for idx in range(first + 1, last + 1):
+                if entry.chunks[idx] not in self.cache:
+                    self._start(entry.chunks[idx])
+        parts = []
+        pos = offset
+        while pos < end:
+            idx, within = divmod(pos, self.chunk_size)
+            want = min(end - pos, self.chunk_size - within)
+            piece = self.chunk_range(entry.chunks[idx], want, within)
+            if len(piece) != want:
+                raise CorruptObject(entry.chunks[idx], "chunk is shorter than its file entry says")
+            parts.append(piece)
+            pos += want
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class Sequential:
+    """Per-open-file read-ahead state: a window of chunks that doubles while reads continue
+    where the previous one ended, and resets on a seek."""
+
+    def __init__(self) -> None:
+        self.next_offset = 0
+        self.window = 1
+
+    def advise(self, reader: ChunkReader, entry: TreeEntry, offset: int, size: int) -> None:
+        self.window = 1 if offset != self.next_offset else min(self.window * 2, MAX_WINDOW_CHUNKS)
+        self.next_offset = offset + size
+        if len(entry.chunks) > 1 and size > 0:
+            idx = (offset + size - 1) // reader.chunk_size
+            reader.prefetch(entry.chunks[idx + 1 : idx + 1 + self.window])
+
+
+def _log_prefetch_failure(fut: Future[bytes]) -> None:
+    if fut.cancelled():
+        return
+    err = fut.exception()
+    if err is not None:
+        log.warning("prefetch failed: %s", err)

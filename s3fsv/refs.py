@@ -1,0 +1,122 @@
+"""Branch and tag heads: the only mutable state in a store, changed only by compare-and-swap.
+
+``<repo>/refs/branches/<name>`` and ``<repo>/refs/tags/<name>`` each hold ``{"commit": ID}`` in
+canonical JSON. A branch moves only with ``if_match`` on the etag its mover read; any ref is
+created only with ``if_none_match``. Tags are never moved.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from s3fsv.backend.base import Backend
+from s3fsv.errors import AlreadyExists, CorruptObject, InvalidName, NotFound, PreconditionFailed
+from s3fsv.objects import canonical_json, is_object_id
+
+_REF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_ref_name(name: str, what: str = "ref") -> str:
+    """Branch, tag and repo names: 1-100 of ``A-Z a-z 0-9 . _ -``, starting alphanumeric, and
+    not ending in ``.lock`` or containing ``..`` (so they are safe as S3 keys and path names)."""
+    if (
+        not isinstance(name, str)
+        or not _REF_NAME.fullmatch(name)
+        or ".." in name
+        or name.endswith(".lock")
+    ):
+        raise InvalidName(
+            f"invalid {what} name {name!r}: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class RefValue:
+    commit: str
+    etag: str
+
+
+class Refs:
+    """Refs of one repo."""
+
+    def __init__(self, backend: Backend, repo: str) -> None:
+        self.backend = backend
+        self.repo = repo
+
+    def _key(self, kind: str, name: str) -> str:
+        check_ref_name(name, kind[:-1] if kind.endswith("es") else kind.rstrip("s"))
+        return f"{self.repo}/refs/{kind}/{name}"
+
+    def _read(self, key: str) -> RefValue:
+        info = self.backend.head(key)
+        data = self.backend.get(key)
+        try:
+            commit = json.loads(data)["commit"]
+        except (ValueError, KeyError, TypeError):
+            commit = None
+        if not is_object_id(commit):
+            raise CorruptObject(key, "ref does not name a commit")
+        # The etag from head may predate the get; a stale etag only makes the next CAS fail.
+        return RefValue(commit, info.etag)
+
+    def _list(self, kind: str) -> dict[str, str]:
+        prefix = f"{self.repo}/refs/{kind}/"
+        out: dict[str, str] = {}
+        for key in self.backend.list(prefix):
+            name = key[len(prefix) :]
+            try:
+                check_ref_name(name)
+            except InvalidName:
+                continue  # foreign keys are ignored, never followed
+            out[name] = self._read(key).commit
+        return out
+
+    # -- branches ---------------------------------------------------------------------------
+    def branch(self, name: str) -> RefValue:
+        try:
+            return self._read(self._key("branches", name))
+        except NotFound:
+            raise NotFound(f"no such branch {name!r} in repo {self.repo!r}") from None
+
+    def branches(self) -> dict[str, str]:
+        return self._list("branches")
+
+    def create_branch(self, name: str, commit: str) -> None:
+        try:
+            self.backend.put(self._key("branches", name), _body(commit), if_none_match=True)
+        except PreconditionFailed:
+            raise AlreadyExists(f"branch {name!r} already exists in repo {self.repo!r}") from None
+
+    def move_branch(self, name: str, commit: str, expected: RefValue) -> str:
+        """CAS: point ``name`` at ``commit`` if it is still at ``expected``; returns the new etag.
+        Raises ``PreconditionFailed`` when another writer moved it first."""
+        return self.backend.put(self._key("branches", name), _body(commit), if_match=expected.etag)
+
+    def delete_branch(self, name: str) -> None:
+        key = self._key("branches", name)
+        self.branch(name)
+        self.backend.delete(key)
+
+    # -- tags -------------------------------------------------------------------------------
+    def tag(self, name: str) -> str:
+        try:
+            return self._read(self._key("tags", name)).commit
+        except NotFound:
+            raise NotFound(f"no such tag {name!r} in repo {self.repo!r}") from None
+
+    def tags(self) -> dict[str, str]:
+        return self._list("tags")
+
+    def create_tag(self, name: str, commit: str) -> None:
+        try:
+            self.backend.put(self._key("tags", name), _body(commit), if_none_match=True)
+        except PreconditionFailed:
+            raise AlreadyExists(f"tag {name!r} already exists in repo {self.repo!r}") from None
+
+
+def _body(commit: str) -> bytes:
+    return canonical_json({"commit": commit})

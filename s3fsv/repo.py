@@ -1,0 +1,320 @@
+"""A repository: refs, commits, trees and file contents, and the commit protocol.
+
+Commit protocol (see ARCHITECTURE.md): chunks are uploaded by the caller first (``upload.py``),
+then ``commit`` writes the changed trees bottom-up, then the commit object, then moves the branch
+with compare-and-swap. When the swap loses, the changes are re-applied on the new head if no path
+was changed on both sides, and the swap is retried; otherwise ``Conflict`` names the paths. The
+caller's change set is never modified, so nothing staged is lost either way.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from s3fsv.backend.base import Backend
+from s3fsv.errors import (
+    Conflict,
+    CorruptObject,
+    InvalidName,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    PreconditionFailed,
+    UsageError,
+)
+from s3fsv.objects import Commit, Tree, TreeEntry, is_object_id, split_path
+from s3fsv.objectstore import ByteCache, ObjectStore
+from s3fsv.refs import Refs, RefValue
+from s3fsv.tree import Change, apply_changes, dir_entries, resolve, walk, write_dir
+
+log = logging.getLogger(__name__)
+
+MAX_COMMIT_ATTEMPTS = 50
+_MIN_PREFIX = 4
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def default_author() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class Diff:
+    """Paths of files and symlinks that differ between two trees, each list sorted."""
+
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    def paths(self) -> set[str]:
+        return set(self.added) | set(self.modified) | set(self.deleted)
+
+
+class Repository:
+    """One repo of a store. Thread-safe; share one instance between threads."""
+
+    def __init__(
+        self, backend: Backend, name: str, chunk_size: int, cache: ByteCache | None = None
+    ) -> None:
+        self.backend = backend
+        self.name = name
+        self.chunk_size = chunk_size
+        self.objects = ObjectStore(backend, name, cache)
+        self.refs = Refs(backend, name)
+
+    def init_main(self) -> str:
+        root = self.objects.put(Tree())
+        commit = Commit(root, (), default_author(), utc_now(), "Create repository")
+        cid = self.objects.put(commit)
+        self.refs.create_branch("main", cid)
+        return cid
+
+    # -- refs -------------------------------------------------------------------------------
+    def resolve(self, ref: str) -> str:
+        """A commit id for a branch, a tag, a full commit id or a unique prefix (>= 4 hex)."""
+        if not ref:
+            raise UsageError("empty ref")
+        try:
+            return self.refs.branch(ref).commit
+        except (NotFound, InvalidName):
+            pass
+        try:
+            return self.refs.tag(ref)
+        except (NotFound, InvalidName):
+            pass
+        ref = ref.lower()
+        if is_object_id(ref):
+            self.commit_object(ref)
+            return ref
+        if len(ref) >= _MIN_PREFIX and all(c in "0123456789abcdef" for c in ref):
+            matches = self._commits_with_prefix(ref)
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise UsageError(f"ambiguous commit prefix {ref!r} in repo {self.name!r}")
+        raise NotFound(f"no branch, tag or commit {ref!r} in repo {self.name!r}")
+
+    def _commits_with_prefix(self, prefix: str) -> list[str]:
+        key_prefix = f"{self.name}/objects/{prefix[:2]}/{prefix[2:]}"
+        out = []
+        for key in self.backend.list(key_prefix):
+            oid = key[-65:].replace("/", "")
+            if not is_object_id(oid):
+                continue
+            try:
+                self.commit_object(oid)
+            except CorruptObject:
+                continue  # a chunk or a tree: not a commit
+            out.append(oid)
+        return out
+
+    def branch_head(self, branch: str) -> RefValue:
+        return self.refs.branch(branch)
+
+    def create_branch(self, name: str, from_ref: str = "main") -> str:
+        commit = self.resolve(from_ref)
+        self.refs.create_branch(name, commit)
+        return commit
+
+    def create_tag(self, name: str, ref: str) -> str:
+        commit = self.resolve(ref)
+        self.refs.create_tag(name, commit)
+        return commit
+
+    # -- reading ----------------------------------------------------------------------------
+    def commit_object(self, commit_id: str) -> Commit:
+        try:
+            return self.objects.get(commit_id, Commit)
+        except NotFound:
+            raise NotFound(f"no commit {commit_id} in repo {self.name!r}") from None
+
+    def stat(self, commit_id: str, path: str = "") -> TreeEntry:
+        return resolve(self.objects, self.commit_object(commit_id).tree, path)
+
+    def listdir(self, commit_id: str, path: str = "") -> Iterator[TreeEntry]:
+        entry = self.stat(commit_id, path)
+        if entry.kind != "dir":
+            raise NotADirectory(f"not a directory: {path}")
+        return dir_entries(self.objects, entry.tree)
+
+    def walk(self, commit_id: str, path: str = "") -> Iterator[tuple[str, TreeEntry]]:
+        """Every entry below ``path`` (or just ``path`` when it is a file), with full paths."""
+        entry = self.stat(commit_id, path)
+        if entry.kind != "dir":
+            yield path, entry
+            return
+        yield from walk(self.objects, entry.tree, path)
+
+    def read_chunk(self, oid: str) -> bytes:
+        return self.objects.get_bytes(oid)
+
+    def read_range(self, entry: TreeEntry, offset: int, size: int) -> bytes:
+        """Bytes ``[offset, offset+size)`` of a file entry, each chunk verified."""
+        if entry.kind == "dir":
+            raise IsADirectory(f"is a directory: {entry.name}")
+        end = min(entry.size, offset + size)
+        out = bytearray()
+        while offset < end:
+            idx, within = divmod(offset, self.chunk_size)
+            if idx >= len(entry.chunks):
+                raise CorruptObject(
+                    entry.name,
+                    f"file entry of {entry.size} bytes lists only {len(entry.chunks)} chunks",
+                )
+            data = self.read_chunk(entry.chunks[idx])
+            # Every chunk but the last is exactly chunk_size long: a chunk of any other length
+            # would make the bytes at an offset depend on how the file is read.
+            expected = min(self.chunk_size, entry.size - idx * self.chunk_size)
+            if len(data) != expected:
+                raise CorruptObject(
+                    self.objects.key(entry.chunks[idx]),
+                    f"chunk {idx} of {entry.name!r} has {len(data)} bytes, "
+                    f"its file entry says {expected}",
+                )
+            piece = data[within : within + (end - offset)]
+            out += piece
+            offset += len(piece)
+        return bytes(out)
+
+    def read_file(self, entry: TreeEntry) -> Iterator[bytes]:
+        for oid in entry.chunks:
+            yield self.read_chunk(oid)
+
+    # -- history ----------------------------------------------------------------------------
+    def log(self, ref: str, path: str | None = None) -> Iterator[tuple[str, Commit]]:
+        """Commits reachable from ``ref`` by first parents, newest first; with ``path``, only
+        those that changed what is at ``path``."""
+        if path is not None:
+            path = "/".join(split_path(path))
+        cid: str | None = self.resolve(ref)
+        while cid:
+            commit = self.commit_object(cid)
+            parent = commit.parents[0] if commit.parents else None
+            if path is None or self._entry_or_none(cid, path) != (
+                self._entry_or_none(parent, path) if parent else None
+            ):
+                yield cid, commit
+            cid = parent
+
+    def _entry_or_none(self, commit_id: str, path: str) -> TreeEntry | None:
+        try:
+            return self.stat(commit_id, path)
+        except (NotFound, NotADirectory):
+            return None
+
+    def diff(self, old_ref: str, new_ref: str) -> Diff:
+        old = self.commit_object(self.resolve(old_ref)).tree
+        new = self.commit_object(self.resolve(new_ref)).tree
+        return self.diff_trees(old, new)
+
+    def diff_trees(self, old_tree: str, new_tree: str) -> Diff:
+        out = Diff()
+        self._diff_dir(old_tree, new_tree, "", out)
+        for lst in (out.added, out.modified, out.deleted):
+            lst.sort()
+        return out
+
+    def _diff_dir(self, old: str | None, new: str | None, prefix: str, out: Diff) -> None:
+        if old == new:
+            return
+        olds = {e.name: e for e in dir_entries(self.objects, old)} if old else {}
+        news = {e.name: e for e in dir_entries(self.objects, new)} if new else {}
+        for name in sorted(olds.keys() | news.keys()):
+            a, b = olds.get(name), news.get(name)
+            if a == b:
+                continue
+            path = f"{prefix}/{name}" if prefix else name
+            a_dir = a.tree if a is not None and a.kind == "dir" else None
+            b_dir = b.tree if b is not None and b.kind == "dir" else None
+            if a_dir or b_dir:
+                self._diff_dir(a_dir, b_dir, path, out)
+            if a is not None and a.kind != "dir" and b is not None and b.kind != "dir":
+                out.modified.append(path)
+            elif a is not None and a.kind != "dir":
+                out.deleted.append(path)
+            elif b is not None and b.kind != "dir":
+                out.added.append(path)
+
+    # -- writing ----------------------------------------------------------------------------
+    def commit(
+        self,
+        branch: str,
+        changes: Mapping[str, Change],
+        message: str,
+        *,
+        author: str | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        base: str | None = None,
+    ) -> str:
+        """Commit ``changes`` (path -> entry, or None to delete) onto ``branch``; return the id.
+
+        ``base`` is the commit the changes were made against (default: the head read now). If the
+        branch has moved past ``base``, the changes go on top of the new head when no path was
+        changed on both sides; otherwise ``Conflict`` is raised. Every chunk the entries refer to
+        must already be stored.
+        """
+        changes = {"/".join(split_path(p)): c for p, c in changes.items()}
+        mine = {p for p, c in changes.items() if not _is_ensure_dir(c)}
+        ensure = {p for p, c in changes.items() if _is_ensure_dir(c)}
+        head = self.refs.branch(branch)
+        if base is not None and base != head.commit:
+            self._check_disjoint(base, head.commit, mine, ensure, branch)
+        for _attempt in range(MAX_COMMIT_ATTEMPTS):
+            parent = self.commit_object(head.commit)
+            tree = apply_changes(self.objects, parent.tree, changes)
+            commit = Commit(
+                tree,
+                (head.commit,),
+                author or default_author(),
+                utc_now(),
+                message,
+                dict(provenance or {}),
+            )
+            cid = self.objects.put(commit)
+            try:
+                self.refs.move_branch(branch, cid, head)
+                log.info("committed %s on %s/%s", cid, self.name, branch)
+                return cid
+            except PreconditionFailed:
+                new_head = self.refs.branch(branch)
+                if new_head.commit == cid:
+                    # Our put succeeded but its response was lost and the retry saw our own
+                    # write as a conflict: the branch is where we wanted it.
+                    return cid
+                log.info("branch %s moved to %s during commit; rebasing", branch, new_head.commit)
+                self._check_disjoint(head.commit, new_head.commit, mine, ensure, branch)
+                head = new_head
+        raise Conflict(sorted(mine), branch)  # pathological contention: give up, input intact
+
+    def _check_disjoint(
+        self, old: str, new: str, mine: set[str], ensure: set[str], branch: str
+    ) -> None:
+        theirs = self.diff_trees(self.commit_object(old).tree, self.commit_object(new).tree)
+        clashes = {p for p in mine for q in theirs.paths() if _related(p, q)}
+        clashes |= ensure & theirs.paths()
+        if clashes:
+            raise Conflict(clashes, branch)
+
+    def empty_tree(self) -> str:
+        return write_dir(self.objects, [])
+
+
+def _related(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def _is_ensure_dir(change: Change) -> bool:
+    return change is not None and change.kind == "dir" and not change.tree

@@ -1,0 +1,172 @@
+"""A store: the root URL holding repos, its initialisation and its conditional-write probe."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+
+from s3fsv.backend import Backend, open_backend
+from s3fsv.errors import (
+    AlreadyExists,
+    NotFound,
+    PreconditionFailed,
+    UnsupportedStore,
+)
+from s3fsv.objects import DEFAULT_CHUNK_SIZE, FORMAT_VERSION, canonical_json
+from s3fsv.objectstore import ByteCache
+from s3fsv.refs import check_ref_name
+from s3fsv.repo import Repository, utc_now
+
+MARKER = "s3fsv.json"
+
+
+class Store:
+    """A store URL opened as a collection of repos.
+
+    ``Store.open`` checks that the store was initialised (one GET), which also surfaces missing
+    credentials or an unreachable endpoint as a clear error before any real work starts.
+    """
+
+    def __init__(self, backend: Backend, cache: ByteCache | None = None) -> None:
+        self.backend = backend
+        self.cache = cache
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    @classmethod
+    def open(
+        cls, url: str, *, endpoint_url: str | None = None, cache: ByteCache | None = None
+    ) -> Store:
+        store = cls(open_backend(url, endpoint_url=endpoint_url), cache)
+        store.check_initialised()
+        return store
+
+    @classmethod
+    def init(cls, url: str, *, endpoint_url: str | None = None) -> Store:
+        """Create the store (bucket or directory) if needed, probe it for conditional writes and
+        write its marker. Idempotent on an existing s3fsv store."""
+        backend = open_backend(url, endpoint_url=endpoint_url)
+        create = getattr(backend, "create_bucket_if_missing", None)
+        if create is not None:
+            create()
+        probe_conditional_writes(backend)
+        with contextlib.suppress(PreconditionFailed):
+            backend.put(
+                MARKER,
+                canonical_json({"format": "s3fsv", "version": FORMAT_VERSION}),
+                if_none_match=True,
+            )
+        store = cls(backend)
+        store.check_initialised()
+        return store
+
+    def check_initialised(self) -> None:
+        try:
+            raw = json.loads(self.backend.get(MARKER))
+        except NotFound:
+            raise NotFound(
+                f"{self.url} is not an s3fsv store (no {MARKER}): run 's3fsv init' first"
+            ) from None
+        except ValueError:
+            raw = None
+        if not isinstance(raw, dict) or raw.get("format") != "s3fsv":
+            raise UnsupportedStore(f"{self.url}: {MARKER} is not an s3fsv store marker")
+        if raw.get("version") != FORMAT_VERSION:
+            raise UnsupportedStore(
+                f"{self.url} has format version {raw.get('version')}; "
+                f"this s3fsv reads version {FORMAT_VERSION}"
+            )
+
+    # -- repos ----------------------------------------------------------------------------------
+    def create_repo(self, name: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Repository:
+        """Create a repo with an empty branch ``main`` (a root commit of the empty tree)."""
+        check_ref_name(name, "repo")
+        descriptor = {
+            "format": "s3fsv-repo",
+            "version": FORMAT_VERSION,
+            "chunk_size": chunk_size,
+            "created": utc_now(),
+        }
+        try:
+            self.backend.put(f"{name}/repo.json", canonical_json(descriptor), if_none_match=True)
+        except PreconditionFailed:
+            raise AlreadyExists(f"repo {name!r} already exists in {self.url}") from None
+        repo = Repository(self.backend, name, chunk_size, self.cache)
+        repo.init_main()
+        return repo
+
+    def repo(self, name: str) -> Repository:
+        check_ref_name(name, "repo")
+        try:
+            raw = json.loads(self.backend.get(f"{name}/repo.json"))
+        except NotFound:
+            raise NotFound(f"no such repo {name!r} in {self.url}") from None
+        except ValueError:
+            raw = None
+        if not isinstance(raw, dict) or raw.get("format") != "s3fsv-repo":
+            raise UnsupportedStore(f"{name}/repo.json in {self.url} is not an s3fsv repo")
+        if raw.get("version") != FORMAT_VERSION:
+            raise UnsupportedStore(f"repo {name!r} has unsupported version {raw.get('version')}")
+        chunk_size = raw.get("chunk_size")
+        if type(chunk_size) is not int or chunk_size < 4096:
+            raise UnsupportedStore(f"repo {name!r} has an invalid chunk size {chunk_size!r}")
+        return Repository(self.backend, name, chunk_size, self.cache)
+
+    def repos(self) -> list[str]:
+        out = []
+        for prefix in self.backend.list_prefixes(""):
+            name = prefix.rstrip("/")
+            try:
+                check_ref_name(name)
+            except Exception:
+                continue
+            try:
+                self.backend.head(f"{name}/repo.json")
+            except NotFound:
+                continue
+            out.append(name)
+        return sorted(out)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+_PROBE_PREFIX = "_probe"
+
+
+def probe_conditional_writes(backend: Backend) -> None:
+    """Refuse a store that does not honour ``If-None-Match: *`` and ``If-Match`` on puts.
+
+    Every ref update depends on them; a store that silently ignores them would let concurrent
+    committers overwrite each other, so it is refused with ``UnsupportedStore``.
+    """
+    key = f"{_PROBE_PREFIX}/{uuid.uuid4().hex}"
+    failures: list[str] = []
+    try:
+        etag = backend.put(key, b"1", if_none_match=True)
+        try:
+            backend.put(key, b"2", if_none_match=True)
+            failures.append("If-None-Match: * was ignored")
+            etag = backend.head(key).etag
+        except PreconditionFailed:
+            pass
+        try:
+            backend.put(key, b"3", if_match='"0000000000000000000000000000000f"')
+            failures.append("If-Match with a wrong etag was ignored")
+            etag = backend.head(key).etag
+        except PreconditionFailed:
+            pass
+        try:
+            backend.put(key, b"4", if_match=etag)
+        except PreconditionFailed:
+            failures.append("If-Match with the current etag was refused")
+    finally:
+        backend.delete(key)
+    if failures:
+        raise UnsupportedStore(
+            f"{backend.url} does not support conditional writes ({'; '.join(failures)}); "
+            "s3fsv needs them to update branches safely"
+        )

@@ -1,0 +1,208 @@
+"""Bulk transfer between local files and a repo: ``put`` (one commit) and ``get``.
+
+Both run in parallel, report progress through a callback, and verify: ``put`` refuses files that
+change while being read, ``get`` checks every file's SHA-256 before it appears under its final
+name (written to a temporary name, then renamed), so an interrupted ``get`` never leaves a file
+that looks complete but is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from s3fsv.errors import CorruptObject, InvalidName, UsageError
+from s3fsv.objects import TreeEntry, check_name
+from s3fsv.repo import Repository
+from s3fsv.tree import Change
+from s3fsv.upload import Uploader
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class LocalItem:
+    """One thing to upload: ``rel`` is its repo path; ``kind`` is file, dir or link."""
+
+    local: Path
+    rel: str
+    kind: str
+    size: int
+    mode: int
+    mtime_ns: int
+
+
+def scan_local(source: Path, dest: str) -> list[LocalItem]:
+    """Everything ``put`` would upload from ``source`` to repo path ``dest``.
+
+    A file maps to ``dest`` itself (or its own name at the root when ``dest`` is empty); a
+    directory maps its contents below ``dest``. Symlinks are stored as links, never followed.
+    Names s3fsv refuses raise ``InvalidName`` naming the local path; sockets, devices and FIFOs
+    are skipped with a warning.
+    """
+    try:
+        st = source.lstat()
+    except FileNotFoundError:
+        raise UsageError(f"no such file or directory: {source}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        rel = dest or check_name(source.name)
+        return [_item(source, rel, st)] if _kind(st) else []
+    items: list[LocalItem] = []
+    if dest:
+        items.append(_item(source, dest, st))
+    for root, dirs, files in os.walk(source):
+        dirs.sort()
+        base = Path(root)
+        for name in sorted(dirs) + sorted(files):
+            path = base / name
+            try:
+                check_name(name)
+            except InvalidName as err:
+                raise InvalidName(f"cannot upload {path}: {err}") from None
+            rel_local = path.relative_to(source).as_posix()
+            rel = f"{dest}/{rel_local}" if dest else rel_local
+            lst = path.lstat()
+            if _kind(lst) is None:
+                log.warning("skipping %s: not a regular file, directory or symlink", path)
+                continue
+            items.append(_item(path, rel, lst))
+    return items
+
+
+def _kind(st: os.stat_result) -> str | None:
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    if stat.S_ISLNK(st.st_mode):
+        return "link"
+    return None
+
+
+def _item(path: Path, rel: str, st: os.stat_result) -> LocalItem:
+    kind = _kind(st) or "file"
+    return LocalItem(path, rel, kind, st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+
+
+def put(
+    repo: Repository,
+    branch: str,
+    source: Path,
+    dest: str,
+    message: str,
+    *,
+    threads: int = 16,
+    progress: Progress | None = None,
+    author: str | None = None,
+) -> tuple[str, int]:
+    """Upload ``source`` below ``dest`` on ``branch`` as one commit; return (commit id, files).
+
+    The commit is made against the head read before the upload; if the branch moves meanwhile,
+    the usual rebase-or-conflict rules of ``Repository.commit`` apply.
+    """
+    base = repo.branch_head(branch).commit
+    items = scan_local(source, dest)
+    changes: dict[str, Change] = {}
+    with (
+        Uploader(repo.objects, repo.chunk_size, threads=threads, progress=progress) as uploader,
+        ThreadPoolExecutor(max_workers=max(2, threads // 2)) as readers,
+    ):
+
+        def one(item: LocalItem) -> tuple[str, Change]:
+            name = item.rel.rsplit("/", 1)[-1]
+            if item.kind == "dir":
+                return item.rel, TreeEntry(name, "dir", item.mode, item.mtime_ns)
+            if item.kind == "link":
+                target = os.readlink(item.local)
+                return item.rel, TreeEntry(
+                    name, "link", 0o777, item.mtime_ns, len(target.encode()), target=target
+                )
+            content = uploader.upload_file(item.local)
+            return item.rel, content.entry(name, item.mode, item.mtime_ns)
+
+        for rel, change in readers.map(one, items):
+            changes[rel] = change
+    files = sum(1 for i in items if i.kind == "file")
+    cid = repo.commit(branch, changes, message, author=author, base=base)
+    return cid, files
+
+
+def plan_get(repo: Repository, commit: str, path: str) -> Iterator[tuple[str, TreeEntry]]:
+    """(relative local path, entry) pairs to download; ``""`` is the target itself."""
+    entry = repo.stat(commit, path)
+    if entry.kind != "dir":
+        yield "", entry
+        return
+    yield "", entry
+    prefix = f"{path}/" if path else ""
+    for full, sub in repo.walk(commit, path):
+        yield full[len(prefix) :], sub
+
+
+def get(
+    repo: Repository,
+    commit: str,
+    path: str,
+    target: Path,
+    *,
+    threads: int = 16,
+    progress: Progress | None = None,
+) -> int:
+    """Download ``path`` of ``commit`` to ``target``; return the number of files written."""
+    plan = list(plan_get(repo, commit, path))
+    top = plan[0][1]
+    if top.kind != "dir" and target.is_dir():
+        target = target / (path.rsplit("/", 1)[-1] or top.name)
+    files = [(rel, e) for rel, e in plan if e.kind == "file"]
+    for rel, entry in plan:
+        if entry.kind == "dir":
+            (target / rel).mkdir(parents=True, exist_ok=True)
+    for rel, entry in plan:
+        if entry.kind == "link":
+            dest = target / rel
+            dest.unlink(missing_ok=True)
+            os.symlink(entry.target, dest)
+
+    def one(item: tuple[str, TreeEntry]) -> None:
+        rel, entry = item
+        _download(repo, entry, target / rel if rel else target, progress)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(one, files))
+    for rel, entry in reversed(plan):
+        if entry.kind == "dir" and entry.name:
+            d = target / rel if rel else target
+            os.utime(d, ns=(entry.mtime_ns, entry.mtime_ns))
+    return len(files)
+
+
+def _download(repo: Repository, entry: TreeEntry, dest: Path, progress: Progress | None) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name[:50]}.", suffix=".part", dir=dest.parent)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as fh:
+            for data in repo.read_file(entry):
+                digest.update(data)
+                fh.write(data)
+                if progress is not None:
+                    progress(len(data))
+        if digest.hexdigest() != entry.sha256:
+            raise CorruptObject(entry.sha256, f"content of {dest} does not match its SHA-256")
+        os.chmod(tmp, entry.mode)
+        os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

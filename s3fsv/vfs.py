@@ -1,0 +1,458 @@
+"""The mounted filesystem as plain Python: path -> attributes, listings, reads, xattrs.
+
+No FUSE here: ``fuse.py`` is a thin adapter that calls one method of ``Filesystem`` per FUSE
+operation and maps the ``S3fsvError`` it raises to an errno. The layout (ARCHITECTURE.md)::
+
+    [<repo>/]branch/<name>/...   the branch head, refreshed at most every ``ref_ttl`` seconds
+    [<repo>/]commit/<id>/...     any commit by full id or unique prefix (immutable)
+    [<repo>/]tag/<name>/...      a tag (immutable)
+
+or a single snapshot at the root for ``STORE/REPO@REF`` mounts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+
+from cachetools import LRUCache, TTLCache
+
+from s3fsv.errors import (
+    InvalidName,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    ReadOnly,
+    S3fsvError,
+    UsageError,
+)
+from s3fsv.objects import TreeEntry, check_name
+from s3fsv.reader import ChunkReader, Sequential
+from s3fsv.repo import Repository
+from s3fsv.store import Store
+from s3fsv.tree import dir_entries, lookup, root_entry
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("branch", "commit", "tag")
+RECENT_COMMITS = 50
+SIBLING_PREFETCH = 16
+XATTR_PREFIX = "user.s3fsv."
+
+
+@dataclass(frozen=True)
+class Attr:
+    """What ``stat`` shows. ``mode`` includes the file type bits."""
+
+    mode: int
+    size: int
+    mtime_ns: int
+    ino: int
+    nlink: int = 1
+
+
+def inode(key: str) -> int:
+    """A stable 63-bit inode number for a path identity (collisions are astronomically rare)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1 or 1
+
+
+@dataclass
+class RepoState:
+    """Per-repo machinery shared by every view of that repo in this mount."""
+
+    repo: Repository
+    reader: ChunkReader
+    heads: TTLCache[str, str]
+    recent: TTLCache[str, list[str]]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A resolved view root: a commit of a repo, and whether it can ever change."""
+
+    repo: str
+    commit: str
+    tree: str
+    immutable: bool
+    label: str  # "commit/<id>", "tag/<name>", "branch/<name>" or "@<ref>"
+
+
+@dataclass
+class OpenFile:
+    state: RepoState
+    entry: TreeEntry
+    snapshot: Snapshot
+    seq: Sequential = field(default_factory=Sequential)
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """What to show: the whole store, one repo, or one snapshot (``ref``) of a repo."""
+
+    repo: str | None = None
+    ref: str | None = None
+    ref_ttl: float = 5.0
+
+
+class Filesystem:
+    """Read path of a mount. Thread-safe. Methods take absolute mount paths (``/a/b``)."""
+
+    def __init__(self, store: Store, spec: MountSpec, cache: object) -> None:
+        from s3fsv.cache import DiskCache
+
+        if not isinstance(cache, DiskCache):
+            raise TypeError("a mount needs a DiskCache")
+        self.store = store
+        self.spec = spec
+        self.cache = cache
+        self._repos: dict[str, RepoState] = {}
+        self._repo_names: TTLCache[str, list[str]] = TTLCache(maxsize=1, ttl=spec.ref_ttl)
+        self._lock = threading.Lock()
+        self._handles: dict[int, OpenFile] = {}
+        self._next_fh = itertools.count(1)
+        self._resolved: LRUCache[tuple[str, str], TreeEntry] = LRUCache(maxsize=100_000)
+        self._commit_ids: LRUCache[tuple[str, str], str] = LRUCache(maxsize=4096)
+        self.uid, self.gid = os.getuid(), os.getgid()
+        self.started_ns = time.time_ns()
+        self.fixed: Snapshot | None = None
+        if spec.repo is not None:
+            self._state(spec.repo)  # fails early for an unknown repo
+            if spec.ref is not None:
+                self.fixed = self._snapshot(spec.repo, "@", spec.ref)
+
+    @property
+    def immutable(self) -> bool:
+        """True when nothing in this mount can change (a pinned commit or tag)."""
+        return self.fixed is not None and self.fixed.immutable
+
+    def close(self) -> None:
+        for state in self._repos.values():
+            state.reader.close()
+
+    # -- repos and refs ---------------------------------------------------------------------
+    def _state(self, name: str) -> RepoState:
+        with self._lock:
+            state = self._repos.get(name)
+        if state is not None:
+            return state
+        repo = self.store.repo(name)
+        ttl = self.spec.ref_ttl
+        state = RepoState(
+            repo,
+            ChunkReader(repo.objects, self.cache, repo.chunk_size),
+            TTLCache(maxsize=1024, ttl=ttl),
+            TTLCache(maxsize=4, ttl=ttl),
+        )
+        with self._lock:
+            return self._repos.setdefault(name, state)
+
+    def _repo_list(self) -> list[str]:
+        names = self._repo_names.get("")
+        if names is None:
+            names = self.store.repos()
+            self._repo_names[""] = names
+        return names
+
+    def _snapshot(self, repo: str, section: str, name: str) -> Snapshot:
+        state = self._state(repo)
+        if section == "branch" or (section == "@" and _is_branch(state, name)):
+            with state.lock:
+                commit = state.heads.get(name)
+            if commit is None:
+                commit = state.repo.branch_head(name).commit
+                with state.lock:
+                    state.heads[name] = commit
+            label = f"branch/{name}" if section == "branch" else f"@{name}"
+            return Snapshot(repo, commit, self._tree(state, commit), False, label)
+        if section == "tag":
+            commit = self._commit_id(state, ("tag", name), lambda: state.repo.refs.tag(name))
+        elif section == "commit":
+            if len(name) < 4 or any(c not in "0123456789abcdef" for c in name):
+                raise NotFound(f"not a commit id: {name}")
+            commit = self._commit_id(state, ("commit", name), lambda: state.repo.resolve(name))
+        else:
+            commit = self._commit_id(state, ("ref", name), lambda: state.repo.resolve(name))
+        label = f"{section}/{name}" if section != "@" else f"@{name}"
+        return Snapshot(repo, commit, self._tree(state, commit), True, label)
+
+    def _commit_id(self, state: RepoState, key: tuple[str, str], find: object) -> str:
+        full = (state.repo.name, f"{key[0]}:{key[1]}")
+        with self._lock:
+            cid = self._commit_ids.get(full)
+        if cid is None:
+            cid = find()  # type: ignore[operator]
+            with self._lock:
+                self._commit_ids[full] = cid
+        return cid
+
+    def _tree(self, state: RepoState, commit: str) -> str:
+        return state.repo.commit_object(commit).tree
+
+    def _recent_commits(self, state: RepoState) -> list[str]:
+        with state.lock:
+            recent = state.recent.get("")
+        if recent is not None:
+            return recent
+        seen: dict[str, None] = {}
+        refs = list(state.repo.refs.branches().values()) + list(state.repo.refs.tags().values())
+        for head in refs:
+            cid: str | None = head
+            for _ in range(RECENT_COMMITS):
+                if cid is None or cid in seen:
+                    break
+                seen[cid] = None
+                parents = state.repo.commit_object(cid).parents
+                cid = parents[0] if parents else None
+        recent = sorted(seen)
+        with state.lock:
+            state.recent[""] = recent
+        return recent
+
+    # -- path resolution --------------------------------------------------------------------
+    def _locate(self, path: str) -> tuple[str, Snapshot | None, list[str]]:
+        """Split a mount path into (virtual-dir key, snapshot, path inside the snapshot).
+        For virtual directories the snapshot is None and the key names the directory."""
+        parts = [p for p in path.split("/") if p]
+        for p in parts:
+            check_name(p)
+        if self.fixed is not None:
+            return "", self.fixed, parts
+        if self.spec.repo is None:
+            if not parts:
+                return "/", None, []
+            repo, parts = parts[0], parts[1:]
+            if repo not in self._repo_list():
+                raise NotFound(f"no such repo: {repo}")
+        else:
+            repo = self.spec.repo
+        if not parts:
+            return f"repo:{repo}", None, []
+        section, parts = parts[0], parts[1:]
+        if section not in SECTIONS:
+            raise NotFound(f"no such entry: {section}")
+        if not parts:
+            return f"section:{repo}:{section}", None, []
+        return "", self._snapshot(repo, section, parts[0]), parts[1:]
+
+    def _entry(self, snap: Snapshot, inner: list[str]) -> TreeEntry:
+        key = (snap.tree, "/".join(inner))
+        with self._lock:
+            found = self._resolved.get(key)
+        if found is not None:
+            return found
+        state = self._state(snap.repo)
+        if not inner:
+            entry = root_entry(snap.tree)
+        else:
+            parent = self._entry(snap, inner[:-1])
+            if parent.kind != "dir":
+                raise NotADirectory(f"not a directory: {'/'.join(inner[:-1])}")
+            found = lookup(state.repo.objects, parent.tree, inner[-1])
+            if found is None:
+                raise NotFound(f"no such file or directory: {'/'.join(inner)}")
+            entry = found
+        with self._lock:
+            self._resolved[key] = entry
+        return entry
+
+    def _attr(self, snap: Snapshot, inner: list[str], entry: TreeEntry) -> Attr:
+        ident = f"{snap.repo}:{snap.label if not snap.immutable else snap.commit}:"
+        ino = inode(ident + "/".join(inner))
+        perm = entry.mode & 0o7777 & ~0o222  # this read path never accepts writes
+        if entry.kind == "dir":
+            return Attr(stat.S_IFDIR | (perm or 0o555), 0, entry.mtime_ns, ino, 2)
+        if entry.kind == "link":
+            return Attr(stat.S_IFLNK | 0o777, len(entry.target.encode()), entry.mtime_ns, ino)
+        return Attr(stat.S_IFREG | perm, entry.size, entry.mtime_ns, ino)
+
+    def _virtual_attr(self, key: str) -> Attr:
+        return Attr(stat.S_IFDIR | 0o555, 0, self.started_ns, inode("v:" + key), 2)
+
+    # -- operations -------------------------------------------------------------------------
+    def getattr(self, path: str) -> Attr:
+        key, snap, inner = self._locate(path)
+        if snap is None:
+            return self._virtual_attr(key)
+        return self._attr(snap, inner, self._entry(snap, inner))
+
+    def readdir(self, path: str) -> list[tuple[str, Attr]]:
+        key, snap, inner = self._locate(path)
+        if snap is None:
+            return [(n, self._virtual_attr(f"{key}/{n}")) for n in self._virtual_names(key)]
+        entry = self._entry(snap, inner)
+        if entry.kind != "dir":
+            raise NotADirectory(f"not a directory: {path}")
+        state = self._state(snap.repo)
+        out = []
+        for child in dir_entries(state.repo.objects, entry.tree):
+            sub = [*inner, child.name]
+            with self._lock:
+                self._resolved[(snap.tree, "/".join(sub))] = child
+            out.append((child.name, self._attr(snap, sub, child)))
+        return out
+
+    def _virtual_names(self, key: str) -> list[str]:
+        if key == "/":
+            return self._repo_list()
+        if key.startswith("repo:"):
+            return list(SECTIONS)
+        _, repo, section = key.split(":")
+        state = self._state(repo)
+        if section == "branch":
+            return sorted(state.repo.refs.branches())
+        if section == "tag":
+            return sorted(state.repo.refs.tags())
+        return self._recent_commits(state)
+
+    def readlink(self, path: str) -> str:
+        key, snap, inner = self._locate(path)
+        entry = self._entry(snap, inner) if snap is not None else None
+        if entry is None or entry.kind != "link":
+            raise UsageError(f"not a symlink: {path}")
+        return entry.target
+
+    def open(self, path: str, flags: int) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+            raise ReadOnly(f"read-only: {path}")
+        key, snap, inner = self._locate(path)
+        if snap is None:
+            raise IsADirectory(f"is a directory: {path}")
+        entry = self._entry(snap, inner)
+        if entry.kind == "dir":
+            raise IsADirectory(f"is a directory: {path}")
+        state = self._state(snap.repo)
+        self._prefetch_siblings(state, snap, inner)
+        fh = next(self._next_fh)
+        with self._lock:
+            self._handles[fh] = OpenFile(state, entry, snap)
+        return fh
+
+    def _prefetch_siblings(self, state: RepoState, snap: Snapshot, inner: list[str]) -> None:
+        """Detection scripts walk directories in name order: warm the next files' first chunks."""
+        try:
+            parent = self._entry(snap, inner[:-1])
+            names_after = []
+            for entry in dir_entries(state.repo.objects, parent.tree):
+                if entry.name > inner[-1] and entry.kind == "file" and entry.chunks:
+                    names_after.append(entry.chunks[0])
+                    if len(names_after) >= SIBLING_PREFETCH:
+                        break
+            state.reader.prefetch(names_after)
+        except S3fsvError as err:
+            log.debug("sibling prefetch skipped: %s", err)
+
+    def read(self, fh: int, size: int, offset: int) -> bytes:
+        with self._lock:
+            handle = self._handles.get(fh)
+        if handle is None:
+            raise NotFound(f"stale file handle {fh}")
+        handle.seq.advise(handle.state.reader, handle.entry, offset, size)
+        return handle.state.reader.read(handle.entry, offset, size)
+
+    def read_path(self, path: str, size: int, offset: int) -> bytes:
+        """Read without a handle (immutable mounts that skip open)."""
+        _, snap, inner = self._locate(path)
+        if snap is None:
+            raise IsADirectory(f"is a directory: {path}")
+        entry = self._entry(snap, inner)
+        if entry.kind == "dir":
+            raise IsADirectory(f"is a directory: {path}")
+        state = self._state(snap.repo)
+        if offset == 0:
+            self._prefetch_siblings(state, snap, inner)
+        elif len(entry.chunks) > 1:
+            idx = offset // state.reader.chunk_size
+            state.reader.prefetch(entry.chunks[idx + 1 : idx + 1 + 4])
+        return state.reader.read(entry, offset, size)
+
+    def release(self, fh: int) -> None:
+        with self._lock:
+            self._handles.pop(fh, None)
+
+    def is_immutable_path(self, path: str) -> bool:
+        _, snap, _ = self._locate(path)
+        return snap is not None and snap.immutable
+
+    # -- writes -------------------------------------------------------------------------------
+    # The read path refuses every change; the staging overlay for branches overrides these.
+    def _refuse(self, path: str, *_: object) -> None:
+        self._locate(path)  # ENOENT for a missing parent beats EROFS
+        raise ReadOnly(f"read-only: {path}")
+
+    def create(self, path: str, mode: int, flags: int) -> int:
+        self._refuse(path)
+        return 0
+
+    def write(self, fh: int, data: bytes, offset: int) -> int:
+        raise ReadOnly("read-only file handle")
+
+    def truncate(self, path: str, length: int, fh: int | None) -> None:
+        self._refuse(path)
+
+    def fsync(self, fh: int | None) -> None:
+        return None
+
+    mkdir = _refuse
+    unlink = _refuse
+    rmdir = _refuse
+    mknod = _refuse
+    chmod = _refuse
+    chown = _refuse
+    utimens = _refuse
+
+    def rename(self, old: str, new: str) -> None:
+        self._refuse(old)
+
+    def symlink(self, path: str, target: str) -> None:
+        self._refuse(path)
+
+    def link(self, path: str, existing: str) -> None:
+        self._refuse(path)
+
+    def setxattr(self, path: str, name: str, value: bytes | None) -> None:
+        self._refuse(path)
+
+    # -- extended attributes ----------------------------------------------------------------
+    def xattrs(self, path: str) -> dict[str, bytes]:
+        key, snap, inner = self._locate(path)
+        if snap is None:
+            return {}
+        entry = self._entry(snap, inner)
+        out = {
+            XATTR_PREFIX + "repo": snap.repo.encode(),
+            XATTR_PREFIX + "commit": snap.commit.encode(),
+        }
+        if entry.kind == "file":
+            out[XATTR_PREFIX + "sha256"] = entry.sha256.encode()
+        elif entry.kind == "dir":
+            out[XATTR_PREFIX + "tree"] = entry.tree.encode()
+        return out
+
+    def statfs(self) -> dict[str, int]:
+        st = os.statvfs(self.cache.root)
+        return {
+            "f_bsize": st.f_bsize,
+            "f_frsize": st.f_frsize,
+            "f_blocks": st.f_blocks,
+            "f_bfree": st.f_bfree,
+            "f_bavail": st.f_bavail,
+            "f_files": st.f_files,
+            "f_ffree": st.f_ffree,
+            "f_favail": st.f_favail,
+            "f_namemax": 255,
+        }
+
+
+def _is_branch(state: RepoState, name: str) -> bool:
+    try:
+        state.repo.branch_head(name)
+        return True
+    except (NotFound, InvalidName):
+        return False

@@ -1,0 +1,96 @@
+"""Helpers for tests that mount real FUSE filesystems through the ``s3fsv`` command.
+
+``Mounted`` always unmounts and stops its daemon, even when the test fails: it tries
+``s3fsv unmount``, then a lazy ``fusermount3 -uz``, then kills the daemon by its pid file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+S3FSV = [sys.executable, "-m", "s3fsv.cli"]
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*S3FSV, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"s3fsv {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+        )
+    return result
+
+
+def daemon_pids(state_home: Path) -> list[int]:
+    pids = []
+    for f in (state_home / "s3fsv" / "mounts").glob("*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            pids.append(int(json.loads(f.read_text())["pid"]))
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie counts as gone.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
+
+
+def force_unmount(mountpoint: Path, state_home: Path) -> None:
+    pids = daemon_pids(state_home)
+    if os.path.ismount(mountpoint):
+        subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True)
+    if os.path.ismount(mountpoint):
+        subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)
+    deadline = time.monotonic() + 10
+    for pid in pids:
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def mounted(
+    source: str,
+    mountpoint: Path,
+    env: dict[str, str],
+    *options: str,
+) -> Iterator[Path]:
+    """Mount ``source`` at ``mountpoint`` with ``env`` (which must set XDG_STATE_HOME)."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    state_home = Path(env["XDG_STATE_HOME"])
+    try:
+        run_cli("mount", source, str(mountpoint), *options, env=env)
+        assert os.path.ismount(mountpoint)
+        yield mountpoint
+    finally:
+        if os.path.ismount(mountpoint):
+            result = run_cli("unmount", str(mountpoint), env=env, check=False)
+            if result.returncode != 0:
+                force_unmount(mountpoint, state_home)
+        force_unmount(mountpoint, state_home)
+
+
+def drop_page_cache() -> None:
+    """Ask the kernel to forget cached file data, so the next read reaches the daemon."""
+    os.sync()
+    with contextlib.suppress(OSError), open("/proc/sys/vm/drop_caches", "w") as fh:
+        fh.write("3\n")
