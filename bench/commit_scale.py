@@ -12,9 +12,11 @@ small file inside that flat directory, ``--repeat`` times. Every backend operati
 commit is counted by a wrapper around the backend, so "written" means everything the commit put
 on the store: the new content chunk, the rewritten trees and pages, the commit object and the ref.
 
-Checks (medians over the repetitions): objects put <= 10, bytes put <= 256 KiB, and the commit's
-wall time in the large repo at most 3.0x the time in the small repo. Prints a table and one JSON
-line; exits 1 if a check fails.
+Checks (medians over the repetitions, large repo): puts (objects + ref) <= 10, bytes put (objects
++ ref) <= 256 KiB, and the commit's wall time at most 3.0x the time in the small repo. Prints a
+table and one JSON line; exits 1 if a check fails. ``--store memory://NAME`` also works; it
+measures pure CPU (no I/O at all), where decoding and re-encoding the 20,000-entry directory's
+page index and page weigh more than on any real store.
 """
 
 from __future__ import annotations
@@ -200,7 +202,7 @@ def build(
         for i, path in enumerate(shape.paths()):
             data = content(rng)
             oid = sha256_hex(data)  # one chunk: the chunk id is the content's hash
-            if len(data) >= repo.chunk_size:
+            if len(data) > repo.chunk_size:
                 raise SystemExit("bench files must be smaller than the repo's chunk size")
             # Every content is new: skip the existence HEAD and put with If-None-Match directly.
             pending.append(pool.submit(objects.put_bytes, data, check_exists=False))
@@ -341,8 +343,8 @@ def report(small: Result, large: Result, store_url: str) -> bool:
     print(f"{'time ratio large/small':<{width}}  {ratio:>{col * 2 + 2}.2f}")
 
     checks = {
-        f"objects put <= {MAX_OBJECTS}": lg["puts"] <= MAX_OBJECTS,
-        f"bytes put <= {MAX_BYTES // 1024} KiB": lg["put_bytes"] <= MAX_BYTES,
+        f"puts (objects + ref) <= {MAX_OBJECTS}": lg["puts"] <= MAX_OBJECTS,
+        f"bytes put (objects + ref) <= {MAX_BYTES // 1024} KiB": lg["put_bytes"] <= MAX_BYTES,
         f"time ratio <= {MAX_RATIO}": ratio <= MAX_RATIO,
     }
     print()

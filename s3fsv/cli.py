@@ -15,6 +15,7 @@ from typing import Any
 
 from s3fsv import __version__
 from s3fsv.address import parse_address
+from s3fsv.cli_mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli_parser import build_parser
 from s3fsv.config import endpoint_url, store_url
 from s3fsv.errors import S3fsvError, UsageError
@@ -25,6 +26,7 @@ EXIT_CODES = """exit codes:
   0 success          1 other error       2 bad usage or name   3 not found
   4 already exists   5 lost a race       6 conflict            7 corrupt data
   8 store unreachable  9 access denied  10 unsupported store  11 read-only
+ 12 mount problem (mountpoint busy, no daemon answers)
 """
 
 Handler = Callable[[argparse.Namespace], int]
@@ -203,34 +205,6 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- mounts ----------------------------------------------------------------------------------
-
-
-@command("mount")
-def cmd_mount(args: argparse.Namespace) -> int:
-    from s3fsv import daemon
-
-    daemon.parse_size(args.cache_size)
-    if args.ref_ttl <= 0:
-        raise UsageError("--ref-ttl must be positive")
-    daemon.check_fuse()
-    daemon.check_mountpoint(args.mountpoint)
-    store, source = daemon.store_for_mount(args.source, args.endpoint_url)
-    if args.foreground:
-        return daemon.serve(args, store, source, args.mountpoint)
-    daemon.start(args.argv, args.mountpoint, foreground=False)
-    print(f"mounted {args.source} at {Path(args.mountpoint).absolute()}", file=sys.stderr)
-    return 0
-
-
-@command("unmount")
-def cmd_unmount(args: argparse.Namespace) -> int:
-    from s3fsv import daemon
-
-    daemon.unmount(args.mountpoint)
-    return 0
-
-
 # -- inspection ------------------------------------------------------------------------------
 
 
@@ -357,6 +331,9 @@ def _print_diff(diff: Any) -> None:
     for mark, paths in (("A", diff.added), ("M", diff.modified), ("D", diff.deleted)):
         for path in paths:
             print(f"{mark}\t{path}")
+
+
+_COMMANDS.update(MOUNT_COMMANDS)  # mount, unmount, commit, status, discard (cli_mount.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

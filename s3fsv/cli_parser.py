@@ -25,6 +25,8 @@ examples:
   s3fsv ls -R cams@main:images
   s3fsv log cams --json
   s3fsv get cams@3f2a91c0:images ./pinned
+  s3fsv mount s3://bucket/data /mnt/data --commit-on idle=60
+  s3fsv commit /mnt/data/cams/branch/main -m "detections for day 1"
 """
 
 
@@ -157,10 +159,40 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         action="store_true",
         help="let other users see the mount (needs user_allow_other in fuse.conf)",
     )
+    p.add_argument(
+        "--commit-on",
+        default="manual",
+        metavar="WHEN",
+        help="commit staged writes by itself: manual (default; use `s3fsv commit`), unmount "
+        "(after the mount ends), or idle=SECONDS (a branch with no write and no file open "
+        "for writing for that long)",
+    )
     p.add_argument("--daemonized", action="store_true", help=argparse.SUPPRESS)
 
     p = add("unmount", "unmount", "unmount a mount and wait for its daemon to stop")
     p.add_argument("mountpoint", metavar="MOUNTPOINT")
+
+    p = add("commit", "commit", "commit the staged writes of a mounted branch as a new commit")
+    p.add_argument(
+        "path", metavar="PATH", help="the branch directory in a mount, or any path in it"
+    )
+    p.add_argument("-m", "--message", required=True, help="commit message")
+    p.add_argument("--author", metavar="NAME", help="commit author (default: the mount's user)")
+    _common(p, json=True)
+
+    p = add(
+        "status", "status", "list a mounted branch's staged writes: A added, M modified, D deleted"
+    )
+    p.add_argument(
+        "path", metavar="PATH", help="the branch directory in a mount, or any path in it"
+    )
+    _common(p, json=True)
+
+    p = add("discard", "discard", "drop every staged write of a mounted branch (cannot be undone)")
+    p.add_argument(
+        "path", metavar="PATH", help="the branch directory in a mount, or any path in it"
+    )
+    _common(p, json=True)
 
     p = add("ls", "ls", "list a directory of a commit")
     p.add_argument("address", metavar="REPO[@REF][:PATH]")

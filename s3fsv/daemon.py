@@ -5,6 +5,10 @@ ref) in the calling process, then starts the daemon in a new session and returns
 mount answers, or reports the daemon's own error. The daemon logs to
 ``$XDG_STATE_HOME/s3fsv/logs/`` (and to stderr with ``--foreground``); SIGTERM and SIGINT make
 libfuse leave its loop and unmount.
+
+While mounted, the daemon serves its control socket (``control.py``; named in the pid file
+``$XDG_STATE_HOME/s3fsv/mounts/<id>.json``) for ``s3fsv commit/status/discard``, and applies
+the ``--commit-on`` policy: ``manual``, ``unmount`` or ``idle=SECONDS``.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from s3fsv.config import cache_dir, endpoint_url, private_dir, state_dir
 from s3fsv.errors import NotFound, S3fsvError, UsageError
@@ -31,6 +37,13 @@ from s3fsv.store import Store
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0
+UNMOUNT_TIMEOUT = 30.0
+# With --commit-on unmount the daemon uploads after the kernel has let go: wait for it longer.
+UNMOUNT_COMMIT_TIMEOUT = 3600.0
+IDLE_POLL = 1.0
+IDLE_RETRY_MAX = 600.0  # a failing idle commit is retried with backoff up to this many seconds
+# A mount must turn an unreachable store into EIO in bounded time (docs/semantics.md: read).
+MOUNT_S3_OPTIONS = {"max_attempts": 3, "connect_timeout": 3.0, "read_timeout": 15.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
@@ -48,6 +61,35 @@ def parse_size(text: str) -> int:
 
 
 @dataclass(frozen=True)
+class CommitPolicy:
+    """When the daemon commits staged writes by itself: never (``manual``), after the mount
+    ends (``unmount``), or once a branch has seen no write for ``idle`` seconds."""
+
+    kind: str = "manual"
+    idle: float = 0.0
+
+    def __str__(self) -> str:
+        return f"idle={self.idle:g}" if self.kind == "idle" else self.kind
+
+
+def parse_commit_on(text: str) -> CommitPolicy:
+    """``manual``, ``unmount`` or ``idle=SECONDS`` -> a :class:`CommitPolicy`."""
+    value = text.strip().lower()
+    if value in ("manual", "unmount"):
+        return CommitPolicy(value)
+    if value.startswith("idle="):
+        try:
+            seconds = float(value[5:])
+        except ValueError:
+            seconds = -1.0
+        if seconds > 0 and seconds != float("inf"):
+            return CommitPolicy("idle", seconds)
+    raise UsageError(
+        f"bad --commit-on {text!r}: use manual, unmount or idle=SECONDS (a positive number)"
+    )
+
+
+@dataclass(frozen=True)
 class Source:
     store_url: str
     repo: str | None
@@ -62,14 +104,14 @@ def parse_source(text: str, endpoint: str | None) -> tuple[Store, Source]:
         repo, _, ref = last.partition("@")
         check_ref_name(repo, "repo")
         check_ref_name(ref)
-        return Store.open(base, endpoint_url=endpoint), Source(base, repo, ref)
+        return Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS), Source(base, repo, ref)
     try:
-        return Store.open(text, endpoint_url=endpoint), Source(text, None, None)
+        return Store.open(text, endpoint_url=endpoint, **MOUNT_S3_OPTIONS), Source(text, None, None)
     except NotFound as first:
         if not base or base.endswith(":/") or base.endswith(":"):
             raise first from None
         try:
-            store = Store.open(base, endpoint_url=endpoint)
+            store = Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS)
         except NotFound:
             raise first from None
     store.repo(last)
@@ -97,11 +139,16 @@ def check_fuse() -> None:
 
 
 def _mount_id(mp: Path) -> str:
-    return hashlib.sha256(str(mp).encode()).hexdigest()[:16]
+    # Resolved, so that a client reaching the mount through a symlink finds the same files.
+    return hashlib.sha256(os.path.realpath(mp).encode()).hexdigest()[:16]
 
 
 def pid_file(mp: Path) -> Path:
     return private_dir(state_dir() / "mounts") / f"{_mount_id(mp)}.json"
+
+
+def socket_file(mp: Path) -> Path:
+    return private_dir(state_dir() / "mounts") / f"{_mount_id(mp)}.sock"
 
 
 def log_file(mp: Path) -> Path:
@@ -148,12 +195,52 @@ def _last_error(logf: Path) -> str:
 
 
 def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
-    """Run the filesystem in this process until it is unmounted."""
-    from s3fsv.cache import DiskCache
+    """Run the filesystem in this process until it is unmounted: control socket first, then
+    the FUSE loop, then the ``--commit-on unmount`` commits, then the socket goes."""
+    from s3fsv.control import ControlServer
     from s3fsv.fuse import mount
-    from s3fsv.vfs import Filesystem, MountSpec
 
     mp = Path(mountpoint).absolute()
+    _log_to_file(args, mp)
+    policy = parse_commit_on(str(getattr(args, "commit_on", "manual")))
+    fs = make_filesystem(args, store, source)
+    control = ControlServer(fs, socket_file(mp))
+    idle = IdleCommitter(fs, policy.idle) if policy.kind == "idle" else None
+    control.start()
+    try:
+        info = {
+            "pid": os.getpid(),
+            "source": store.url,
+            "mountpoint": str(mp),
+            "socket": str(control.socket_path),
+            "commit_on": str(policy),
+        }
+        pid_file(mp).write_text(json.dumps(info))
+        log.info("mounting %s at %s (pid %d, commit on %s)", store.url, mp, os.getpid(), policy)
+        if idle is not None:
+            idle.start()
+        try:
+            mount(
+                fs,
+                str(mp),
+                ref_ttl=fs.spec.ref_ttl,
+                allow_other=bool(getattr(args, "allow_other", False)),
+                fsname=f"s3fsv:{source.repo or 'store'}",
+            )
+        finally:
+            if idle is not None:
+                idle.stop()
+            log.info("unmounted %s", mp)
+        if policy.kind == "unmount":  # only after a loop that ran and ended normally
+            commit_staged(fs, "s3fsv: commit on unmount")
+    finally:
+        control.close()
+        fs.close()
+        pid_file(mp).unlink(missing_ok=True)
+    return 0
+
+
+def _log_to_file(args: object, mp: Path) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
     if getattr(args, "daemonized", False):
@@ -163,37 +250,119 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
         handler = logging.FileHandler(log_file(mp))
         handler.setFormatter(fmt)
         root.addHandler(handler)
+
+
+def make_filesystem(args: object, store: Store, source: Source) -> Any:
+    """The mount's ``vfs.Filesystem``, built in this one place from the mount options."""
+    from s3fsv.cache import DiskCache
+    from s3fsv.vfs import Filesystem, MountSpec
+
     cache = DiskCache(
         getattr(args, "cache_dir", None) or cache_dir(),
         parse_size(getattr(args, "cache_size", "10G")),
     )
     store.cache = cache
-    spec = MountSpec(source.repo, source.ref, float(getattr(args, "ref_ttl", 5.0)))
-    fs = Filesystem(store, spec, cache)
-    pid_file(mp).write_text(json.dumps({"pid": os.getpid(), "source": store.url}))
-    log.info("mounting %s at %s (pid %d)", store.url, mp, os.getpid())
+    spec_kw: dict[str, Any] = {}
+    if "read_only" in {f.name for f in fields(MountSpec)}:
+        spec_kw["read_only"] = bool(getattr(args, "read_only", False))
+    spec = MountSpec(source.repo, source.ref, float(getattr(args, "ref_ttl", 5.0)), **spec_kw)
+    return Filesystem(store, spec, cache)
+
+
+def commit_staged(fs: Any, message: str) -> dict[tuple[str, str], str | None]:
+    """Commit every branch with staged writes; log each result. A failure is logged and leaves
+    that branch's staging as it was."""
+    done: dict[tuple[str, str], str | None] = {}
     try:
-        mount(
-            fs,
-            str(mp),
-            ref_ttl=spec.ref_ttl,
-            allow_other=bool(getattr(args, "allow_other", False)),
-            fsname=f"s3fsv:{source.repo or 'store'}",
-        )
-    finally:
-        pid_file(mp).unlink(missing_ok=True)
-        log.info("unmounted %s", mp)
-    return 0
+        branches = list(fs.staged_branches())
+    except Exception as err:
+        log.error("cannot list staged branches: %s", err)
+        return done
+    for repo, branch in branches:
+        try:
+            cid = fs.commit_branch(repo, branch, message)
+        except Exception as err:
+            log.error("commit of %s@%s failed, its writes stay staged: %s", repo, branch, err)
+            continue
+        done[(repo, branch)] = cid
+        log.info("committed %s@%s: %s", repo, branch, cid or "nothing staged")
+    return done
 
 
-def unmount(mountpoint: str, timeout: float = 30.0) -> None:
-    """Unmount and wait for the daemon to exit."""
+class IdleCommitter:
+    """Commits each staged branch once it has had no write for ``idle`` seconds and no file is
+    open for writing on it. A failed commit (conflict, store down) is retried with backoff."""
+
+    def __init__(self, fs: Any, idle: float, poll: float = IDLE_POLL) -> None:
+        self.fs = fs
+        self.idle = idle
+        self.poll = poll
+        self.message = f"s3fsv: commit after {idle:g} s idle"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._retry_at: dict[tuple[str, str], tuple[float, float]] = {}  # -> (when, delay)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="s3fsv-idle-commit", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll):
+            try:
+                self.tick()
+            except Exception:  # the thread must survive anything
+                log.exception("idle commit check failed")
+
+    def tick(self) -> None:
+        """One pass over the staged branches."""
+        now = time.monotonic()
+        for key in self.fs.staged_branches():
+            repo, branch = key
+            if self._stop.is_set():
+                return
+            if self.fs.idle_seconds(repo, branch) < self.idle:
+                continue
+            if self.fs.has_open_writers(repo, branch):
+                continue
+            when, delay = self._retry_at.get(key, (0.0, 0.0))
+            if now < when:
+                continue
+            try:
+                cid = self.fs.commit_branch(repo, branch, self.message)
+            except Exception as err:
+                delay = min(IDLE_RETRY_MAX, max(2 * delay, 5.0))
+                self._retry_at[key] = (now + delay, delay)
+                log.error(
+                    "idle commit of %s@%s failed (retry in %.0fs), its writes stay staged: %s",
+                    repo,
+                    branch,
+                    delay,
+                    err,
+                )
+                continue
+            self._retry_at.pop(key, None)
+            log.info("committed %s@%s after %gs idle: %s", repo, branch, self.idle, cid)
+
+
+def unmount(mountpoint: str, timeout: float | None = None) -> None:
+    """Unmount and wait for the daemon to exit (longer when it commits on unmount)."""
     mp = Path(mountpoint).absolute()
     if not os.path.ismount(mp):
         raise MountError(f"{mp} is not mounted")
     pid = None
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        pid = json.loads(pid_file(mp).read_text())["pid"]
+    commits = False
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        info = json.loads(pid_file(mp).read_text())
+        commits = info.get("commit_on") == "unmount"
+        pid = int(info["pid"])
+    if timeout is None:
+        timeout = UNMOUNT_COMMIT_TIMEOUT if commits else UNMOUNT_TIMEOUT
     result = subprocess.run(["fusermount3", "-u", str(mp)], capture_output=True, text=True)
     if result.returncode != 0:
         msg = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"
@@ -202,14 +371,33 @@ def unmount(mountpoint: str, timeout: float = 30.0) -> None:
         raise MountError(f"cannot unmount {mp}: {msg}")
     if pid is None:
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+    start = time.monotonic()
+    told = not commits
+    while time.monotonic() < start + timeout:
+        if not _alive(pid):
             return
+        if not told and time.monotonic() > start + 1.0:
+            print(f"s3fsv: committing staged writes (log: {log_file(mp)})", file=sys.stderr)
+            told = True
         time.sleep(0.05)
-    os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs. A zombie has finished: the daemon is not our child, and
+    whoever adopted it may reap it late."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][:1]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def store_for_mount(text: str, endpoint_flag: str | None) -> tuple[Store, Source]:

@@ -99,6 +99,7 @@ class Operations(mfusepy.Operations):
     @translated
     def create(self, path: str, mode: int, fi: Any = None) -> int:
         fi.fh = self.fs.create(path, mode, fi.flags)
+        self._set_caching(fi)
         return 0
 
     @translated
@@ -207,14 +208,16 @@ class Operations(mfusepy.Operations):
     @translated
     def _open(self, path: str, fi: Any) -> int:
         fi.fh = self.fs.open(path, fi.flags)
-        if self.fs.is_immutable_path(path):
-            fi.keep_cache = 1
-        else:
-            # The page cache is per path, shared by every open of it: after a branch moves, a
-            # file opened earlier would see the new bytes. Direct I/O keeps each open file on
-            # the content it was opened with.
-            fi.direct_io = 1
+        self._set_caching(fi)
         return 0
+
+    def _set_caching(self, fi: Any) -> None:
+        # The page cache is per path, shared by every open of it: after a branch moves, a
+        # committed file opened earlier would see the new bytes. Direct I/O keeps each open
+        # file on the content it was opened with; immutable files keep the page cache.
+        mode = self.fs.caching(fi.fh)
+        fi.keep_cache = 1 if mode == "keep" else 0
+        fi.direct_io = 1 if mode == "direct" else 0
 
     @translated
     def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
@@ -243,7 +246,7 @@ class Operations(mfusepy.Operations):
         return self.fs.statfs()
 
     def destroy(self, path: str) -> None:
-        self.fs.close()
+        pass  # the caller of mount() closes the filesystem, after any commit on unmount
 
 
 class _FUSE(mfusepy.FUSE):

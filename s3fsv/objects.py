@@ -201,7 +201,20 @@ def _no_float(text: str) -> Any:
     raise ValueError("floats are not allowed")
 
 
+def _refuse_floats(value: Any) -> None:
+    if isinstance(value, float):
+        raise ValueError(f"floats are not allowed in s3fsv objects: {value!r}")
+    if isinstance(value, dict):
+        for item in value.values():
+            _refuse_floats(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_floats(item)
+
+
 def canonical_json(value: Any) -> bytes:
+    """Canonical UTF-8 JSON. Raises ``ValueError`` for floats, which readers refuse."""
+    _refuse_floats(value)
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")

@@ -17,6 +17,7 @@ from s3fsv.errors import CorruptObject, NotFound, PreconditionFailed
 from s3fsv.objects import Commit, Object, Tree, TreePage, decode, encode, is_object_id, sha256_hex
 
 T = TypeVar("T", Tree, TreePage, Commit)
+HEAD_FIRST_BYTES = 1024 * 1024
 
 
 class ByteCache(Protocol):
@@ -83,12 +84,13 @@ class ObjectStore:
 
     def put_bytes(self, data: bytes, *, check_exists: bool = True) -> str:
         """Store ``data`` and return its id. Skips the upload when the object is known to exist
-        (``check_exists`` adds a HEAD for objects this process has not seen; without it, small
-        objects are simply put with ``if_none_match``)."""
+        (``check_exists`` adds a HEAD for objects of at least ``HEAD_FIRST_BYTES`` this process
+        has not seen; smaller objects are simply put with ``if_none_match``, because a second
+        request costs more than re-sending their bytes)."""
         oid = sha256_hex(data)
         with self._lock:
             known = oid in self._known
-        if known or (check_exists and self.exists(oid)):
+        if known or (check_exists and len(data) >= HEAD_FIRST_BYTES and self.exists(oid)):
             return oid
         try:
             self.backend.put(self.key(oid), data, if_none_match=True)

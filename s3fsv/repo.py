@@ -258,13 +258,15 @@ class Repository:
         author: str | None = None,
         provenance: Mapping[str, Any] | None = None,
         base: str | None = None,
+        missing_ok: bool = False,
     ) -> str:
         """Commit ``changes`` (path -> entry, or None to delete) onto ``branch``; return the id.
 
         ``base`` is the commit the changes were made against (default: the head read now). If the
         branch has moved past ``base``, the changes go on top of the new head when no path was
         changed on both sides; otherwise ``Conflict`` is raised. Every chunk the entries refer to
-        must already be stored.
+        must already be stored. With ``missing_ok``, deleting a path that no longer exists (for
+        instance because the concurrent winner deleted it too) is not an error.
         """
         changes = {"/".join(split_path(p)): c for p, c in changes.items()}
         mine = {p for p, c in changes.items() if not _is_ensure_dir(c)}
@@ -274,7 +276,7 @@ class Repository:
             self._check_disjoint(base, head.commit, mine, ensure, branch)
         for _attempt in range(MAX_COMMIT_ATTEMPTS):
             parent = self.commit_object(head.commit)
-            tree = apply_changes(self.objects, parent.tree, changes)
+            tree = apply_changes(self.objects, parent.tree, changes, missing_ok=missing_ok)
             commit = Commit(
                 tree,
                 (head.commit,),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
+from typing import Any
 
 from s3fsv.backend import Backend, open_backend
 from s3fsv.errors import (
@@ -38,9 +39,14 @@ class Store:
 
     @classmethod
     def open(
-        cls, url: str, *, endpoint_url: str | None = None, cache: ByteCache | None = None
+        cls,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        cache: ByteCache | None = None,
+        **s3_options: Any,
     ) -> Store:
-        store = cls(open_backend(url, endpoint_url=endpoint_url), cache)
+        store = cls(open_backend(url, endpoint_url=endpoint_url, **s3_options), cache)
         store.check_initialised()
         return store
 

@@ -189,21 +189,30 @@ def _max_mtime(node: _Node) -> int:
     return best
 
 
-def apply_changes(store: ObjectStore, root_id: str | None, changes: Mapping[str, Change]) -> str:
+def apply_changes(
+    store: ObjectStore,
+    root_id: str | None,
+    changes: Mapping[str, Change],
+    *,
+    missing_ok: bool = False,
+) -> str:
     """Return the id of the tree that results from applying ``changes`` (path -> Change) to
     ``root_id``. Writes only the new objects. Raises ``NotADirectory`` when a change goes below a
-    path that is a file, and ``NotFound`` when it deletes nothing (a path that does not exist)."""
-    return _apply(store, root_id, _group(changes), "")
+    path that is a file, and ``NotFound`` when it deletes nothing (a path that does not exist),
+    unless ``missing_ok``."""
+    return _apply(store, root_id, _group(changes), "", missing_ok)
 
 
-def _apply(store: ObjectStore, tree_id: str | None, node: _Node, where: str) -> str:
+def _apply(
+    store: ObjectStore, tree_id: str | None, node: _Node, where: str, missing_ok: bool
+) -> str:
     updates: dict[str, Change] = {}
     for name, child in node.children.items():
         path = f"{where}/{name}" if where else name
         current = lookup(store, tree_id, name) if tree_id else None
         if child.has_change:
             change = child.change
-            if change is None and current is None and not child.children:
+            if change is None and current is None and not child.children and not missing_ok:
                 raise NotFound(f"cannot delete {path}: no such file or directory")
             if change is not None and change.kind == "dir" and not change.tree:
                 keep = current.tree if current is not None and current.kind == "dir" else ""
@@ -214,7 +223,7 @@ def _apply(store: ObjectStore, tree_id: str | None, node: _Node, where: str) -> 
                 current = TreeEntry(name, "dir", DEFAULT_DIR_MODE, _max_mtime(child))
             elif current.kind != "dir":
                 raise NotADirectory(f"not a directory: {path}")
-            sub = _apply(store, current.tree or None, child, path)
+            sub = _apply(store, current.tree or None, child, path, missing_ok)
             current = replace(current, tree=sub)
         if current is not None and current.name != name:
             current = replace(current, name=name)

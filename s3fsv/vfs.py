@@ -33,10 +33,13 @@ from s3fsv.errors import (
     UsageError,
 )
 from s3fsv.objects import TreeEntry, check_name
+from s3fsv.overlay import BranchOverlay, LocalHandle, Node
 from s3fsv.reader import ChunkReader, Sequential
 from s3fsv.repo import Repository
+from s3fsv.staging import Read, SlotLock, Staging
 from s3fsv.store import Store
 from s3fsv.tree import dir_entries, lookup, root_entry
+from s3fsv.vfs_write import WriteOps
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +89,20 @@ class Snapshot:
 
 @dataclass
 class OpenFile:
+    """An open committed file: reads go through the shared cache."""
+
     state: RepoState
     entry: TreeEntry
     snapshot: Snapshot
     seq: Sequential = field(default_factory=Sequential)
+
+
+@dataclass
+class OpenStaged:
+    """An open staged file of a writable branch: reads and writes go to its data file."""
+
+    overlay: BranchOverlay
+    local: LocalHandle
 
 
 @dataclass(frozen=True)
@@ -99,10 +112,13 @@ class MountSpec:
     repo: str | None = None
     ref: str | None = None
     ref_ttl: float = 5.0
+    read_only: bool = False
+    rw: bool = False  # a REPO@BRANCH mount is writable only when asked
+    staging_root: str | None = None  # where branch staging areas live (state dir)
 
 
-class Filesystem:
-    """Read path of a mount. Thread-safe. Methods take absolute mount paths (``/a/b``)."""
+class Filesystem(WriteOps):
+    """A mount as plain Python. Thread-safe. Methods take absolute mount paths (``/a/b``)."""
 
     def __init__(self, store: Store, spec: MountSpec, cache: object) -> None:
         from s3fsv.cache import DiskCache
@@ -115,7 +131,10 @@ class Filesystem:
         self._repos: dict[str, RepoState] = {}
         self._repo_names: TTLCache[str, list[str]] = TTLCache(maxsize=1, ttl=spec.ref_ttl)
         self._lock = threading.Lock()
-        self._handles: dict[int, OpenFile] = {}
+        self._handles: dict[int, OpenFile | OpenStaged] = {}
+        self._overlays: dict[tuple[str, str], BranchOverlay] = {}
+        self._slots: list[SlotLock] = []
+        self.reads: set[Read] = set()
         self._next_fh = itertools.count(1)
         self._resolved: LRUCache[tuple[str, str], TreeEntry] = LRUCache(maxsize=100_000)
         self._commit_ids: LRUCache[tuple[str, str], str] = LRUCache(maxsize=4096)
@@ -133,8 +152,73 @@ class Filesystem:
         return self.fixed is not None and self.fixed.immutable
 
     def close(self) -> None:
-        for state in self._repos.values():
+        """Release readers, staging databases and slot locks. Safe to call twice."""
+        with self._lock:
+            states, self._repos = list(self._repos.values()), {}
+            overlays, self._overlays = list(self._overlays.values()), {}
+            slots, self._slots = self._slots, []
+        for state in states:
             state.reader.close()
+        for overlay in overlays:
+            overlay.staging.close()
+        for slot in slots:
+            slot.release()
+
+    # -- writable branches ------------------------------------------------------------------
+    def _writable(self, snap: Snapshot) -> bool:
+        if snap.immutable or self.spec.read_only:
+            return False
+        return snap.label.startswith("branch/") or self.spec.rw
+
+    def _overlay(self, snap: Snapshot) -> BranchOverlay | None:
+        """The staging overlay of a writable branch view, created on first use."""
+        if not self._writable(snap):
+            return None
+        branch = snap.label.split("/", 1)[1] if "/" in snap.label else snap.label[1:]
+        key = (snap.repo, branch)
+        with self._lock:
+            overlay = self._overlays.get(key)
+        if overlay is not None:
+            return overlay
+        from pathlib import Path
+
+        from s3fsv.config import state_dir
+
+        root = Path(self.spec.staging_root) if self.spec.staging_root else state_dir()
+        slot = SlotLock(root / "staging", self.store.url, snap.repo, branch)
+        state = self._state(snap.repo)
+
+        def head() -> tuple[str, str]:
+            current = self._snapshot(snap.repo, "branch", branch)
+            return current.commit, current.tree
+
+        overlay = BranchOverlay(state.repo, branch, state.reader, Staging(slot.path), head)
+        with self._lock:
+            if key in self._overlays:
+                slot.release()
+                return self._overlays[key]
+            self._overlays[key] = overlay
+            self._slots.append(slot)
+            seen = list(self.reads)
+        for read in seen:
+            overlay.record_read(read)
+        log.info("staging for %s@%s in %s", snap.repo, branch, slot.path)
+        return overlay
+
+    def _record(self, read: Read) -> None:
+        with self._lock:
+            if read in self.reads:
+                return
+            self.reads.add(read)
+            overlays = list(self._overlays.values())
+        for overlay in overlays:
+            overlay.record_read(read)
+
+    def branch_moved(self, repo: str, branch: str, commit: str) -> None:
+        """Show ``commit`` as the head of ``branch`` at once (after this mount committed)."""
+        state = self._state(repo)
+        with state.lock:
+            state.heads[branch] = commit
 
     # -- repos and refs ---------------------------------------------------------------------
     def _state(self, name: str) -> RepoState:
@@ -262,15 +346,24 @@ class Filesystem:
             self._resolved[key] = entry
         return entry
 
-    def _attr(self, snap: Snapshot, inner: list[str], entry: TreeEntry) -> Attr:
+    def _ino(self, snap: Snapshot, inner: list[str]) -> int:
         ident = f"{snap.repo}:{snap.label if not snap.immutable else snap.commit}:"
-        ino = inode(ident + "/".join(inner))
-        perm = entry.mode & 0o7777 & ~0o222  # this read path never accepts writes
+        return inode(ident + "/".join(inner))
+
+    def _attr(self, snap: Snapshot, inner: list[str], entry: TreeEntry) -> Attr:
+        ino = self._ino(snap, inner)
+        perm = entry.mode & 0o7777 & ~0o222  # snapshots and read-only views take no writes
         if entry.kind == "dir":
             return Attr(stat.S_IFDIR | (perm or 0o555), 0, entry.mtime_ns, ino, 2)
         if entry.kind == "link":
             return Attr(stat.S_IFLNK | 0o777, len(entry.target.encode()), entry.mtime_ns, ino)
         return Attr(stat.S_IFREG | perm, entry.size, entry.mtime_ns, ino)
+
+    def _overlay_attr(
+        self, ov: BranchOverlay, snap: Snapshot, inner: list[str], node: Node
+    ) -> Attr:
+        mode, size, mtime, kind = ov.attrs(node)
+        return Attr(mode, size, mtime, self._ino(snap, inner), 2 if kind == "dir" else 1)
 
     def _virtual_attr(self, key: str) -> Attr:
         return Attr(stat.S_IFDIR | 0o555, 0, self.started_ns, inode("v:" + key), 2)
@@ -280,12 +373,21 @@ class Filesystem:
         key, snap, inner = self._locate(path)
         if snap is None:
             return self._virtual_attr(key)
+        ov = self._overlay(snap)
+        if ov is not None:
+            return self._overlay_attr(ov, snap, inner, ov.node(inner))
         return self._attr(snap, inner, self._entry(snap, inner))
 
     def readdir(self, path: str) -> list[tuple[str, Attr]]:
         key, snap, inner = self._locate(path)
         if snap is None:
             return [(n, self._virtual_attr(f"{key}/{n}")) for n in self._virtual_names(key)]
+        ov = self._overlay(snap)
+        if ov is not None:
+            return [
+                (name, self._overlay_attr(ov, snap, [*inner, name], node))
+                for name, node in ov.listdir(inner)
+            ]
         entry = self._entry(snap, inner)
         if entry.kind != "dir":
             raise NotADirectory(f"not a directory: {path}")
@@ -312,30 +414,68 @@ class Filesystem:
         return self._recent_commits(state)
 
     def readlink(self, path: str) -> str:
-        key, snap, inner = self._locate(path)
-        entry = self._entry(snap, inner) if snap is not None else None
-        if entry is None or entry.kind != "link":
+        _, snap, inner = self._locate(path)
+        if snap is None:
+            raise UsageError(f"not a symlink: {path}")
+        ov = self._overlay(snap)
+        if ov is not None:
+            node = ov.node(inner)
+            target = node.staged.target if node.staged is not None else node.base.target  # type: ignore[union-attr]
+            if node.kind != "link":
+                raise UsageError(f"not a symlink: {path}")
+            return target
+        entry = self._entry(snap, inner)
+        if entry.kind != "link":
             raise UsageError(f"not a symlink: {path}")
         return entry.target
 
+    def _add_handle(self, handle: OpenFile | OpenStaged) -> int:
+        fh = next(self._next_fh)
+        with self._lock:
+            self._handles[fh] = handle
+        return fh
+
+    def _handle(self, fh: int) -> OpenFile | OpenStaged:
+        with self._lock:
+            handle = self._handles.get(fh)
+        if handle is None:
+            raise NotFound(f"stale file handle {fh}")
+        return handle
+
     def open(self, path: str, flags: int) -> int:
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
-            raise ReadOnly(f"read-only: {path}")
         key, snap, inner = self._locate(path)
         if snap is None:
             raise IsADirectory(f"is a directory: {path}")
-        entry = self._entry(snap, inner)
-        if entry.kind == "dir":
-            raise IsADirectory(f"is a directory: {path}")
         state = self._state(snap.repo)
+        ov = self._overlay(snap)
+        if ov is not None:
+            opened = ov.open_local(inner, flags)
+            if isinstance(opened, LocalHandle):
+                return self._add_handle(OpenStaged(ov, opened))
+            entry = opened
+        else:
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+                raise ReadOnly(f"read-only: {path}")
+            entry = self._entry(snap, inner)
+            if entry.kind == "dir":
+                raise IsADirectory(f"is a directory: {path}")
+        self._record(Read(snap.repo, snap.commit, snap.label))
         self._prefetch_siblings(state, snap, inner)
-        fh = next(self._next_fh)
-        with self._lock:
-            self._handles[fh] = OpenFile(state, entry, snap)
-        return fh
+        return self._add_handle(OpenFile(state, entry, snap))
+
+    def caching(self, fh: int) -> str:
+        """How the kernel may cache an open file: ``keep`` (immutable: keep the page cache),
+        ``direct`` (a committed file of a branch: no shared page cache, so the open file keeps
+        its content when the branch moves) or ``default`` (a staged file)."""
+        handle = self._handle(fh)
+        if isinstance(handle, OpenStaged):
+            return "default"
+        return "keep" if handle.snapshot.immutable else "direct"
 
     def _prefetch_siblings(self, state: RepoState, snap: Snapshot, inner: list[str]) -> None:
         """Detection scripts walk directories in name order: warm the next files' first chunks."""
+        if not inner:
+            return
         try:
             parent = self._entry(snap, inner[:-1])
             names_after = []
@@ -349,10 +489,9 @@ class Filesystem:
             log.debug("sibling prefetch skipped: %s", err)
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
-        with self._lock:
-            handle = self._handles.get(fh)
-        if handle is None:
-            raise NotFound(f"stale file handle {fh}")
+        handle = self._handle(fh)
+        if isinstance(handle, OpenStaged):
+            return os.pread(handle.local.fd, size, offset)
         handle.seq.advise(handle.state.reader, handle.entry, offset, size)
         return handle.state.reader.read(handle.entry, offset, size)
 
@@ -374,57 +513,27 @@ class Filesystem:
 
     def release(self, fh: int) -> None:
         with self._lock:
-            self._handles.pop(fh, None)
+            handle = self._handles.pop(fh, None)
+        if isinstance(handle, OpenStaged):
+            handle.overlay.release(handle.local)
 
     def is_immutable_path(self, path: str) -> bool:
         _, snap, _ = self._locate(path)
         return snap is not None and snap.immutable
-
-    # -- writes -------------------------------------------------------------------------------
-    # The read path refuses every change; the staging overlay for branches overrides these.
-    def _refuse(self, path: str, *_: object) -> None:
-        self._locate(path)  # ENOENT for a missing parent beats EROFS
-        raise ReadOnly(f"read-only: {path}")
-
-    def create(self, path: str, mode: int, flags: int) -> int:
-        self._refuse(path)
-        return 0
-
-    def write(self, fh: int, data: bytes, offset: int) -> int:
-        raise ReadOnly("read-only file handle")
-
-    def truncate(self, path: str, length: int, fh: int | None) -> None:
-        self._refuse(path)
-
-    def fsync(self, fh: int | None) -> None:
-        return None
-
-    mkdir = _refuse
-    unlink = _refuse
-    rmdir = _refuse
-    mknod = _refuse
-    chmod = _refuse
-    chown = _refuse
-    utimens = _refuse
-
-    def rename(self, old: str, new: str) -> None:
-        self._refuse(old)
-
-    def symlink(self, path: str, target: str) -> None:
-        self._refuse(path)
-
-    def link(self, path: str, existing: str) -> None:
-        self._refuse(path)
-
-    def setxattr(self, path: str, name: str, value: bytes | None) -> None:
-        self._refuse(path)
 
     # -- extended attributes ----------------------------------------------------------------
     def xattrs(self, path: str) -> dict[str, bytes]:
         key, snap, inner = self._locate(path)
         if snap is None:
             return {}
-        entry = self._entry(snap, inner)
+        ov = self._overlay(snap)
+        if ov is not None:
+            node = ov.node(inner)
+            if node.staged is not None and node.staged.kind == "file" and node.staged.data:
+                return {XATTR_PREFIX + "repo": snap.repo.encode(), XATTR_PREFIX + "staged": b"1"}
+            entry = node.base if node.base is not None else ov.as_entry(node.staged)
+        else:
+            entry = self._entry(snap, inner)
         out = {
             XATTR_PREFIX + "repo": snap.repo.encode(),
             XATTR_PREFIX + "commit": snap.commit.encode(),

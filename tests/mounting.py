@@ -32,9 +32,13 @@ def run_cli(
     return result
 
 
-def daemon_pids(state_home: Path) -> list[int]:
+def daemon_pids(state_home: Path, mountpoint: Path | None = None) -> list[int]:
+    """Daemon pids recorded under ``state_home`` (only ``mountpoint``'s when given)."""
+    from s3fsv.daemon import _mount_id
+
+    pattern = f"{_mount_id(mountpoint.absolute())}.json" if mountpoint else "*.json"
     pids = []
-    for f in (state_home / "s3fsv" / "mounts").glob("*.json"):
+    for f in (state_home / "s3fsv" / "mounts").glob(pattern):
         with contextlib.suppress(OSError, ValueError, KeyError):
             pids.append(int(json.loads(f.read_text())["pid"]))
     return pids
@@ -53,7 +57,7 @@ def alive(pid: int) -> bool:
 
 
 def force_unmount(mountpoint: Path, state_home: Path) -> None:
-    pids = daemon_pids(state_home)
+    pids = daemon_pids(state_home, mountpoint)
     if os.path.ismount(mountpoint):
         subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True)
     if os.path.ismount(mountpoint):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from s3fsv.backend.base import Backend, ObjectInfo
@@ -10,11 +11,12 @@ from s3fsv.errors import UsageError
 __all__ = ["Backend", "ObjectInfo", "open_backend"]
 
 
-def open_backend(url: str, *, endpoint_url: str | None = None) -> Backend:
+def open_backend(url: str, *, endpoint_url: str | None = None, **s3_options: Any) -> Backend:
     """Open ``memory://[name]``, ``file:///abs/path`` or ``s3://bucket[/prefix]``.
 
     Raises :class:`UsageError` for anything else. Opening does no I/O for S3: errors about
-    credentials or reachability surface on first use, already translated.
+    credentials or reachability surface on first use, already translated. ``s3_options`` go to
+    ``S3Backend`` (timeouts, attempts) and are ignored by the other backends.
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -33,5 +35,7 @@ def open_backend(url: str, *, endpoint_url: str | None = None) -> Backend:
 
         if not parts.netloc:
             raise UsageError(f"bad S3 URL {url!r}: use s3://bucket/prefix")
-        return S3Backend(parts.netloc, parts.path.strip("/"), endpoint_url=endpoint_url)
+        return S3Backend(
+            parts.netloc, parts.path.strip("/"), endpoint_url=endpoint_url, **s3_options
+        )
     raise UsageError(f"unsupported store URL {url!r}: use s3://, file:// or memory://")

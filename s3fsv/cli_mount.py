@@ -1,0 +1,184 @@
+"""The mount-side commands of ``s3fsv``: ``mount``, ``unmount``, and ``commit``, ``status`` and
+``discard``, which reach the daemon owning a mount through its control socket.
+
+This module must not import ``s3fsv.cli``: the daemon runs as ``python -m s3fsv.cli``, where a
+second import would make a second command table. ``cli.py`` merges :data:`COMMANDS` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from s3fsv.errors import UsageError
+
+Handler = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, Handler] = {}
+FSTYPE = "fuse.s3fsv"
+
+
+def _command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+# -- finding the mount a path belongs to -----------------------------------------------------
+
+
+def _unescape(field: str) -> str:
+    """Mount points in /proc/self/mountinfo escape space, tab, newline and backslash in octal."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def _s3fsv_mounts() -> set[str] | None:
+    """Mount points of s3fsv filesystems, or None when /proc/self/mountinfo cannot be read."""
+    try:
+        text = Path("/proc/self/mountinfo").read_text(errors="surrogateescape")
+    except OSError:
+        return None
+    found = set()
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, after = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(after) < 2:
+            continue
+        if after[0] == FSTYPE or after[1].startswith("s3fsv:"):
+            found.add(_unescape(fields[4]))
+    return found
+
+
+def find_mount(path: str) -> tuple[Path, str]:
+    """(mount root, absolute path inside the mount) for a path in an s3fsv mount."""
+    from s3fsv.daemon import pid_file
+
+    mounts = _s3fsv_mounts()
+    tried = []
+    for candidate in (os.path.abspath(path), os.path.realpath(path)):
+        if candidate in tried:
+            continue
+        tried.append(candidate)
+        root = Path(candidate)
+        while not os.path.ismount(root) and root != root.parent:
+            root = root.parent
+        known = str(root) in mounts if mounts is not None else pid_file(root).exists()
+        if known:
+            inner = os.path.relpath(candidate, root)
+            return root, "/" if inner == "." else "/" + inner
+    raise UsageError(f"{path} is not inside an s3fsv mount")
+
+
+# -- mount and unmount -----------------------------------------------------------------------
+
+
+@_command("mount")
+def cmd_mount(args: argparse.Namespace) -> int:
+    from s3fsv import daemon
+
+    daemon.parse_size(args.cache_size)
+    if args.ref_ttl <= 0:
+        raise UsageError("--ref-ttl must be positive")
+    policy = daemon.parse_commit_on(args.commit_on)
+    if args.read_only and policy.kind != "manual":
+        raise UsageError("--commit-on has nothing to commit on a --read-only mount")
+    daemon.check_fuse()
+    daemon.check_mountpoint(args.mountpoint)
+    store, source = daemon.store_for_mount(args.source, args.endpoint_url)
+    if args.foreground:
+        return daemon.serve(args, store, source, args.mountpoint)
+    daemon.start(args.argv, args.mountpoint, foreground=False)
+    print(f"mounted {args.source} at {Path(args.mountpoint).absolute()}", file=sys.stderr)
+    return 0
+
+
+@_command("unmount")
+def cmd_unmount(args: argparse.Namespace) -> int:
+    from s3fsv import daemon
+
+    daemon.unmount(args.mountpoint)
+    return 0
+
+
+# -- staged writes ---------------------------------------------------------------------------
+
+
+@_command("commit")
+def cmd_commit(args: argparse.Namespace) -> int:
+    from s3fsv.control import request
+
+    root, inner = find_mount(args.path)
+    payload = {"op": "commit", "path": inner, "message": args.message, "author": args.author}
+    try:
+        cid = request(root, payload, timeout=None)  # as long as the upload takes
+    except KeyboardInterrupt:
+        print(
+            "s3fsv: interrupted; the daemon finishes this commit on its own "
+            f"(see `s3fsv status {args.path}`)",
+            file=sys.stderr,
+        )
+        return 130
+    if args.json:
+        _print_json({"commit": cid})
+    elif cid:
+        print(cid)
+    else:
+        print("nothing to commit", file=sys.stderr)
+    return 0
+
+
+@_command("status")
+def cmd_status(args: argparse.Namespace) -> int:
+    from s3fsv.control import request
+
+    root, inner = find_mount(args.path)
+    status = request(root, {"op": "status", "path": inner})
+    if not isinstance(status, dict):
+        raise UsageError(f"unexpected status answer from the daemon for {root}")
+    if args.json:
+        _print_json(status)
+        return 0
+    changes = 0
+    for mark, key in (("A", "added"), ("M", "modified"), ("D", "deleted")):
+        for path in status.get(key) or ():
+            print(f"{mark}\t{path}")
+            changes += 1
+    if not changes:
+        where = f"{status.get('repo', '?')}@{status.get('branch', '?')}"
+        print(f"nothing staged on {where}", file=sys.stderr)
+    return 0
+
+
+@_command("discard")
+def cmd_discard(args: argparse.Namespace) -> int:
+    from s3fsv.control import request
+
+    root, inner = find_mount(args.path)
+    dropped = request(root, {"op": "discard", "path": inner})
+    if args.json:
+        _print_json({"discarded": dropped})
+    else:
+        with contextlib.suppress(TypeError, ValueError):
+            dropped = int(dropped)
+        print(f"discarded {dropped} staged path{'' if dropped == 1 else 's'}")
+    return 0

@@ -1,0 +1,548 @@
+"""A writable branch: the branch head overlaid with this mount's staged changes.
+
+Path arguments are branch-relative component lists. The base is the branch head as of the last
+refresh (``head_tree()``); staged entries (``staging.py``) override it path by path, and a staged
+directory's ``tree`` replaces the base below it. Reads of unchanged files go to the store through
+the shared cache; the first write to one copies it up into a staged data file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from s3fsv.errors import (
+    AlreadyExists,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    S3fsvError,
+    UsageError,
+)
+from s3fsv.objects import TreeEntry, check_name
+from s3fsv.reader import ChunkReader
+from s3fsv.repo import Repository
+from s3fsv.staging import Read, Staged, Staging
+from s3fsv.tree import EMPTY_TREE, dir_entries, lookup
+from s3fsv.upload import Uploader
+
+COPY_STEP = 8 * 1024 * 1024
+
+
+class NotEmpty(S3fsvError):
+    errno = errno.ENOTEMPTY
+    exit_code = 2
+
+
+class NotPermitted(S3fsvError):
+    errno = errno.EPERM
+    exit_code = 2
+
+
+class CrossDevice(S3fsvError):
+    errno = errno.EXDEV
+    exit_code = 2
+
+
+@dataclass
+class LocalHandle:
+    """An open staged file: a descriptor of its data file."""
+
+    path: str
+    data: str
+    fd: int
+    append: bool
+    writer: bool
+    written: bool = False
+
+
+@dataclass(frozen=True)
+class Node:
+    """What is at a path: a staged entry or a base entry, and the base tree below it."""
+
+    staged: Staged | None
+    base: TreeEntry | None
+    below: str | None  # base tree id for a directory's children
+
+    @property
+    def kind(self) -> str:
+        return self.staged.kind if self.staged is not None else self.base.kind  # type: ignore[union-attr]
+
+
+class BranchOverlay:
+    """One writable branch of one repo in this mount. Thread-safe (one lock per branch)."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        branch: str,
+        reader: ChunkReader,
+        staging: Staging,
+        head: Callable[[], tuple[str, str]],
+    ) -> None:
+        self.repo = repo
+        self.branch = branch
+        self.reader = reader
+        self.staging = staging
+        self._head = head  # () -> (commit id, root tree id) of the branch as last refreshed
+        self.lock = threading.RLock()
+        self.commit_lock = threading.Lock()
+        self.open_data: dict[str, int] = {}  # data file name -> open handles
+        self.committed_data: set[str] = set()
+        self.open_writers = 0
+        self.last_write = 0.0
+        if self.staging.get_meta("base") is None:
+            self.staging.set_meta("base", head()[0])
+        self.staging.collect_garbage(set())
+
+    @property
+    def base_commit(self) -> str:
+        return self.staging.get_meta("base") or self._head()[0]
+
+    # -- resolution -----------------------------------------------------------------------------
+    def node(self, parts: list[str]) -> Node:
+        """Resolve a path; raise ``NotFound``/``NotADirectory``."""
+        _, root_tree = self._head()
+        below: str | None = root_tree
+        node = Node(None, TreeEntry("", "dir", 0o755, 0, tree=root_tree), root_tree)
+        for i, name in enumerate(parts):
+            if node.kind != "dir":
+                raise NotADirectory(f"not a directory: {'/'.join(parts[:i])}")
+            path = "/".join(parts[: i + 1])
+            staged = self.staging.get(path)
+            if staged is not None:
+                if staged.kind == "deleted":
+                    raise NotFound(f"no such file or directory: {path}")
+                below = staged.tree if staged.kind == "dir" else None
+                node = Node(staged, None, below)
+                continue
+            entry = lookup(self.repo.objects, below, name) if below else None
+            if entry is None:
+                raise NotFound(f"no such file or directory: {path}")
+            below = entry.tree if entry.kind == "dir" else None
+            node = Node(None, entry, below)
+        return node
+
+    def _base_has(self, parts: list[str]) -> bool:
+        """Whether the base (as seen through the parent) has something at this exact path."""
+        try:
+            parent = self.node(parts[:-1])
+        except (NotFound, NotADirectory):
+            return False
+        return bool(parent.below) and lookup(self.repo.objects, parent.below, parts[-1]) is not None
+
+    def attrs(self, node: Node) -> tuple[int, int, int, str]:
+        """(mode with type bits, size, mtime_ns, kind) of a node."""
+        s = node.staged
+        if s is None:
+            e = node.base
+            assert e is not None
+            size = e.size if e.kind != "link" else len(e.target.encode())
+            return _type_bits(e.kind) | e.mode, size, e.mtime_ns, e.kind
+        if s.kind == "file" and s.data:
+            st = os.stat(self.staging.data_path(s.data))
+            return stat.S_IFREG | s.mode, st.st_size, st.st_mtime_ns, "file"
+        size = s.size if s.kind != "link" else len(s.target.encode())
+        return _type_bits(s.kind) | s.mode, size, s.mtime_ns, s.kind
+
+    def listdir(self, parts: list[str]) -> list[tuple[str, Node]]:
+        node = self.node(parts)
+        if node.kind != "dir":
+            raise NotADirectory(f"not a directory: {'/'.join(parts)}")
+        prefix = "/".join(parts)
+        out: dict[str, Node] = {}
+        if node.below:
+            for e in dir_entries(self.repo.objects, node.below):
+                out[e.name] = Node(None, e, e.tree if e.kind == "dir" else None)
+        for name in self.staging.child_names(prefix):
+            s = self.staging.get(f"{prefix}/{name}" if prefix else name)
+            if s is None:
+                continue
+            if s.kind == "deleted":
+                out.pop(name, None)
+            else:
+                out[name] = Node(s, None, s.tree if s.kind == "dir" else None)
+        return sorted(out.items())
+
+    # -- file contents --------------------------------------------------------------------------
+    def open_local(self, parts: list[str], flags: int) -> LocalHandle | TreeEntry:
+        """Open a file. Read-only opens of unchanged files return the base entry; anything that
+        writes gets a staged data file (copied up from the base on first write)."""
+        path = "/".join(parts)
+        writing = bool(flags & (os.O_WRONLY | os.O_RDWR))
+        with self.lock:
+            node = self.node(parts)
+            if node.kind == "dir":
+                raise IsADirectory(f"is a directory: {path}")
+            if node.kind == "link":
+                raise UsageError(f"cannot open a symlink itself: {path}")
+            if node.staged is None or not node.staged.data:
+                if not writing and not flags & os.O_TRUNC:
+                    return node.base if node.base is not None else self.as_entry(node.staged)
+                node = self._copy_up(parts, node, truncate=bool(flags & os.O_TRUNC))
+            staged = node.staged
+            assert staged is not None and staged.data
+            mode = os.O_RDWR if writing else os.O_RDONLY
+            fd = os.open(self.staging.data_path(staged.data), mode | os.O_CLOEXEC)
+            if flags & os.O_TRUNC and writing:
+                os.ftruncate(fd, 0)
+                self._touch(fd)
+            return self._opened(
+                LocalHandle(path, staged.data, fd, bool(flags & os.O_APPEND), writing)
+            )
+
+    def _opened(self, h: LocalHandle) -> LocalHandle:
+        self.open_data[h.data] = self.open_data.get(h.data, 0) + 1
+        if h.writer:
+            self.open_writers += 1
+            self.last_write = time.monotonic()
+        return h
+
+    def as_entry(self, s: Staged | None) -> TreeEntry:
+        """The committed entry a staged entry without local data stands for."""
+        assert s is not None
+        name = s.path.rpartition("/")[2] or "root"
+        if s.kind == "dir":
+            return TreeEntry(name, "dir", s.mode, s.mtime_ns, tree=s.tree or "0" * 64)
+        if s.kind == "link":
+            return TreeEntry(name, "link", s.mode, s.mtime_ns, len(s.target.encode()),
+                             target=s.target)  # fmt: skip
+        return TreeEntry(name, "file", s.mode, s.mtime_ns, s.size, s.sha256, s.chunks)
+
+    def _copy_up(self, parts: list[str], node: Node, *, truncate: bool) -> Node:
+        source = node.base if node.base is not None else self.as_entry(node.staged)
+        name, data_path = self.staging.new_data()
+        if not truncate and source.size:
+            with open(data_path, "r+b") as out:
+                for off in range(0, source.size, COPY_STEP):
+                    out.write(self.reader.read(source, off, COPY_STEP))
+        os.utime(data_path, ns=(source.mtime_ns, source.mtime_ns))
+        staged = Staged("/".join(parts), "file", source.mode, source.mtime_ns, data=name)
+        self.staging.put(staged)
+        return Node(staged, None, None)
+
+    def create(self, parts: list[str], mode: int, flags: int) -> LocalHandle:
+        path = "/".join(parts)
+        with self.lock:
+            self._require_dir(parts[:-1])
+            try:
+                existing = self.node(parts)
+            except NotFound:
+                existing = None
+            if existing is not None:
+                if flags & os.O_EXCL:
+                    raise AlreadyExists(f"file exists: {path}")
+                handle = self.open_local(parts, flags | os.O_RDWR)
+                assert isinstance(handle, LocalHandle)
+                return handle
+            name, data_path = self.staging.new_data()
+            self.staging.put(Staged(path, "file", mode & 0o7777, time.time_ns(), data=name))
+            fd = os.open(data_path, os.O_RDWR | os.O_CLOEXEC)
+            return self._opened(LocalHandle(path, name, fd, bool(flags & os.O_APPEND), True))
+
+    def write(self, h: LocalHandle, data: bytes, offset: int) -> int:
+        if h.data in self.committed_data:
+            self._restage(h)
+        if h.append:
+            offset = os.fstat(h.fd).st_size
+        n = os.pwrite(h.fd, data, offset)
+        h.written = True
+        self.last_write = time.monotonic()
+        return n
+
+    def _restage(self, h: LocalHandle) -> None:
+        """A write through a handle opened before a commit that took its file: stage it again."""
+        with self.lock:
+            self.committed_data.discard(h.data)
+            if self.staging.path_of_data(h.data) is None:
+                try:
+                    node = self.node(h.path.split("/"))
+                except (NotFound, NotADirectory):
+                    return  # deleted meanwhile: the write goes nowhere, as on a local disk
+                mode = self.attrs(node)[0] & 0o7777
+                self.staging.put(Staged(h.path, "file", mode, time.time_ns(), data=h.data))
+
+    def release(self, h: LocalHandle) -> None:
+        with self.lock:
+            os.close(h.fd)
+            left = self.open_data.get(h.data, 1) - 1
+            if left:
+                self.open_data[h.data] = left
+            else:
+                self.open_data.pop(h.data, None)
+            if h.writer:
+                self.open_writers = max(0, self.open_writers - 1)
+
+    def fsync(self, h: LocalHandle) -> None:
+        os.fsync(h.fd)
+
+    def truncate(self, parts: list[str], length: int, h: LocalHandle | None) -> None:
+        with self.lock:
+            if h is None:
+                opened = self.open_local(parts, os.O_RDWR)
+                assert isinstance(opened, LocalHandle)
+                try:
+                    os.ftruncate(opened.fd, length)
+                    self._touch(opened.fd)
+                finally:
+                    self.release(opened)
+            else:
+                os.ftruncate(h.fd, length)
+                self._touch(h.fd)
+            self.last_write = time.monotonic()
+
+    @staticmethod
+    def _touch(fd: int) -> None:
+        os.utime(fd)
+
+    # -- namespace changes ----------------------------------------------------------------------
+    def _require_dir(self, parts: list[str]) -> Node:
+        node = self.node(parts)
+        if node.kind != "dir":
+            raise NotADirectory(f"not a directory: {'/'.join(parts)}")
+        return node
+
+    def _whiteout_or_remove(self, parts: list[str]) -> None:
+        path = "/".join(parts)
+        for e in self.staging.below(path):
+            self.staging.remove(e.path)
+        if self._base_has(parts):
+            self.staging.put(Staged(path, "deleted"))
+        else:
+            self.staging.remove(path)
+
+    def mkdir(self, parts: list[str], mode: int) -> None:
+        path = "/".join(parts)
+        with self.lock, self.staging.transaction():
+            self._require_dir(parts[:-1])
+            try:
+                self.node(parts)
+                raise AlreadyExists(f"file exists: {path}")
+            except NotFound:
+                pass
+            replaces = self._base_has(parts)  # recreating a deleted directory
+            self.staging.put(
+                Staged(path, "dir", mode & 0o7777, time.time_ns(), tree=self._empty_tree(),
+                       replace=replaces)
+            )  # fmt: skip
+            self.last_write = time.monotonic()
+
+    def _empty_tree(self) -> str:
+        return self.repo.objects.put(EMPTY_TREE)
+
+    def unlink(self, parts: list[str]) -> None:
+        with self.lock, self.staging.transaction():
+            node = self.node(parts)
+            if node.kind == "dir":
+                raise IsADirectory(f"is a directory: {'/'.join(parts)}")
+            self._whiteout_or_remove(parts)
+            self.last_write = time.monotonic()
+
+    def rmdir(self, parts: list[str]) -> None:
+        if not parts:
+            raise NotPermitted("cannot remove the branch root")
+        with self.lock, self.staging.transaction():
+            node = self.node(parts)
+            if node.kind != "dir":
+                raise NotADirectory(f"not a directory: {'/'.join(parts)}")
+            if self.listdir(parts):
+                raise NotEmpty(f"directory not empty: {'/'.join(parts)}")
+            self._whiteout_or_remove(parts)
+            self.last_write = time.monotonic()
+
+    def symlink(self, parts: list[str], target: str) -> None:
+        path = "/".join(parts)
+        if not target or "\0" in target:
+            raise UsageError("invalid symlink target")
+        with self.lock, self.staging.transaction():
+            self._require_dir(parts[:-1])
+            try:
+                self.node(parts)
+                raise AlreadyExists(f"file exists: {path}")
+            except NotFound:
+                pass
+            self.staging.put(Staged(path, "link", 0o777, time.time_ns(), target=target))
+            self.last_write = time.monotonic()
+
+    def rename(self, old: list[str], new: list[str], flags: int = 0) -> None:
+        old_path, new_path = "/".join(old), "/".join(new)
+        if not old or not new:
+            raise NotPermitted("cannot rename the branch root")
+        if new_path.startswith(old_path + "/"):
+            raise UsageError(f"cannot move {old_path} into itself")
+        with self.lock, self.staging.transaction():
+            src = self.node(old)
+            self._require_dir(new[:-1])
+            try:
+                dst: Node | None = self.node(new)
+            except NotFound:
+                dst = None
+            if old_path == new_path:
+                return
+            if dst is not None:
+                if src.kind == "dir" and dst.kind != "dir":
+                    raise NotADirectory(f"not a directory: {new_path}")
+                if src.kind != "dir" and dst.kind == "dir":
+                    raise IsADirectory(f"is a directory: {new_path}")
+                if dst.kind == "dir" and self.listdir(new):
+                    raise NotEmpty(f"directory not empty: {new_path}")
+                for e in self.staging.below(new_path):
+                    self.staging.remove(e.path)
+            moved = self._as_staged(src, new_path, replace_dir=True)
+            self.staging.move_below(old_path, new_path)
+            self.staging.put(moved)
+            self._whiteout_or_remove_exact(old)
+            self.last_write = time.monotonic()
+
+    def _whiteout_or_remove_exact(self, parts: list[str]) -> None:
+        path = "/".join(parts)
+        if self._base_has(parts):
+            self.staging.put(Staged(path, "deleted"))
+        else:
+            self.staging.remove(path)
+
+    def _as_staged(self, node: Node, path: str, *, replace_dir: bool = False) -> Staged:
+        """The entry ``node`` would be if staged at ``path`` (no content is copied)."""
+        if node.staged is not None:
+            s = replace(node.staged, path=path)
+            return replace(s, replace=True) if s.kind == "dir" and replace_dir else s
+        e = node.base
+        assert e is not None
+        if e.kind == "file":
+            return Staged(path, "file", e.mode, e.mtime_ns, None, e.size, e.sha256, e.chunks)
+        if e.kind == "link":
+            return Staged(path, "link", e.mode, e.mtime_ns, target=e.target)
+        return Staged(path, "dir", e.mode, e.mtime_ns, tree=e.tree, replace=replace_dir)
+
+    def set_attrs(self, parts: list[str], mode: int | None, mtime_ns: int | None) -> None:
+        if not parts:
+            return  # the branch root's attributes are not recorded in a commit
+        with self.lock:
+            node = self.node(parts)
+            staged = self._as_staged(node, "/".join(parts))
+            if mode is not None:
+                staged = replace(staged, mode=mode & 0o7777)
+            if mtime_ns is not None:
+                if staged.kind == "file" and staged.data:
+                    os.utime(self.staging.data_path(staged.data), ns=(mtime_ns, mtime_ns))
+                staged = replace(staged, mtime_ns=mtime_ns)
+            self.staging.put(staged)
+            self.last_write = time.monotonic()
+
+    # -- commit ---------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        added, modified, deleted = [], [], []
+        for e in self.staging.all():
+            parts = e.path.split("/")
+            in_base = self._in_head(parts)
+            if e.kind == "deleted":
+                deleted.append(e.path)
+            elif e.kind != "dir" or not in_base:
+                (modified if in_base else added).append(e.path)
+        return {
+            "repo": self.repo.name,
+            "branch": self.branch,
+            "base": self.base_commit,
+            "added": added,
+            "modified": modified,
+            "deleted": deleted,
+        }
+
+    def _in_head(self, parts: list[str]) -> bool:
+        _, tree = self._head()
+        entry: TreeEntry | None = None
+        for name in parts:
+            entry = lookup(self.repo.objects, tree, name) if tree else None
+            if entry is None:
+                return False
+            tree = entry.tree if entry.kind == "dir" else ""
+        return True
+
+    def commit(self, message: str, author: str | None, provenance: dict[str, Any]) -> str | None:
+        """Commit the staged changes; on success drop those that did not change meanwhile.
+        Commits of one branch run one at a time."""
+        with self.commit_lock:
+            return self._commit(message, author, provenance)
+
+    def _commit(self, message: str, author: str | None, provenance: dict[str, Any]) -> str | None:
+        with self.lock:
+            snapshot = self.staging.all()
+            generations = dict(self.staging.generation)
+            reads = self.staging.reads()
+        if not snapshot:
+            return None
+        changes: dict[str, TreeEntry | None] = {}
+        data_stamps: dict[str, tuple[int, int]] = {}
+        with Uploader(self.repo.objects, self.repo.chunk_size) as up:
+            for e in snapshot:
+                name = e.path.rpartition("/")[2]
+                check_name(name)
+                if e.kind == "deleted":
+                    changes[e.path] = None
+                elif e.kind == "file" and e.data:
+                    path = self.staging.data_path(e.data)
+                    st = os.stat(path)
+                    data_stamps[e.path] = (st.st_size, st.st_mtime_ns)
+                    content = up.upload_file(path)
+                    changes[e.path] = content.entry(name, e.mode, st.st_mtime_ns)
+                elif e.kind == "file":
+                    changes[e.path] = TreeEntry(
+                        name, "file", e.mode, e.mtime_ns, e.size, e.sha256, e.chunks
+                    )
+                elif e.kind == "link":
+                    changes[e.path] = TreeEntry(
+                        name, "link", e.mode, e.mtime_ns, len(e.target.encode()), target=e.target
+                    )
+                else:
+                    tree = e.tree if e.replace else ""
+                    changes[e.path] = TreeEntry(name, "dir", e.mode, e.mtime_ns, tree=tree)
+        prov = dict(provenance)
+        prov["inputs"] = [{"repo": r.repo, "commit": r.commit, "via": r.via} for r in reads]
+        cid = self.repo.commit(
+            self.branch,
+            changes,
+            message,
+            author=author,
+            provenance=prov,
+            base=self.base_commit,
+            missing_ok=True,
+        )
+        with self.lock, self.staging.transaction():
+            for e in snapshot:
+                if self.staging.generation.get(e.path) != generations.get(e.path):
+                    continue  # changed again while we committed: stays staged
+                if e.path in data_stamps and e.data:
+                    try:
+                        st = os.stat(self.staging.data_path(e.data))
+                    except FileNotFoundError:
+                        st = None
+                    if st is None or (st.st_size, st.st_mtime_ns) != data_stamps[e.path]:
+                        continue
+                self.staging.remove(e.path)
+                if e.data:
+                    self.committed_data.add(e.data)
+            self.staging.set_meta("base", cid)
+            self.staging.clear_reads(reads)
+            self.staging.collect_garbage(set(self.open_data))
+        return cid
+
+    def discard(self) -> int:
+        with self.lock, self.staging.transaction():
+            entries = self.staging.all()
+            for e in entries:
+                self.staging.remove(e.path)
+            self.staging.set_meta("base", self._head()[0])
+        return len(entries)
+
+    def record_read(self, read: Read) -> None:
+        self.staging.record_read(read)
+
+
+def _type_bits(kind: str) -> int:
+    return {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "link": stat.S_IFLNK}[kind]

@@ -1,0 +1,272 @@
+"""Crash-safe staged changes of one branch, as seen by one mount.
+
+A staging area is a 0700 directory under the state directory::
+
+    DIR/lock          held (flock) by the daemon using this area; a second mount takes another slot
+    DIR/staging.db    SQLite in WAL mode: the staged entries, the base commit, recorded reads
+    DIR/data/<name>   content of staged files, 0600, written in place by the filesystem
+
+Every change to the entry table is one SQLite transaction, so after a crash (``kill -9``) the
+table is exactly as of the last completed operation; file contents live in ordinary files that
+survive a process crash, and ``fsync`` makes them survive power loss. The next mount of the same
+store, repo and branch opens the same area and finds everything.
+
+Entries are keyed by branch-relative path. Kinds:
+
+- ``file`` with ``data``: staged content in ``DIR/data/<data>`` (size and mtime from that file);
+- ``file`` without ``data``: committed content (``chunks``) moved or re-moded without a copy;
+- ``dir``: ``tree`` is the base content shown below it (the empty tree for a new directory);
+  ``replace`` says whether a commit replaces what is there or only makes sure it exists;
+- ``link``: a symlink to ``target``;
+- ``deleted``: a whiteout hiding what the base has at this path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from s3fsv.config import private_dir
+
+MAX_SLOTS = 16
+
+
+@dataclass(frozen=True)
+class Staged:
+    path: str
+    kind: str
+    mode: int = 0o644
+    mtime_ns: int = 0
+    data: str | None = None
+    size: int = 0
+    sha256: str = ""
+    chunks: tuple[str, ...] = ()
+    tree: str = ""
+    replace: bool = False
+    target: str = ""
+
+    @property
+    def parent(self) -> str:
+        return self.path.rpartition("/")[0]
+
+
+@dataclass(frozen=True)
+class Read:
+    repo: str
+    commit: str
+    via: str
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    path TEXT PRIMARY KEY, kind TEXT NOT NULL, mode INTEGER, mtime_ns INTEGER, data TEXT,
+    size INTEGER, sha256 TEXT, chunks TEXT, tree TEXT, replace INTEGER, target TEXT);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS reads (
+    repo TEXT, commit_id TEXT, via TEXT, PRIMARY KEY (repo, commit_id, via));
+"""
+
+
+class Staging:
+    """The staged entries of one branch. Thread-safe. Keep one instance per area and process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = private_dir(root)
+        self.data_dir = private_dir(root / "data")
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            root / "staging.db", check_same_thread=False, isolation_level=None
+        )
+        os.chmod(root / "staging.db", 0o600)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self.entries: dict[str, Staged] = {}
+        self.children: dict[str, set[str]] = {}
+        self.generation: dict[str, int] = {}
+        self._gen = 0
+        for row in self._db.execute(
+            "SELECT path, kind, mode, mtime_ns, data, size, sha256, chunks, tree, replace, target"
+            " FROM entries"
+        ):
+            e = Staged(
+                row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                tuple(json.loads(row[7] or "[]")), row[8] or "", bool(row[9]), row[10] or "",
+            )  # fmt: skip
+            self._index(e)
+
+    # -- meta -----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- entries --------------------------------------------------------------------------------
+    def _index(self, e: Staged) -> None:
+        self.entries[e.path] = e
+        self.children.setdefault(e.parent, set()).add(e.path.rpartition("/")[2])
+        self._gen += 1
+        self.generation[e.path] = self._gen
+
+    def _unindex(self, path: str) -> None:
+        if self.entries.pop(path, None) is not None:
+            parent, _, name = path.rpartition("/")
+            kids = self.children.get(parent)
+            if kids is not None:
+                kids.discard(name)
+                if not kids:
+                    del self.children[parent]
+            self.generation.pop(path, None)
+
+    def path_of_data(self, name: str) -> str | None:
+        with self._lock:
+            for e in self.entries.values():
+                if e.data == name:
+                    return e.path
+        return None
+
+    def get(self, path: str) -> Staged | None:
+        with self._lock:
+            return self.entries.get(path)
+
+    def child_names(self, path: str) -> list[str]:
+        with self._lock:
+            return sorted(self.children.get(path, ()))
+
+    def below(self, path: str) -> list[Staged]:
+        """Entries strictly below ``path`` (everything for ``""``)."""
+        with self._lock:
+            if not path:
+                return list(self.entries.values())
+            prefix = path + "/"
+            return [e for p, e in self.entries.items() if p.startswith(prefix)]
+
+    def all(self) -> list[Staged]:
+        with self._lock:
+            return sorted(self.entries.values(), key=lambda e: e.path)
+
+    def __bool__(self) -> bool:
+        with self._lock:
+            return bool(self.entries)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several puts/removes into one atomic step."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def put(self, e: Staged) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    e.path, e.kind, e.mode, e.mtime_ns, e.data, e.size, e.sha256,
+                    json.dumps(list(e.chunks)), e.tree, int(e.replace), e.target,
+                ),
+            )  # fmt: skip
+            self._unindex(e.path)
+            self._index(e)
+
+    def remove(self, path: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM entries WHERE path = ?", (path,))
+            self._unindex(path)
+
+    def move_below(self, old: str, new: str) -> None:
+        """Re-key every entry strictly below ``old`` to the same place below ``new``."""
+        with self._lock:
+            for e in self.below(old):
+                self.remove(e.path)
+                self.put(replace(e, path=new + e.path[len(old) :]))
+
+    # -- data files -----------------------------------------------------------------------------
+    def new_data(self) -> tuple[str, Path]:
+        name = uuid.uuid4().hex
+        path = self.data_dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        return name, path
+
+    def data_path(self, name: str) -> Path:
+        return self.data_dir / name
+
+    def collect_garbage(self, in_use: set[str]) -> None:
+        """Delete data files no entry refers to and no open handle uses."""
+        with self._lock:
+            live = {e.data for e in self.entries.values() if e.data} | in_use
+            for f in self.data_dir.iterdir():
+                if f.name not in live:
+                    with contextlib.suppress(FileNotFoundError):
+                        f.unlink()
+
+    # -- provenance -----------------------------------------------------------------------------
+    def record_read(self, read: Read) -> bool:
+        """Remember that ``read`` happened; True the first time."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO reads VALUES (?, ?, ?)", (read.repo, read.commit, read.via)
+            )
+            return cur.rowcount > 0
+
+    def reads(self) -> list[Read]:
+        with self._lock:
+            rows = self._db.execute("SELECT repo, commit_id, via FROM reads ORDER BY 1, 2, 3")
+            return [Read(*row) for row in rows]
+
+    def clear_reads(self, done: list[Read]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "DELETE FROM reads WHERE repo = ? AND commit_id = ? AND via = ?",
+                [(r.repo, r.commit, r.via) for r in done],
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def area_key(store_url: str, repo: str, branch: str) -> str:
+    return hashlib.sha256(f"{store_url}\0{repo}\0{branch}".encode()).hexdigest()[:24]
+
+
+class SlotLock:
+    """An exclusive, process-lifetime claim on one staging slot (released when the process
+    dies, so a crashed daemon's slot is found again by the next mount)."""
+
+    def __init__(self, root: Path, store_url: str, repo: str, branch: str) -> None:
+        base = private_dir(root / area_key(store_url, repo, branch))
+        (base / "ref").write_text(f"{store_url}\n{repo}\n{branch}\n")
+        for slot in range(MAX_SLOTS):
+            path = private_dir(base / f"slot-{slot}")
+            fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self.fd = fd
+            self.path = path
+            return
+        raise OSError(f"all {MAX_SLOTS} staging slots for {repo}@{branch} are in use")
+
+    def release(self) -> None:
+        os.close(self.fd)

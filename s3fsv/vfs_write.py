@@ -1,0 +1,170 @@
+"""Write operations and commits of ``Filesystem`` (mixed into it; see ``vfs.py``).
+
+Every write lands in the staging overlay of a writable branch view; anywhere else it fails with
+``EROFS``. Operations s3fsv does not support fail with the errno documented in
+``docs/semantics.md``: hard links ``EPERM``, renames across branches or views ``EXDEV``,
+special files ``EPERM``, ownership changes to another user ``EPERM``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import stat
+import time
+from typing import TYPE_CHECKING, Any
+
+from s3fsv import __version__
+from s3fsv.errors import NotFound, ReadOnly, UsageError
+from s3fsv.overlay import CrossDevice, NotPermitted
+
+if TYPE_CHECKING:
+    from s3fsv.overlay import BranchOverlay
+    from s3fsv.vfs import Snapshot
+
+
+class WriteOps:
+    """Mixin: needs ``_locate``, ``_overlay``, ``_add_handle``, ``_handle``, ``branch_moved``."""
+
+    def _writable_path(self, path: str) -> tuple[BranchOverlay, list[str], Snapshot]:
+        _, snap, inner = self._locate(path)  # type: ignore[attr-defined]
+        ov = self._overlay(snap) if snap is not None else None  # type: ignore[attr-defined]
+        if ov is None or snap is None:
+            raise ReadOnly(f"read-only: {path}")
+        return ov, inner, snap
+
+    def create(self, path: str, mode: int, flags: int) -> int:
+        from s3fsv.vfs import OpenStaged
+
+        ov, inner, _ = self._writable_path(path)
+        if not inner:
+            raise UsageError("cannot create the branch root")
+        return self._add_handle(OpenStaged(ov, ov.create(inner, mode, flags)))  # type: ignore[attr-defined]
+
+    def write(self, fh: int, data: bytes, offset: int) -> int:
+        from s3fsv.vfs import OpenStaged
+
+        handle = self._handle(fh)  # type: ignore[attr-defined]
+        if not isinstance(handle, OpenStaged) or not handle.local.writer:
+            raise ReadOnly("file is not open for writing")
+        return handle.overlay.write(handle.local, data, offset)
+
+    def truncate(self, path: str, length: int, fh: int | None) -> None:
+        from s3fsv.vfs import OpenStaged
+
+        handle = self._handle(fh) if fh is not None else None  # type: ignore[attr-defined]
+        if isinstance(handle, OpenStaged):
+            handle.overlay.truncate([], length, handle.local)
+            return
+        ov, inner, _ = self._writable_path(path)
+        ov.truncate(inner, length, None)
+
+    def fsync(self, fh: int | None) -> None:
+        from s3fsv.vfs import OpenStaged
+
+        handle = self._handle(fh) if fh is not None else None  # type: ignore[attr-defined]
+        if isinstance(handle, OpenStaged):
+            handle.overlay.fsync(handle.local)
+
+    def mkdir(self, path: str, mode: int) -> None:
+        ov, inner, _ = self._writable_path(path)
+        ov.mkdir(inner, mode)
+
+    def unlink(self, path: str) -> None:
+        ov, inner, _ = self._writable_path(path)
+        ov.unlink(inner)
+
+    def rmdir(self, path: str) -> None:
+        ov, inner, _ = self._writable_path(path)
+        ov.rmdir(inner)
+
+    def rename(self, old: str, new: str) -> None:
+        ov, old_inner, _ = self._writable_path(old)
+        try:
+            ov2, new_inner, _ = self._writable_path(new)
+        except ReadOnly:
+            raise CrossDevice(f"cannot rename across views: {old} -> {new}") from None
+        if ov2 is not ov:
+            raise CrossDevice(f"cannot rename across branches: {old} -> {new}")
+        ov.rename(old_inner, new_inner)
+
+    def symlink(self, path: str, target: str) -> None:
+        ov, inner, _ = self._writable_path(path)
+        ov.symlink(inner, target)
+
+    def link(self, path: str, existing: str) -> None:
+        self._writable_path(path)
+        raise NotPermitted(f"hard links are not supported: {path}")
+
+    def mknod(self, path: str, mode: int, *_: object) -> None:
+        self._writable_path(path)
+        raise NotPermitted(f"special files are not supported: {path}")
+
+    def chmod(self, path: str, mode: int) -> None:
+        ov, inner, _ = self._writable_path(path)
+        ov.set_attrs(inner, stat.S_IMODE(mode), None)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        self._writable_path(path)
+        if uid not in (-1, os.getuid()) or gid not in (-1, os.getgid()):
+            raise NotPermitted("ownership is not recorded in commits")
+
+    def utimens(self, path: str, times: tuple[int, int] | None = None) -> None:
+        ov, inner, _ = self._writable_path(path)
+        ov.set_attrs(inner, None, times[1] if times else time.time_ns())
+
+    def setxattr(self, path: str, name: str, value: bytes | None) -> None:
+        self._writable_path(path)
+        raise NotPermitted("extended attributes are not recorded in commits")
+
+    # -- commits --------------------------------------------------------------------------------
+    def _branch_overlay(self, path: str) -> BranchOverlay:
+        try:
+            ov, _, _ = self._writable_path(path)
+        except (ReadOnly, NotFound):
+            raise UsageError(f"{path} is not inside a writable branch of this mount") from None
+        return ov
+
+    def commit(self, path: str, message: str, author: str | None = None) -> str | None:
+        ov = self._branch_overlay(path)
+        return self._commit_overlay(ov, message, author)
+
+    def _commit_overlay(self, ov: BranchOverlay, message: str, author: str | None) -> str | None:
+        cid = ov.commit(message, author, provenance_context())
+        if cid is not None:
+            self.branch_moved(ov.repo.name, ov.branch, cid)  # type: ignore[attr-defined]
+        return cid
+
+    def status(self, path: str) -> dict[str, Any]:
+        return self._branch_overlay(path).status()
+
+    def discard(self, path: str) -> int:
+        return self._branch_overlay(path).discard()
+
+    def staged_branches(self) -> list[tuple[str, str]]:
+        overlays = dict(self._overlays)  # type: ignore[attr-defined]
+        return [key for key, ov in overlays.items() if ov.staging]
+
+    def idle_seconds(self, repo: str, branch: str) -> float:
+        ov = self._overlays.get((repo, branch))  # type: ignore[attr-defined]
+        if ov is None or not ov.last_write:
+            return float("inf")
+        return time.monotonic() - ov.last_write
+
+    def has_open_writers(self, repo: str, branch: str) -> bool:
+        ov = self._overlays.get((repo, branch))  # type: ignore[attr-defined]
+        return ov is not None and ov.open_writers > 0
+
+    def commit_branch(self, repo: str, branch: str, message: str) -> str | None:
+        ov = self._overlays.get((repo, branch))  # type: ignore[attr-defined]
+        return None if ov is None else self._commit_overlay(ov, message, None)
+
+
+def provenance_context() -> dict[str, Any]:
+    """Who and what made a commit from a mount, besides the inputs it read."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    return {"user": user, "host": socket.gethostname(), "tool": f"s3fsv {__version__}"}

@@ -1,0 +1,181 @@
+"""The ``s3fsv`` command as a user runs it: outputs, JSON, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.mounting import run_cli
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    out = dict(os.environ)
+    out.update(
+        XDG_STATE_HOME=str(tmp_path / "state"),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        S3FSV_STORE=f"file://{tmp_path}/store",
+    )
+    return out
+
+
+def cli(env: dict[str, str], *args: str, code: int = 0, error: bool = True) -> str:
+    """Run s3fsv; check the exit code; for failures, return the single error line."""
+    result = run_cli(*args, env=env, check=False)
+    assert result.returncode == code, (args, result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    if code and error:
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("s3fsv: error: "), result.stderr
+        return lines[0]
+    return result.stdout
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    (src / "images/a").mkdir(parents=True)
+    (src / "images/a/1.jpg").write_bytes(b"one")
+    (src / "images/a/2.jpg").write_bytes(os.urandom(300_000))
+    (src / "notes.txt").write_text("hello\n")
+    os.symlink("notes.txt", src / "link")
+    return src
+
+
+def test_end_to_end(env: dict[str, str], tree: Path, tmp_path: Path) -> None:
+    cli(env, "init")
+    cli(env, "init")  # idempotent
+    cli(env, "repo", "create", "cams")
+    assert json.loads(cli(env, "repo", "list", "--json")) == ["cams"]
+    first = cli(env, "put", "-q", str(tree), "cams@main:data", "-m", "ingest").strip()
+    assert len(first) == 64
+    listing = cli(env, "ls", "-R", "cams@main")
+    assert "data/images/a/2.jpg" in listing and "data/link -> notes.txt" in listing
+    entries = json.loads(cli(env, "ls", "--json", "cams:data/images/a"))
+    assert [e["path"] for e in entries] == ["data/images/a/1.jpg", "data/images/a/2.jpg"]
+    assert cli(env, "cat", "cams:data/notes.txt") == "hello\n"
+    cli(env, "put", "-q", str(tree / "notes.txt"), "cams@main:single/n.txt", "-m", "one file")
+    assert cli(env, "cat", "cams:single/n.txt") == "hello\n"
+    cli(env, "branch", "create", "cams", "dev", "--from", first[:10])
+    cli(env, "tag", "create", "cams", "v1", "--from", "main")
+    assert set(json.loads(cli(env, "branch", "list", "cams", "--json"))) == {"main", "dev"}
+    assert json.loads(cli(env, "tag", "list", "cams", "--json"))["v1"] != first
+    log = json.loads(cli(env, "log", "cams", "--json"))
+    assert [c["message"] for c in log] == ["one file", "ingest", "Create repository"]
+    for commit in log:
+        assert {"id", "parents", "author", "time", "message", "provenance"} <= set(commit)
+    assert log[1]["id"] == first and log[0]["parents"] == [first]
+    path_log = json.loads(cli(env, "log", "cams:single/n.txt", "--json"))
+    assert [c["message"] for c in path_log] == ["one file"]
+    shown = json.loads(cli(env, "show", f"cams@{first[:8]}", "--json"))
+    assert shown["id"] == first and "data/notes.txt" in shown["changes"]["added"]
+    shown_text = cli(env, "show", "cams@main")
+    assert "Author:" in shown_text and "A\tsingle/n.txt" in shown_text
+    diff = json.loads(cli(env, "diff", "cams", "dev", "main", "--json"))
+    assert diff == {"added": ["single/n.txt"], "modified": [], "deleted": []}
+    assert cli(env, "diff", "cams", "dev", "main", "--exit-code", code=1, error=False) == (
+        "A\tsingle/n.txt\n"
+    )
+    out = tmp_path / "out"
+    cli(env, "get", "-q", "cams@v1:data", str(out))
+    for path in tree.rglob("*"):
+        rel = path.relative_to(tree)
+        if path.is_symlink():
+            assert os.readlink(out / rel) == os.readlink(path)
+        elif path.is_file():
+            assert (out / rel).read_bytes() == path.read_bytes()
+            assert (out / rel).stat().st_mtime_ns == path.stat().st_mtime_ns
+    cli(env, "branch", "delete", "cams", "dev")
+    assert set(json.loads(cli(env, "branch", "list", "cams", "--json"))) == {"main"}
+
+
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    cli(env, "init")
+    cli(env, "repo", "create", "cams")
+    assert "no such repo 'nope'" in cli(env, "ls", "nope", code=3)
+    assert "no branch, tag or commit 'zzz'" in cli(env, "ls", "cams@zzz", code=3)
+    assert "already exists" in cli(env, "repo", "create", "cams", code=4)
+    assert "invalid repo name" in cli(env, "repo", "create", "../x", code=2)
+    assert "bad address" in cli(env, "ls", "cams:../etc", code=2)
+    assert "unsupported store URL" in cli(env, "--store", "ftp://x/y", "ls", "cams", code=2)
+    assert "s3fsv init" in cli(env, "--store", f"file://{tmp_path}/empty", "ls", "cams", code=3)
+    no_creds = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    no_creds.update(
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    assert "credentials" in cli(no_creds, "--store", "s3://bucket/p", "ls", "cams", code=9)
+    unreachable = {
+        **no_creds,
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "secret-never-shown",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    url = f"http://127.0.0.1:{unused_port()}"
+    msg = cli(unreachable, "--store", "s3://b/p", "--endpoint-url", url, "ls", "cams", code=8)
+    assert "127.0.0.1" in msg and "secret-never-shown" not in msg
+    assert "no store given" in cli({**env, "S3FSV_STORE": ""}, "ls", "cams", code=2)
+
+
+def test_config_file_supplies_the_store(env: dict[str, str], tmp_path: Path) -> None:
+    cli(env, "init")
+    cli(env, "repo", "create", "cams")
+    conf = Path(env["XDG_CONFIG_HOME"]) / "s3fsv"
+    conf.mkdir(parents=True)
+    (conf / "config.toml").write_text(f'store = "{env["S3FSV_STORE"]}"\n')
+    assert cli({**env, "S3FSV_STORE": ""}, "repo", "list").split() == ["cams"]
+
+
+def test_init_refuses_store_without_conditional_writes(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In-process: a backend that ignores conditions is refused by init with one clear line."""
+    from s3fsv import cli as cli_module
+    from s3fsv.backend.memory import MemoryBackend
+    from s3fsv.store import Store
+
+    class Ignoring(MemoryBackend):
+        def put(self, key: str, data: bytes, **_: object) -> str:  # type: ignore[override]
+            return super().put(key, data)
+
+    monkeypatch.setattr(
+        "s3fsv.store.open_backend", lambda url, **kw: Ignoring("ignoring-" + str(tmp_path))
+    )
+    assert Store is not None
+    assert cli_module.main(["--store", "memory://x", "init"]) == 10
+
+
+def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
+    cli(env, "init")
+    cli(env, "repo", "create", "cams")
+    store = env["S3FSV_STORE"]
+    assert "does not exist" in cli(env, "mount", store, str(tmp_path / "missing"), code=12)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    assert "not empty" in cli(env, "mount", store, str(full), code=12)
+    empty = tmp_path / "mp"
+    empty.mkdir()
+    assert "no such repo" in cli(env, "mount", f"{store}/nope", str(empty), code=3)
+    assert "s3fsv init" in cli(env, "mount", f"file://{tmp_path}/nostore", str(empty), code=3)
+    assert "bad size" in cli(env, "mount", store, str(empty), "--cache-size", "lots", code=2)
+    assert not os.path.ismount(empty)
+
+
+def test_help_explains_itself(env: dict[str, str]) -> None:
+    out = cli(env, "--help")
+    for word in ("init", "put", "mount", "exit codes", "REPO[@REF][:PATH]", "S3FSV_STORE"):
+        assert word in out
+    assert "--ref-ttl" in cli(env, "mount", "--help")

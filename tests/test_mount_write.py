@@ -1,0 +1,263 @@
+"""Writable branches through real FUSE mounts: POSIX operations, commits, crashes, two nodes and
+real programs (git, tar, sqlite)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import stat
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3fsv.store import Store
+from s3fsv.transfer import put
+from tests.mounting import S3FSV, alive, daemon_pids, force_unmount, mounted, run_cli
+
+CHUNK = 64 * 1024
+
+
+@pytest.fixture(params=["file", "seaweed"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "file":
+        return f"file://{tmp_path}/store"
+    return str(request.getfixturevalue("s3_bucket_url"))
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    out = dict(os.environ)
+    out["XDG_STATE_HOME"] = str(tmp_path / "state")
+    out["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    out["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    return out
+
+
+@pytest.fixture
+def repo_url(store_url: str, tmp_path: Path) -> str:
+    store = Store.init(store_url)
+    repo = store.create_repo("cams", chunk_size=CHUNK)
+    src = tmp_path / "seed"
+    (src / "in").mkdir(parents=True)
+    (src / "in/a.txt").write_bytes(b"alpha\n")
+    (src / "in/big.bin").write_bytes(os.urandom(3 * CHUNK + 7))
+    (src / "keep.txt").write_bytes(b"keep\n")
+    put(repo, "main", src, "", "seed")
+    return store_url
+
+
+@pytest.fixture
+def branch(repo_url: str, tmp_path: Path, env: dict[str, str]) -> Iterator[Path]:
+    with mounted(repo_url, tmp_path / "mnt", env) as mp:
+        yield mp / "cams" / "branch" / "main"
+
+
+def commit(path: Path, env: dict[str, str], message: str = "test") -> str:
+    out = run_cli("commit", str(path), "-m", message, env=env).stdout.strip()
+    assert len(out) == 64, out
+    return out
+
+
+def test_posix_operations_and_commit(
+    branch: Path, env: dict[str, str], repo_url: str, tmp_path: Path
+) -> None:
+    big = (branch / "in/big.bin").read_bytes()
+    (branch / "new.txt").write_bytes(b"hello")
+    assert (branch / "new.txt").read_bytes() == b"hello"  # reads see own writes at once
+    with open(branch / "new.txt", "ab") as fh:
+        fh.write(b" world")
+    with open(branch / "in/big.bin", "r+b") as fh:  # copy-up, random write
+        fh.seek(CHUNK + 5)
+        fh.write(b"XYZ")
+    expected_big = big[: CHUNK + 5] + b"XYZ" + big[CHUNK + 8 :]
+    assert (branch / "in/big.bin").read_bytes() == expected_big
+    os.truncate(branch / "in/a.txt", 3)
+    (branch / "d1/d2").mkdir(parents=True)
+    (branch / "d1/d2/f.txt").write_text("deep")
+    os.rename(branch / "d1", branch / "d9")
+    tmp = branch / "out.json.tmp"
+    tmp.write_text('{"x": 1}')
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, branch / "out.json")
+    os.chmod(branch / "new.txt", 0o600)
+    os.utime(branch / "new.txt", ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    os.symlink("new.txt", branch / "link")
+    os.unlink(branch / "keep.txt")
+    (branch / "gone").mkdir()
+    os.rmdir(branch / "gone")
+    status = json.loads(run_cli("status", str(branch), "--json", env=env).stdout)
+    assert "new.txt" in status["added"] and "keep.txt" in status["deleted"]
+    assert "in/big.bin" in status["modified"]
+    cid = commit(branch / "in", env, "many ops")
+    assert json.loads(run_cli("status", str(branch), "--json", env=env).stdout)["added"] == []
+    repo = Store.open(repo_url).repo("cams")
+    got = {p: e for p, e in repo.walk(cid)}
+    assert "keep.txt" not in got and "d1" not in got and "gone" not in got
+    assert b"".join(repo.read_file(got["new.txt"])) == b"hello world"
+    assert got["new.txt"].mode == 0o600 and got["new.txt"].mtime_ns == 1_600_000_000_000_000_000
+    assert b"".join(repo.read_file(got["in/big.bin"])) == expected_big
+    assert b"".join(repo.read_file(got["in/a.txt"])) == b"alp"
+    assert b"".join(repo.read_file(got["d9/d2/f.txt"])) == b"deep"
+    assert b"".join(repo.read_file(got["out.json"])) == b'{"x": 1}'
+    assert got["link"].kind == "link" and got["link"].target == "new.txt"
+    # The branch directory shows the new head, and the mount's commit view has it too.
+    assert (branch / "new.txt").read_bytes() == b"hello world"
+    mp = branch.parent.parent.parent
+    assert (mp / "cams/commit" / cid / "d9/d2/f.txt").read_text() == "deep"
+    log = json.loads(run_cli("--store", repo_url, "log", "cams", "--json", env=env).stdout)
+    assert log[0]["id"] == cid and log[0]["provenance"]["user"]
+
+
+def test_unsupported_operations_fail_as_documented(
+    branch: Path, repo_url: str, tmp_path: Path, env: dict[str, str]
+) -> None:
+    (branch / "f").write_text("f")
+    with pytest.raises(OSError) as info:
+        os.link(branch / "f", branch / "hard")
+    assert info.value.errno == errno.EPERM
+    with pytest.raises(OSError) as info:
+        os.mkfifo(branch / "fifo")
+    assert info.value.errno == errno.EPERM
+    Store.open(repo_url).repo("cams").create_branch("other")
+    other = branch.parent / "other"
+    with pytest.raises(OSError) as info:
+        os.rename(branch / "f", other / "f")
+    assert info.value.errno == errno.EXDEV
+    shutil.move(branch / "f", other / "f")  # mv falls back to copy + delete, as across disks
+    assert (other / "f").read_text() == "f" and not (branch / "f").exists()
+    with pytest.raises(OSError) as info:
+        os.rmdir(branch / "in")
+    assert info.value.errno == errno.ENOTEMPTY
+    cid = Store.open(repo_url).repo("cams").resolve("main")
+    with pytest.raises(OSError) as info:
+        (branch.parent.parent / "commit" / cid / "x").write_text("x")
+    assert info.value.errno == errno.EROFS
+
+
+def test_open_file_survives_commit(branch: Path, env: dict[str, str], repo_url: str) -> None:
+    fh = open(branch / "log.txt", "w")  # noqa: SIM115
+    try:
+        fh.write("first\n")
+        fh.flush()
+        first = commit(branch, env, "first half")
+        fh.write("second\n")
+        fh.flush()
+    finally:
+        fh.close()
+    assert (branch / "log.txt").read_text() == "first\nsecond\n"
+    second = commit(branch, env, "second half")
+    repo = Store.open(repo_url).repo("cams")
+    assert b"".join(repo.read_file(repo.stat(first, "log.txt"))) == b"first\n"
+    assert b"".join(repo.read_file(repo.stat(second, "log.txt"))) == b"first\nsecond\n"
+
+
+def test_kill_9_loses_nothing_closed(repo_url: str, tmp_path: Path, env: dict[str, str]) -> None:
+    mp = tmp_path / "mnt"
+    state = Path(env["XDG_STATE_HOME"])
+    with mounted(repo_url, mp, env):
+        b = mp / "cams/branch/main"
+        (b / "staged.txt").write_text("survives")
+        (b / "dir").mkdir()
+        (b / "dir/x.bin").write_bytes(b"x" * 100_000)
+        os.unlink(b / "keep.txt")
+        with open(b / "in/a.txt", "a") as fh:
+            fh.write("appended\n")
+        pid = daemon_pids(state)[0]
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        force_unmount(mp, state)
+    with mounted(repo_url, mp, env):
+        b = mp / "cams/branch/main"
+        assert (b / "staged.txt").read_text() == "survives"
+        assert not (b / "keep.txt").exists()
+        status = json.loads(run_cli("status", str(b), "--json", env=env).stdout)
+        assert {"staged.txt", "dir/x.bin"} <= set(status["added"])
+        cid = commit(b, env, "after crash")
+    repo = Store.open(repo_url).repo("cams")
+    files = {p: b"".join(repo.read_file(e)) for p, e in repo.walk(cid) if e.kind == "file"}
+    assert files["staged.txt"] == b"survives"
+    assert files["dir/x.bin"] == b"x" * 100_000
+    assert files["in/a.txt"] == b"alpha\nappended\n"
+    assert "keep.txt" not in files
+
+
+def test_two_nodes_commit_concurrently(repo_url: str, tmp_path: Path, env: dict[str, str]) -> None:
+    with (
+        mounted(repo_url, tmp_path / "n1", env) as n1,
+        mounted(repo_url, tmp_path / "n2", env) as n2,
+    ):
+        for i in range(20):
+            (n1 / f"cams/branch/main/in/n1-{i}.txt").write_text(f"one {i}")
+            (n2 / f"cams/branch/main/in/n2-{i}.txt").write_text(f"two {i}")
+        procs = [
+            subprocess.Popen(
+                [*S3FSV, "commit", str(n / "cams/branch/main"), "-m", n.name],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for n in (n1, n2)
+        ]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert all(p.returncode == 0 for p in procs), outs
+    repo = Store.open(repo_url).repo("cams")
+    head = repo.resolve("main")
+    names = {p for p, _ in repo.walk(head)}
+    assert all(f"in/n1-{i}.txt" in names and f"in/n2-{i}.txt" in names for i in range(20))
+    messages = [c.message for _, c in repo.log("main")]
+    assert sorted(messages[:2]) == ["n1", "n2"]
+
+
+def test_real_programs(branch: Path, env: dict[str, str], tmp_path: Path) -> None:
+    # tar x of a tree, then diff -r against the source.
+    src = tmp_path / "tarsrc"
+    (src / "a/b").mkdir(parents=True)
+    (src / "a/b/file.txt").write_text("tarred\n")
+    (src / "a/bin.dat").write_bytes(os.urandom(200_000))
+    os.chmod(src / "a/bin.dat", 0o640)
+    os.symlink("b/file.txt", src / "a/link")
+    with tarfile.open(tmp_path / "t.tar", "w") as tar:
+        tar.add(src / "a", arcname="a")
+    subprocess.run(["tar", "xf", str(tmp_path / "t.tar"), "-C", str(branch)], check=True)
+    subprocess.run(["diff", "-r", str(src / "a"), str(branch / "a")], check=True)
+    assert stat.S_IMODE(os.stat(branch / "a/bin.dat").st_mode) == 0o640
+    # SQLite creates and updates a database file.
+    db = sqlite3.connect(branch / "data.db")
+    db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+    db.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"v{i}") for i in range(500)])
+    db.commit()
+    db.execute("UPDATE t SET v = 'changed' WHERE k < 10")
+    db.commit()
+    db.close()
+    check = sqlite3.connect(branch / "data.db")
+    assert check.execute("SELECT count(*) FROM t WHERE v = 'changed'").fetchone() == (10,)
+    assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    check.close()
+    # git init, add and commit inside the branch directory.
+    git_env = {**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
+    repo = branch / "gitrepo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, env=git_env)
+    (repo / "README").write_text("hello git\n")
+    subprocess.run(["git", "-C", str(repo), "add", "README"], check=True, env=git_env)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "first"], check=True, env=git_env)
+    log = subprocess.run(
+        ["git", "-C", str(repo), "log", "--oneline"], capture_output=True, text=True, check=True
+    )
+    assert "first" in log.stdout
+    fsck = subprocess.run(["git", "-C", str(repo), "fsck"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    commit(branch, env, "programs")
+    subprocess.run(["diff", "-r", str(src / "a"), str(branch / "a")], check=True)
