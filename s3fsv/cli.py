@@ -288,7 +288,8 @@ def _provenance_lines(prov: dict[str, Any]) -> list[str]:
             out.append("inputs (read through the mount):")
             for item in value:
                 if isinstance(item, dict):
-                    out.append(f"  {item.get('repo', '?')}@{item.get('commit', '?')}")
+                    via = f"  (via {item['via']})" if item.get("via") else ""
+                    out.append(f"  {item.get('repo', '?')}@{item.get('commit', '?')}{via}")
                 else:
                     out.append(f"  {item}")
         else:

@@ -139,6 +139,11 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     p.add_argument("--foreground", action="store_true", help="stay attached; log to stderr")
     p.add_argument("--read-only", action="store_true", help="refuse every write (EROFS)")
     p.add_argument(
+        "--rw",
+        action="store_true",
+        help="make a REPO@BRANCH mount writable (branch/ directories always are)",
+    )
+    p.add_argument(
         "--cache-dir", metavar="DIR", help="shared object cache (default: $XDG_CACHE_HOME/s3fsv)"
     )
     p.add_argument(

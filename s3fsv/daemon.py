@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -262,10 +262,13 @@ def make_filesystem(args: object, store: Store, source: Source) -> Any:
         parse_size(getattr(args, "cache_size", "10G")),
     )
     store.cache = cache
-    spec_kw: dict[str, Any] = {}
-    if "read_only" in {f.name for f in fields(MountSpec)}:
-        spec_kw["read_only"] = bool(getattr(args, "read_only", False))
-    spec = MountSpec(source.repo, source.ref, float(getattr(args, "ref_ttl", 5.0)), **spec_kw)
+    spec = MountSpec(
+        source.repo,
+        source.ref,
+        float(getattr(args, "ref_ttl", 5.0)),
+        read_only=bool(getattr(args, "read_only", False)),
+        rw=bool(getattr(args, "rw", False)),
+    )
     return Filesystem(store, spec, cache)
 
 

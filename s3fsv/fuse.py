@@ -80,6 +80,7 @@ class Operations(mfusepy.Operations):
 
     def __init__(self, fs: Filesystem, *, ref_ttl: float) -> None:
         self.fs = fs
+        fs.caller_pid = lambda: int(mfusepy.fuse_get_context()[2])
         self.ref_ttl = ref_ttl
         # A pinned snapshot never changes: skipping OPEN/RELEASE keeps the page cache and
         # halves the requests per small file. Mounts with branches need handles instead.

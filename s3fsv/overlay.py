@@ -9,6 +9,7 @@ the shared cache; the first write to one copies it up into a staged data file.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import threading
@@ -33,6 +34,7 @@ from s3fsv.tree import EMPTY_TREE, dir_entries, lookup
 from s3fsv.upload import Uploader
 
 COPY_STEP = 8 * 1024 * 1024
+MAX_COMMANDS = 20
 
 
 class NotEmpty(S3fsvError):
@@ -93,6 +95,7 @@ class BranchOverlay:
         self._head = head  # () -> (commit id, root tree id) of the branch as last refreshed
         self.lock = threading.RLock()
         self.commit_lock = threading.Lock()
+        self._commands: set[str] = set()
         self.open_data: dict[str, int] = {}  # data file name -> open handles
         self.committed_data: set[str] = set()
         self.open_writers = 0
@@ -504,6 +507,9 @@ class BranchOverlay:
                     changes[e.path] = TreeEntry(name, "dir", e.mode, e.mtime_ns, tree=tree)
         prov = dict(provenance)
         prov["inputs"] = [{"repo": r.repo, "commit": r.commit, "via": r.via} for r in reads]
+        commands = json.loads(self.staging.get_meta("commands") or "[]")
+        if commands:
+            prov["commands"] = commands
         cid = self.repo.commit(
             self.branch,
             changes,
@@ -529,6 +535,8 @@ class BranchOverlay:
                     self.committed_data.add(e.data)
             self.staging.set_meta("base", cid)
             self.staging.clear_reads(reads)
+            self.staging.set_meta("commands", "[]")
+            self._commands.clear()
             self.staging.collect_garbage(set(self.open_data))
         return cid
 
@@ -542,6 +550,17 @@ class BranchOverlay:
 
     def record_read(self, read: Read) -> None:
         self.staging.record_read(read)
+
+    def record_command(self, command: str) -> None:
+        """Remember a command line that wrote to this branch (at most ``MAX_COMMANDS``)."""
+        with self.lock:
+            if command in self._commands:
+                return
+            known = json.loads(self.staging.get_meta("commands") or "[]")
+            if command not in known and len(known) < MAX_COMMANDS:
+                known.append(command)
+                self.staging.set_meta("commands", json.dumps(known))
+            self._commands.add(command)
 
 
 def _type_bits(kind: str) -> int:

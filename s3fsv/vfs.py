@@ -451,6 +451,8 @@ class Filesystem(WriteOps):
         if ov is not None:
             opened = ov.open_local(inner, flags)
             if isinstance(opened, LocalHandle):
+                if opened.writer:
+                    self.note_writer(ov)
                 return self._add_handle(OpenStaged(ov, opened))
             entry = opened
         else:

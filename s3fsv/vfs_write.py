@@ -13,6 +13,8 @@ import os
 import socket
 import stat
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from s3fsv import __version__
@@ -40,7 +42,24 @@ class WriteOps:
         ov, inner, _ = self._writable_path(path)
         if not inner:
             raise UsageError("cannot create the branch root")
+        self.note_writer(ov)
         return self._add_handle(OpenStaged(ov, ov.create(inner, mode, flags)))  # type: ignore[attr-defined]
+
+    #: Returns the pid of the process making the current call (set by the FUSE adapter).
+    caller_pid: Callable[[], int] | None = None
+
+    def note_writer(self, ov: BranchOverlay) -> None:
+        """Record the command line of the process writing to ``ov`` for provenance."""
+        if self.caller_pid is None:
+            return
+        try:
+            pid = self.caller_pid()
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        command = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+        if command:
+            ov.record_command(command[:500])
 
     def write(self, fh: int, data: bytes, offset: int) -> int:
         from s3fsv.vfs import OpenStaged
