@@ -95,6 +95,7 @@ class BranchOverlay:
         self._head = head  # () -> (commit id, root tree id) of the branch as last refreshed
         self.lock = threading.RLock()
         self.commit_lock = threading.Lock()
+        self.root_mtime = time.time_ns()  # the branch root's own times are not committed
         self._commands: set[str] = set()
         self.open_data: dict[str, int] = {}  # data file name -> open handles
         self.committed_data: set[str] = set()
@@ -113,7 +114,7 @@ class BranchOverlay:
         """Resolve a path; raise ``NotFound``/``NotADirectory``."""
         _, root_tree = self._head()
         below: str | None = root_tree
-        node = Node(None, TreeEntry("", "dir", 0o755, 0, tree=root_tree), root_tree)
+        node = Node(None, TreeEntry("", "dir", 0o755, self.root_mtime, tree=root_tree), root_tree)
         for i, name in enumerate(parts):
             if node.kind != "dir":
                 raise NotADirectory(f"not a directory: {'/'.join(parts[:i])}")
@@ -320,15 +321,19 @@ class BranchOverlay:
         else:
             self.staging.remove(path)
 
+    def _require_absent(self, parts: list[str]) -> None:
+        """The parent must be a directory and the name free, as for mkdir, symlink, mknod."""
+        self._require_dir(parts[:-1])
+        try:
+            self.node(parts)
+        except NotFound:
+            return
+        raise AlreadyExists(f"file exists: {'/'.join(parts)}")
+
     def mkdir(self, parts: list[str], mode: int) -> None:
         path = "/".join(parts)
         with self.lock, self.staging.transaction():
-            self._require_dir(parts[:-1])
-            try:
-                self.node(parts)
-                raise AlreadyExists(f"file exists: {path}")
-            except NotFound:
-                pass
+            self._require_absent(parts)
             replaces = self._base_has(parts)  # recreating a deleted directory
             self.staging.put(
                 Staged(path, "dir", mode & 0o7777, time.time_ns(), tree=self._empty_tree(),
@@ -364,12 +369,7 @@ class BranchOverlay:
         if not target or "\0" in target:
             raise UsageError("invalid symlink target")
         with self.lock, self.staging.transaction():
-            self._require_dir(parts[:-1])
-            try:
-                self.node(parts)
-                raise AlreadyExists(f"file exists: {path}")
-            except NotFound:
-                pass
+            self._require_absent(parts)
             self.staging.put(Staged(path, "link", 0o777, time.time_ns(), target=target))
             self.last_write = time.monotonic()
 

@@ -11,6 +11,7 @@ Nothing here skips: if SeaweedFS is missing, the tests that need it fail and say
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -161,3 +162,32 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 def backend_kind(request: pytest.FixtureRequest, backend: Backend) -> str:
     """The name ("memory", "file", "moto", "seaweed") of the current ``backend`` param."""
     return str(request.node.callspec.params["backend"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Mount tests
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def xdg_env(tmp_path: Path) -> dict[str, str]:
+    """The environment for an ``s3fsv`` subprocess with private state, cache and config dirs."""
+    return {
+        **os.environ,
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+
+
+@pytest.fixture
+def env(xdg_env: dict[str, str]) -> dict[str, str]:
+    return xdg_env
+
+
+@pytest.fixture(params=["file", "seaweed"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store location: a local directory, or a fresh bucket on SeaweedFS."""
+    if request.param == "file":
+        return f"file://{tmp_path}/store"
+    return str(request.getfixturevalue("s3_bucket_url"))

@@ -13,15 +13,8 @@ from tests.mounting import run_cli
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    out = dict(os.environ)
-    out.update(
-        XDG_STATE_HOME=str(tmp_path / "state"),
-        XDG_CACHE_HOME=str(tmp_path / "cache"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        S3FSV_STORE=f"file://{tmp_path}/store",
-    )
-    return out
+def env(xdg_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    return {**xdg_env, "S3FSV_STORE": f"file://{tmp_path}/store"}
 
 
 def cli(env: dict[str, str], *args: str, code: int = 0, error: bool = True) -> str:

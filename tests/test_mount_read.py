@@ -41,22 +41,6 @@ def make_tree(root: Path) -> dict[str, bytes]:
     return files
 
 
-@pytest.fixture(params=["file", "seaweed"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "file":
-        return f"file://{tmp_path}/store"
-    return str(request.getfixturevalue("s3_bucket_url"))
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    out = dict(os.environ)
-    out["XDG_STATE_HOME"] = str(tmp_path / "state")
-    out["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    out["XDG_CONFIG_HOME"] = str(tmp_path / "config")
-    return out
-
-
 @pytest.fixture
 def populated(store_url: str, tmp_path: Path) -> tuple[str, str, dict[str, bytes]]:
     """(store URL, first commit id, files) with repo ``cams`` holding the tree on main."""

@@ -25,22 +25,6 @@ from tests.mounting import S3FSV, alive, daemon_pids, force_unmount, mounted, ru
 CHUNK = 64 * 1024
 
 
-@pytest.fixture(params=["file", "seaweed"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "file":
-        return f"file://{tmp_path}/store"
-    return str(request.getfixturevalue("s3_bucket_url"))
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    out = dict(os.environ)
-    out["XDG_STATE_HOME"] = str(tmp_path / "state")
-    out["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    out["XDG_CONFIG_HOME"] = str(tmp_path / "config")
-    return out
-
-
 @pytest.fixture
 def repo_url(store_url: str, tmp_path: Path) -> str:
     store = Store.init(store_url)
