@@ -15,6 +15,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,6 +36,7 @@ from s3fsv.upload import Uploader
 
 COPY_STEP = 8 * 1024 * 1024
 MAX_COMMANDS = 20
+UPLOAD_THREADS = 16
 
 
 class NotEmpty(S3fsvError):
@@ -210,14 +212,13 @@ class BranchOverlay:
 
     def as_entry(self, s: Staged | None) -> TreeEntry:
         """The committed entry a staged entry without local data stands for."""
-        assert s is not None
-        name = s.path.rpartition("/")[2] or "root"
+        assert s is not None and s.kind != "deleted"
         if s.kind == "dir":
+            name = s.path.rpartition("/")[2]
             return TreeEntry(name, "dir", s.mode, s.mtime_ns, tree=s.tree or "0" * 64)
-        if s.kind == "link":
-            return TreeEntry(name, "link", s.mode, s.mtime_ns, len(s.target.encode()),
-                             target=s.target)  # fmt: skip
-        return TreeEntry(name, "file", s.mode, s.mtime_ns, s.size, s.sha256, s.chunks)
+        entry = self._committed_entry(s)
+        assert entry is not None
+        return entry
 
     def _copy_up(self, parts: list[str], node: Node, *, truncate: bool) -> Node:
         source = node.base if node.base is not None else self.as_entry(node.staged)
@@ -482,29 +483,24 @@ class BranchOverlay:
             return None
         changes: dict[str, TreeEntry | None] = {}
         data_stamps: dict[str, tuple[int, int]] = {}
-        with Uploader(self.repo.objects, self.repo.chunk_size) as up:
+
+        def upload(e: Staged) -> tuple[str, TreeEntry]:
+            path = self.staging.data_path(e.data or "")
+            st = os.stat(path)
+            data_stamps[e.path] = (st.st_size, st.st_mtime_ns)
+            content = up.upload_file(path)
+            return e.path, content.entry(e.path.rpartition("/")[2], e.mode, st.st_mtime_ns)
+
+        with (
+            Uploader(self.repo.objects, self.repo.chunk_size, threads=UPLOAD_THREADS) as up,
+            ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="s3fsv-commit") as files,
+        ):
+            local = [e for e in snapshot if e.kind == "file" and e.data]
             for e in snapshot:
-                name = e.path.rpartition("/")[2]
-                check_name(name)
-                if e.kind == "deleted":
-                    changes[e.path] = None
-                elif e.kind == "file" and e.data:
-                    path = self.staging.data_path(e.data)
-                    st = os.stat(path)
-                    data_stamps[e.path] = (st.st_size, st.st_mtime_ns)
-                    content = up.upload_file(path)
-                    changes[e.path] = content.entry(name, e.mode, st.st_mtime_ns)
-                elif e.kind == "file":
-                    changes[e.path] = TreeEntry(
-                        name, "file", e.mode, e.mtime_ns, e.size, e.sha256, e.chunks
-                    )
-                elif e.kind == "link":
-                    changes[e.path] = TreeEntry(
-                        name, "link", e.mode, e.mtime_ns, len(e.target.encode()), target=e.target
-                    )
-                else:
-                    tree = e.tree if e.replace else ""
-                    changes[e.path] = TreeEntry(name, "dir", e.mode, e.mtime_ns, tree=tree)
+                check_name(e.path.rpartition("/")[2])
+                if not (e.kind == "file" and e.data):
+                    changes[e.path] = self._committed_entry(e)
+            changes.update(files.map(upload, local))
         prov = dict(provenance)
         prov["inputs"] = [{"repo": r.repo, "commit": r.commit, "via": r.via} for r in reads]
         commands = json.loads(self.staging.get_meta("commands") or "[]")
@@ -539,6 +535,19 @@ class BranchOverlay:
             self._commands.clear()
             self.staging.collect_garbage(set(self.open_data))
         return cid
+
+    def _committed_entry(self, e: Staged) -> TreeEntry | None:
+        """The change a staged entry without local data makes in a commit."""
+        name = e.path.rpartition("/")[2]
+        if e.kind == "deleted":
+            return None
+        if e.kind == "file":
+            return TreeEntry(name, "file", e.mode, e.mtime_ns, e.size, e.sha256, e.chunks)
+        if e.kind == "link":
+            return TreeEntry(
+                name, "link", e.mode, e.mtime_ns, len(e.target.encode()), target=e.target
+            )
+        return TreeEntry(name, "dir", e.mode, e.mtime_ns, tree=e.tree if e.replace else "")
 
     def discard(self) -> int:
         with self.lock, self.staging.transaction():

@@ -138,6 +138,8 @@ class Filesystem(WriteOps):
         self._next_fh = itertools.count(1)
         self._resolved: LRUCache[tuple[str, str], TreeEntry] = LRUCache(maxsize=100_000)
         self._commit_ids: LRUCache[tuple[str, str], str] = LRUCache(maxsize=4096)
+        # Read-ahead state per path for mounts without file handles (immutable snapshots).
+        self._sequential: LRUCache[str, Sequential] = LRUCache(maxsize=256)
         self.uid, self.gid = os.getuid(), os.getgid()
         self.started_ns = time.time_ns()
         self.fixed: Snapshot | None = None
@@ -508,9 +510,12 @@ class Filesystem(WriteOps):
         state = self._state(snap.repo)
         if offset == 0:
             self._prefetch_siblings(state, snap, inner)
-        elif len(entry.chunks) > 1:
-            idx = offset // state.reader.chunk_size
-            state.reader.prefetch(entry.chunks[idx + 1 : idx + 1 + 4])
+        if len(entry.chunks) > 1:
+            with self._lock:
+                seq = self._sequential.get(path)
+                if seq is None:
+                    seq = self._sequential[path] = Sequential()
+            seq.advise(state.reader, entry, offset, size)
         return state.reader.read(entry, offset, size)
 
     def release(self, fh: int) -> None:
