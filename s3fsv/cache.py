@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
 import os
 import threading
@@ -42,10 +43,17 @@ _TOUCH_EVERY_NS = 60 * 10**9
 
 @dataclass
 class _Open:
-    fd: int
+    """A verified entry. ``file`` is never closed explicitly: a reader holding this object keeps
+    the descriptor valid, and it closes when the last reference goes (no reuse races)."""
+
+    file: io.FileIO
     size: int
     signature: tuple[int, int, int]
     touched_ns: int
+
+    @property
+    def fd(self) -> int:
+        return self.file.fileno()
 
 
 class DiskCache:
@@ -96,6 +104,11 @@ class DiskCache:
             return None
         return self.pread(oid, handle.size, 0)
 
+    def holds(self, oid: str) -> bool:
+        """Whether this process has the entry open and verified (no I/O)."""
+        with self._lock:
+            return oid in self._open
+
     def __contains__(self, oid: str) -> bool:
         return self._handle(oid) is not None
 
@@ -108,46 +121,35 @@ class DiskCache:
                     self.hits += 1
                     self._maybe_touch(oid, handle)
                     return handle
-                self._close(oid)
+                self._open.pop(oid, None)
         handle = self._open_and_verify(oid)
         with self._lock:
             if handle is None:
                 self.misses += 1
                 return None
             self.hits += 1
-            old = self._open.pop(oid, None)
-            if old is not None:
-                os.close(old.fd)
-            while len(self._open) >= self._open.maxsize:
-                _, evicted = self._open.popitem()
-                os.close(evicted.fd)
-            self._open[oid] = handle
+            self._open[oid] = handle  # LRUCache drops the least recently used reference
             return handle
 
     def _open_and_verify(self, oid: str) -> _Open | None:
         path = self.path(oid)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            file = io.FileIO(path, "r")
         except FileNotFoundError:
             return None
-        try:
-            st = os.fstat(fd)
-            data = os.pread(fd, st.st_size, 0)
-            body, trailer = data[:-TRAILER], data[-TRAILER:]
-            if (
-                len(data) < TRAILER
-                or trailer[: len(MAGIC)] != MAGIC
-                or xxhash.xxh3_128_digest(body) != trailer[len(MAGIC) :]
-            ):
-                log.warning("cache entry %s is corrupt or truncated; refetching", path)
-                os.close(fd)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                return None
-            return _Open(fd, len(body), (st.st_size, st.st_mtime_ns, st.st_ino), st.st_mtime_ns)
-        except BaseException:
-            os.close(fd)
-            raise
+        st = os.fstat(file.fileno())
+        data = memoryview(os.pread(file.fileno(), st.st_size, 0))
+        if (
+            len(data) < TRAILER
+            or data[-TRAILER : -TRAILER + len(MAGIC)] != MAGIC
+            or xxhash.xxh3_128_digest(data[:-TRAILER]) != data[-TRAILER + len(MAGIC) :]
+        ):
+            log.warning("cache entry %s is corrupt or truncated; refetching", path)
+            file.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return None
+        return _Open(file, len(data) - TRAILER, _signature(st), st.st_mtime_ns)
 
     def _maybe_touch(self, oid: str, handle: _Open) -> None:
         now = time.time_ns()
@@ -156,17 +158,11 @@ class DiskCache:
         handle.touched_ns = now
         with contextlib.suppress(OSError):
             os.utime(self.path(oid))
-            st = os.fstat(handle.fd)
-            handle.signature = (st.st_size, st.st_mtime_ns, st.st_ino)
-
-    def _close(self, oid: str) -> None:
-        handle = self._open.pop(oid, None)
-        if handle is not None:
-            os.close(handle.fd)
+            handle.signature = _signature(os.fstat(handle.fd))
 
     def _drop(self, oid: str) -> None:
         with self._lock:
-            self._close(oid)
+            self._open.pop(oid, None)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(oid))
 
@@ -189,6 +185,11 @@ class DiskCache:
             finally:
                 os.close(fd)
             os.replace(tmp, final)
+            # The content was just verified against its SHA-256: register it without re-reading.
+            file = io.FileIO(final, "r")
+            st = os.fstat(file.fileno())
+            with self._lock:
+                self._open[oid] = _Open(file, len(data), _signature(st), st.st_mtime_ns)
         except OSError as err:
             log.warning("cannot write cache entry %s: %s", final, err)
             return
@@ -243,6 +244,8 @@ class DiskCache:
 
     def close(self) -> None:
         with self._lock:
-            while self._open:
-                _, handle = self._open.popitem()
-                os.close(handle.fd)
+            self._open.clear()
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ino)

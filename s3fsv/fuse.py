@@ -11,6 +11,8 @@ import errno
 import functools
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -265,6 +267,39 @@ class _FUSE(mfusepy.FUSE):
         return 0
 
 
+READ_AHEAD_KB = 1024
+
+
+def tune_kernel_readahead(mountpoint: str, timeout: float = 30.0) -> None:
+    """Raise the mount's read-ahead from the kernel's 128 KiB so sequential reads arrive in
+    1 MiB requests (an eighth of the round trips). Needs root; otherwise the default stays."""
+    deadline = time.monotonic() + timeout
+    while not os.path.ismount(mountpoint):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+    dev = os.stat(mountpoint).st_dev
+    knob = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
+    try:
+        with open(knob, "w") as fh:
+            fh.write(str(READ_AHEAD_KB))
+    except OSError as err:
+        log.debug("cannot set %s: %s", knob, err)
+
+
+def keep_freed_memory() -> None:
+    """Stop glibc from returning freed chunk buffers to the kernel at once: re-faulting fresh
+    pages for every 8 MiB chunk cost more CPU than the reads themselves (measured)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
+    libc.mallopt(m_trim_threshold, 1024 * 1024 * 1024)
+    libc.mallopt(m_top_pad, 64 * 1024 * 1024)
+
+
 def mount(
     fs: Filesystem,
     mountpoint: str,
@@ -285,6 +320,10 @@ def mount(
         options["kernel_cache"] = True
     if allow_other:
         options["allow_other"] = True
+    keep_freed_memory()
+    threading.Thread(
+        target=tune_kernel_readahead, args=(mountpoint,), name="s3fsv-readahead", daemon=True
+    ).start()
     try:
         _FUSE(
             Operations(fs, ref_ttl=ref_ttl),

@@ -215,6 +215,10 @@ def _refuse_floats(value: Any) -> None:
 def canonical_json(value: Any) -> bytes:
     """Canonical UTF-8 JSON. Raises ``ValueError`` for floats, which readers refuse."""
     _refuse_floats(value)
+    return _dumps(value)
+
+
+def _dumps(value: Any) -> bytes:
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
@@ -241,9 +245,10 @@ def encode(obj: Object) -> bytes:
             "message": obj.message,
             "provenance": obj.provenance,
         }
+        _refuse_floats(obj.provenance)  # the only free-form part of any object
     else:
         raise TypeError(f"cannot encode {type(obj).__name__}")
-    return canonical_json(body)
+    return _dumps(body)
 
 
 def object_id(obj: Object) -> str:

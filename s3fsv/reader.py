@@ -41,7 +41,7 @@ class ChunkReader:
         self.cache = cache
         self.chunk_size = chunk_size
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3fsv-fetch")
-        self._inflight: dict[str, Future[bytes]] = {}
+        self._inflight: dict[str, Future[bytes | None]] = {}
         self._lock = threading.Lock()
         # Chunks whose cache write failed (disk full) are served from here, bounded by count.
         self._spill: LRUCache[str, bytes] = LRUCache(maxsize=8)
@@ -51,10 +51,13 @@ class ChunkReader:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- fetching ---------------------------------------------------------------------------
-    def _fetch(self, oid: str) -> bytes:
+    def _fetch(self, oid: str, check_cache: bool) -> bytes | None:
+        """Fetch ``oid`` into the cache (None when a prefetch finds it there already)."""
         try:
+            if check_cache and self.cache.size(oid) is not None:
+                return None
             data = self.objects.get_bytes(oid)  # verifies the hash, fills the cache
-            if oid not in self.cache:
+            if not self.cache.holds(oid):  # the cache could not store it (disk full)
                 with self._lock:
                     self._spill[oid] = data
             return data
@@ -62,11 +65,11 @@ class ChunkReader:
             with self._lock:
                 self._inflight.pop(oid, None)
 
-    def _start(self, oid: str) -> Future[bytes]:
+    def _start(self, oid: str, check_cache: bool = False) -> Future[bytes | None]:
         with self._lock:
             fut = self._inflight.get(oid)
             if fut is None:
-                fut = self._pool.submit(self._fetch, oid)
+                fut = self._pool.submit(self._fetch, oid, check_cache)
                 self._inflight[oid] = fut
             return fut
 
@@ -75,14 +78,17 @@ class ChunkReader:
         data = self.cache.pread(oid, size, offset)
         if data is not None:
             return data
-        with self._lock:
-            spilled = self._spill.get(oid)
-        if spilled is None:
-            spilled = self._start(oid).result()
-            data = self.cache.pread(oid, size, offset)
-            if data is not None:
-                return data
-        return spilled[offset : offset + size]
+        for _ in range(2):  # a prefetch may report "already cached" just before an eviction
+            with self._lock:
+                spilled = self._spill.get(oid)
+            if spilled is None:
+                spilled = self._start(oid).result()
+                data = self.cache.pread(oid, size, offset)
+                if data is not None:
+                    return data
+            if spilled is not None:
+                return spilled[offset : offset + size]
+        raise CorruptObject(oid, "chunk vanished from the cache while it was read")
 
     def prefetch(self, oids: Iterable[str]) -> None:
         """Start background fetches of ``oids`` not already cached, within the pending bound."""
@@ -93,10 +99,8 @@ class ChunkReader:
                 if len(self._inflight) >= MAX_PENDING_PREFETCH:
                     return
                 self._recent_prefetch[oid] = True
-            if oid in self.cache:
-                continue
-            fut = self._start(oid)
-            fut.add_done_callback(_log_prefetch_failure)
+            # The cache check (a disk read and a hash) runs in the pool, not in this request.
+            self._start(oid, check_cache=True).add_done_callback(_log_prefetch_failure)
 
     # -- file reads -------------------------------------------------------------------------
     def read(self, entry: TreeEntry, offset: int, size: int) -> bytes:
@@ -109,8 +113,7 @@ class ChunkReader:
             raise CorruptObject(entry.sha256, "file entry's chunk list does not match its size")
         if last > first:  # start later chunks now so they download in parallel
             for idx in range(first + 1, last + 1):
-                if entry.chunks[idx] not in self.cache:
-                    self._start(entry.chunks[idx])
+                self._start(entry.chunks[idx], check_cache=True)
         parts = []
         pos = offset
         while pos < end:
@@ -140,7 +143,7 @@ class Sequential:
             reader.prefetch(entry.chunks[idx + 1 : idx + 1 + self.window])
 
 
-def _log_prefetch_failure(fut: Future[bytes]) -> None:
+def _log_prefetch_failure(fut: Future[bytes | None]) -> None:
     if fut.cancelled():
         return
     err = fut.exception()

@@ -34,6 +34,14 @@ EMPTY_TREE = Tree()
 Change = TreeEntry | None
 
 
+def _first(page: PageRef) -> str:
+    return page.first
+
+
+def _name(entry: TreeEntry) -> str:
+    return entry.name
+
+
 def is_boundary(name: str) -> bool:
     return hashlib.sha256(name.encode("utf-8")).digest()[0] < 256 // PAGE_FANOUT
 
@@ -52,13 +60,13 @@ def lookup(store: ObjectStore, tree_id: str, name: str) -> TreeEntry | None:
     """The entry called ``name`` in a directory, reading at most one page."""
     tree = store.get(tree_id, Tree)
     if tree.paged:
-        idx = bisect.bisect_right([p.first for p in tree.pages], name) - 1
+        idx = bisect.bisect_right(tree.pages, name, key=_first) - 1
         if idx < 0:
             return None
         entries = store.get(tree.pages[idx].id, TreePage).entries
     else:
         entries = tree.entries
-    i = bisect.bisect_left([e.name for e in entries], name)
+    i = bisect.bisect_left(entries, name, key=_name)
     if i < len(entries) and entries[i].name == name:
         return entries[i]
     return None
