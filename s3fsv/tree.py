@@ -72,6 +72,24 @@ def lookup(store: ObjectStore, tree_id: str, name: str) -> TreeEntry | None:
     return None
 
 
+def entries_after(store: ObjectStore, tree_id: str, name: str, limit: int) -> list[TreeEntry]:
+    """Up to ``limit`` entries of a directory that sort after ``name``, reading only the pages
+    that hold them (O(log n) to find the place, not a scan)."""
+    tree = store.get(tree_id, Tree)
+    if not tree.paged:
+        i = bisect.bisect_right(tree.entries, name, key=_name)
+        return list(tree.entries[i : i + limit])
+    out: list[TreeEntry] = []
+    page = max(bisect.bisect_right(tree.pages, name, key=_first) - 1, 0)
+    for ref in tree.pages[page:]:
+        entries = store.get(ref.id, TreePage).entries
+        i = bisect.bisect_right(entries, name, key=_name)
+        out.extend(entries[i : i + limit - len(out)])
+        if len(out) >= limit:
+            break
+    return out
+
+
 def root_entry(tree_id: str) -> TreeEntry:
     return TreeEntry("", "dir", DEFAULT_DIR_MODE, 0, tree=tree_id)
 

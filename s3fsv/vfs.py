@@ -38,7 +38,7 @@ from s3fsv.reader import ChunkReader, Sequential
 from s3fsv.repo import Repository
 from s3fsv.staging import Read, SlotLock, Staging
 from s3fsv.store import Store
-from s3fsv.tree import dir_entries, lookup, root_entry
+from s3fsv.tree import dir_entries, entries_after, lookup, root_entry
 from s3fsv.vfs_write import WriteOps
 
 log = logging.getLogger(__name__)
@@ -477,18 +477,23 @@ class Filesystem(WriteOps):
         return "keep" if handle.snapshot.immutable else "direct"
 
     def _prefetch_siblings(self, state: RepoState, snap: Snapshot, inner: list[str]) -> None:
-        """Detection scripts walk directories in name order: warm the next files' first chunks."""
+        """Detection scripts walk directories in name order: warm the first chunks of the next
+        files, continuing into the next directory when this one ends."""
         if not inner:
             return
         try:
+            objects = state.repo.objects
             parent = self._entry(snap, inner[:-1])
-            names_after = []
-            for entry in dir_entries(state.repo.objects, parent.tree):
-                if entry.name > inner[-1] and entry.kind == "file" and entry.chunks:
-                    names_after.append(entry.chunks[0])
-                    if len(names_after) >= SIBLING_PREFETCH:
+            after = entries_after(objects, parent.tree, inner[-1], SIBLING_PREFETCH)
+            chunks = [e.chunks[0] for e in after if e.kind == "file" and e.chunks]
+            if len(chunks) < SIBLING_PREFETCH // 2 and len(inner) >= 2:
+                grandparent = self._entry(snap, inner[:-2])
+                for uncle in entries_after(objects, grandparent.tree, inner[-2], 4):
+                    if uncle.kind == "dir":
+                        more = entries_after(objects, uncle.tree, "", SIBLING_PREFETCH)
+                        chunks += [e.chunks[0] for e in more if e.kind == "file" and e.chunks]
                         break
-            state.reader.prefetch(names_after)
+            state.reader.prefetch(chunks[:SIBLING_PREFETCH])
         except S3fsvError as err:
             log.debug("sibling prefetch skipped: %s", err)
 

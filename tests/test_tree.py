@@ -373,3 +373,16 @@ def test_ensure_dir_keeps_contents_and_replacing_a_dir_drops_them() -> None:
     assert resolve(store, as_dir, "b/x") == file_entry("b/x")
     renamed = apply_changes(store, root, {"c": file_entry("other-name")})
     assert resolve(store, renamed, "c").name == "c"
+
+
+@pytest.mark.parametrize("count", [10, 3000])
+def test_entries_after_matches_a_sorted_scan(count: int) -> None:
+    from s3fsv.tree import entries_after
+
+    store = new_store()
+    names = sorted(f"f{i:05d}" for i in range(count))
+    tree = write_dir(store, [file_entry(n) for n in names])
+    for probe in ["", names[0], names[count // 2], names[-1], names[count // 3][:-1], "zzz"]:
+        for limit in (1, 7, 40):
+            got = [e.name for e in entries_after(store, tree, probe, limit)]
+            assert got == [n for n in names if n > probe][:limit]
