@@ -24,8 +24,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format s3fsv tests bench examples
 
-bench: $(STAMP)
+# Benchmarks report ratios against baselines measured in the same run (they start their own
+# SeaweedFS on 127.0.0.1); they are not part of `make test`.
+bench: system-deps $(STAMP)
 	$(PY) bench/commit_scale.py
+	$(PY) bench/read_bench.py
+	$(PY) bench/write_bench.py
 
 # apt-get update runs only when a package is actually missing, so warm runs stay fast.
 system-deps:

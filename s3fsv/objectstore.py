@@ -82,12 +82,21 @@ class ObjectStore:
             self._known[oid] = True
         return True
 
-    def put_bytes(self, data: bytes, *, check_exists: bool = True) -> str:
+    def put_bytes(
+        self,
+        data: bytes,
+        *,
+        check_exists: bool = True,
+        fill_cache: bool = True,
+        oid: str | None = None,
+    ) -> str:
         """Store ``data`` and return its id. Skips the upload when the object is known to exist
         (``check_exists`` adds a HEAD for objects of at least ``HEAD_FIRST_BYTES`` this process
         has not seen; smaller objects are simply put with ``if_none_match``, because a second
-        request costs more than re-sending their bytes)."""
-        oid = sha256_hex(data)
+        request costs more than re-sending their bytes). ``oid``, when given, must be the
+        SHA-256 of ``data`` computed by the caller. ``fill_cache=False`` keeps bulk uploads
+        from writing every byte a second time into the local read cache."""
+        oid = oid or sha256_hex(data)
         with self._lock:
             known = oid in self._known
         if known or (check_exists and len(data) >= HEAD_FIRST_BYTES and self.exists(oid)):
@@ -101,7 +110,7 @@ class ObjectStore:
             pass  # same id means same bytes: another writer already stored them
         with self._lock:
             self._known[oid] = True
-        if self.cache is not None:
+        if self.cache is not None and fill_cache:
             self.cache.put(oid, bytes(data))
         return oid
 

@@ -222,12 +222,13 @@ class BranchOverlay:
 
     def _copy_up(self, parts: list[str], node: Node, *, truncate: bool) -> Node:
         source = node.base if node.base is not None else self.as_entry(node.staged)
-        name, data_path = self.staging.new_data()
-        if not truncate and source.size:
-            with open(data_path, "r+b") as out:
+        name, fd = self.staging.new_data()
+        with open(fd, "r+b") as out:
+            if not truncate:
                 for off in range(0, source.size, COPY_STEP):
                     out.write(self.reader.read(source, off, COPY_STEP))
-        os.utime(data_path, ns=(source.mtime_ns, source.mtime_ns))
+            out.flush()
+            os.utime(fd, ns=(source.mtime_ns, source.mtime_ns))
         staged = Staged("/".join(parts), "file", source.mode, source.mtime_ns, data=name)
         self.staging.put(staged)
         return Node(staged, None, None)
@@ -246,9 +247,8 @@ class BranchOverlay:
                 handle = self.open_local(parts, flags | os.O_RDWR)
                 assert isinstance(handle, LocalHandle)
                 return handle
-            name, data_path = self.staging.new_data()
+            name, fd = self.staging.new_data()
             self.staging.put(Staged(path, "file", mode & 0o7777, time.time_ns(), data=name))
-            fd = os.open(data_path, os.O_RDWR | os.O_CLOEXEC)
             return self._opened(LocalHandle(path, name, fd, bool(flags & os.O_APPEND), True))
 
     def write(self, h: LocalHandle, data: bytes, offset: int) -> int:

@@ -199,12 +199,11 @@ class Staging:
                 self.put(replace(e, path=new + e.path[len(old) :]))
 
     # -- data files -----------------------------------------------------------------------------
-    def new_data(self) -> tuple[str, Path]:
+    def new_data(self) -> tuple[str, int]:
+        """A new empty data file (0600): its name and a read-write descriptor the caller owns."""
         name = uuid.uuid4().hex
-        path = self.data_dir / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        os.close(fd)
-        return name, path
+        fd = os.open(self.data_dir / name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        return name, fd
 
     def data_path(self, name: str) -> Path:
         return self.data_dir / name

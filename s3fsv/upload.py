@@ -56,9 +56,9 @@ class Uploader:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _put(self, data: bytes) -> str:
+    def _put(self, data: bytes, oid: str | None = None) -> str:
         try:
-            return self.objects.put_bytes(data)
+            return self.objects.put_bytes(data, fill_cache=False, oid=oid)
         finally:
             self._in_flight.release()
             if self.progress is not None:
@@ -85,10 +85,15 @@ class Uploader:
                 data = fh.read(self.chunk_size)
                 if not data:
                     break
-                digest.update(data)
                 size += len(data)
+                oid = None
+                if size == len(data) and len(data) < self.chunk_size:
+                    digest = hashlib.sha256(data)  # a one-chunk file: its hash is the chunk's id
+                    oid = digest.hexdigest()
+                else:
+                    digest.update(data)
                 self._in_flight.acquire()
-                futures.append(self._pool.submit(self._put, data))
+                futures.append(self._pool.submit(self._put, data, oid))
             after = os.fstat(fh.fileno())
         if size != after.st_size or before.st_mtime_ns != after.st_mtime_ns:
             for f in futures:
