@@ -1,0 +1,705 @@
+"""Read-path benchmark: s3fsv mounts against what boto3, a local disk and an ideal Python FUSE
+passthrough achieve on the same machine, in the same run.
+
+    .venv/bin/python bench/read_bench.py            # 3 repetitions per figure (median)
+    .venv/bin/python bench/read_bench.py --quick    # 1 repetition
+
+It starts its own SeaweedFS on 127.0.0.1 (tests/s3server.py), creates a bucket, an s3fsv store and
+a repo, and commits one 1 GiB file of random bytes plus 2,000 files of 100 KiB in 20 directories
+(``transfer.put``). The same files are kept on local disk (served by ``bench/passthrough.py``, the
+ceiling) and uploaded as plain S3 objects (the boto3 baseline). Every s3fsv figure is taken through
+the real CLI (``s3fsv mount SRC MP --cache-dir DIR`` / ``s3fsv unmount MP``) in two ways:
+
+- ``pinned``: ``s3://BUCKET/store/REPO@<commit>``, an immutable mount (the main figure);
+- ``repo``:   ``s3://BUCKET/store/REPO``, reading below ``commit/<commit>/`` (secondary).
+
+"Cold" means a fresh mount with an empty cache directory and a dropped kernel page cache
+(``sync; echo 3 > /proc/sys/vm/drop_caches``, needs root); "warm" means a fresh mount (new daemon)
+on a filled cache directory, page cache dropped. Each figure is the median of ``--repeat`` runs.
+Prints a table (s3fsv figure, baseline, ratio, target, PASS/FAIL) and a final JSON line; exits 1
+when a main (pinned) target fails. Progress goes to stderr. Every mount and the server are
+stopped at the end, also on errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from s3server import SeaweedServer  # noqa: E402
+
+from s3fsv import transfer  # noqa: E402
+from s3fsv.store import Store  # noqa: E402
+
+MiB = 1 << 20
+READ_BLOCK = MiB
+SMALL_SIZE = 100 * 1024
+BUCKET = "readbench"
+STORE_PREFIX = "store"
+REPO = "data"
+PLAIN = "plain"  # the same files as ordinary S3 objects, for the boto3 baselines
+S3_THREADS = 16
+MOUNT_TIMEOUT = 120.0
+_T0 = time.monotonic()
+
+
+def say(msg: str) -> None:
+    print(f"[{time.monotonic() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dataset:
+    local: Path  # local copy: big.bin and small/dNN/fNNNN.bin
+    big: str  # relative path of the big file
+    big_size: int
+    small: list[str]  # relative paths of the small files, sorted
+
+    @property
+    def small_bytes(self) -> int:
+        return len(self.small) * SMALL_SIZE
+
+
+def make_dataset(root: Path, big_size: int, dirs: int, per_dir: int, seed: int = 1) -> Dataset:
+    """Random (so incompressible and never de-duplicated) files on local disk."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True)
+    with open(root / "big.bin", "wb") as fh:
+        left = big_size
+        while left:
+            n = min(left, 16 * MiB)
+            fh.write(rng.randbytes(n))
+            left -= n
+    small = []
+    for d in range(dirs):
+        sub = root / "small" / f"d{d:02d}"
+        sub.mkdir(parents=True)
+        for i in range(per_dir):
+            name = f"small/d{d:02d}/f{d * per_dir + i:05d}.bin"
+            (root / name).write_bytes(rng.randbytes(SMALL_SIZE))
+            small.append(name)
+    os.sync()
+    return Dataset(root, "big.bin", big_size, sorted(small))
+
+
+# -- page cache -----------------------------------------------------------------------------------
+
+_DROP_OK: bool | None = None
+
+
+def drop_caches() -> bool:
+    """``sync; echo 3 > /proc/sys/vm/drop_caches``. Returns False (once warned) when not root."""
+    global _DROP_OK
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as fh:
+            fh.write("3\n")
+        _DROP_OK = True
+    except OSError as err:
+        if _DROP_OK is None:
+            say(f"WARNING: cannot drop the page cache ({err}): 'cold' figures are optimistic")
+        _DROP_OK = False
+    return bool(_DROP_OK)
+
+
+# -- the workloads (what a user's script does) ----------------------------------------------------
+
+
+def read_sequential(path: Path, expect: int) -> int:
+    """``cat``-like: one open, 1 MiB reads to the end."""
+    buf = bytearray(READ_BLOCK)
+    view = memoryview(buf)
+    total = 0
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(view):
+            total += n
+    if total != expect:
+        raise RuntimeError(f"read {total} bytes from {path}, expected {expect}")
+    return total
+
+
+def read_small_files(root: Path, names: list[str]) -> int:
+    """Whole-file reads in sorted order by one reader, like ``cv2.imread`` over a sorted list."""
+    total = 0
+    for name in names:
+        with open(root / name, "rb") as fh:
+            total += len(fh.read())
+    if total != len(names) * SMALL_SIZE:
+        raise RuntimeError(f"read {total} bytes of small files below {root}")
+    return total
+
+
+def run_find(root: Path, expect_entries: int) -> int:
+    out = subprocess.run(["find", str(root)], capture_output=True, check=True).stdout
+    lines = out.count(b"\n")
+    if lines != expect_entries:
+        raise RuntimeError(f"find {root} listed {lines} entries, expected {expect_entries}")
+    return lines
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (None when unknown)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def same_content(mounted: Path, local: Path) -> None:
+    """Untimed check that a mounted file has exactly the local file's bytes."""
+    a, b = hashlib.sha256(), hashlib.sha256()
+    with open(mounted, "rb") as fm, open(local, "rb") as fl:
+        while True:
+            x, y = fm.read(4 * MiB), fl.read(4 * MiB)
+            a.update(x)
+            b.update(y)
+            if not x and not y:
+                break
+    if a.digest() != b.digest():
+        raise RuntimeError(f"{mounted} differs from {local}")
+
+
+# -- boto3 baselines ------------------------------------------------------------------------------
+
+
+def s3_client(server: SeaweedServer) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name=server.region,
+        config=Config(
+            s3={"addressing_style": "path"},
+            max_pool_connections=2 * S3_THREADS,
+            retries={"mode": "standard", "max_attempts": 3},
+        ),
+    )
+
+
+def upload_plain(client: Any, data: Dataset) -> None:
+    from boto3.s3.transfer import TransferConfig
+
+    client.upload_file(
+        str(data.local / data.big),
+        BUCKET,
+        f"{PLAIN}/{data.big}",
+        Config=TransferConfig(multipart_chunksize=8 * MiB, max_concurrency=8),
+    )
+
+    def one(name: str) -> None:
+        client.put_object(
+            Bucket=BUCKET, Key=f"{PLAIN}/{name}", Body=(data.local / name).read_bytes()
+        )
+
+    with ThreadPoolExecutor(S3_THREADS) as pool:
+        list(pool.map(one, data.small))
+
+
+def s3_stream(client: Any, key: str, expect: int) -> None:
+    """boto3 ``get_object`` of the whole object, streamed in 1 MiB reads."""
+    body = client.get_object(Bucket=BUCKET, Key=key)["Body"]
+    total = 0
+    while chunk := body.read(READ_BLOCK):
+        total += len(chunk)
+    if total != expect:
+        raise RuntimeError(f"got {total} bytes of {key}, expected {expect}")
+
+
+def s3_small(client: Any, names: list[str]) -> None:
+    """boto3 ``get_object`` of every small file, 16 threads."""
+
+    def one(name: str) -> int:
+        return len(client.get_object(Bucket=BUCKET, Key=f"{PLAIN}/{name}")["Body"].read())
+
+    with ThreadPoolExecutor(S3_THREADS) as pool:
+        total = sum(pool.map(one, names))
+    if total != len(names) * SMALL_SIZE:
+        raise RuntimeError(f"got {total} bytes of small objects")
+
+
+# -- mounts ---------------------------------------------------------------------------------------
+
+
+def s3fsv_command() -> list[str]:
+    exe = Path(sys.executable).parent / "s3fsv"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "s3fsv.cli"]
+
+
+class Mounts:
+    """Starts s3fsv and passthrough mounts and guarantees they all go away."""
+
+    def __init__(self, env: dict[str, str], state_home: Path, logs: Path) -> None:
+        self.env = env
+        self.state_home = state_home
+        self.logs = logs
+        self.s3fsv = s3fsv_command()
+        self._active: dict[Path, tuple[str, Any]] = {}  # mp -> ("s3fsv", pid) | ("pt", proc)
+
+    def daemon_pid(self, mp: Path) -> int | None:
+        kind, what = self._active.get(mp, (None, None))
+        return what.pid if kind == "pt" else what
+
+    def _pid_files(self) -> set[Path]:
+        return set((self.state_home / "s3fsv" / "mounts").glob("*.json"))
+
+    @contextlib.contextmanager
+    def s3fsv_mount(self, source: str, mp: Path, cache_dir: Path) -> Iterator[Path]:
+        mp.mkdir(parents=True, exist_ok=True)
+        before = self._pid_files()
+        cmd = [*self.s3fsv, "mount", source, str(mp), "--cache-dir", str(cache_dir)]
+        res = subprocess.run(
+            cmd, env=self.env, capture_output=True, text=True, timeout=MOUNT_TIMEOUT
+        )
+        pid = None
+        for f in self._pid_files() - before:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                pid = int(json.loads(f.read_text())["pid"])
+        self._active[mp] = ("s3fsv", pid)
+        try:
+            if res.returncode != 0 or not os.path.ismount(mp):
+                raise RuntimeError(
+                    f"s3fsv mount {source} failed ({res.returncode}): {res.stderr.strip()}"
+                )
+            yield mp
+        finally:
+            self.unmount(mp)
+
+    @contextlib.contextmanager
+    def passthrough(self, source: Path, mp: Path) -> Iterator[Path]:
+        mp.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / "passthrough.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(HERE / "passthrough.py"), str(source), str(mp)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self._active[mp] = ("pt", proc)
+        try:
+            deadline = time.monotonic() + MOUNT_TIMEOUT
+            while not os.path.ismount(mp):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"passthrough mount failed; see {self.logs}")
+                time.sleep(0.02)
+            yield mp
+        finally:
+            self.unmount(mp)
+
+    def unmount(self, mp: Path) -> None:
+        kind, what = self._active.pop(mp, (None, None))
+        if kind == "s3fsv" and os.path.ismount(mp):
+            subprocess.run(
+                [*self.s3fsv, "unmount", str(mp)],
+                env=self.env,
+                capture_output=True,
+                timeout=60,
+            )
+        elif kind == "pt" and os.path.ismount(mp):
+            subprocess.run(["fusermount3", "-u", str(mp)], capture_output=True)
+        if os.path.ismount(mp):
+            say(f"unmount of {mp} failed: lazy unmount")
+            subprocess.run(["fusermount3", "-uz", str(mp)], capture_output=True)
+        if kind == "pt":
+            try:
+                what.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                what.kill()
+                what.wait()
+        elif kind == "s3fsv" and what is not None:
+            _wait_or_kill(what)
+
+    def close(self) -> None:
+        for mp in list(self._active):
+            with contextlib.suppress(Exception):
+                self.unmount(mp)
+        for f in self._pid_files():  # any daemon left behind (this state dir is ours alone)
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                _wait_or_kill(int(json.loads(f.read_text())["pid"]), grace=2)
+
+
+def _wait_or_kill(pid: int, grace: float = 10.0) -> None:
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+                return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+# -- results --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    title: str
+    mount: str  # "pinned" (main figure), "repo" (secondary)
+    measured: str  # key into the samples
+    baseline: str
+    baseline_label: str
+    target: float
+
+    @property
+    def main(self) -> bool:
+        return self.mount == "pinned"
+
+
+ROWS = [
+    Row("Cold 1 GiB sequential read", "pinned", "big.cold.pinned", "big.cold.s3", "boto3 GET", 1.5),
+    Row("Cold 1 GiB sequential read", "repo", "big.cold.repo", "big.cold.s3", "boto3 GET", 1.5),
+    Row("Warm 1 GiB read", "pinned", "big.warm.pinned", "big.warm.pt", "passthrough", 1.3),
+    Row("Warm 1 GiB read", "repo", "big.warm.repo", "big.warm.pt", "passthrough", 1.3),
+    Row("Re-read, same mount", "pinned", "big.reread.pinned", "big.reread.local", "local", 3.0),
+    Row("Re-read, same mount", "repo", "big.reread.repo", "big.reread.local", "local", 3.0),
+    Row("Cold sorted small files", "pinned", "small.cold.pinned", "small.cold.s3", "boto3x16", 1.2),
+    Row("Cold sorted small files", "repo", "small.cold.repo", "small.cold.s3", "boto3x16", 1.2),
+    Row("Warm sorted small files", "pinned", "small.warm.pinned", "small.warm.pt", "passthru", 1.3),
+    Row("Warm sorted small files", "repo", "small.warm.repo", "small.warm.pt", "passthru", 1.3),
+    Row("find over the tree", "pinned", "find.pinned", "find.pt", "find passthru", 1.5),
+    Row("find over the tree", "repo", "find.repo", "find.pt", "find passthru", 1.5),
+]
+
+INFO = {
+    "big.reread.pt": "1 GiB re-read, same passthrough mount (page cache)",
+    "small.reread.pinned": "small files re-read, same pinned mount (page cache)",
+    "small.reread.pt": "small files re-read, same passthrough mount (page cache)",
+    "small.local.cold": "small files from local disk, page cache dropped",
+    "big.local.cold": "1 GiB from local disk, page cache dropped",
+    "find.local": "find on local disk, page cache dropped",
+}
+
+
+class Samples:
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}  # CPU seconds the FUSE daemon used meanwhile
+
+    def add(self, key: str, seconds: float, cpu: float | None = None) -> None:
+        self.times.setdefault(key, []).append(seconds)
+        if cpu is not None:
+            self.cpu.setdefault(key, []).append(cpu)
+        extra = f"  (daemon CPU {cpu:.2f} s)" if cpu is not None else ""
+        say(f"  {key:<20} {seconds:8.3f} s{extra}")
+
+    def median(self, key: str) -> float | None:
+        values = self.times.get(key)
+        return statistics.median(values) if values else None
+
+
+def report(samples: Samples, data: Dataset, meta: dict[str, Any]) -> bool:
+    """Print the table and the JSON line; True when every main target passes."""
+    rows_json = []
+    ok = True
+    head = (
+        f"{'measurement':<28} {'mount':<7} {'s3fsv s':>8} {'rate':>11} {'baseline':<14}"
+        f" {'base s':>8} {'ratio':>6} {'target':>7}  result"
+    )
+    print(head)
+    print("-" * len(head))
+    for row in ROWS:
+        got, base = samples.median(row.measured), samples.median(row.baseline)
+        if got is None or base is None:
+            continue
+        ratio = got / base
+        passed = ratio <= row.target
+        ok &= passed or not row.main
+        rate = _rate(row.measured, got, data)
+        verdict = ("PASS" if passed else "FAIL") + ("" if row.main else " (secondary)")
+        print(
+            f"{row.title:<28} {row.mount:<7} {got:8.3f} {rate:>11} {row.baseline_label:<14}"
+            f" {base:8.3f} {ratio:5.2f}x {'<=' + format(row.target, '.1f') + 'x':>7}  {verdict}"
+        )
+        rows_json.append(
+            {
+                "name": row.title,
+                "mount": row.mount,
+                "main": row.main,
+                "s3fsv_s": round(got, 4),
+                "baseline": row.baseline_label,
+                "baseline_s": round(base, 4),
+                "ratio": round(ratio, 3),
+                "target": row.target,
+                "pass": passed,
+            }
+        )
+    info = [(k, v, samples.median(k)) for k, v in INFO.items() if samples.median(k) is not None]
+    if info:
+        print("\nfor reference:")
+        for key, label, value in info:
+            print(f"  {label:<58} {value:8.3f} s  {_rate(key, value, data)}")
+    meta = {**meta, "load_avg_end": [round(x, 2) for x in os.getloadavg()]}
+    print(
+        f"\nmedian of {meta['repeat']} runs; load average at start "
+        f"{meta['load_avg_start']}, at end {meta['load_avg_end']} ({os.cpu_count()} CPUs)"
+    )
+    summary = {
+        "bench": "read",
+        "pass": ok,
+        **meta,
+        "rows": rows_json,
+        "samples": {k: [round(x, 4) for x in v] for k, v in samples.times.items()},
+        "daemon_cpu_s": {k: [round(x, 3) for x in v] for k, v in samples.cpu.items()},
+    }
+    print(json.dumps(summary, sort_keys=True))
+    return ok
+
+
+def _rate(key: str, seconds: float, data: Dataset) -> str:
+    if key.startswith("big."):
+        return f"{data.big_size / seconds / 1e6:.0f} MB/s"
+    if key.startswith("small."):
+        return f"{len(data.small) / seconds:.0f} f/s"
+    return ""
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.samples = Samples()
+        self.mounts: Mounts | None = None
+        self.server: SeaweedServer | None = None
+        self.cold_serial = 0
+
+    def setup(self) -> None:
+        args, work = self.args, self.work
+        say(f"work directory {work}")
+        say(f"writing local data: {args.big_mib} MiB file + {args.dirs}x{args.per_dir} files")
+        self.data = make_dataset(work / "local", args.big_mib * MiB, args.dirs, args.per_dir)
+        say("starting SeaweedFS on 127.0.0.1")
+        # weed often ignores SIGTERM: do not wait the default 10 s for it
+        self.server = SeaweedServer(work / "weed", grace=3.0).start()
+        env = {**os.environ, **self.server.env()}
+        state, config = work / "state", work / "config"
+        state.mkdir()
+        config.mkdir()
+        env["XDG_STATE_HOME"] = str(state)
+        env["XDG_CONFIG_HOME"] = str(config)  # never pick up a user's s3fsv config
+        env.pop("S3FSV_STORE", None)
+        os.environ.update(self.server.env())
+        self.env = env
+        self.mounts = Mounts(env, state, work)
+        self.client = s3_client(self.server)
+        self.client.create_bucket(Bucket=BUCKET)
+        self.store_url = f"s3://{BUCKET}/{STORE_PREFIX}"
+        store = Store.init(self.store_url, endpoint_url=self.server.endpoint_url)
+        repo = store.create_repo(REPO)
+        say("uploading through s3fsv (transfer.put, one commit)")
+        start = time.perf_counter()
+        self.cid, files = transfer.put(repo, "main", self.data.local, "", "read bench data")
+        say(f"  commit {self.cid[:12]}: {files} files in {time.perf_counter() - start:.1f} s")
+        store.close()
+        say("uploading the same files as plain S3 objects (baseline)")
+        start = time.perf_counter()
+        upload_plain(self.client, self.data)
+        say(f"  done in {time.perf_counter() - start:.1f} s")
+        self.sources = {
+            "pinned": (f"{self.store_url}/{REPO}@{self.cid}", ""),
+            "repo": (f"{self.store_url}/{REPO}", f"commit/{self.cid}"),
+        }
+        # entries find prints: the root, big.bin, small/, the directories and the files
+        self.find_entries = 3 + self.args.dirs + len(self.data.small)
+        self.warm_cache = work / "cache-warm"
+        say("filling the warm cache through a pinned mount (untimed), checking contents")
+        with self._mount("pinned", self.warm_cache) as root:
+            same_content(root / self.data.big, self.data.local / self.data.big)
+            for name in self.data.small:
+                if (root / name).read_bytes() != (self.data.local / name).read_bytes():
+                    raise RuntimeError(f"{name} differs through the mount")
+            run_find(root, self.find_entries)
+        with self._mount("repo", self.warm_cache) as root:
+            same_content(root / self.data.small[-1], self.data.local / self.data.small[-1])
+
+    @contextlib.contextmanager
+    def _mount(self, kind: str, cache: Path) -> Iterator[Path]:
+        source, inner = self.sources[kind]
+        assert self.mounts is not None
+        with self.mounts.s3fsv_mount(source, self.work / f"mnt-{kind}", cache) as mp:
+            yield mp / inner if inner else mp
+
+    @contextlib.contextmanager
+    def _cold_cache(self) -> Iterator[Path]:
+        self.cold_serial += 1
+        path = self.work / f"cache-cold-{self.cold_serial}"
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _passthrough(self) -> Iterator[Path]:
+        assert self.mounts is not None
+        with self.mounts.passthrough(self.data.local, self.work / "mnt-pt") as mp:
+            yield mp
+
+    def _run(self, key: str, fn: Callable[[], object], mount: str | None = None) -> None:
+        """Time ``fn`` and the CPU the daemon of mount ``mount`` ("pinned", "repo", "pt") used."""
+        pid = None
+        if mount is not None and self.mounts is not None:
+            pid = self.mounts.daemon_pid(self.work / f"mnt-{mount}")
+        before = cpu_seconds(pid)
+        seconds = timed(fn)
+        after = cpu_seconds(pid)
+        cpu = after - before if before is not None and after is not None else None
+        self.samples.add(key, seconds, cpu)
+
+    def rep(self, n: int) -> None:
+        data, run = self.data, self._run
+        big, size, small = data.big, data.big_size, data.small
+        say(f"repetition {n}: {size // MiB} MiB file")
+        drop_caches()
+        run("big.cold.s3", lambda: s3_stream(self.client, f"{PLAIN}/{big}", size))
+        for kind in ("pinned", "repo"):
+            with self._cold_cache() as cache, self._mount(kind, cache) as root:
+                drop_caches()
+                run(f"big.cold.{kind}", lambda: read_sequential(root / big, size), kind)
+        for kind in ("pinned", "repo"):
+            with self._mount(kind, self.warm_cache) as root:
+                drop_caches()
+                run(f"big.warm.{kind}", lambda: read_sequential(root / big, size), kind)
+                run(f"big.reread.{kind}", lambda: read_sequential(root / big, size), kind)
+        with self._passthrough() as root:
+            drop_caches()
+            run("big.warm.pt", lambda: read_sequential(root / big, size), "pt")
+            run("big.reread.pt", lambda: read_sequential(root / big, size), "pt")
+        drop_caches()
+        run("big.local.cold", lambda: read_sequential(data.local / big, size))
+        run("big.reread.local", lambda: read_sequential(data.local / big, size))
+
+        say(f"repetition {n}: {len(small)} small files")
+        drop_caches()
+        run("small.cold.s3", lambda: s3_small(self.client, small))
+        for kind in ("pinned", "repo"):
+            with self._cold_cache() as cache, self._mount(kind, cache) as root:
+                drop_caches()
+                run(f"small.cold.{kind}", lambda: read_small_files(root, small), kind)
+        for kind in ("pinned", "repo"):
+            with self._mount(kind, self.warm_cache) as root:
+                drop_caches()
+                run(f"small.warm.{kind}", lambda: read_small_files(root, small), kind)
+                if kind == "pinned":
+                    run("small.reread.pinned", lambda: read_small_files(root, small), kind)
+        with self._passthrough() as root:
+            drop_caches()
+            run("small.warm.pt", lambda: read_small_files(root, small), "pt")
+            run("small.reread.pt", lambda: read_small_files(root, small), "pt")
+        drop_caches()
+        run("small.local.cold", lambda: read_small_files(data.local, small))
+
+        say(f"repetition {n}: find")
+        entries = self.find_entries
+        for kind in ("pinned", "repo"):
+            with self._mount(kind, self.warm_cache) as root:
+                drop_caches()
+                run(f"find.{kind}", lambda: run_find(root, entries), kind)
+        with self._passthrough() as root:
+            drop_caches()
+            run("find.pt", lambda: run_find(root, entries), "pt")
+        drop_caches()
+        run("find.local", lambda: run_find(data.local, entries))
+
+    def close(self) -> None:
+        if self.mounts is not None:
+            self.mounts.close()
+        if self.server is not None:
+            say("stopping SeaweedFS")
+            self.server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="one repetition per figure")
+    parser.add_argument("--repeat", type=int, help="repetitions per figure (default 3, quick 1)")
+    parser.add_argument("--big-mib", type=int, default=1024, help="big file size (MiB)")
+    parser.add_argument("--dirs", type=int, default=20, help="directories of small files")
+    parser.add_argument("--per-dir", type=int, default=100, help="small files per directory")
+    parser.add_argument("--workdir", help="parent of the temporary work directory")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    repeat = args.repeat or (1 if args.quick else 3)
+    if repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
+
+    meta: dict[str, Any] = {
+        "repeat": repeat,
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+        "big_bytes": args.big_mib * MiB,
+        "small_files": args.dirs * args.per_dir,
+        "small_bytes_each": SMALL_SIZE,
+    }
+    # Not /dev/shm: the local copy must sit on a real disk for the "local" baselines.
+    work = Path(tempfile.mkdtemp(prefix="s3fsv-readbench-", dir=args.workdir or "/var/tmp"))
+    bench = Bench(args, work)
+    try:
+        bench.setup()
+        for n in range(1, repeat + 1):
+            bench.rep(n)
+    except KeyboardInterrupt:
+        say("interrupted: cleaning up")
+        return 130
+    finally:
+        bench.close()
+        if args.keep:
+            say(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    meta["drop_caches"] = bool(_DROP_OK)
+    meta["elapsed_s"] = round(time.monotonic() - _T0, 1)
+    say("done")
+    return 0 if report(bench.samples, bench.data, meta) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
