@@ -209,13 +209,13 @@ class Staging:
         return self.data_dir / name
 
     def collect_garbage(self, in_use: set[str]) -> None:
-        """Delete data files no entry refers to and no open handle uses."""
+        """Delete data files no entry refers to and no open handle uses. The names are chosen
+        under the lock; the (slow) unlinks run in the background so writers are not held up."""
         with self._lock:
             live = {e.data for e in self.entries.values() if e.data} | in_use
-            for f in self.data_dir.iterdir():
-                if f.name not in live:
-                    with contextlib.suppress(FileNotFoundError):
-                        f.unlink()
+            doomed = [f for f in self.data_dir.iterdir() if f.name not in live]
+        if doomed:
+            threading.Thread(target=_unlink_all, args=(doomed,), daemon=True).start()
 
     # -- provenance -----------------------------------------------------------------------------
     def record_read(self, read: Read) -> bool:
@@ -241,6 +241,12 @@ class Staging:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def area_key(store_url: str, repo: str, branch: str) -> str:

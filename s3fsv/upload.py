@@ -64,11 +64,19 @@ class Uploader:
             if self.progress is not None:
                 self.progress(len(data))
 
+    def _submit(self, data: bytes, oid: str | None) -> Future[str]:
+        """Queue one chunk, waiting while too many are in flight (bounded memory)."""
+        self._in_flight.acquire()
+        try:
+            return self._pool.submit(self._put, data, oid)
+        except BaseException:  # the pool is shutting down: give the slot back
+            self._in_flight.release()
+            raise
+
     def upload_bytes(self, data: bytes) -> Content:
         futures: list[Future[str]] = []
         for off in range(0, len(data), self.chunk_size):
-            self._in_flight.acquire()
-            futures.append(self._pool.submit(self._put, data[off : off + self.chunk_size]))
+            futures.append(self._submit(data[off : off + self.chunk_size], None))
         return Content(len(data), hashlib.sha256(data).hexdigest(), _results(futures))
 
     def upload_file(self, path: str | os.PathLike[str]) -> Content:
@@ -92,8 +100,7 @@ class Uploader:
                     oid = digest.hexdigest()
                 else:
                     digest.update(data)
-                self._in_flight.acquire()
-                futures.append(self._pool.submit(self._put, data, oid))
+                futures.append(self._submit(data, oid))
             after = os.fstat(fh.fileno())
         if size != after.st_size or before.st_mtime_ns != after.st_mtime_ns:
             for f in futures:

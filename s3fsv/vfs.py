@@ -162,7 +162,8 @@ class Filesystem(WriteOps):
         for state in states:
             state.reader.close()
         for overlay in overlays:
-            overlay.staging.close()
+            with overlay.commit_lock:  # let a commit in progress finish first
+                overlay.staging.close()
         for slot in slots:
             slot.release()
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cachetools import TTLCache
+
 from s3fsv import __version__
 from s3fsv.errors import NotFound, ReadOnly, UsageError
 from s3fsv.overlay import CrossDevice, NotPermitted
@@ -54,12 +56,18 @@ class WriteOps:
             return
         try:
             pid = self.caller_pid()
-            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return
-        command = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+        command = _COMMANDS.get(pid)
+        if command is None:
+            try:
+                raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                return
+            command = " ".join(p.decode(errors="replace") for p in raw.split(b"\0") if p)[:500]
+            _COMMANDS[pid] = command
         if command:
-            ov.record_command(command[:500])
+            ov.record_command(command)
 
     def write(self, fh: int, data: bytes, offset: int) -> int:
         from s3fsv.vfs import OpenStaged
@@ -178,6 +186,10 @@ class WriteOps:
     def commit_branch(self, repo: str, branch: str, message: str) -> str | None:
         ov = self._overlays.get((repo, branch))  # type: ignore[attr-defined]
         return None if ov is None else self._commit_overlay(ov, message, None)
+
+
+# Command lines by pid, read once per process (a TTL, because pids are reused).
+_COMMANDS: TTLCache[int, str] = TTLCache(maxsize=1024, ttl=60)
 
 
 def provenance_context() -> dict[str, Any]:
