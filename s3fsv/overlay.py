@@ -37,6 +37,7 @@ from s3fsv.upload import Uploader
 COPY_STEP = 8 * 1024 * 1024
 MAX_COMMANDS = 20
 UPLOAD_THREADS = 16
+HIDDEN_PREFIX = ".fuse_hidden"
 
 
 class NotEmpty(S3fsvError):
@@ -102,6 +103,7 @@ class BranchOverlay:
         self.open_data: dict[str, int] = {}  # data file name -> open handles
         self.committed_data: set[str] = set()
         self.open_writers = 0
+        self.hidden: dict[str, Node] = {}  # unlinked-while-open files, see _hide
         self.last_write = 0.0
         if self.staging.get_meta("base") is None:
             self.staging.set_meta("base", head()[0])
@@ -114,6 +116,9 @@ class BranchOverlay:
     # -- resolution -----------------------------------------------------------------------------
     def node(self, parts: list[str]) -> Node:
         """Resolve a path; raise ``NotFound``/``NotADirectory``."""
+        hidden = self.hidden.get("/".join(parts)) if self.hidden else None
+        if hidden is not None:
+            return hidden
         _, root_tree = self._head()
         below: str | None = root_tree
         node = Node(None, TreeEntry("", "dir", 0o755, self.root_mtime, tree=root_tree), root_tree)
@@ -347,6 +352,8 @@ class BranchOverlay:
 
     def unlink(self, parts: list[str]) -> None:
         with self.lock, self.staging.transaction():
+            if self.hidden.pop("/".join(parts), None) is not None:
+                return  # libfuse dropping a hidden, no longer open file
             node = self.node(parts)
             if node.kind == "dir":
                 raise IsADirectory(f"is a directory: {'/'.join(parts)}")
@@ -380,6 +387,9 @@ class BranchOverlay:
             raise NotPermitted("cannot rename the branch root")
         if new_path.startswith(old_path + "/"):
             raise UsageError(f"cannot move {old_path} into itself")
+        if new[-1].startswith(HIDDEN_PREFIX):
+            self._hide(old, new_path)
+            return
         with self.lock, self.staging.transaction():
             src = self.node(old)
             self._require_dir(new[:-1])
@@ -403,6 +413,23 @@ class BranchOverlay:
             self.staging.put(moved)
             self._whiteout_or_remove_exact(old)
             self.last_write = time.monotonic()
+
+    def _hide(self, old: list[str], hidden_path: str) -> None:
+        """libfuse renames a file that is unlinked while open to ``.fuse_hidden<N>`` so the
+        open descriptors keep working. For the branch that is an unlink: the file leaves the
+        tree and the next commit, and lives on only in memory until libfuse removes it."""
+        with self.lock, self.staging.transaction():
+            node = self.node(old)
+            if node.kind == "dir":
+                raise IsADirectory(f"is a directory: {'/'.join(old)}")
+            self.hidden[hidden_path] = node
+            self._whiteout_or_remove(old)
+            self.last_write = time.monotonic()
+
+    def _in_use(self) -> set[str]:
+        """Data files that must survive garbage collection: open or hidden-but-open."""
+        hidden = {n.staged.data for n in self.hidden.values() if n.staged and n.staged.data}
+        return set(self.open_data) | hidden
 
     def _whiteout_or_remove_exact(self, parts: list[str]) -> None:
         path = "/".join(parts)
@@ -533,7 +560,7 @@ class BranchOverlay:
             self.staging.clear_reads(reads)
             self.staging.set_meta("commands", "[]")
             self._commands.clear()
-            self.staging.collect_garbage(set(self.open_data))
+            self.staging.collect_garbage(self._in_use())
         return cid
 
     def _committed_entry(self, e: Staged) -> TreeEntry | None:
