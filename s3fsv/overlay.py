@@ -101,7 +101,6 @@ class BranchOverlay:
         self.root_mtime = time.time_ns()  # the branch root's own times are not committed
         self._commands: set[str] = set()
         self.open_data: dict[str, int] = {}  # data file name -> open handles
-        self.committed_data: set[str] = set()
         self.open_writers = 0
         self.hidden: dict[str, Node] = {}  # unlinked-while-open files, see _hide
         self.last_write = 0.0
@@ -257,26 +256,12 @@ class BranchOverlay:
             return self._opened(LocalHandle(path, name, fd, bool(flags & os.O_APPEND), True))
 
     def write(self, h: LocalHandle, data: bytes, offset: int) -> int:
-        if h.data in self.committed_data:
-            self._restage(h)
         if h.append:
             offset = os.fstat(h.fd).st_size
         n = os.pwrite(h.fd, data, offset)
         h.written = True
         self.last_write = time.monotonic()
         return n
-
-    def _restage(self, h: LocalHandle) -> None:
-        """A write through a handle opened before a commit that took its file: stage it again."""
-        with self.lock:
-            self.committed_data.discard(h.data)
-            if self.staging.path_of_data(h.data) is None:
-                try:
-                    node = self.node(h.path.split("/"))
-                except (NotFound, NotADirectory):
-                    return  # deleted meanwhile: the write goes nowhere, as on a local disk
-                mode = self.attrs(node)[0] & 0o7777
-                self.staging.put(Staged(h.path, "file", mode, time.time_ns(), data=h.data))
 
     def release(self, h: LocalHandle) -> None:
         with self.lock:
@@ -553,9 +538,11 @@ class BranchOverlay:
                         st = None
                     if st is None or (st.st_size, st.st_mtime_ns) != data_stamps[e.path]:
                         continue
+                if e.data and e.data in self.open_data:
+                    # Still open: it stays staged, so every descriptor, old or new, keeps
+                    # writing the same data file wherever the file is renamed to.
+                    continue
                 self.staging.remove(e.path)
-                if e.data:
-                    self.committed_data.add(e.data)
             self.staging.set_meta("base", cid)
             self.staging.clear_reads(reads)
             self.staging.set_meta("commands", "[]")
