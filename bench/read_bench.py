@@ -46,6 +46,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from common import (  # noqa: E402
+    S3_THREADS,
+    cpu_seconds,
+    drop_caches,
+    drop_caches_worked,
+    elapsed,
+    s3_client,
+    s3fsv_command,
+    say,
+    wait_or_kill,
+)
 from s3server import SeaweedServer  # noqa: E402
 
 from s3fsv import transfer  # noqa: E402
@@ -58,13 +69,7 @@ BUCKET = "readbench"
 STORE_PREFIX = "store"
 REPO = "data"
 PLAIN = "plain"  # the same files as ordinary S3 objects, for the boto3 baselines
-S3_THREADS = 16
 MOUNT_TIMEOUT = 120.0
-_T0 = time.monotonic()
-
-
-def say(msg: str) -> None:
-    print(f"[{time.monotonic() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -105,23 +110,6 @@ def make_dataset(root: Path, big_size: int, dirs: int, per_dir: int, seed: int =
 
 
 # -- page cache -----------------------------------------------------------------------------------
-
-_DROP_OK: bool | None = None
-
-
-def drop_caches() -> bool:
-    """``sync; echo 3 > /proc/sys/vm/drop_caches``. Returns False (once warned) when not root."""
-    global _DROP_OK
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as fh:
-            fh.write("3\n")
-        _DROP_OK = True
-    except OSError as err:
-        if _DROP_OK is None:
-            say(f"WARNING: cannot drop the page cache ({err}): 'cold' figures are optimistic")
-        _DROP_OK = False
-    return bool(_DROP_OK)
 
 
 # -- the workloads (what a user's script does) ----------------------------------------------------
@@ -165,17 +153,6 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of a process so far (None when unknown)."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def same_content(mounted: Path, local: Path) -> None:
     """Untimed check that a mounted file has exactly the local file's bytes."""
     a, b = hashlib.sha256(), hashlib.sha256()
@@ -191,24 +168,6 @@ def same_content(mounted: Path, local: Path) -> None:
 
 
 # -- boto3 baselines ------------------------------------------------------------------------------
-
-
-def s3_client(server: SeaweedServer) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=server.endpoint_url,
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-        region_name=server.region,
-        config=Config(
-            s3={"addressing_style": "path"},
-            max_pool_connections=2 * S3_THREADS,
-            retries={"mode": "standard", "max_attempts": 3},
-        ),
-    )
 
 
 def upload_plain(client: Any, data: Dataset) -> None:
@@ -253,11 +212,6 @@ def s3_small(client: Any, names: list[str]) -> None:
 
 
 # -- mounts ---------------------------------------------------------------------------------------
-
-
-def s3fsv_command() -> list[str]:
-    exe = Path(sys.executable).parent / "s3fsv"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "s3fsv.cli"]
 
 
 class Mounts:
@@ -342,7 +296,7 @@ class Mounts:
                 what.kill()
                 what.wait()
         elif kind == "s3fsv" and what is not None:
-            _wait_or_kill(what)
+            wait_or_kill(what)
 
     def close(self) -> None:
         for mp in list(self._active):
@@ -350,22 +304,7 @@ class Mounts:
                 self.unmount(mp)
         for f in self._pid_files():  # any daemon left behind (this state dir is ours alone)
             with contextlib.suppress(OSError, ValueError, KeyError):
-                _wait_or_kill(int(json.loads(f.read_text())["pid"]), grace=2)
-
-
-def _wait_or_kill(pid: int, grace: float = 10.0) -> None:
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-                return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+                wait_or_kill(int(json.loads(f.read_text())["pid"]), grace=2)
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -695,8 +634,8 @@ def main() -> int:
             say(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    meta["drop_caches"] = bool(_DROP_OK)
-    meta["elapsed_s"] = round(time.monotonic() - _T0, 1)
+    meta["drop_caches"] = drop_caches_worked()
+    meta["elapsed_s"] = elapsed()
     say("done")
     return 0 if report(bench.samples, bench.data, meta) else 1
 

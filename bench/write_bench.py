@@ -64,6 +64,17 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "examples"))
 
+from common import (  # noqa: E402
+    S3_THREADS,
+    cpu_seconds,
+    drop_caches,
+    drop_caches_worked,
+    elapsed,
+    s3_client,
+    s3fsv_command,
+    say,
+    wait_or_kill,
+)
 from s3server import SeaweedServer  # noqa: E402
 
 from s3fsv.store import Store  # noqa: E402
@@ -75,15 +86,9 @@ BUCKET = "writebench"
 STORE_PREFIX = "store"
 DETECT_REPO = "detect"
 PLAIN = "plain"  # prefix of the boto3 baseline objects
-S3_THREADS = 16
 MOUNT_TIMEOUT = 120.0
 COMMIT_TIMEOUT = 900.0
 DETECT = ROOT / "examples" / "detect.py"
-_T0 = time.monotonic()
-
-
-def say(msg: str) -> None:
-    print(f"[{time.monotonic() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -194,34 +199,6 @@ def code_version() -> dict[str, str | None]:
 
 # -- page cache, CPU ------------------------------------------------------------------------------
 
-_DROP_OK: bool | None = None
-
-
-def drop_caches() -> bool:
-    """``sync; echo 3 > /proc/sys/vm/drop_caches``. Returns False (once warned) when not root."""
-    global _DROP_OK
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as fh:
-            fh.write("3\n")
-        _DROP_OK = True
-    except OSError as err:
-        if _DROP_OK is None:
-            say(f"WARNING: cannot drop the page cache ({err}): 'cold' figures are optimistic")
-        _DROP_OK = False
-    return bool(_DROP_OK)
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of a process so far (None when unknown)."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 # -- what a user's script does --------------------------------------------------------------------
 
@@ -258,24 +235,6 @@ def write_big(src: Path, dest: Path) -> int:
 # -- boto3 baselines ------------------------------------------------------------------------------
 
 
-def s3_client(server: SeaweedServer) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=server.endpoint_url,
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-        region_name=server.region,
-        config=Config(
-            s3={"addressing_style": "path"},
-            max_pool_connections=2 * S3_THREADS,
-            retries={"mode": "standard", "max_attempts": 3},
-        ),
-    )
-
-
 def boto3_small(client: Any, data: Dataset, prefix: str) -> None:
     """``put_object`` per file (body read from local disk), 16 threads."""
 
@@ -299,26 +258,6 @@ def boto3_big(client: Any, data: Dataset, prefix: str) -> None:
 
 
 # -- CLI and mounts -------------------------------------------------------------------------------
-
-
-def s3fsv_command() -> list[str]:
-    exe = Path(sys.executable).parent / "s3fsv"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "s3fsv.cli"]
-
-
-def _wait_or_kill(pid: int, grace: float = 10.0) -> None:
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-                return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 class Mounts:
@@ -375,7 +314,7 @@ class Mounts:
             say(f"unmount of {mp} failed: lazy unmount")
             subprocess.run(["fusermount3", "-uz", str(mp)], capture_output=True)
         if pid is not None:
-            _wait_or_kill(pid)
+            wait_or_kill(pid)
 
     def close(self) -> None:
         for mp in list(self._active):
@@ -386,7 +325,7 @@ class Mounts:
                 info = json.loads(f.read_text())
                 if os.path.ismount(info["mountpoint"]):
                     subprocess.run(["fusermount3", "-uz", info["mountpoint"]], capture_output=True)
-                _wait_or_kill(int(info["pid"]), grace=2)
+                wait_or_kill(int(info["pid"]), grace=2)
 
 
 class Profiler:
@@ -867,11 +806,11 @@ def main() -> int:
             say(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    meta["drop_caches"] = bool(_DROP_OK)
+    meta["drop_caches"] = drop_caches_worked()
     if code_version() != meta["code"]:
         say("WARNING: s3fsv/ changed during the run: the figures mix two versions of the code")
         meta["code_changed_during_run"] = True
-    meta["elapsed_s"] = round(time.monotonic() - _T0, 1)
+    meta["elapsed_s"] = elapsed()
     say("done")
     return 0 if report(bench.samples, meta) else 1
 

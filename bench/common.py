@@ -1,0 +1,100 @@
+"""Helpers shared by the benchmarks: logging, page-cache control, CPU accounting, the S3
+client for the test server, and process shutdown."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from s3server import SeaweedServer  # noqa: E402
+
+S3_THREADS = 16  # the boto3 baselines' parallelism, as the issues specify
+_T0 = time.monotonic()
+_DROP_OK: bool | None = None
+
+
+def say(msg: str) -> None:
+    print(f"[{time.monotonic() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def drop_caches() -> bool:
+    """``sync; echo 3 > /proc/sys/vm/drop_caches``. Returns False (once warned) when not root."""
+    global _DROP_OK
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as fh:
+            fh.write("3\n")
+        _DROP_OK = True
+    except OSError as err:
+        if _DROP_OK is None:
+            say(f"WARNING: cannot drop the page cache ({err}): 'cold' figures are optimistic")
+        _DROP_OK = False
+    return bool(_DROP_OK)
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (None when unknown)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def s3_client(server: SeaweedServer) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name=server.region,
+        config=Config(
+            s3={"addressing_style": "path"},
+            max_pool_connections=2 * S3_THREADS,
+            retries={"mode": "standard", "max_attempts": 3},
+        ),
+    )
+
+
+def s3fsv_command() -> list[str]:
+    exe = Path(sys.executable).parent / "s3fsv"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "s3fsv.cli"]
+
+
+def wait_or_kill(pid: int, grace: float = 10.0) -> None:
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+                return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def drop_caches_worked() -> bool:
+    """Whether the kernel page cache could be dropped between runs (needs root)."""
+    return bool(_DROP_OK)
+
+
+def elapsed() -> float:
+    """Seconds since the benchmark started."""
+    return round(time.monotonic() - _T0, 1)
