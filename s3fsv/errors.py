@@ -118,3 +118,18 @@ class IsADirectory(S3fsvError):
 class NotADirectory(S3fsvError):
     errno = _errno.ENOTDIR
     exit_code = 2
+
+
+class NotEmpty(S3fsvError):
+    errno = _errno.ENOTEMPTY
+    exit_code = 2
+
+
+class NotPermitted(S3fsvError):
+    errno = _errno.EPERM
+    exit_code = 2
+
+
+class CrossDevice(S3fsvError):
+    errno = _errno.EXDEV
+    exit_code = 2

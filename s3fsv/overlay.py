@@ -8,7 +8,6 @@ the shared cache; the first write to one copies it up into a staged data file.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import stat
@@ -23,8 +22,9 @@ from s3fsv.errors import (
     AlreadyExists,
     IsADirectory,
     NotADirectory,
+    NotEmpty,
     NotFound,
-    S3fsvError,
+    NotPermitted,
     UsageError,
 )
 from s3fsv.objects import TreeEntry, check_name
@@ -38,21 +38,6 @@ COPY_STEP = 8 * 1024 * 1024
 MAX_COMMANDS = 20
 UPLOAD_THREADS = 16
 HIDDEN_PREFIX = ".fuse_hidden"
-
-
-class NotEmpty(S3fsvError):
-    errno = errno.ENOTEMPTY
-    exit_code = 2
-
-
-class NotPermitted(S3fsvError):
-    errno = errno.EPERM
-    exit_code = 2
-
-
-class CrossDevice(S3fsvError):
-    errno = errno.EXDEV
-    exit_code = 2
 
 
 @dataclass

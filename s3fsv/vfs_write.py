@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 from cachetools import TTLCache
 
 from s3fsv import __version__
-from s3fsv.errors import NotFound, ReadOnly, UsageError
-from s3fsv.overlay import CrossDevice, NotPermitted
+from s3fsv.errors import CrossDevice, NotFound, NotPermitted, ReadOnly, UsageError
 
 if TYPE_CHECKING:
     from s3fsv.overlay import BranchOverlay
