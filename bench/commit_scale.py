@@ -252,7 +252,8 @@ def one_commit(
     backend.reset()
     start = time.perf_counter()
     with Uploader(repo.objects, repo.chunk_size) as uploader:
-        new = uploader.upload_bytes(data)
+        new = uploader.add_bytes(data)
+        uploader.finish()
     entry = new.entry(path.rsplit("/", 1)[1], FILE_MODE, BASE_MTIME_NS + 10**15 + rep)
     repo.commit("main", {path: entry}, f"bench: change {path} ({rep})", author="bench@s3fsv")
     seconds = time.perf_counter() - start

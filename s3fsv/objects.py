@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from s3fsv.errors import CorruptObject, InvalidName
 
 FORMAT_VERSION = 1
+PACKED_VERSION = 2  # trees and pages holding at least one packed file entry
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 
 Kind = Literal["file", "dir", "link"]
@@ -70,7 +71,9 @@ class TreeEntry:
     """One name in a directory.
 
     - ``file``: ``size``, ``sha256`` of the whole content, and ``chunks`` (ids of consecutive
-      ``chunk_size`` pieces, the last one shorter; empty for an empty file).
+      ``chunk_size`` pieces, the last one shorter; empty for an empty file). A small file may be
+      stored as a member of a pack object instead of as its own chunk object: then ``pack`` is
+      the pack's id and its one chunk is the bytes ``[pack_offset, pack_offset + size)`` of it.
     - ``dir``: ``tree``, the id of the directory's tree object.
     - ``link``: ``target``, the symlink's target string (never interpreted by s3fsv).
     ``mode`` holds permission bits only (0o7777); ``mtime_ns`` is nanoseconds since the epoch.
@@ -85,6 +88,16 @@ class TreeEntry:
     chunks: tuple[str, ...] = ()
     tree: str = ""
     target: str = ""
+    pack: str = ""
+    pack_offset: int = 0
+
+    def same_content(self, other: TreeEntry | None) -> bool:
+        """Equal but for where the bytes are stored: a file re-packed elsewhere is unchanged."""
+        if other is None:
+            return False
+        if self.pack or other.pack:
+            return replace(self, pack="", pack_offset=0) == replace(other, pack="", pack_offset=0)
+        return self == other
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -95,6 +108,8 @@ class TreeEntry:
         }
         if self.kind == "file":
             out.update(size=self.size, sha256=self.sha256, chunks=list(self.chunks))
+            if self.pack:
+                out["pack"] = {"id": self.pack, "offset": self.pack_offset}
         elif self.kind == "dir":
             out["tree"] = self.tree
         else:
@@ -110,14 +125,26 @@ class TreeEntry:
             if mode < 0 or mode > 0o7777:
                 raise ValueError(f"bad mode {mode}")
             if kind == "file":
-                _exact_keys(raw, {"name", "type", "mode", "mtime", "size", "sha256", "chunks"})
+                keys = {"name", "type", "mode", "mtime", "size", "sha256", "chunks"}
+                _exact_keys(raw, keys | {"pack"} if "pack" in raw else keys)
                 chunks = tuple(raw["chunks"])
                 if not is_object_id(raw["sha256"]) or not all(map(is_object_id, chunks)):
                     raise ValueError("bad content hash")
                 size = _int(raw["size"])
                 if size < 0 or (size > 0) != bool(chunks):
                     raise ValueError("size and chunk list disagree")
-                return cls(name, "file", mode, mtime, size, raw["sha256"], chunks)
+                pack, offset = _pack_location(raw.get("pack"), chunks, raw["sha256"])
+                return cls(
+                    name,
+                    "file",
+                    mode,
+                    mtime,
+                    size,
+                    raw["sha256"],
+                    chunks,
+                    pack=pack,
+                    pack_offset=offset,
+                )
             if kind == "dir":
                 _exact_keys(raw, {"name", "type", "mode", "mtime", "tree"})
                 if not is_object_id(raw["tree"]):
@@ -192,6 +219,19 @@ def _int(value: Any) -> int:
     return value
 
 
+def _pack_location(raw: Any, chunks: tuple[str, ...], sha256: str) -> tuple[str, int]:
+    """(pack id, offset) of a file entry's ``pack`` member, or ("", 0) when it has none. A packed
+    file is exactly one chunk, and that chunk is the whole file."""
+    if raw is None:
+        return "", 0
+    _exact_keys(raw, {"id", "offset"})
+    if not is_object_id(raw["id"]) or _int(raw["offset"]) < 0:
+        raise ValueError("bad pack location")
+    if len(chunks) != 1 or chunks[0] != sha256:
+        raise ValueError("a packed file must be one chunk equal to its content hash")
+    return raw["id"], raw["offset"]
+
+
 def _exact_keys(raw: dict[str, Any], keys: set[str]) -> None:
     if set(raw) != keys:
         raise ValueError(f"unexpected fields {sorted(set(raw) ^ keys)}")
@@ -232,8 +272,13 @@ def encode(obj: Object) -> bytes:
             body["pages"] = [{"first": p.first, "count": p.count, "id": p.id} for p in obj.pages]
         else:
             body["entries"] = [e.to_json() for e in obj.entries]
+            body["v"] = _entries_version(obj.entries)
     elif isinstance(obj, TreePage):
-        body = {"type": "page", "v": FORMAT_VERSION, "entries": [e.to_json() for e in obj.entries]}
+        body = {
+            "type": "page",
+            "v": _entries_version(obj.entries),
+            "entries": [e.to_json() for e in obj.entries],
+        }
     elif isinstance(obj, Commit):
         body = {
             "type": "commit",
@@ -251,6 +296,12 @@ def encode(obj: Object) -> bytes:
     return _dumps(body)
 
 
+def _entries_version(entries: tuple[TreeEntry, ...]) -> int:
+    """Trees and pages with packed files are version 2, so that a reader that predates packs
+    refuses them with a clear error instead of misreading them."""
+    return PACKED_VERSION if any(e.pack for e in entries) else FORMAT_VERSION
+
+
 def object_id(obj: Object) -> str:
     return sha256_hex(encode(obj))
 
@@ -264,9 +315,10 @@ def decode(data: bytes, key: str = "?") -> Object:
         raise CorruptObject(key, f"not a valid object ({err})") from None
     except RecursionError:  # hostile nesting: refuse it rather than crash the reader
         raise CorruptObject(key, "not a valid object (nested too deeply)") from None
-    if not isinstance(raw, dict) or raw.get("v") != FORMAT_VERSION:
-        raise CorruptObject(key, "not a version-1 s3fsv object")
+    if not isinstance(raw, dict) or raw.get("v") not in (FORMAT_VERSION, PACKED_VERSION):
+        raise CorruptObject(key, "not a version-1 or version-2 s3fsv object")
     obj = _decode_body(raw, key)
+    # Also enforces the version rule: "v" is 2 exactly when a tree or page has packed entries.
     if encode(obj) != data:
         raise CorruptObject(key, "object is not in canonical form")
     return obj

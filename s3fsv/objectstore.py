@@ -8,16 +8,42 @@ Writes use ``if_none_match`` so racing writers of the same object both succeed h
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from cachetools import LRUCache
 
 from s3fsv.backend.base import Backend
 from s3fsv.errors import CorruptObject, NotFound, PreconditionFailed
-from s3fsv.objects import Commit, Object, Tree, TreePage, decode, encode, is_object_id, sha256_hex
+from s3fsv.objects import (
+    Commit,
+    Object,
+    Tree,
+    TreeEntry,
+    TreePage,
+    decode,
+    encode,
+    is_object_id,
+    sha256_hex,
+)
 
 T = TypeVar("T", Tree, TreePage, Commit)
 HEAD_FIRST_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Member:
+    """A packed file's one chunk: ``size`` bytes at ``offset`` of ``pack``, hashing to ``oid``."""
+
+    oid: str
+    pack: str
+    offset: int
+    size: int
+
+    @classmethod
+    def of(cls, entry: TreeEntry) -> Member:
+        return cls(entry.chunks[0], entry.pack, entry.pack_offset, entry.size)
 
 
 class ByteCache(Protocol):
@@ -41,6 +67,7 @@ class ObjectStore:
         self.cache = cache
         self._decoded: LRUCache[str, Object] = LRUCache(maxsize=65536)
         self._known: LRUCache[str, bool] = LRUCache(maxsize=1 << 20)
+        self._located: LRUCache[str, tuple[str, int]] = LRUCache(maxsize=1 << 20)
         self._lock = threading.Lock()
         self.writes = 0
         self.bytes_written = 0
@@ -69,6 +96,59 @@ class ObjectStore:
         with self._lock:
             self._known[oid] = True
         return data
+
+    def get_members(self, pack: str, members: Sequence[Member]) -> dict[str, bytes]:
+        """Fetch packed members of ``pack`` with one ranged read spanning them all; verify each
+        and put each in the cache. Returns oid -> bytes of those that verified; raises
+        ``CorruptObject`` (after caching the good ones) when any did not."""
+        start = min(m.offset for m in members)
+        end = max(m.offset + m.size for m in members)
+        key = self.key(pack)
+        try:
+            span = self.backend.get(key, start, end)
+        except NotFound:
+            raise NotFound(f"pack {pack} is missing from repo {self.repo!r}") from None
+        view = memoryview(span)
+        out: dict[str, bytes] = {}
+        bad: list[str] = []
+        for m in members:
+            data = bytes(view[m.offset - start : m.offset - start + m.size])
+            if len(data) != m.size or sha256_hex(data) != m.oid:
+                bad.append(m.oid)
+                continue
+            out[m.oid] = data
+            if self.cache is not None:
+                self.cache.put(m.oid, data)
+            with self._lock:
+                self._located[m.oid] = (pack, m.offset)
+        if bad:
+            raise CorruptObject(
+                key, f"{len(bad)} packed member(s) do not match their hash, e.g. {bad[0]}"
+            )
+        return out
+
+    def get_member(self, member: Member) -> bytes:
+        """The verified bytes of one packed file (from the cache when it holds them)."""
+        if self.cache is not None:
+            data = self.cache.get(member.oid)
+            if data is not None:
+                return data
+        return self.get_members(member.pack, [member])[member.oid]
+
+    def file_chunk(self, entry: TreeEntry, idx: int) -> bytes:
+        """The verified bytes of chunk ``idx`` of a file entry, wherever it is stored."""
+        if entry.pack:
+            return self.get_member(Member.of(entry))
+        return self.get_bytes(entry.chunks[idx])
+
+    def location(self, oid: str) -> tuple[str, int] | None:
+        """(pack, offset) of a packed chunk this process stored or read, if it knows one."""
+        with self._lock:
+            return self._located.get(oid)
+
+    def remember_location(self, oid: str, pack: str, offset: int) -> None:
+        with self._lock:
+            self._located[oid] = (pack, offset)
 
     def exists(self, oid: str) -> bool:
         with self._lock:

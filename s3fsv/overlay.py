@@ -14,7 +14,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,7 +31,7 @@ from s3fsv.reader import ChunkReader
 from s3fsv.repo import Repository
 from s3fsv.staging import Read, Staged, Staging
 from s3fsv.tree import EMPTY_TREE, dir_entries, lookup
-from s3fsv.upload import Uploader
+from s3fsv.upload import Content, Uploader
 
 COPY_STEP = 8 * 1024 * 1024
 MAX_COMMANDS = 20
@@ -416,7 +415,10 @@ class BranchOverlay:
         e = node.base
         assert e is not None
         if e.kind == "file":
-            return Staged(path, "file", e.mode, e.mtime_ns, None, e.size, e.sha256, e.chunks)
+            return Staged(
+                path, "file", e.mode, e.mtime_ns, None, e.size, e.sha256, e.chunks,
+                pack=e.pack, pack_offset=e.pack_offset,
+            )  # fmt: skip
         if e.kind == "link":
             return Staged(path, "link", e.mode, e.mtime_ns, target=e.target)
         return Staged(path, "dir", e.mode, e.mtime_ns, tree=e.tree, replace=replace_dir)
@@ -480,24 +482,23 @@ class BranchOverlay:
             return None
         changes: dict[str, TreeEntry | None] = {}
         data_stamps: dict[str, tuple[int, int]] = {}
-
-        def upload(e: Staged) -> tuple[str, TreeEntry]:
-            path = self.staging.data_path(e.data or "")
-            st = os.stat(path)
-            data_stamps[e.path] = (st.st_size, st.st_mtime_ns)
-            content = up.upload_file(path)
-            return e.path, content.entry(e.path.rpartition("/")[2], e.mode, st.st_mtime_ns)
-
-        with (
-            Uploader(self.repo.objects, self.repo.chunk_size, threads=UPLOAD_THREADS) as up,
-            ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="s3fsv-commit") as files,
-        ):
-            local = [e for e in snapshot if e.kind == "file" and e.data]
+        queued: list[tuple[Staged, Content]] = []
+        with Uploader(self.repo.objects, self.repo.chunk_size, threads=UPLOAD_THREADS) as up:
             for e in snapshot:
                 check_name(e.path.rpartition("/")[2])
                 if not (e.kind == "file" and e.data):
                     changes[e.path] = self._committed_entry(e)
-            changes.update(files.map(upload, local))
+            # In path order, so that small siblings are stored next to each other in a pack.
+            local = sorted((e for e in snapshot if e.kind == "file" and e.data), key=_path_key)
+            for e in local:
+                path = self.staging.data_path(e.data or "")
+                st = os.stat(path)
+                data_stamps[e.path] = (st.st_size, st.st_mtime_ns)
+                queued.append((e, up.add_file(path)))
+            up.finish()
+        for e, content in queued:
+            name = e.path.rpartition("/")[2]
+            changes[e.path] = content.entry(name, e.mode, data_stamps[e.path][1])
         prov = dict(provenance)
         prov["inputs"] = [{"repo": r.repo, "commit": r.commit, "via": r.via} for r in reads]
         commands = json.loads(self.staging.get_meta("commands") or "[]")
@@ -541,7 +542,10 @@ class BranchOverlay:
         if e.kind == "deleted":
             return None
         if e.kind == "file":
-            return TreeEntry(name, "file", e.mode, e.mtime_ns, e.size, e.sha256, e.chunks)
+            return TreeEntry(
+                name, "file", e.mode, e.mtime_ns, e.size, e.sha256, e.chunks,
+                pack=e.pack, pack_offset=e.pack_offset,
+            )  # fmt: skip
         if e.kind == "link":
             return TreeEntry(
                 name, "link", e.mode, e.mtime_ns, len(e.target.encode()), target=e.target
@@ -573,3 +577,7 @@ class BranchOverlay:
 
 def _type_bits(kind: str) -> int:
     return {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "link": stat.S_IFLNK}[kind]
+
+
+def _path_key(e: Staged) -> bytes:
+    return e.path.encode()

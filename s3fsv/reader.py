@@ -1,9 +1,11 @@
 """File content reads for mounts: cache-first chunk access, de-duplicated fetches, prefetch.
 
 A read of file bytes goes: disk cache (``pread`` of a verified entry) -> on a miss, one fetch of
-the whole chunk from the store, verified against its SHA-256 and written to the cache. Concurrent
-readers of the same missing chunk share one fetch. Prefetch requests (sequential read-ahead and
-sibling files) run on a bounded pool and are dropped, not queued without limit, when it is busy.
+the whole chunk from the store (for a packed file, its range of the pack), verified against its
+SHA-256 and written to the cache. Concurrent readers of the same missing chunk share one fetch.
+Prefetch requests (sequential read-ahead and sibling files) run on a bounded pool and are
+dropped, not queued without limit, when it is busy. Packed siblings are prefetched in spans:
+one ranged read fetches many neighbouring files, because requests, not bytes, are what cost.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ from cachetools import LRUCache
 from s3fsv.cache import DiskCache
 from s3fsv.errors import CorruptObject
 from s3fsv.objects import TreeEntry
-from s3fsv.objectstore import ObjectStore
+from s3fsv.objectstore import Member, ObjectStore
 
 log = logging.getLogger(__name__)
 
 MAX_WINDOW_CHUNKS = 8
 MAX_PENDING_PREFETCH = 64
+SPAN_MIN = 2 * 1024 * 1024  # a prefetch span waits until it is worth a request of its own
+SPAN_MAX = 8 * 1024 * 1024
+SPAN_GAP = 256 * 1024  # bytes of other members a span may read through to join two runs
+LOOKAHEAD_BYTES = 24 * 1024 * 1024  # packed files prefetched ahead of the one opened
+PLAIN_LOOKAHEAD = 16  # files stored as their own objects prefetched ahead
 
 
 class ChunkReader:
@@ -46,9 +53,16 @@ class ChunkReader:
         # Chunks whose cache write failed (disk full) are served from here, bounded by count.
         self._spill: LRUCache[str, bytes] = LRUCache(maxsize=8)
         self._recent_prefetch: LRUCache[str, bool] = LRUCache(maxsize=4096)
+        self._where: LRUCache[str, Member] = LRUCache(maxsize=65536)
+        self._spans = 0  # span fetches queued or running
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def pending(self) -> int:
+        """Chunks being fetched or queued for fetching right now."""
+        with self._lock:
+            return len(self._inflight)
 
     # -- fetching ---------------------------------------------------------------------------
     def _fetch(self, oid: str, check_cache: bool) -> bytes | None:
@@ -56,7 +70,10 @@ class ChunkReader:
         try:
             if check_cache and self.cache.size(oid) is not None:
                 return None
-            data = self.objects.get_bytes(oid)  # verifies the hash, fills the cache
+            with self._lock:
+                member = self._where.get(oid)
+            # Both verify the hash and fill the cache.
+            data = self.objects.get_member(member) if member else self.objects.get_bytes(oid)
             if not self.cache.holds(oid):  # the cache could not store it (disk full)
                 with self._lock:
                     self._spill[oid] = data
@@ -102,12 +119,93 @@ class ChunkReader:
             # The cache check (a disk read and a hash) runs in the pool, not in this request.
             self._start(oid, check_cache=True).add_done_callback(_log_prefetch_failure)
 
+    def prefetch_files(self, entries: Iterable[TreeEntry], *, last: bool) -> None:
+        """Start background fetches of the files ``entries`` (in the order they are expected to
+        be read), up to ``LOOKAHEAD_BYTES`` of packed files and ``PLAIN_LOOKAHEAD`` others
+        (their first chunk). Packed files are grouped into spans of one pack, each fetched with
+        one ranged read; a span smaller than ``SPAN_MIN`` is held back until more files join it
+        on a later call, unless ``last`` says that no more entries follow."""
+        plain: list[str] = []
+        spans: list[list[Member]] = []
+        span: _Span | None = None
+        budget = LOOKAHEAD_BYTES
+        with self._lock:  # one acquisition for the scan: this runs on every open
+            for e in entries:
+                if e.kind != "file" or not e.chunks:
+                    continue
+                if not e.pack:
+                    if len(plain) < PLAIN_LOOKAHEAD:
+                        plain.append(e.chunks[0])
+                    continue
+                budget -= e.size
+                if budget < 0:
+                    last = False
+                    break
+                oid = e.chunks[0]
+                if oid in self._recent_prefetch or oid in self._inflight:
+                    continue
+                m = Member.of(e)
+                if span is not None and not span.add(m):
+                    spans.append(span.members)
+                    span = None
+                if span is None:
+                    span = _Span(m)
+                if span.extent >= SPAN_MAX:
+                    spans.append(span.members)
+                    span = None
+        if span is not None and (last or span.extent >= SPAN_MIN):
+            spans.append(span.members)
+        for members in spans:
+            self._start_span(members)
+        if plain:
+            self.prefetch(plain)
+
+    def _start_span(self, members: list[Member]) -> None:
+        with self._lock:
+            if self._spans >= MAX_PENDING_PREFETCH:
+                return
+            members = [m for m in members if m.oid not in self._inflight]
+            if not members:
+                return
+            self._spans += 1
+            fut: Future[bytes | None] = Future()
+            for m in members:
+                self._where[m.oid] = m
+                self._recent_prefetch[m.oid] = True
+                self._inflight[m.oid] = fut
+        self._pool.submit(self._fetch_span, members, fut)
+
+    def _fetch_span(self, members: list[Member], fut: Future[bytes | None]) -> None:
+        """Fetch the members of one span not yet cached, with one ranged read of their pack."""
+        try:
+            missing = [m for m in members if self.cache.size(m.oid) is None]
+            if missing:
+                got = self.objects.get_members(missing[0].pack, missing)
+                with self._lock:
+                    for oid, data in got.items():
+                        if not self.cache.holds(oid):
+                            self._spill[oid] = data
+        except Exception as err:
+            # Readers waiting on this span find their file missing and fetch it on its own,
+            # which reports the error that concerns them.
+            log.warning("prefetch of %d packed files failed: %s", len(members), err)
+        finally:
+            fut.set_result(None)
+            with self._lock:
+                self._spans -= 1
+                for m in members:
+                    if self._inflight.get(m.oid) is fut:
+                        del self._inflight[m.oid]
+
     # -- file reads -------------------------------------------------------------------------
     def read(self, entry: TreeEntry, offset: int, size: int) -> bytes:
         """Bytes ``[offset, offset + size)`` of a file entry (short at end of file)."""
         end = min(entry.size, offset + size)
         if offset >= end:
             return b""
+        if entry.pack:
+            with self._lock:
+                self._where[entry.chunks[0]] = Member.of(entry)
         first, last = offset // self.chunk_size, (end - 1) // self.chunk_size
         if len(entry.chunks) != (entry.size + self.chunk_size - 1) // self.chunk_size:
             raise CorruptObject(entry.sha256, "file entry's chunk list does not match its size")
@@ -141,6 +239,30 @@ class Sequential:
         if len(entry.chunks) > 1 and size > 0:
             idx = (offset + size - 1) // reader.chunk_size
             reader.prefetch(entry.chunks[idx + 1 : idx + 1 + self.window])
+
+
+class _Span:
+    """Packed members that one ranged read of their pack can fetch together."""
+
+    def __init__(self, first: Member) -> None:
+        self.members = [first]
+        self.lo, self.hi = first.offset, first.offset + first.size
+
+    @property
+    def extent(self) -> int:
+        return self.hi - self.lo
+
+    def add(self, m: Member) -> bool:
+        """Add ``m`` if it is in the same pack and close enough; say whether it was added."""
+        if m.pack != self.members[0].pack:
+            return False
+        lo, hi = min(self.lo, m.offset), max(self.hi, m.offset + m.size)
+        near = self.lo - SPAN_GAP <= m.offset <= self.hi + SPAN_GAP
+        if not near or hi - lo > SPAN_MAX + SPAN_GAP:
+            return False
+        self.members.append(m)
+        self.lo, self.hi = lo, hi
+        return True
 
 
 def _log_prefetch_failure(fut: Future[bytes | None]) -> None:

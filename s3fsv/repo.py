@@ -174,7 +174,7 @@ class Repository:
                     entry.name,
                     f"file entry of {entry.size} bytes lists only {len(entry.chunks)} chunks",
                 )
-            data = self.read_chunk(entry.chunks[idx])
+            data = self.objects.file_chunk(entry, idx)
             # Every chunk but the last is exactly chunk_size long: a chunk of any other length
             # would make the bytes at an offset depend on how the file is read.
             expected = min(self.chunk_size, entry.size - idx * self.chunk_size)
@@ -190,8 +190,8 @@ class Repository:
         return bytes(out)
 
     def read_file(self, entry: TreeEntry) -> Iterator[bytes]:
-        for oid in entry.chunks:
-            yield self.read_chunk(oid)
+        for idx in range(len(entry.chunks)):
+            yield self.objects.file_chunk(entry, idx)
 
     # -- history ----------------------------------------------------------------------------
     def log(self, ref: str, path: str | None = None) -> Iterator[tuple[str, Commit]]:
@@ -234,7 +234,7 @@ class Repository:
         news = {e.name: e for e in dir_entries(self.objects, new)} if new else {}
         for name in sorted(olds.keys() | news.keys()):
             a, b = olds.get(name), news.get(name)
-            if a == b:
+            if a is not None and a.same_content(b):
                 continue
             path = f"{prefix}/{name}" if prefix else name
             a_dir = a.tree if a is not None and a.kind == "dir" else None

@@ -14,7 +14,8 @@ store, repo and branch opens the same area and finds everything.
 Entries are keyed by branch-relative path. Kinds:
 
 - ``file`` with ``data``: staged content in ``DIR/data/<data>`` (size and mtime from that file);
-- ``file`` without ``data``: committed content (``chunks``) moved or re-moded without a copy;
+- ``file`` without ``data``: committed content (``chunks``, and ``pack``/``pack_offset`` for a
+  packed file) moved or re-moded without a copy;
 - ``dir``: ``tree`` is the base content shown below it (the empty tree for a new directory);
   ``replace`` says whether a commit replaces what is there or only makes sure it exists;
 - ``link``: a symlink to ``target``;
@@ -53,6 +54,8 @@ class Staged:
     tree: str = ""
     replace: bool = False
     target: str = ""
+    pack: str = ""
+    pack_offset: int = 0
 
     @property
     def parent(self) -> str:
@@ -98,9 +101,10 @@ class Staging:
             "SELECT path, kind, mode, mtime_ns, data, size, sha256, chunks, tree, replace, target"
             " FROM entries"
         ):
+            chunks, pack, offset = _decode_chunks(row[7])
             e = Staged(
                 row[0], row[1], row[2], row[3], row[4], row[5], row[6],
-                tuple(json.loads(row[7] or "[]")), row[8] or "", bool(row[9]), row[10] or "",
+                chunks, row[8] or "", bool(row[9]), row[10] or "", pack, offset,
             )  # fmt: skip
             self._index(e)
 
@@ -180,7 +184,7 @@ class Staging:
                 "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     e.path, e.kind, e.mode, e.mtime_ns, e.data, e.size, e.sha256,
-                    json.dumps(list(e.chunks)), e.tree, int(e.replace), e.target,
+                    _encode_chunks(e), e.tree, int(e.replace), e.target,
                 ),
             )  # fmt: skip
             self._unindex(e.path)
@@ -275,3 +279,18 @@ class SlotLock:
 
     def release(self) -> None:
         os.close(self.fd)
+
+
+def _encode_chunks(e: Staged) -> str:
+    """The ``chunks`` column: a JSON list, or for a packed file an object with its location
+    (a list is what areas written before packs existed hold, so both stay readable)."""
+    if e.pack:
+        return json.dumps({"chunks": list(e.chunks), "pack": e.pack, "offset": e.pack_offset})
+    return json.dumps(list(e.chunks))
+
+
+def _decode_chunks(text: str | None) -> tuple[tuple[str, ...], str, int]:
+    raw = json.loads(text or "[]")
+    if isinstance(raw, dict):
+        return tuple(raw["chunks"]), str(raw["pack"]), int(raw["offset"])
+    return tuple(raw), "", 0

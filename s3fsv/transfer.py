@@ -23,7 +23,7 @@ from s3fsv.errors import CorruptObject, InvalidName, UsageError
 from s3fsv.objects import TreeEntry, check_name
 from s3fsv.repo import Repository
 from s3fsv.tree import Change
-from s3fsv.upload import Uploader
+from s3fsv.upload import Content, Uploader
 
 log = logging.getLogger(__name__)
 
@@ -113,25 +113,23 @@ def put(
     base = repo.branch_head(branch).commit
     items = scan_local(source, dest)
     changes: dict[str, Change] = {}
-    with (
-        Uploader(repo.objects, repo.chunk_size, threads=threads, progress=progress) as uploader,
-        ThreadPoolExecutor(max_workers=max(2, threads // 2)) as readers,
-    ):
-
-        def one(item: LocalItem) -> tuple[str, Change]:
+    queued: list[tuple[LocalItem, Content]] = []
+    with Uploader(repo.objects, repo.chunk_size, threads=threads, progress=progress) as uploader:
+        # One feeding thread, in path order: small siblings land next to each other in a pack.
+        for item in sorted(items, key=lambda i: i.rel.encode()):
             name = item.rel.rsplit("/", 1)[-1]
             if item.kind == "dir":
-                return item.rel, TreeEntry(name, "dir", item.mode, item.mtime_ns)
-            if item.kind == "link":
+                changes[item.rel] = TreeEntry(name, "dir", item.mode, item.mtime_ns)
+            elif item.kind == "link":
                 target = os.readlink(item.local)
-                return item.rel, TreeEntry(
+                changes[item.rel] = TreeEntry(
                     name, "link", 0o777, item.mtime_ns, len(target.encode()), target=target
                 )
-            content = uploader.upload_file(item.local)
-            return item.rel, content.entry(name, item.mode, item.mtime_ns)
-
-        for rel, change in readers.map(one, items):
-            changes[rel] = change
+            else:
+                queued.append((item, uploader.add_file(item.local)))
+        uploader.finish()
+    for item, content in queued:
+        changes[item.rel] = content.entry(item.rel.rsplit("/", 1)[-1], item.mode, item.mtime_ns)
     files = sum(1 for i in items if i.kind == "file")
     cid = repo.commit(branch, changes, message, author=author, base=base)
     return cid, files

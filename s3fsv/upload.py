@@ -1,4 +1,11 @@
-"""Uploading local files as chunks, in parallel, skipping chunks the store already has."""
+"""Uploading file contents: big files as chunk objects, small files packed together.
+
+A file of at most ``PACK_MEMBER_MAX`` bytes is appended to an in-memory pack; a pack is sealed
+and stored as one object once it holds ``PACK_TARGET`` bytes (or when the upload finishes).
+Storing thousands of small files as a few packs turns thousands of requests into a few, which
+is what both uploads and cold reads pay for. Larger files are split into ``chunk_size`` chunks,
+each its own object. All object writes run on a bounded pool with bounded memory in flight.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +15,67 @@ import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from s3fsv.objects import TreeEntry, check_name
+from s3fsv.objects import TreeEntry, check_name, sha256_hex
 from s3fsv.objectstore import ObjectStore
 
+PACK_MEMBER_MAX = 1024 * 1024
+PACK_TARGET = 16 * 1024 * 1024
 
-@dataclass(frozen=True)
+
+@dataclass
+class PackSlot:
+    """Where one packed file will be: ``offset`` in a pack whose id is set once it is stored."""
+
+    offset: int
+    pack: str = ""
+
+
+@dataclass
 class Content:
+    """An uploaded file's content. Its chunk ids and pack location are final only after
+    ``Uploader.finish()`` returned; ``entry`` refuses to run before that."""
+
     size: int
     sha256: str
-    chunks: tuple[str, ...]
+    _chunks: list[Future[str]] = field(default_factory=list)
+    _slot: PackSlot | None = None
+
+    @property
+    def chunks(self) -> tuple[str, ...]:
+        if self._slot is not None:
+            return (self.sha256,)
+        if not all(f.done() for f in self._chunks):
+            raise RuntimeError("content used before Uploader.finish()")
+        return tuple(f.result() for f in self._chunks)
 
     def entry(self, name: str, mode: int, mtime_ns: int) -> TreeEntry:
+        pack, offset = "", 0
+        if self._slot is not None:
+            if not self._slot.pack:
+                raise RuntimeError("content used before Uploader.finish()")
+            pack, offset = self._slot.pack, self._slot.offset
         return TreeEntry(
-            check_name(name), "file", mode & 0o7777, mtime_ns, self.size, self.sha256, self.chunks
+            check_name(name),
+            "file",
+            mode & 0o7777,
+            mtime_ns,
+            self.size,
+            self.sha256,
+            self.chunks,
+            pack=pack,
+            pack_offset=offset,
         )
 
 
 class Uploader:
-    """Uploads chunks with a bounded pool of threads and bounded memory in flight.
+    """Uploads file contents; use as a context manager and call ``finish`` before using results.
 
-    ``progress`` (optional) is called with the number of bytes just handled, from any thread.
-    Use as a context manager; ``upload_file`` may be called from many threads at once.
+    ``add_file``/``add_bytes`` return at once (waiting only while too much is in flight), so one
+    thread can feed files in path order: packed siblings then sit next to each other, which is
+    what read-ahead over a directory fetches in one request. ``progress`` (optional) is called
+    with the number of bytes just stored, from any thread.
     """
 
     def __init__(
@@ -40,12 +85,21 @@ class Uploader:
         *,
         threads: int = 16,
         progress: Callable[[int], None] | None = None,
+        pack_target: int = PACK_TARGET,
+        pack_member_max: int = PACK_MEMBER_MAX,
     ) -> None:
         self.objects = objects
         self.chunk_size = chunk_size
         self.progress = progress
+        self.pack_target = pack_target
+        self.pack_member_max = min(pack_member_max, chunk_size)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3fsv-upload")
         self._in_flight = threading.BoundedSemaphore(threads * 2)
+        self._lock = threading.Lock()
+        self._pack = bytearray()
+        self._members: dict[str, PackSlot] = {}  # content id -> slot, in the open pack
+        self._packed: dict[str, PackSlot] = {}  # content id -> slot, in any pack of this upload
+        self._futures: list[Future[str]] = []
 
     def __enter__(self) -> Uploader:
         return self
@@ -56,58 +110,102 @@ class Uploader:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _put(self, data: bytes, oid: str | None = None) -> str:
+    # -- object writes ----------------------------------------------------------------------
+    def _put(self, data: bytes | bytearray, oid: str | None, members: dict[str, PackSlot]) -> str:
         try:
-            return self.objects.put_bytes(data, fill_cache=False, oid=oid)
+            stored = self.objects.put_bytes(bytes(data), fill_cache=False, oid=oid)
+            # Set here, not in a done-callback: ``finish`` may return before callbacks run.
+            for member, slot in members.items():
+                slot.pack = stored
+                self.objects.remember_location(member, stored, slot.offset)
+            return stored
         finally:
             self._in_flight.release()
             if self.progress is not None:
                 self.progress(len(data))
 
-    def _submit(self, data: bytes, oid: str | None) -> Future[str]:
-        """Queue one chunk, waiting while too many are in flight (bounded memory)."""
+    def _submit(
+        self, data: bytes | bytearray, oid: str | None, members: dict[str, PackSlot] | None = None
+    ) -> Future[str]:
+        """Queue one object write, waiting while too many are in flight (bounded memory)."""
         self._in_flight.acquire()
         try:
-            return self._pool.submit(self._put, data, oid)
+            fut = self._pool.submit(self._put, data, oid, members or {})
         except BaseException:  # the pool is shutting down: give the slot back
             self._in_flight.release()
             raise
+        with self._lock:
+            self._futures.append(fut)
+        return fut
 
-    def upload_bytes(self, data: bytes) -> Content:
-        futures: list[Future[str]] = []
-        for off in range(0, len(data), self.chunk_size):
-            futures.append(self._submit(data[off : off + self.chunk_size], None))
-        return Content(len(data), hashlib.sha256(data).hexdigest(), _results(futures))
+    # -- packs --------------------------------------------------------------------------------
+    def _add_member(self, data: bytes, oid: str) -> PackSlot:
+        with self._lock:
+            slot = self._packed.get(oid)
+            if slot is not None:  # the same bytes twice in one upload: store them once
+                return slot
+            known = self.objects.location(oid)
+            if known is not None:
+                slot = self._packed[oid] = PackSlot(known[1], known[0])
+                return slot
+            slot = self._members[oid] = self._packed[oid] = PackSlot(len(self._pack))
+            self._pack += data
+            full = len(self._pack) >= self.pack_target
+        if full:
+            self._seal()
+        return slot
 
-    def upload_file(self, path: str | os.PathLike[str]) -> Content:
-        """Upload one regular file. The file must not change while it is read; if its size
-        changes underneath, ``OSError`` is raised rather than recording a torn snapshot."""
-        digest = hashlib.sha256()
-        futures: list[Future[str]] = []
-        size = 0
+    def _seal(self) -> None:
+        """Queue the open pack for storing; its members learn the pack id once it is stored."""
+        with self._lock:
+            data, members = self._pack, self._members
+            self._pack, self._members = bytearray(), {}
+        if data:
+            self._submit(data, sha256_hex(data), members)
+
+    def finish(self) -> None:
+        """Store what is still buffered and wait for every write; raise the first failure."""
+        self._seal()
+        with self._lock:
+            futures, self._futures = self._futures, []
+        for fut in futures:
+            fut.result()
+
+    # -- public -------------------------------------------------------------------------------
+    def add_bytes(self, data: bytes) -> Content:
+        if 0 < len(data) <= self.pack_member_max:
+            oid = sha256_hex(data)
+            return Content(len(data), oid, _slot=self._add_member(data, oid))
+        futures = [
+            self._submit(data[off : off + self.chunk_size], None)
+            for off in range(0, len(data), self.chunk_size)
+        ]
+        return Content(len(data), hashlib.sha256(data).hexdigest(), futures)
+
+    def add_file(self, path: str | os.PathLike[str]) -> Content:
+        """Queue one regular file. The file must not change while it is read; if its size or
+        mtime changes underneath, ``OSError`` is raised rather than recording a torn snapshot."""
         with open(path, "rb") as fh:
             before = os.fstat(fh.fileno())
             if not stat.S_ISREG(before.st_mode):
                 raise OSError(f"not a regular file: {path}")
-            while True:
-                data = fh.read(self.chunk_size)
-                if not data:
-                    break
+            if before.st_size <= self.pack_member_max:
+                data = fh.read(self.pack_member_max + 1)
+                after = os.fstat(fh.fileno())
+                _check_unchanged(path, before, after, len(data))
+                return self.add_bytes(data)
+            digest = hashlib.sha256()
+            futures: list[Future[str]] = []
+            size = 0
+            while data := fh.read(self.chunk_size):
                 size += len(data)
-                oid = None
-                if size == len(data) and len(data) < self.chunk_size:
-                    digest = hashlib.sha256(data)  # a one-chunk file: its hash is the chunk's id
-                    oid = digest.hexdigest()
-                else:
-                    digest.update(data)
-                futures.append(self._submit(data, oid))
+                digest.update(data)
+                futures.append(self._submit(data, None))
             after = os.fstat(fh.fileno())
-        if size != after.st_size or before.st_mtime_ns != after.st_mtime_ns:
-            for f in futures:
-                f.cancel()
-            raise OSError(f"file changed while it was uploaded: {path}")
-        return Content(size, digest.hexdigest(), _results(futures))
+        _check_unchanged(path, before, after, size)
+        return Content(size, digest.hexdigest(), futures)
 
 
-def _results(futures: list[Future[str]]) -> tuple[str, ...]:
-    return tuple(f.result() for f in futures)
+def _check_unchanged(path: object, before: os.stat_result, after: os.stat_result, n: int) -> None:
+    if n != after.st_size or before.st_mtime_ns != after.st_mtime_ns:
+        raise OSError(f"file changed while it was uploaded: {path}")

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("branch", "commit", "tag")
 RECENT_COMMITS = 50
-SIBLING_PREFETCH = 16
+SIBLING_LOOKAHEAD = 128  # entries looked at ahead of an opened file
 XATTR_PREFIX = "user.s3fsv."
 
 
@@ -478,23 +478,25 @@ class Filesystem(WriteOps):
         return "keep" if handle.snapshot.immutable else "direct"
 
     def _prefetch_siblings(self, state: RepoState, snap: Snapshot, inner: list[str]) -> None:
-        """Detection scripts walk directories in name order: warm the first chunks of the next
-        files, continuing into the next directory when this one ends."""
+        """Detection scripts walk directories in name order: warm the next files, continuing
+        into the next directory when this one ends."""
         if not inner:
             return
         try:
             objects = state.repo.objects
             parent = self._entry(snap, inner[:-1])
-            after = entries_after(objects, parent.tree, inner[-1], SIBLING_PREFETCH)
-            chunks = [e.chunks[0] for e in after if e.kind == "file" and e.chunks]
-            if len(chunks) < SIBLING_PREFETCH // 2 and len(inner) >= 2:
+            after = entries_after(objects, parent.tree, inner[-1], SIBLING_LOOKAHEAD)
+            last = len(after) < SIBLING_LOOKAHEAD
+            if last and len(inner) >= 2:
                 grandparent = self._entry(snap, inner[:-2])
                 for uncle in entries_after(objects, grandparent.tree, inner[-2], 4):
                     if uncle.kind == "dir":
-                        more = entries_after(objects, uncle.tree, "", SIBLING_PREFETCH)
-                        chunks += [e.chunks[0] for e in more if e.kind == "file" and e.chunks]
+                        want = SIBLING_LOOKAHEAD - len(after)
+                        more = entries_after(objects, uncle.tree, "", want)
+                        after += more
+                        last = len(more) < want
                         break
-            state.reader.prefetch(chunks[:SIBLING_PREFETCH])
+            state.reader.prefetch_files(after, last=last)
         except S3fsvError as err:
             log.debug("sibling prefetch skipped: %s", err)
 

@@ -51,7 +51,8 @@ def reopen(url: str) -> Repository:
 
 def commit_file(repo: Repository, path: str = "dir/file.bin", data: bytes = DATA) -> str:
     with Uploader(repo.objects, CHUNK, threads=2) as up:
-        content = up.upload_bytes(data)
+        content = up.add_bytes(data)
+        up.finish()
     entry = content.entry(path.rsplit("/", 1)[-1], 0o644, 0)
     return repo.commit("main", {path: entry}, "add file")
 

@@ -49,7 +49,22 @@ def file_entries(draw: st.DrawFn, name: str | None = None) -> TreeEntry:
     name = name if name is not None else draw(names)
     chunks = tuple(draw(st.lists(object_ids, max_size=4)))
     size = draw(sizes) if chunks else 0
-    return TreeEntry(name, "file", draw(modes), draw(mtimes), size, draw(object_ids), chunks)
+    sha = draw(object_ids)
+    if len(chunks) == 1 and draw(st.booleans()):  # a small file stored in a pack
+        pack, offset = draw(object_ids), draw(st.integers(0, 2**40))
+        chunks = (sha,)
+        return TreeEntry(
+            name,
+            "file",
+            draw(modes),
+            draw(mtimes),
+            size,
+            sha,
+            chunks,
+            pack=pack,
+            pack_offset=offset,
+        )
+    return TreeEntry(name, "file", draw(modes), draw(mtimes), size, sha, chunks)
 
 
 @st.composite
@@ -141,7 +156,7 @@ def test_encode_is_canonical_json(obj: Tree | TreePage | Commit) -> None:
     # Re-encoding the parsed value with sorted keys and no whitespace gives the same bytes.
     assert canonical_json(raw) == data
     assert data.decode("utf-8")  # valid UTF-8
-    assert b"\n" not in data and b": " not in data
+    assert b"\n" not in data  # JSON escapes newlines inside strings; none outside
 
 
 @settings(max_examples=100)
@@ -365,6 +380,48 @@ def test_negative_or_inconsistent_sizes_refused() -> None:
 )
 def test_bad_entry_values_refused(over: dict[str, Any]) -> None:
     _refused(canonical_json(_tree(_file(**over))))
+
+
+def test_packed_file_round_trips_and_keeps_its_location() -> None:
+    raw = _file(chunks=[OID], pack={"id": OID2, "offset": 7})
+    _refused(canonical_json(_tree(raw)), "canonical")  # packed entries need version 2
+    data = canonical_json(_tree(raw, v=2))
+    tree = decode(data)
+    assert isinstance(tree, Tree)
+    (entry,) = tree.entries
+    assert (entry.pack, entry.pack_offset, entry.chunks) == (OID2, 7, (OID,))
+    assert encode(tree) == data
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"pack": {"id": OID2, "offset": 0}},  # its one chunk is not the whole-file hash
+        {"chunks": [OID, OID2], "pack": {"id": OID2, "offset": 0}},  # more than one chunk
+        {"chunks": [OID], "pack": {"id": OID2, "offset": -1}},
+        {"chunks": [OID], "pack": {"id": "x", "offset": 0}},
+        {"chunks": [OID], "pack": {"id": OID2}},
+        {"chunks": [OID], "pack": {"id": OID2, "offset": 0, "size": 3}},
+        {"chunks": [OID], "pack": [OID2, 0]},
+        {"chunks": [OID], "pack": {"id": OID2, "offset": True}},
+    ],
+)
+def test_bad_pack_locations_refused(over: dict[str, Any]) -> None:
+    _refused(canonical_json(_tree(_file(**over), v=2)))
+
+
+def test_version_2_without_packed_entries_refused() -> None:
+    _refused(canonical_json(_tree(_file(), v=2)), "canonical")
+    _refused(canonical_json({"type": "page", "v": 2, "entries": [_file()]}), "canonical")
+    _refused(canonical_json(_commit(v=2)), "canonical")
+
+
+def test_same_content_ignores_where_the_bytes_are() -> None:
+    plain = TreeEntry("f", "file", 0o644, 1, 3, OID, (OID,))
+    packed = TreeEntry("f", "file", 0o644, 1, 3, OID, (OID,), pack=OID2, pack_offset=9)
+    assert plain.same_content(packed) and packed.same_content(plain)
+    assert not packed.same_content(TreeEntry("f", "file", 0o600, 1, 3, OID, (OID,)))
+    assert not packed.same_content(None)
 
 
 @pytest.mark.parametrize(

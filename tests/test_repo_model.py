@@ -182,11 +182,13 @@ class RepoModel(RuleBasedStateMachine):
                 batch[path] = value
 
         changes: dict[str, Change] = {}
+        contents = {p: self.uploader.add_bytes(v) for p, v in batch.items() if v is not None}
+        self.uploader.finish()
         for path, value in batch.items():
             if value is None:
                 changes[path] = None
             else:
-                content = self.uploader.upload_bytes(value)
+                content = contents[path]
                 assert content.sha256 == sha256_hex(value)
                 changes[path] = content.entry(path.rsplit("/", 1)[-1], MODE, MTIME)
         staged = dict(changes)

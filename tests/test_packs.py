@@ -1,0 +1,217 @@
+"""Pack objects without FUSE: how small files are stored together, read back and prefetched.
+
+Small files are appended to packs at upload; a tree entry records the pack and offset. Reads
+fetch a member's range (or a span of neighbours in one request) and verify every member
+against its own hash, so a damaged pack can cost a refetch or an error, never wrong bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3fsv.backend.memory import MemoryBackend
+from s3fsv.cache import DiskCache
+from s3fsv.errors import CorruptObject
+from s3fsv.objects import TreeEntry
+from s3fsv.objectstore import ObjectStore
+from s3fsv.reader import SPAN_MIN, ChunkReader
+from s3fsv.staging import Staged, Staging
+from s3fsv.store import Store
+from s3fsv.upload import Uploader
+
+CHUNK = 64 * 1024
+OID = "ab" * 32
+OID2 = "cd" * 32
+SMALL = 10_000
+
+
+class CountingBackend(MemoryBackend):
+    """A memory store that counts requests by kind, and can damage stored bytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        with self._count_lock:
+            self.calls["get"] += 1
+        return super().get(key, start, end)
+
+    def put(self, key: str, data: bytes, **kw: object) -> str:
+        with self._count_lock:
+            self.calls["put"] += 1
+        return super().put(key, data, **kw)  # type: ignore[arg-type]
+
+    def damage(self, key: str, offset: int) -> None:
+        data = bytearray(super().get(key))
+        data[offset] ^= 0xFF
+        self.delete(key)
+        super().put(key, bytes(data))
+
+
+def files(n: int, size: int = SMALL) -> dict[str, bytes]:
+    rnd = random.Random(n)
+    return {f"d/f{i:04d}": rnd.randbytes(size) for i in range(n)}
+
+
+def upload(objects: ObjectStore, contents: dict[str, bytes], **kw: int) -> dict[str, TreeEntry]:
+    with Uploader(objects, CHUNK, threads=4, **kw) as up:
+        queued = {path: up.add_bytes(data) for path, data in sorted(contents.items())}
+        up.finish()
+    return {p: c.entry(p.rsplit("/", 1)[-1], 0o644, 0) for p, c in queued.items()}
+
+
+@contextlib.contextmanager
+def packed_reader(
+    tmp_path: Path, n: int, *, damage: str | None = None
+) -> Iterator[tuple[CountingBackend, ChunkReader, dict[str, TreeEntry], dict[str, bytes]]]:
+    """``n`` packed files and a reader with an empty cache; ``damage`` flips a byte of that
+    file inside its pack. Request counts start at zero."""
+    backend = CountingBackend()
+    contents = files(n)
+    entries = upload(ObjectStore(backend, "r"), contents)
+    if damage is not None:
+        victim = entries[damage]
+        backend.damage(ObjectStore(backend, "r").key(victim.pack), victim.pack_offset + 3)
+    cache = DiskCache(tmp_path / "cache")
+    reader = ChunkReader(ObjectStore(backend, "r", cache), cache, CHUNK, threads=4)
+    backend.calls.clear()
+    try:
+        yield backend, reader, entries, contents
+    finally:
+        reader.close()
+
+
+def in_order(entries: dict[str, TreeEntry]) -> list[TreeEntry]:
+    return [entries[p] for p in sorted(entries)]
+
+
+def test_small_files_share_few_packs_and_big_ones_are_chunked() -> None:
+    backend = CountingBackend()
+    objects = ObjectStore(backend, "r")
+    contents = files(40)
+    contents["big"] = random.Random(1).randbytes(3 * CHUNK + 5)
+    entries = upload(objects, contents, pack_target=150_000)
+    packed = [e for p, e in entries.items() if p != "big"]
+    assert all(e.pack and e.chunks == (e.sha256,) for e in packed)
+    assert len({e.pack for e in packed}) == 3  # 40 x 10 kB in packs sealed at 150 kB
+    assert not entries["big"].pack and len(entries["big"].chunks) == 4
+    assert backend.calls["put"] == 3 + 4
+    # Path order: each file starts where the one before it ended, unless a pack was sealed.
+    ordered = sorted(packed, key=lambda e: e.name)
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if a.pack == b.pack:
+            assert b.pack_offset == a.pack_offset + a.size
+    for path, e in entries.items():
+        data = b"".join(objects.file_chunk(e, i) for i in range(len(e.chunks)))
+        assert data == contents[path]
+
+
+def test_identical_small_files_are_stored_once() -> None:
+    objects = ObjectStore(CountingBackend(), "r")
+    same = b"x" * 500
+    entries = upload(objects, {"a": same, "b": same, "c": b"y" * 500})
+    assert (entries["a"].pack, entries["a"].pack_offset) == (
+        entries["b"].pack,
+        entries["b"].pack_offset,
+    )
+    assert entries["c"].pack_offset == 500
+    again = upload(objects, {"d": same})  # a later upload by this process reuses the member
+    assert (again["d"].pack, again["d"].pack_offset) == (entries["a"].pack, 0)
+
+
+def test_content_is_unusable_before_finish() -> None:
+    with Uploader(ObjectStore(MemoryBackend(), "r"), CHUNK) as up:
+        content = up.add_bytes(b"abc")
+        with pytest.raises(RuntimeError, match="finish"):
+            content.entry("f", 0o644, 0)
+        up.finish()
+        assert content.entry("f", 0o644, 0).pack
+
+
+def test_empty_file_has_no_chunks_and_no_pack() -> None:
+    entries = upload(ObjectStore(MemoryBackend(), "r"), {"e": b""})
+    assert entries["e"].chunks == () and not entries["e"].pack
+
+
+def test_span_prefetch_fetches_neighbours_with_one_request(tmp_path: Path) -> None:
+    with packed_reader(tmp_path, 60) as (backend, reader, entries, contents):
+        reader.prefetch_files(in_order(entries), last=True)
+        for path in sorted(entries):
+            assert reader.read(entries[path], 0, SMALL + 1) == contents[path]
+        assert backend.calls["get"] == 1  # 600 kB of neighbours: one span, one ranged read
+
+
+def test_short_spans_wait_for_more_files_unless_last(tmp_path: Path) -> None:
+    assert 5 * SMALL < SPAN_MIN
+    with packed_reader(tmp_path, 5) as (backend, reader, entries, contents):
+        reader.prefetch_files(in_order(entries), last=False)
+        # Held back, more files may join the span: nothing queued, nothing fetched.
+        assert reader.pending() == 0 and backend.calls["get"] == 0
+        reader.prefetch_files(in_order(entries), last=True)  # the directory ends here
+        for path in sorted(entries):
+            assert reader.read(entries[path], 0, SMALL) == contents[path]
+        assert backend.calls["get"] == 1
+
+
+def test_damaged_member_is_an_error_and_its_neighbours_still_read(tmp_path: Path) -> None:
+    with packed_reader(tmp_path, 30, damage="d/f0007") as (_, reader, entries, contents):
+        victim = entries["d/f0007"]
+        reader.prefetch_files(in_order(entries), last=True)
+        for path in sorted(entries):
+            if path == "d/f0007":
+                with pytest.raises(CorruptObject):
+                    reader.read(victim, 0, SMALL)
+            else:
+                assert reader.read(entries[path], 0, SMALL) == contents[path]
+        assert reader.cache.get(victim.sha256) is None
+
+
+def test_location_pointing_at_other_bytes_is_refused() -> None:
+    backend = CountingBackend()
+    objects = ObjectStore(backend, "r")
+    entries = upload(objects, files(3))
+    a, b = entries["d/f0000"], entries["d/f0001"]
+    lying = TreeEntry(
+        "x", "file", 0o644, 0, a.size, a.sha256, a.chunks, pack=b.pack, pack_offset=b.pack_offset
+    )
+    with pytest.raises(CorruptObject):
+        ObjectStore(backend, "r").file_chunk(lying, 0)
+    past_end = TreeEntry(
+        "x", "file", 0o644, 0, a.size, a.sha256, a.chunks, pack=a.pack, pack_offset=10**9
+    )
+    with pytest.raises(CorruptObject):
+        ObjectStore(backend, "r").file_chunk(past_end, 0)
+
+
+def test_repacked_file_is_not_a_change_in_diff() -> None:
+    repo = Store.init("memory://").create_repo("r", chunk_size=CHUNK)
+    data = b"same bytes"
+    first = upload(repo.objects, {"a": data})["a"]
+    c1 = repo.commit("main", {"a": first}, "one")
+    moved = TreeEntry(
+        "a", "file", first.mode, first.mtime_ns, first.size, first.sha256, first.chunks,
+        pack=hashlib.sha256(b"another pack").hexdigest(), pack_offset=5,
+    )  # fmt: skip
+    c2 = repo.commit("main", {"a": moved}, "same content, stored elsewhere")
+    assert repo.diff(c1, c2).paths() == set()
+
+
+def test_staged_move_of_a_packed_file_keeps_its_location_across_restarts(tmp_path: Path) -> None:
+    moved = Staged("new/name", "file", 0o640, 5, None, 3, OID, (OID,), pack=OID2, pack_offset=77)
+    plain = Staged("old", "file", 0o644, 6, None, 3, OID2, (OID2,))
+    first = Staging(tmp_path / "area")
+    first.put(moved)
+    first.put(plain)
+    again = Staging(tmp_path / "area")  # as after a crash: only what SQLite holds
+    assert again.entries["new/name"] == moved
+    assert again.entries["old"] == plain
