@@ -149,9 +149,21 @@ class CountingBackend:
         return self.inner.head(key)
 
     def put(
-        self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        content_sha256: str | None = None,
     ) -> str:
-        etag = self.inner.put(key, data, if_none_match=if_none_match, if_match=if_match)
+        etag = self.inner.put(
+            key,
+            data,
+            if_none_match=if_none_match,
+            if_match=if_match,
+            content_sha256=content_sha256,
+        )
         with self._lock:
             c = self.counts
             c.put_keys.append(key)

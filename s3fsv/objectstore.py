@@ -182,7 +182,7 @@ class ObjectStore:
         if known or (check_exists and len(data) >= HEAD_FIRST_BYTES and self.exists(oid)):
             return oid
         try:
-            self.backend.put(self.key(oid), data, if_none_match=True)
+            self.backend.put(self.key(oid), data, if_none_match=True, content_sha256=oid)
             with self._lock:
                 self.writes += 1
                 self.bytes_written += len(data)

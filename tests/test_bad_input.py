@@ -336,13 +336,20 @@ class IgnoresConditions:
         return self.inner.head(key)
 
     def put(
-        self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        content_sha256: str | None = None,
     ) -> str:
         return self.inner.put(
             key,
             data,
             if_none_match=if_none_match and not self.drop_none_match,
             if_match=None if self.drop_match else if_match,
+            content_sha256=content_sha256,
         )
 
     def list(self, prefix: str = "") -> Iterator[str]:

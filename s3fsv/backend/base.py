@@ -11,6 +11,8 @@ against each of them:
   respect to every other writer; ``put(key, data, if_match=etag)`` writes only if the current etag
   is ``etag``. A lost condition raises :class:`~s3fsv.errors.PreconditionFailed` (a missing key
   under ``if_match`` also counts as lost). Returns the new etag. Readers never see partial values.
+  ``content_sha256``, when given, is the hex SHA-256 of ``data`` as computed by the caller; a
+  backend may hand it to the server so that the server checks the bytes it received.
 - ``list(prefix)`` yields every key that starts with ``prefix``, in ascending order, fetching
   pages lazily.
 - ``list_prefixes(prefix)`` yields the distinct ``prefix + name + "/"`` "directories" directly
@@ -50,6 +52,7 @@ class Backend(Protocol):
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        content_sha256: str | None = None,
     ) -> str: ...
 
     def list(self, prefix: str = "") -> Iterator[str]: ...

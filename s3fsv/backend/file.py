@@ -195,6 +195,7 @@ class FileBackend:
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        content_sha256: str | None = None,
     ) -> str:
         path = self._path(key)
         data = bytes(data)

@@ -57,6 +57,7 @@ class MemoryBackend:
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        content_sha256: str | None = None,
     ) -> str:
         check_key(key)
         data = bytes(data)
