@@ -110,7 +110,9 @@ class Operations(mfusepy.Operations):
         return self.fs.write(fi.fh, data, offset)
 
     @translated
-    def truncate(self, path: str, length: int, fi: Any = None) -> int:
+    def truncate(self, path: str | None, length: int, fi: Any = None) -> int:
+        """``fi`` is set for ``ftruncate`` (see ``_FUSE.truncate_fuse_3``): the open file is
+        truncated, whatever its path; ``path`` is None once its directory was removed."""
         self.fs.truncate(path, length, fi.fh if fi is not None else None)
         return 0
 
@@ -190,8 +192,11 @@ class Operations(mfusepy.Operations):
         config.readdir_ino = 1
 
     @translated
-    def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
-        return stat_dict(self.fs.getattr(path), self.fs.uid, self.fs.gid)
+    def getattr(self, path: str | None, fh: Any = None) -> dict[str, int]:
+        """``fh`` is the ``fuse_file_info`` (``raw_fi``) when the kernel asks about an open
+        file; ``path`` is None when libfuse has no path for it any more."""
+        handle = fh.fh if fh is not None else None
+        return stat_dict(self.fs.getattr(path, handle), self.fs.uid, self.fs.gid)
 
     @translated
     def readdir_with_offset(self, path: str, offset: int, fh: int) -> list[tuple[str, Any, int]]:
@@ -254,7 +259,13 @@ class Operations(mfusepy.Operations):
 
 class _FUSE(mfusepy.FUSE):
     """mfusepy's FUSE with readdirplus: every entry carries its full stat, so ``ls -l`` and
-    ``find`` need no per-entry LOOKUP round trip."""
+    ``find`` need no per-entry LOOKUP round trip; and with ``ftruncate`` through the handle."""
+
+    def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
+        # mfusepy drops libfuse's file info here, so ftruncate would go by path, and fail once
+        # an unlinked file's directory is gone (libfuse then passes a null path).
+        decoded = None if path is None else path.decode(self.encoding, self.errors)
+        return self.operations.truncate(decoded, length, fip.contents if fip else None)
 
     def _readdir(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any) -> int:
         st = mfusepy.c_stat()

@@ -26,6 +26,7 @@ from s3fsv.errors import (
     NotPermitted,
     UsageError,
 )
+from s3fsv.hidden import HiddenFiles
 from s3fsv.objects import TreeEntry, check_name
 from s3fsv.reader import ChunkReader
 from s3fsv.repo import Repository
@@ -41,7 +42,8 @@ HIDDEN_PREFIX = ".fuse_hidden"
 
 @dataclass
 class LocalHandle:
-    """An open staged file: a descriptor of its data file."""
+    """An open staged file: a descriptor of its data file, and its permission bits as of the
+    open (what ``stat`` shows through the handle once the file has no path)."""
 
     path: str
     data: str
@@ -49,6 +51,7 @@ class LocalHandle:
     append: bool
     writer: bool
     written: bool = False
+    mode: int = 0o644
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class BranchOverlay:
         self._commands: set[str] = set()
         self.open_data: dict[str, int] = {}  # data file name -> open handles
         self.open_writers = 0
-        self.hidden: dict[str, Node] = {}  # unlinked-while-open files, see _hide
+        self.hidden: HiddenFiles[Node] = HiddenFiles()  # unlinked-while-open files, see _hide
         self.last_write = 0.0
         if self.staging.get_meta("base") is None:
             self.staging.set_meta("base", head()[0])
@@ -188,7 +191,9 @@ class BranchOverlay:
                 os.ftruncate(fd, 0)
                 self._touch(fd)
             return self._opened(
-                LocalHandle(path, staged.data, fd, bool(flags & os.O_APPEND), writing)
+                LocalHandle(
+                    path, staged.data, fd, bool(flags & os.O_APPEND), writing, mode=staged.mode
+                )
             )
 
     def _opened(self, h: LocalHandle) -> LocalHandle:
@@ -218,8 +223,16 @@ class BranchOverlay:
             out.flush()
             os.utime(fd, ns=(source.mtime_ns, source.mtime_ns))
         staged = Staged("/".join(parts), "file", source.mode, source.mtime_ns, data=name)
-        self.staging.put(staged)
+        self._put_or_rehide(staged)
         return Node(staged, None, None)
+
+    def _put_or_rehide(self, staged: Staged) -> None:
+        """Stage ``staged``, unless its path is a hidden (unlinked) file: that one changes in
+        memory only, so that it never comes back into the branch."""
+        if staged.path in self.hidden:
+            self.hidden[staged.path] = Node(staged, None, None)
+        else:
+            self.staging.put(staged)
 
     def create(self, parts: list[str], mode: int, flags: int) -> LocalHandle:
         path = "/".join(parts)
@@ -237,7 +250,9 @@ class BranchOverlay:
                 return handle
             name, fd = self.staging.new_data()
             self.staging.put(Staged(path, "file", mode & 0o7777, time.time_ns(), data=name))
-            return self._opened(LocalHandle(path, name, fd, bool(flags & os.O_APPEND), True))
+            return self._opened(
+                LocalHandle(path, name, fd, bool(flags & os.O_APPEND), True, mode=mode & 0o7777)
+            )
 
     def write(self, h: LocalHandle, data: bytes, offset: int) -> int:
         if h.append:
@@ -336,9 +351,10 @@ class BranchOverlay:
             node = self.node(parts)
             if node.kind != "dir":
                 raise NotADirectory(f"not a directory: {'/'.join(parts)}")
-            if self.listdir(parts):
+            if self.listdir(parts):  # hidden (unlinked but open) files do not count
                 raise NotEmpty(f"directory not empty: {'/'.join(parts)}")
             self._whiteout_or_remove(parts)
+            self.hidden.forget_below("/".join(parts))
             self.last_write = time.monotonic()
 
     def symlink(self, parts: list[str], target: str) -> None:
@@ -381,6 +397,10 @@ class BranchOverlay:
             self.staging.move_below(old_path, new_path)
             self.staging.put(moved)
             self._whiteout_or_remove_exact(old)
+            if src.kind == "dir":
+                if dst is not None:
+                    self.hidden.forget_below(new_path)  # an empty directory replaced
+                self.hidden.move_below(old_path, new_path)
             self.last_write = time.monotonic()
 
     def _hide(self, old: list[str], hidden_path: str) -> None:
@@ -435,7 +455,7 @@ class BranchOverlay:
                 if staged.kind == "file" and staged.data:
                     os.utime(self.staging.data_path(staged.data), ns=(mtime_ns, mtime_ns))
                 staged = replace(staged, mtime_ns=mtime_ns)
-            self.staging.put(staged)
+            self._put_or_rehide(staged)
             self.last_write = time.monotonic()
 
     # -- commit ---------------------------------------------------------------------------------

@@ -89,12 +89,17 @@ class Snapshot:
 
 @dataclass
 class OpenFile:
-    """An open committed file: reads go through the shared cache."""
+    """An open committed file: reads go through the shared cache (``ino``: as of the open)."""
 
     state: RepoState
     entry: TreeEntry
     snapshot: Snapshot
+    ino: int
     seq: Sequential = field(default_factory=Sequential)
+
+    def attr(self, writable: bool) -> Attr:
+        perm = self.entry.mode & 0o7777 & (~0 if writable else ~0o222)
+        return Attr(stat.S_IFREG | perm, self.entry.size, self.entry.mtime_ns, self.ino)
 
 
 @dataclass
@@ -103,6 +108,11 @@ class OpenStaged:
 
     overlay: BranchOverlay
     local: LocalHandle
+    ino: int
+
+    def attr(self) -> Attr:
+        st = os.fstat(self.local.fd)
+        return Attr(stat.S_IFREG | self.local.mode, st.st_size, st.st_mtime_ns, self.ino)
 
 
 @dataclass(frozen=True)
@@ -303,9 +313,12 @@ class Filesystem(WriteOps):
         return recent
 
     # -- path resolution --------------------------------------------------------------------
-    def _locate(self, path: str) -> tuple[str, Snapshot | None, list[str]]:
+    def _locate(self, path: str | None) -> tuple[str, Snapshot | None, list[str]]:
         """Split a mount path into (virtual-dir key, snapshot, path inside the snapshot).
-        For virtual directories the snapshot is None and the key names the directory."""
+        For virtual directories the snapshot is None and the key names the directory.
+        ``None`` (libfuse's null path for an open file whose directory was removed): NotFound."""
+        if path is None:
+            raise NotFound("the file has no path any more (its directory was removed)")
         parts = [p for p in path.split("/") if p]
         for p in parts:
             check_name(p)
@@ -372,7 +385,18 @@ class Filesystem(WriteOps):
         return Attr(stat.S_IFDIR | 0o555, 0, self.started_ns, inode("v:" + key), 2)
 
     # -- operations -------------------------------------------------------------------------
-    def getattr(self, path: str) -> Attr:
+    def getattr(self, path: str | None, fh: int | None = None) -> Attr:
+        """Attributes of ``path``; with an open file handle ``fh`` (not 0), of that open file
+        when ``path`` is None or no longer resolves (an unlinked file, see ``hidden.py``)."""
+        try:
+            return self._path_attr(path)
+        except NotFound:
+            if not fh:
+                raise
+        h = self._handle(fh)
+        return h.attr() if isinstance(h, OpenStaged) else h.attr(self._writable(h.snapshot))
+
+    def _path_attr(self, path: str | None) -> Attr:
         key, snap, inner = self._locate(path)
         if snap is None:
             return self._virtual_attr(key)
@@ -456,7 +480,7 @@ class Filesystem(WriteOps):
             if isinstance(opened, LocalHandle):
                 if opened.writer:
                     self.note_writer(ov)
-                return self._add_handle(OpenStaged(ov, opened))
+                return self._add_handle(OpenStaged(ov, opened, self._ino(snap, inner)))
             entry = opened
         else:
             if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
@@ -466,7 +490,7 @@ class Filesystem(WriteOps):
                 raise IsADirectory(f"is a directory: {path}")
         self._record(Read(snap.repo, snap.commit, snap.label))
         self._prefetch_siblings(state, snap, inner)
-        return self._add_handle(OpenFile(state, entry, snap))
+        return self._add_handle(OpenFile(state, entry, snap, self._ino(snap, inner)))
 
     def caching(self, fh: int) -> str:
         """How the kernel may cache an open file: ``keep`` (immutable: keep the page cache),

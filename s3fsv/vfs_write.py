@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class WriteOps:
     """Mixin: needs ``_locate``, ``_overlay``, ``_add_handle``, ``_handle``, ``branch_moved``."""
 
-    def _writable_path(self, path: str) -> tuple[BranchOverlay, list[str], Snapshot]:
+    def _writable_path(self, path: str | None) -> tuple[BranchOverlay, list[str], Snapshot]:
         _, snap, inner = self._locate(path)  # type: ignore[attr-defined]
         ov = self._overlay(snap) if snap is not None else None  # type: ignore[attr-defined]
         if ov is None or snap is None:
@@ -40,11 +40,12 @@ class WriteOps:
     def create(self, path: str, mode: int, flags: int) -> int:
         from s3fsv.vfs import OpenStaged
 
-        ov, inner, _ = self._writable_path(path)
+        ov, inner, snap = self._writable_path(path)
         if not inner:
             raise UsageError("cannot create the branch root")
         self.note_writer(ov)
-        return self._add_handle(OpenStaged(ov, ov.create(inner, mode, flags)))  # type: ignore[attr-defined]
+        ino = self._ino(snap, inner)  # type: ignore[attr-defined]
+        return self._add_handle(OpenStaged(ov, ov.create(inner, mode, flags), ino))  # type: ignore[attr-defined]
 
     #: Returns the pid of the process making the current call (set by the FUSE adapter).
     caller_pid: Callable[[], int] | None = None
@@ -76,10 +77,12 @@ class WriteOps:
             raise ReadOnly("file is not open for writing")
         return handle.overlay.write(handle.local, data, offset)
 
-    def truncate(self, path: str, length: int, fh: int | None) -> None:
+    def truncate(self, path: str | None, length: int, fh: int | None) -> None:
+        """Truncate the open file ``fh`` when given (``ftruncate``, even once the file has no
+        path), else the file at ``path``."""
         from s3fsv.vfs import OpenStaged
 
-        handle = self._handle(fh) if fh is not None else None  # type: ignore[attr-defined]
+        handle = self._handle(fh) if fh else None  # type: ignore[attr-defined]
         if isinstance(handle, OpenStaged):
             handle.overlay.truncate([], length, handle.local)
             return
