@@ -51,8 +51,9 @@ class ObjectStore:
         return f"{self.repo}/objects/{oid[:2]}/{oid[2:]}"
 
     # -- raw bytes ---------------------------------------------------------------------------
-    def get_bytes(self, oid: str) -> bytes:
-        """The verified bytes of ``oid``. A cached copy that fails verification is a miss."""
+    def get_bytes(self, oid: str, *, fill_cache: bool = True) -> bytes:
+        """The verified bytes of ``oid``. A cached copy that fails verification is a miss.
+        ``fill_cache=False`` leaves storing fetched bytes in the cache to the caller."""
         if self.cache is not None:
             data = self.cache.get(oid)
             if data is not None:
@@ -64,7 +65,7 @@ class ObjectStore:
             raise NotFound(f"object {oid} is missing from repo {self.repo!r}") from None
         if sha256_hex(data) != oid:
             raise CorruptObject(key, f"content does not match its hash ({len(data)} bytes read)")
-        if self.cache is not None:
+        if self.cache is not None and fill_cache:
             self.cache.put(oid, data)
         with self._lock:
             self._known[oid] = True
