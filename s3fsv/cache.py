@@ -12,16 +12,24 @@ against its SHA-256 before it is cached (by the caller, see ``ObjectStore``) and
 trailer's XXH3 whenever a process first uses an entry, or when the file's size or mtime changed
 since: a truncated, foreign or corrupted file is deleted and reported as a miss, never returned.
 XXH3 runs at tens of GB/s here where SHA-256 runs at ~1.6 GB/s, which is what keeps warm reads at
-page-cache speed. Eviction is LRU by file mtime (touched at most once a minute per entry), bounded
-by ``max_bytes``, and runs in whichever process notices the cache has grown past its budget.
+page-cache speed. Entries of at least ``DIRECT_MIN`` bytes are written with ``O_DIRECT`` where the
+filesystem allows it, so they do not also occupy the page cache: whoever just fetched such an
+object holds its bytes already (see ``s3fsv.reader``), and the kernel caches what the mount
+serves. Filling the page cache cost more CPU than anything else in a cold 1 GiB read (measured:
+about 1.3 s of kernel copy into new pages, against 0.1 s for direct writes).
+
+Eviction is LRU by file mtime (touched at most once a minute per entry), bounded by
+``max_bytes``, and runs in whichever process notices the cache has grown past its budget.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import io
 import logging
+import mmap
 import os
 import threading
 import time
@@ -39,6 +47,9 @@ log = logging.getLogger(__name__)
 MAGIC = b"s3fsvC1\n"
 TRAILER = len(MAGIC) + 16
 _TOUCH_EVERY_NS = 60 * 10**9
+DIRECT_MIN = 1024 * 1024  # entries at least this large bypass the page cache when written
+_DIRECT_ALIGN = 4096  # offset, length and buffer alignment that O_DIRECT needs
+_DIRECT_BUFFER = 1024 * 1024  # per-thread aligned staging buffer, reused for every entry
 
 
 @dataclass
@@ -74,6 +85,7 @@ class DiskCache:
         self._evicting = False
         self.hits = 0
         self.misses = 0
+        self._local = threading.local()  # per-thread aligned buffer for direct writes
 
     def path(self, oid: str) -> Path:
         if not is_object_id(oid):
@@ -179,6 +191,8 @@ class DiskCache:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 view = memoryview(data)
+                if len(data) >= DIRECT_MIN:
+                    view = view[self._write_direct(fd, view) :]
                 while view:
                     view = view[os.write(fd, view) :]
                 os.write(fd, MAGIC + xxhash.xxh3_128_digest(data))
@@ -200,6 +214,39 @@ class DiskCache:
                 self._evicting = True
         if due:
             threading.Thread(target=self._evict, name="s3fsv-evict", daemon=True).start()
+
+    def _write_direct(self, fd: int, data: memoryview) -> int:
+        """Write a block-aligned prefix of ``data`` at the start of ``fd`` with ``O_DIRECT``,
+        through this thread's aligned buffer; return how many bytes were written (0 when the
+        filesystem refuses direct I/O). ``fd`` is left without ``O_DIRECT``, positioned after
+        the written prefix, for the caller to write the rest. Other write errors propagate."""
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+        except OSError:
+            return 0  # tmpfs and some network filesystems: buffered writes only
+        buf: mmap.mmap | None = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = self._local.buf = mmap.mmap(-1, _DIRECT_BUFFER)  # page-aligned
+        staging = memoryview(buf)
+        aligned = len(data) - len(data) % _DIRECT_ALIGN
+        done = 0
+        try:
+            while done < aligned:
+                n = min(_DIRECT_BUFFER, aligned - done)
+                staging[:n] = data[done : done + n]
+                written = os.write(fd, staging[:n])
+                done += written
+                if written != n:  # short write: finish with buffered writes
+                    break
+        except OSError as err:
+            if err.errno != errno.EINVAL or done:
+                raise
+            # The filesystem accepted the flag but not these writes: write it all buffered.
+        finally:
+            staging.release()
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        return done
 
     # -- eviction -------------------------------------------------------------------------------
     def _evict(self) -> None:

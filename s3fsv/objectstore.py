@@ -78,8 +78,9 @@ class ObjectStore:
         return f"{self.repo}/objects/{oid[:2]}/{oid[2:]}"
 
     # -- raw bytes ---------------------------------------------------------------------------
-    def get_bytes(self, oid: str) -> bytes:
-        """The verified bytes of ``oid``. A cached copy that fails verification is a miss."""
+    def get_bytes(self, oid: str, *, fill_cache: bool = True) -> bytes:
+        """The verified bytes of ``oid``. A cached copy that fails verification is a miss.
+        ``fill_cache=False`` leaves storing fetched bytes in the cache to the caller."""
         if self.cache is not None:
             data = self.cache.get(oid)
             if data is not None:
@@ -91,49 +92,53 @@ class ObjectStore:
             raise NotFound(f"object {oid} is missing from repo {self.repo!r}") from None
         if sha256_hex(data) != oid:
             raise CorruptObject(key, f"content does not match its hash ({len(data)} bytes read)")
-        if self.cache is not None:
+        if self.cache is not None and fill_cache:
             self.cache.put(oid, data)
         with self._lock:
             self._known[oid] = True
         return data
 
-    def get_members(self, pack: str, members: Sequence[Member]) -> dict[str, bytes]:
-        """Fetch packed members of ``pack`` with one ranged read spanning them all; verify each
-        and put each in the cache. Returns oid -> bytes of those that verified; raises
-        ``CorruptObject`` (after caching the good ones) when any did not."""
+    def get_members(
+        self, pack: str, members: Sequence[Member], *, fill_cache: bool = True
+    ) -> tuple[dict[str, bytes], list[str]]:
+        """Fetch packed members of ``pack`` with one ranged read spanning them all and verify
+        each on its own. Returns (oid -> bytes of those that verified, oids of those that did
+        not); with ``fill_cache``, the good ones are also put in the cache."""
         start = min(m.offset for m in members)
         end = max(m.offset + m.size for m in members)
-        key = self.key(pack)
         try:
-            span = self.backend.get(key, start, end)
+            span = self.backend.get(self.key(pack), start, end)
         except NotFound:
             raise NotFound(f"pack {pack} is missing from repo {self.repo!r}") from None
         view = memoryview(span)
-        out: dict[str, bytes] = {}
+        good: dict[str, bytes] = {}
         bad: list[str] = []
         for m in members:
             data = bytes(view[m.offset - start : m.offset - start + m.size])
             if len(data) != m.size or sha256_hex(data) != m.oid:
                 bad.append(m.oid)
                 continue
-            out[m.oid] = data
-            if self.cache is not None:
+            good[m.oid] = data
+            if self.cache is not None and fill_cache:
                 self.cache.put(m.oid, data)
             with self._lock:
                 self._located[m.oid] = (pack, m.offset)
-        if bad:
-            raise CorruptObject(
-                key, f"{len(bad)} packed member(s) do not match their hash, e.g. {bad[0]}"
-            )
-        return out
+        return good, bad
 
-    def get_member(self, member: Member) -> bytes:
+    def get_member(self, member: Member, *, fill_cache: bool = True) -> bytes:
         """The verified bytes of one packed file (from the cache when it holds them)."""
         if self.cache is not None:
             data = self.cache.get(member.oid)
             if data is not None:
                 return data
-        return self.get_members(member.pack, [member])[member.oid]
+        good, _ = self.get_members(member.pack, [member], fill_cache=fill_cache)
+        if member.oid not in good:
+            raise CorruptObject(
+                self.key(member.pack),
+                f"{member.size} bytes at offset {member.offset} do not match their hash "
+                f"{member.oid}",
+            )
+        return good[member.oid]
 
     def file_chunk(self, entry: TreeEntry, idx: int) -> bytes:
         """The verified bytes of chunk ``idx`` of a file entry, wherever it is stored."""

@@ -1,11 +1,13 @@
 """File content reads for mounts: cache-first chunk access, de-duplicated fetches, prefetch.
 
-A read of file bytes goes: disk cache (``pread`` of a verified entry) -> on a miss, one fetch of
-the whole chunk from the store (for a packed file, its range of the pack), verified against its
-SHA-256 and written to the cache. Concurrent readers of the same missing chunk share one fetch.
-Prefetch requests (sequential read-ahead and sibling files) run on a bounded pool and are
-dropped, not queued without limit, when it is busy. Packed siblings are prefetched in spans:
-one ranged read fetches many neighbouring files, because requests, not bytes, are what cost.
+A read of file bytes goes: the chunks this reader fetched most recently (kept in memory, a
+bounded number, because the disk cache writes large entries past the page cache) -> disk cache
+(``pread`` of a verified entry) -> on a miss, one fetch of the whole chunk from the store (for a
+packed file, its range of the pack), verified against its SHA-256 and written to the cache.
+Concurrent readers of the same missing chunk share one fetch. Prefetch requests (sequential
+read-ahead and sibling files) run on a bounded pool and are dropped, not queued without limit,
+when it is busy. Packed siblings are prefetched in spans: one ranged read fetches many
+neighbouring files, because requests, not bytes, are what cost.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 
 MAX_WINDOW_CHUNKS = 8
 MAX_PENDING_PREFETCH = 64
+# Fetched chunks stay in memory until this many chunks' worth of newer ones arrived: room for a
+# full read-ahead window ahead of the chunk being read, for two sequential readers.
+RECENT_CHUNKS = 2 * (MAX_WINDOW_CHUNKS + 1)
 SPAN_MIN = 2 * 1024 * 1024  # a prefetch span waits until it is worth a request of its own
 SPAN_MAX = 8 * 1024 * 1024
 SPAN_GAP = 256 * 1024  # bytes of other members a span may read through to join two runs
@@ -50,8 +55,11 @@ class ChunkReader:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3fsv-fetch")
         self._inflight: dict[str, Future[bytes | None]] = {}
         self._lock = threading.Lock()
-        # Chunks whose cache write failed (disk full) are served from here, bounded by count.
-        self._spill: LRUCache[str, bytes] = LRUCache(maxsize=8)
+        # Verified chunks as fetched, served from memory while sequential reads consume them
+        # (and whatever the disk cache could not store).
+        self._recent: LRUCache[str, bytes] = LRUCache(
+            maxsize=RECENT_CHUNKS * chunk_size, getsizeof=len
+        )
         self._recent_prefetch: LRUCache[str, bool] = LRUCache(maxsize=4096)
         self._where: LRUCache[str, Member] = LRUCache(maxsize=65536)
         self._spans = 0  # span fetches queued or running
@@ -65,19 +73,31 @@ class ChunkReader:
             return len(self._inflight)
 
     # -- fetching ---------------------------------------------------------------------------
-    def _fetch(self, oid: str, check_cache: bool) -> bytes | None:
-        """Fetch ``oid`` into the cache (None when a prefetch finds it there already)."""
+    def _fetch(self, oid: str, check_cache: bool, fut: Future[bytes | None]) -> None:
+        """Fetch ``oid`` and resolve ``fut`` with its verified bytes (None when a prefetch finds
+        it cached already), then write it to the cache: readers do not wait for the disk."""
         try:
-            if check_cache and self.cache.size(oid) is not None:
-                return None
-            with self._lock:
-                member = self._where.get(oid)
-            # Both verify the hash and fill the cache.
-            data = self.objects.get_member(member) if member else self.objects.get_bytes(oid)
-            if not self.cache.holds(oid):  # the cache could not store it (disk full)
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                if check_cache and self.cache.size(oid) is not None:
+                    fut.set_result(None)
+                    return
                 with self._lock:
-                    self._spill[oid] = data
-            return data
+                    member = self._where.get(oid)
+                # Both verify the hash.
+                if member is not None:
+                    data = self.objects.get_member(member, fill_cache=False)
+                else:
+                    data = self.objects.get_bytes(oid, fill_cache=False)
+            except BaseException as err:
+                fut.set_exception(err)
+                return
+            if len(data) <= self._recent.maxsize:
+                with self._lock:
+                    self._recent[oid] = data
+            fut.set_result(data)
+            self.cache.put(oid, data)  # logs, never raises, for a full or unwritable disk
         finally:
             with self._lock:
                 self._inflight.pop(oid, None)
@@ -86,25 +106,30 @@ class ChunkReader:
         with self._lock:
             fut = self._inflight.get(oid)
             if fut is None:
-                fut = self._pool.submit(self._fetch, oid, check_cache)
-                self._inflight[oid] = fut
+                fut = self._inflight[oid] = Future()
+                task = self._pool.submit(self._fetch, oid, check_cache, fut)
+                task.add_done_callback(lambda t, f=fut: t.cancelled() and f.cancel())
             return fut
 
     def chunk_range(self, oid: str, size: int, offset: int) -> bytes:
         """``size`` bytes at ``offset`` of chunk ``oid``, fetching the chunk if needed."""
+        with self._lock:
+            recent = self._recent.get(oid)
+        if recent is not None:
+            return recent[offset : offset + size]
         data = self.cache.pread(oid, size, offset)
         if data is not None:
             return data
         for _ in range(2):  # a prefetch may report "already cached" just before an eviction
-            with self._lock:
-                spilled = self._spill.get(oid)
-            if spilled is None:
-                spilled = self._start(oid).result()
-                data = self.cache.pread(oid, size, offset)
-                if data is not None:
-                    return data
-            if spilled is not None:
-                return spilled[offset : offset + size]
+            fetched = self._start(oid).result()
+            if fetched is None:  # a span fetch (or a prefetch that found it cached)
+                with self._lock:
+                    fetched = self._recent.get(oid)
+            if fetched is not None:
+                return fetched[offset : offset + size]
+            data = self.cache.pread(oid, size, offset)
+            if data is not None:
+                return data
         raise CorruptObject(oid, "chunk vanished from the cache while it was read")
 
     def prefetch(self, oids: Iterable[str]) -> None:
@@ -179,18 +204,24 @@ class ChunkReader:
         """Fetch the members of one span not yet cached, with one ranged read of their pack."""
         try:
             missing = [m for m in members if self.cache.size(m.oid) is None]
+            got: dict[str, bytes] = {}
             if missing:
-                got = self.objects.get_members(missing[0].pack, missing)
+                got, bad = self.objects.get_members(missing[0].pack, missing, fill_cache=False)
+                if bad:
+                    log.warning("packed file %s does not match its hash", bad[0])
                 with self._lock:
                     for oid, data in got.items():
-                        if not self.cache.holds(oid):
-                            self._spill[oid] = data
+                        self._recent[oid] = data
+            fut.set_result(None)
+            for oid, data in got.items():
+                self.cache.put(oid, data)  # logs, never raises
         except Exception as err:
             # Readers waiting on this span find their file missing and fetch it on its own,
             # which reports the error that concerns them.
             log.warning("prefetch of %d packed files failed: %s", len(members), err)
         finally:
-            fut.set_result(None)
+            if not fut.done():
+                fut.set_result(None)
             with self._lock:
                 self._spans -= 1
                 for m in members:
