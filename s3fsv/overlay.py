@@ -509,7 +509,8 @@ class BranchOverlay:
                 if not (e.kind == "file" and e.data):
                     changes[e.path] = self._committed_entry(e)
             # In path order, so that small siblings are stored next to each other in a pack.
-            local = sorted((e for e in snapshot if e.kind == "file" and e.data), key=_path_key)
+            local = [e for e in snapshot if e.kind == "file" and e.data]
+            local.sort(key=lambda e: e.path.encode())
             for e in local:
                 path = self.staging.data_path(e.data or "")
                 st = os.stat(path)
@@ -597,7 +598,3 @@ class BranchOverlay:
 
 def _type_bits(kind: str) -> int:
     return {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "link": stat.S_IFLNK}[kind]
-
-
-def _path_key(e: Staged) -> bytes:
-    return e.path.encode()

@@ -90,6 +90,24 @@ def entries_after(store: ObjectStore, tree_id: str, name: str, limit: int) -> li
     return out
 
 
+def walk_after(
+    store: ObjectStore, trees: list[str], names: list[str], limit: int
+) -> tuple[list[TreeEntry], bool]:
+    """Up to ``limit`` entries that follow a file in a depth-first walk in name order: those
+    after ``names[-1]`` in directory ``trees[-1]``, then, when given the grandparent directory
+    ``trees[0]`` and the parent's name ``names[0]``, the entries of the next subdirectory of the
+    grandparent. Also says whether the walk ended before ``limit`` (nothing more follows)."""
+    after = entries_after(store, trees[-1], names[-1], limit)
+    if len(after) >= limit or len(trees) < 2:
+        return after, len(after) < limit
+    for uncle in entries_after(store, trees[0], names[0], 4):
+        if uncle.kind == "dir":
+            want = limit - len(after)
+            more = entries_after(store, uncle.tree, "", want)
+            return after + more, len(more) < want
+    return after, True
+
+
 def root_entry(tree_id: str) -> TreeEntry:
     return TreeEntry("", "dir", DEFAULT_DIR_MODE, 0, tree=tree_id)
 

@@ -38,7 +38,7 @@ from s3fsv.reader import ChunkReader, Sequential
 from s3fsv.repo import Repository
 from s3fsv.staging import Read, SlotLock, Staging
 from s3fsv.store import Store
-from s3fsv.tree import dir_entries, entries_after, lookup, root_entry
+from s3fsv.tree import dir_entries, lookup, root_entry, walk_after
 from s3fsv.vfs_write import WriteOps
 
 log = logging.getLogger(__name__)
@@ -507,19 +507,10 @@ class Filesystem(WriteOps):
         if not inner:
             return
         try:
-            objects = state.repo.objects
-            parent = self._entry(snap, inner[:-1])
-            after = entries_after(objects, parent.tree, inner[-1], SIBLING_LOOKAHEAD)
-            last = len(after) < SIBLING_LOOKAHEAD
-            if last and len(inner) >= 2:
-                grandparent = self._entry(snap, inner[:-2])
-                for uncle in entries_after(objects, grandparent.tree, inner[-2], 4):
-                    if uncle.kind == "dir":
-                        want = SIBLING_LOOKAHEAD - len(after)
-                        more = entries_after(objects, uncle.tree, "", want)
-                        after += more
-                        last = len(more) < want
-                        break
+            trees = [self._entry(snap, inner[:-1]).tree]
+            if len(inner) >= 2:
+                trees.insert(0, self._entry(snap, inner[:-2]).tree)
+            after, last = walk_after(state.repo.objects, trees, inner[-2:], SIBLING_LOOKAHEAD)
             state.reader.prefetch_files(after, last=last)
         except S3fsvError as err:
             log.debug("sibling prefetch skipped: %s", err)

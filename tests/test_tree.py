@@ -386,3 +386,19 @@ def test_entries_after_matches_a_sorted_scan(count: int) -> None:
         for limit in (1, 7, 40):
             got = [e.name for e in entries_after(store, tree, probe, limit)]
             assert got == [n for n in names if n > probe][:limit]
+
+
+def test_walk_after_continues_into_the_next_directory() -> None:
+    from s3fsv.tree import walk_after
+
+    store = new_store()
+    changes: dict[str, Change] = {f"{d}/f{i}": file_entry(f"f{i}") for d in "ab" for i in range(5)}
+    changes["a2"] = file_entry("a2")  # a file between the two directories is skipped over
+    root = apply_changes(store, None, changes)
+    a = resolve(store, root, "a").tree
+    got, last = walk_after(store, [root, a], ["a", "f2"], 4)
+    assert [e.name for e in got] == ["f3", "f4", "f0", "f1"] and not last
+    got, last = walk_after(store, [root, a], ["a", "f2"], 20)
+    assert [e.name for e in got] == ["f3", "f4", "f0", "f1", "f2", "f3", "f4"] and last
+    got, last = walk_after(store, [a], ["f2"], 20)  # no grandparent: stays in the directory
+    assert [e.name for e in got] == ["f3", "f4"] and last
