@@ -21,6 +21,7 @@ os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 
 import mfusepy  # noqa: E402
 
 from s3fsv.errors import S3fsvError  # noqa: E402
+from s3fsv.reader import Bytes  # noqa: E402
 from s3fsv.vfs import Attr, Filesystem  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -228,10 +229,12 @@ class Operations(mfusepy.Operations):
         fi.direct_io = 1 if mode == "direct" else 0
 
     @translated
-    def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
+    def read(self, path: str, size: int, offset: int, fi: Any) -> Bytes:
+        # mfusepy copies the result into libfuse's buffer with ctypes.memmove at once, so a
+        # chunk held in memory can be lent rather than sliced into a new bytes object.
         if self.fs.immutable:
-            return self.fs.read_path(path, size, offset)
-        return self.fs.read(fi.fh, size, offset)
+            return self.fs.read_path(path, size, offset, borrow=True)
+        return self.fs.read(fi.fh, size, offset, borrow=True)
 
     @translated
     def _release(self, path: str, fi: Any) -> int:
@@ -305,10 +308,11 @@ def keep_freed_memory() -> None:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    m_trim_threshold, m_top_pad, m_mmap_threshold, m_arena_max = -1, -2, -3, -8
     libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
     libc.mallopt(m_trim_threshold, 1024 * 1024 * 1024)
     libc.mallopt(m_top_pad, 64 * 1024 * 1024)
+    libc.mallopt(m_arena_max, 2)
 
 
 def mount(

@@ -12,6 +12,7 @@ neighbouring files, because requests, not bytes, are what cost.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 from collections.abc import Iterable
@@ -111,12 +112,13 @@ class ChunkReader:
                 task.add_done_callback(lambda t, f=fut: t.cancelled() and f.cancel())
             return fut
 
-    def chunk_range(self, oid: str, size: int, offset: int) -> bytes:
-        """``size`` bytes at ``offset`` of chunk ``oid``, fetching the chunk if needed."""
+    def chunk_range(self, oid: str, size: int, offset: int, *, borrow: bool = False) -> Bytes:
+        """``size`` bytes at ``offset`` of chunk ``oid``, fetching the chunk if needed. With
+        ``borrow``, a chunk held in memory is lent as a ``Borrowed`` range, not copied."""
         with self._lock:
             recent = self._recent.get(oid)
         if recent is not None:
-            return recent[offset : offset + size]
+            return _part(recent, offset, size, borrow)
         data = self.cache.pread(oid, size, offset)
         if data is not None:
             return data
@@ -126,7 +128,7 @@ class ChunkReader:
                 with self._lock:
                     fetched = self._recent.get(oid)
             if fetched is not None:
-                return fetched[offset : offset + size]
+                return _part(fetched, offset, size, borrow)
             data = self.cache.pread(oid, size, offset)
             if data is not None:
                 return data
@@ -229,8 +231,9 @@ class ChunkReader:
                         del self._inflight[m.oid]
 
     # -- file reads -------------------------------------------------------------------------
-    def read(self, entry: TreeEntry, offset: int, size: int) -> bytes:
-        """Bytes ``[offset, offset + size)`` of a file entry (short at end of file)."""
+    def read(self, entry: TreeEntry, offset: int, size: int, *, borrow: bool = False) -> Bytes:
+        """Bytes ``[offset, offset + size)`` of a file entry (short at end of file). With
+        ``borrow``, the result may be a ``Borrowed`` range of a chunk held in memory."""
         end = min(entry.size, offset + size)
         if offset >= end:
             return b""
@@ -248,12 +251,45 @@ class ChunkReader:
         while pos < end:
             idx, within = divmod(pos, self.chunk_size)
             want = min(end - pos, self.chunk_size - within)
-            piece = self.chunk_range(entry.chunks[idx], want, within)
+            piece = self.chunk_range(entry.chunks[idx], want, within, borrow=borrow)
             if len(piece) != want:
                 raise CorruptObject(entry.chunks[idx], "chunk is shorter than its file entry says")
             parts.append(piece)
             pos += want
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(p.view() if isinstance(p, Borrowed) else p for p in parts)
+
+
+class Borrowed:
+    """``length`` bytes at ``start`` of an immutable chunk, lent without copying. ``ctypes``
+    accepts it where it expects a pointer (``_as_parameter_``), so the FUSE layer copies the
+    bytes straight into the kernel's reply buffer; the chunk stays alive while this exists."""
+
+    __slots__ = ("data", "start", "length")
+
+    def __init__(self, data: bytes, start: int, length: int) -> None:
+        self.data, self.start, self.length = data, start, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def view(self) -> memoryview:
+        return memoryview(self.data)[self.start : self.start + self.length]
+
+    @property
+    def _as_parameter_(self) -> ctypes.c_void_p:
+        base = ctypes.cast(ctypes.c_char_p(self.data), ctypes.c_void_p).value or 0
+        return ctypes.c_void_p(base + self.start)
+
+
+Bytes = bytes | Borrowed
+
+
+def _part(chunk: bytes, offset: int, size: int, borrow: bool) -> Bytes:
+    if borrow:
+        return Borrowed(chunk, offset, max(0, min(size, len(chunk) - offset)))
+    return chunk[offset : offset + size]
 
 
 class Sequential:

@@ -34,7 +34,7 @@ from s3fsv.errors import (
 )
 from s3fsv.objects import TreeEntry, check_name
 from s3fsv.overlay import BranchOverlay, LocalHandle, Node
-from s3fsv.reader import ChunkReader, Sequential
+from s3fsv.reader import Bytes, ChunkReader, Sequential
 from s3fsv.repo import Repository
 from s3fsv.staging import Read, SlotLock, Staging
 from s3fsv.store import Store
@@ -515,14 +515,15 @@ class Filesystem(WriteOps):
         except S3fsvError as err:
             log.debug("sibling prefetch skipped: %s", err)
 
-    def read(self, fh: int, size: int, offset: int) -> bytes:
+    def read(self, fh: int, size: int, offset: int, *, borrow: bool = False) -> Bytes:
+        """``borrow``: see ``ChunkReader.read`` (only for callers that copy the result at once)."""
         handle = self._handle(fh)
         if isinstance(handle, OpenStaged):
             return os.pread(handle.local.fd, size, offset)
         handle.seq.advise(handle.state.reader, handle.entry, offset, size)
-        return handle.state.reader.read(handle.entry, offset, size)
+        return handle.state.reader.read(handle.entry, offset, size, borrow=borrow)
 
-    def read_path(self, path: str, size: int, offset: int) -> bytes:
+    def read_path(self, path: str, size: int, offset: int, *, borrow: bool = False) -> Bytes:
         """Read without a handle (immutable mounts that skip open)."""
         _, snap, inner = self._locate(path)
         if snap is None:
@@ -539,7 +540,7 @@ class Filesystem(WriteOps):
                 if seq is None:
                     seq = self._sequential[path] = Sequential()
             seq.advise(state.reader, entry, offset, size)
-        return state.reader.read(entry, offset, size)
+        return state.reader.read(entry, offset, size, borrow=borrow)
 
     def release(self, fh: int) -> None:
         with self._lock:

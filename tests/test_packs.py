@@ -8,6 +8,7 @@ against its own hash, so a damaged pack can cost a refetch or an error, never wr
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import random
 import threading
@@ -215,3 +216,20 @@ def test_staged_move_of_a_packed_file_keeps_its_location_across_restarts(tmp_pat
     again = Staging(tmp_path / "area")  # as after a crash: only what SQLite holds
     assert again.entries["new/name"] == moved
     assert again.entries["old"] == plain
+
+
+def test_borrowed_reads_copy_the_same_bytes_as_plain_reads(tmp_path: Path) -> None:
+    backend = CountingBackend()
+    data = random.Random(3).randbytes(3 * CHUNK + 100)
+    (entry,) = upload(ObjectStore(backend, "r"), {"big": data}).values()
+    cache = DiskCache(tmp_path / "cache")
+    reader = ChunkReader(ObjectStore(backend, "r", cache), cache, CHUNK, threads=2)
+    try:
+        for offset, size in [(0, 10), (5, CHUNK - 5), (CHUNK - 7, 20), (3 * CHUNK, 500), (0, 0)]:
+            got = reader.read(entry, offset, size, borrow=True)
+            out = ctypes.create_string_buffer(max(len(got), 1))
+            ctypes.memmove(out, got, len(got))  # what the FUSE layer does with it
+            assert out.raw[: len(got)] == data[offset : offset + size]
+            assert reader.read(entry, offset, size) == data[offset : offset + size]
+    finally:
+        reader.close()
