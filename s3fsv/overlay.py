@@ -30,9 +30,10 @@ from s3fsv.hidden import HiddenFiles
 from s3fsv.objects import TreeEntry, check_name
 from s3fsv.reader import ChunkReader
 from s3fsv.repo import Repository
-from s3fsv.staging import Read, Staged, Staging
+from s3fsv.staging import Read, Staged, Staging, committed_entry
 from s3fsv.tree import EMPTY_TREE, dir_entries, lookup
-from s3fsv.upload import Content, Uploader
+from s3fsv.upload import upload_files
+from s3fsv.write_behind import WriteBehind
 
 COPY_STEP = 8 * 1024 * 1024
 MAX_COMMANDS = 20
@@ -91,6 +92,7 @@ class BranchOverlay:
         self.open_writers = 0
         self.hidden: HiddenFiles[Node] = HiddenFiles()  # unlinked-while-open files, see _hide
         self.last_write = 0.0
+        self.early = WriteBehind(repo.objects, repo.chunk_size, staging.data_path)
         if self.staging.get_meta("base") is None:
             self.staging.set_meta("base", head()[0])
         self.staging.collect_garbage(set())
@@ -190,6 +192,7 @@ class BranchOverlay:
             if flags & os.O_TRUNC and writing:
                 os.ftruncate(fd, 0)
                 self._touch(fd)
+                self.early.started(staged.data)
             return self._opened(
                 LocalHandle(
                     path, staged.data, fd, bool(flags & os.O_APPEND), writing, mode=staged.mode
@@ -209,7 +212,7 @@ class BranchOverlay:
         if s.kind == "dir":
             name = s.path.rpartition("/")[2]
             return TreeEntry(name, "dir", s.mode, s.mtime_ns, tree=s.tree or "0" * 64)
-        entry = self._committed_entry(s)
+        entry = committed_entry(s)
         assert entry is not None
         return entry
 
@@ -250,6 +253,7 @@ class BranchOverlay:
                 return handle
             name, fd = self.staging.new_data()
             self.staging.put(Staged(path, "file", mode & 0o7777, time.time_ns(), data=name))
+            self.early.started(name)
             return self._opened(
                 LocalHandle(path, name, fd, bool(flags & os.O_APPEND), True, mode=mode & 0o7777)
             )
@@ -258,6 +262,7 @@ class BranchOverlay:
         if h.append:
             offset = os.fstat(h.fd).st_size
         n = os.pwrite(h.fd, data, offset)
+        self.early.wrote(h.data, offset, n)
         h.written = True
         self.last_write = time.monotonic()
         return n
@@ -284,11 +289,13 @@ class BranchOverlay:
                 try:
                     os.ftruncate(opened.fd, length)
                     self._touch(opened.fd)
+                    self.early.truncated(opened.data, length)
                 finally:
                     self.release(opened)
             else:
                 os.ftruncate(h.fd, length)
                 self._touch(h.fd)
+                self.early.truncated(h.data, length)
             self.last_write = time.monotonic()
 
     @staticmethod
@@ -502,24 +509,20 @@ class BranchOverlay:
             return None
         changes: dict[str, TreeEntry | None] = {}
         data_stamps: dict[str, tuple[int, int]] = {}
-        queued: list[tuple[Staged, Content]] = []
-        with Uploader(self.repo.objects, self.repo.chunk_size, threads=UPLOAD_THREADS) as up:
-            for e in snapshot:
-                check_name(e.path.rpartition("/")[2])
-                if not (e.kind == "file" and e.data):
-                    changes[e.path] = self._committed_entry(e)
-            # In path order, so that small siblings are stored next to each other in a pack.
-            local = [e for e in snapshot if e.kind == "file" and e.data]
-            local.sort(key=lambda e: e.path.encode())
-            for e in local:
-                path = self.staging.data_path(e.data or "")
-                st = os.stat(path)
-                data_stamps[e.path] = (st.st_size, st.st_mtime_ns)
-                queued.append((e, up.add_file(path)))
-            up.finish()
-        for e, content in queued:
-            name = e.path.rpartition("/")[2]
-            changes[e.path] = content.entry(name, e.mode, data_stamps[e.path][1])
+        for e in snapshot:
+            check_name(e.path.rpartition("/")[2])
+            if not (e.kind == "file" and e.data):
+                changes[e.path] = committed_entry(e)
+        local = [e for e in snapshot if e.kind == "file" and e.data]
+        self.early.settle(e.data or "" for e in local)
+        paths = {e.path: self.staging.data_path(e.data or "") for e in local}
+        uploaded = upload_files(
+            self.repo.objects, self.repo.chunk_size, paths, threads=UPLOAD_THREADS
+        )
+        for e in local:
+            content, st = uploaded[e.path]
+            data_stamps[e.path] = (st.st_size, st.st_mtime_ns)
+            changes[e.path] = content.entry(e.path.rpartition("/")[2], e.mode, st.st_mtime_ns)
         prov = dict(provenance)
         prov["inputs"] = [{"repo": r.repo, "commit": r.commit, "via": r.via} for r in reads]
         commands = json.loads(self.staging.get_meta("commands") or "[]")
@@ -555,23 +558,8 @@ class BranchOverlay:
             self.staging.set_meta("commands", "[]")
             self._commands.clear()
             self.staging.collect_garbage(self._in_use())
+            self.early.forget(e.data for e in local if e.data not in self.open_data)
         return cid
-
-    def _committed_entry(self, e: Staged) -> TreeEntry | None:
-        """The change a staged entry without local data makes in a commit."""
-        name = e.path.rpartition("/")[2]
-        if e.kind == "deleted":
-            return None
-        if e.kind == "file":
-            return TreeEntry(
-                name, "file", e.mode, e.mtime_ns, e.size, e.sha256, e.chunks,
-                pack=e.pack, pack_offset=e.pack_offset,
-            )  # fmt: skip
-        if e.kind == "link":
-            return TreeEntry(
-                name, "link", e.mode, e.mtime_ns, len(e.target.encode()), target=e.target
-            )
-        return TreeEntry(name, "dir", e.mode, e.mtime_ns, tree=e.tree if e.replace else "")
 
     def discard(self) -> int:
         with self.lock, self.staging.transaction():

@@ -59,10 +59,9 @@ class ChunkReader:
         # Verified chunks as fetched, served from memory while sequential reads consume them
         # (and whatever the disk cache could not store).
         self._recent: LRUCache[str, bytes] = LRUCache(
-            maxsize=RECENT_CHUNKS * chunk_size, getsizeof=len
+            maxsize=max(RECENT_CHUNKS * chunk_size, 2 * LOOKAHEAD_BYTES), getsizeof=len
         )
         self._recent_prefetch: LRUCache[str, bool] = LRUCache(maxsize=4096)
-        self._where: LRUCache[str, Member] = LRUCache(maxsize=65536)
         self._spans = 0  # span fetches queued or running
 
     def close(self) -> None:
@@ -74,47 +73,61 @@ class ChunkReader:
             return len(self._inflight)
 
     # -- fetching ---------------------------------------------------------------------------
-    def _fetch(self, oid: str, check_cache: bool, fut: Future[bytes | None]) -> None:
+    def _fetch(
+        self, oid: str, check_cache: bool, fut: Future[bytes | None], member: Member | None
+    ) -> None:
         """Fetch ``oid`` and resolve ``fut`` with its verified bytes (None when a prefetch finds
-        it cached already), then write it to the cache: readers do not wait for the disk."""
+        it cached already), then write it to the cache: readers do not wait for the disk. The
+        fetch leaves ``_inflight`` before ``fut`` resolves, so a reader that sees it fail and
+        asks again gets a new fetch, not the same failure."""
+        if not fut.set_running_or_notify_cancel():
+            with self._lock:
+                self._inflight.pop(oid, None)
+            return
+        data: bytes | None = None
         try:
-            if not fut.set_running_or_notify_cancel():
-                return
-            try:
-                if check_cache and self.cache.size(oid) is not None:
-                    fut.set_result(None)
-                    return
-                with self._lock:
-                    member = self._where.get(oid)
+            if not (check_cache and self.cache.size(oid) is not None):
                 # Both verify the hash.
                 if member is not None:
                     data = self.objects.get_member(member, fill_cache=False)
                 else:
                     data = self.objects.get_bytes(oid, fill_cache=False)
-            except BaseException as err:
-                fut.set_exception(err)
-                return
-            if len(data) <= self._recent.maxsize:
-                with self._lock:
-                    self._recent[oid] = data
-            fut.set_result(data)
-            self.cache.put(oid, data)  # logs, never raises, for a full or unwritable disk
-        finally:
+        except BaseException as err:
             with self._lock:
                 self._inflight.pop(oid, None)
+            fut.set_exception(err)
+            return
+        with self._lock:
+            if data is not None and len(data) <= self._recent.maxsize:
+                self._recent[oid] = data
+            self._inflight.pop(oid, None)
+        fut.set_result(data)
+        if data is not None:
+            self.cache.put(oid, data)  # logs, never raises, for a full or unwritable disk
 
-    def _start(self, oid: str, check_cache: bool = False) -> Future[bytes | None]:
+    def _start(
+        self, oid: str, check_cache: bool = False, member: Member | None = None
+    ) -> Future[bytes | None]:
         with self._lock:
             fut = self._inflight.get(oid)
             if fut is None:
                 fut = self._inflight[oid] = Future()
-                task = self._pool.submit(self._fetch, oid, check_cache, fut)
+                task = self._pool.submit(self._fetch, oid, check_cache, fut, member)
                 task.add_done_callback(lambda t, f=fut: t.cancelled() and f.cancel())
             return fut
 
-    def chunk_range(self, oid: str, size: int, offset: int, *, borrow: bool = False) -> Bytes:
-        """``size`` bytes at ``offset`` of chunk ``oid``, fetching the chunk if needed. With
-        ``borrow``, a chunk held in memory is lent as a ``Borrowed`` range, not copied."""
+    def chunk_range(
+        self,
+        oid: str,
+        size: int,
+        offset: int,
+        *,
+        borrow: bool = False,
+        member: Member | None = None,
+    ) -> Bytes:
+        """``size`` bytes at ``offset`` of chunk ``oid`` (stored as ``member`` of a pack, when
+        given), fetching it if needed. With ``borrow``, a chunk held in memory is lent as a
+        ``Borrowed`` range, not copied."""
         with self._lock:
             recent = self._recent.get(oid)
         if recent is not None:
@@ -123,7 +136,7 @@ class ChunkReader:
         if data is not None:
             return data
         for _ in range(2):  # a prefetch may report "already cached" just before an eviction
-            fetched = self._start(oid).result()
+            fetched = self._start(oid, member=member).result()
             if fetched is None:  # a span fetch (or a prefetch that found it cached)
                 with self._lock:
                     fetched = self._recent.get(oid)
@@ -197,38 +210,35 @@ class ChunkReader:
             self._spans += 1
             fut: Future[bytes | None] = Future()
             for m in members:
-                self._where[m.oid] = m
                 self._recent_prefetch[m.oid] = True
                 self._inflight[m.oid] = fut
-        self._pool.submit(self._fetch_span, members, fut)
+        task = self._pool.submit(self._fetch_span, members, fut)
+        task.add_done_callback(lambda t, f=fut: t.cancelled() and f.cancel())
 
     def _fetch_span(self, members: list[Member], fut: Future[bytes | None]) -> None:
-        """Fetch the members of one span not yet cached, with one ranged read of their pack."""
+        """Fetch the members of one span not yet cached, with one ranged read of their pack.
+        Waiters are released once the members are in memory and no longer in flight, so one
+        that misses (a bad member, an eviction) starts a fetch of its own."""
+        got: dict[str, bytes] = {}
         try:
             missing = [m for m in members if self.cache.size(m.oid) is None]
-            got: dict[str, bytes] = {}
             if missing:
                 got, bad = self.objects.get_members(missing[0].pack, missing, fill_cache=False)
                 if bad:
                     log.warning("packed file %s does not match its hash", bad[0])
-                with self._lock:
-                    for oid, data in got.items():
-                        self._recent[oid] = data
-            fut.set_result(None)
-            for oid, data in got.items():
-                self.cache.put(oid, data)  # logs, never raises
         except Exception as err:
-            # Readers waiting on this span find their file missing and fetch it on its own,
-            # which reports the error that concerns them.
             log.warning("prefetch of %d packed files failed: %s", len(members), err)
         finally:
-            if not fut.done():
-                fut.set_result(None)
             with self._lock:
+                for oid, data in got.items():
+                    self._recent[oid] = data
                 self._spans -= 1
                 for m in members:
                     if self._inflight.get(m.oid) is fut:
                         del self._inflight[m.oid]
+            fut.set_result(None)
+        for oid, data in got.items():
+            self.cache.put(oid, data)  # logs, never raises
 
     # -- file reads -------------------------------------------------------------------------
     def read(self, entry: TreeEntry, offset: int, size: int, *, borrow: bool = False) -> Bytes:
@@ -237,9 +247,7 @@ class ChunkReader:
         end = min(entry.size, offset + size)
         if offset >= end:
             return b""
-        if entry.pack:
-            with self._lock:
-                self._where[entry.chunks[0]] = Member.of(entry)
+        member = Member.of(entry) if entry.pack else None
         first, last = offset // self.chunk_size, (end - 1) // self.chunk_size
         if len(entry.chunks) != (entry.size + self.chunk_size - 1) // self.chunk_size:
             raise CorruptObject(entry.sha256, "file entry's chunk list does not match its size")
@@ -251,7 +259,7 @@ class ChunkReader:
         while pos < end:
             idx, within = divmod(pos, self.chunk_size)
             want = min(end - pos, self.chunk_size - within)
-            piece = self.chunk_range(entry.chunks[idx], want, within, borrow=borrow)
+            piece = self.chunk_range(entry.chunks[idx], want, within, borrow=borrow, member=member)
             if len(piece) != want:
                 raise CorruptObject(entry.chunks[idx], "chunk is shorter than its file entry says")
             parts.append(piece)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from s3fsv.config import private_dir
+from s3fsv.objects import TreeEntry
 
 MAX_SLOTS = 16
 
@@ -279,6 +280,21 @@ class SlotLock:
 
     def release(self) -> None:
         os.close(self.fd)
+
+
+def committed_entry(e: Staged) -> TreeEntry | None:
+    """The change a staged entry without local data makes in a commit."""
+    name = e.path.rpartition("/")[2]
+    if e.kind == "deleted":
+        return None
+    if e.kind == "file":
+        return TreeEntry(
+            name, "file", e.mode, e.mtime_ns, e.size, e.sha256, e.chunks,
+            pack=e.pack, pack_offset=e.pack_offset,
+        )  # fmt: skip
+    if e.kind == "link":
+        return TreeEntry(name, "link", e.mode, e.mtime_ns, len(e.target.encode()), target=e.target)
+    return TreeEntry(name, "dir", e.mode, e.mtime_ns, tree=e.tree if e.replace else "")
 
 
 def _encode_chunks(e: Staged) -> str:

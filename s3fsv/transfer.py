@@ -23,7 +23,7 @@ from s3fsv.errors import CorruptObject, InvalidName, UsageError
 from s3fsv.objects import TreeEntry, check_name
 from s3fsv.repo import Repository
 from s3fsv.tree import Change
-from s3fsv.upload import Content, Uploader
+from s3fsv.upload import upload_files
 
 log = logging.getLogger(__name__)
 
@@ -113,23 +113,23 @@ def put(
     base = repo.branch_head(branch).commit
     items = scan_local(source, dest)
     changes: dict[str, Change] = {}
-    queued: list[tuple[LocalItem, Content]] = []
-    with Uploader(repo.objects, repo.chunk_size, threads=threads, progress=progress) as uploader:
-        # One feeding thread, in path order: small siblings land next to each other in a pack.
-        for item in sorted(items, key=lambda i: i.rel.encode()):
-            name = item.rel.rsplit("/", 1)[-1]
-            if item.kind == "dir":
-                changes[item.rel] = TreeEntry(name, "dir", item.mode, item.mtime_ns)
-            elif item.kind == "link":
-                target = os.readlink(item.local)
-                changes[item.rel] = TreeEntry(
-                    name, "link", 0o777, item.mtime_ns, len(target.encode()), target=target
-                )
-            else:
-                queued.append((item, uploader.add_file(item.local)))
-        uploader.finish()
-    for item, content in queued:
-        changes[item.rel] = content.entry(item.rel.rsplit("/", 1)[-1], item.mode, item.mtime_ns)
+    for item in items:
+        name = item.rel.rsplit("/", 1)[-1]
+        if item.kind == "dir":
+            changes[item.rel] = TreeEntry(name, "dir", item.mode, item.mtime_ns)
+        elif item.kind == "link":
+            target = os.readlink(item.local)
+            changes[item.rel] = TreeEntry(
+                name, "link", 0o777, item.mtime_ns, len(target.encode()), target=target
+            )
+    local = {i.rel: i.local for i in items if i.kind == "file"}
+    uploaded = upload_files(
+        repo.objects, repo.chunk_size, local, threads=threads, progress=progress
+    )
+    for item in items:
+        if item.kind == "file":
+            content = uploaded[item.rel][0]
+            changes[item.rel] = content.entry(item.rel.rsplit("/", 1)[-1], item.mode, item.mtime_ns)
     files = sum(1 for i in items if i.kind == "file")
     cid = repo.commit(branch, changes, message, author=author, base=base)
     return cid, files

@@ -13,7 +13,7 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -204,6 +204,26 @@ class Uploader:
             after = os.fstat(fh.fileno())
         _check_unchanged(path, before, after, size)
         return Content(size, digest.hexdigest(), futures)
+
+
+def upload_files(
+    objects: ObjectStore,
+    chunk_size: int,
+    files: Mapping[str, str | os.PathLike[str]],
+    *,
+    threads: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, tuple[Content, os.stat_result]]:
+    """Upload local files given as repo path -> local path, fed in repo path order (so small
+    siblings share packs, next to each other). Returns repo path -> (content, the file's stat
+    taken before it was read)."""
+    out: dict[str, tuple[Content, os.stat_result]] = {}
+    with Uploader(objects, chunk_size, threads=threads, progress=progress) as up:
+        for rel in sorted(files, key=str.encode):
+            st = os.stat(files[rel])
+            out[rel] = (up.add_file(files[rel]), st)
+        up.finish()
+    return out
 
 
 def _check_unchanged(path: object, before: os.stat_result, after: os.stat_result, n: int) -> None:

@@ -173,6 +173,7 @@ class Filesystem(WriteOps):
             state.reader.close()
         for overlay in overlays:
             with overlay.commit_lock:  # let a commit in progress finish first
+                overlay.early.close()
                 overlay.staging.close()
         for slot in slots:
             slot.release()

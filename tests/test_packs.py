@@ -14,6 +14,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -231,5 +232,47 @@ def test_borrowed_reads_copy_the_same_bytes_as_plain_reads(tmp_path: Path) -> No
             ctypes.memmove(out, got, len(got))  # what the FUSE layer does with it
             assert out.raw[: len(got)] == data[offset : offset + size]
             assert reader.read(entry, offset, size) == data[offset : offset + size]
+    finally:
+        reader.close()
+
+
+def test_files_of_a_span_read_correctly_while_it_is_written_to_the_cache(tmp_path: Path) -> None:
+    """With 4 KiB chunks the in-memory chunks hold less than a span; a waiter released before
+    the disk cache has its file must fetch it itself, not fail."""
+    objects = ObjectStore(MemoryBackend(), "r")
+    rnd = random.Random(1)
+    contents = {f"f{i:04d}": rnd.randbytes(4000) for i in range(1000)}
+    with Uploader(objects, 4096, threads=2) as up:
+        queued = {p: up.add_bytes(d) for p, d in sorted(contents.items())}
+        up.finish()
+    entries = [c.entry(p, 0o644, 0) for p, c in sorted(queued.items())]
+    reader = ChunkReader(objects, DiskCache(tmp_path / "cache"), 4096, threads=4)
+    try:
+        reader.prefetch_files(entries[1:], last=True)
+        for e in entries[::37]:
+            assert reader.read(e, 0, 4000) == contents[e.name]
+    finally:
+        reader.close()
+
+
+def test_a_wrong_pack_location_does_not_spoil_other_files_with_that_content(
+    tmp_path: Path,
+) -> None:
+    objects = ObjectStore(MemoryBackend(), "r")
+    with Uploader(objects, CHUNK, pack_member_max=0) as up:  # stored as its own chunk object
+        plain = up.add_bytes(b"x" * 5000)
+        other = up.add_bytes(b"y" * 6000)
+        up.finish()
+    entry = plain.entry("plain", 0o644, 0)
+    with Uploader(objects, CHUNK) as up:
+        packed = up.add_bytes(b"z" * 100)
+        up.finish()
+    bad = replace(entry, name="bad", pack=packed.entry("p", 0o644, 0).pack, pack_offset=1)
+    assert other.chunks  # a second object in the store, unrelated
+    reader = ChunkReader(objects, DiskCache(tmp_path / "cache"), CHUNK, threads=2)
+    try:
+        with pytest.raises(CorruptObject):
+            reader.read(bad, 0, 10)
+        assert reader.read(entry, 0, 10) == b"x" * 10
     finally:
         reader.close()

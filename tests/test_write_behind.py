@@ -1,0 +1,112 @@
+"""Early uploads of staged files being written, without FUSE: what is uploaded when, and that
+a commit never depends on them being right."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+
+from test_packs import CountingBackend
+
+from s3fsv.objectstore import ObjectStore
+from s3fsv.upload import upload_files
+from s3fsv.write_behind import WriteBehind
+
+CHUNK = 64 * 1024
+
+
+def write(path: Path, wb: WriteBehind, data: bytes, offset: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        n = os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+    wb.wrote(path.name, offset, n)
+
+
+def commit_puts(objects: ObjectStore, backend: CountingBackend, path: Path) -> tuple[int, str]:
+    """Upload ``path`` the way a commit does; return (PUTs it made, the file's SHA-256)."""
+    backend.calls.clear()
+    ((content, _),) = upload_files(objects, CHUNK, {"f": path}, threads=2).values()
+    return backend.calls["put"], content.entry("f", 0o644, 0).sha256
+
+
+def test_sequential_writes_upload_finished_chunks_and_the_commit_skips_them(
+    tmp_path: Path,
+) -> None:
+    backend = CountingBackend()
+    objects = ObjectStore(backend, "r")
+    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=2)
+    data = random.Random(1).randbytes(3 * CHUNK + 1000)
+    try:
+        wb.started("f")
+        for off in range(0, len(data), 10_000):
+            write(tmp_path / "f", wb, data[off : off + 10_000], off)
+        wb.flush()
+        wb.settle(["f"])
+        assert backend.calls["put"] == 3  # the three full chunks; the tail waits for the commit
+        puts, sha = commit_puts(objects, backend, tmp_path / "f")
+        assert puts == 1  # only the tail
+        assert sha == hashlib.sha256(data).hexdigest()
+    finally:
+        wb.close()
+
+
+def test_an_overwrite_stops_early_uploads_and_the_commit_records_the_new_bytes(
+    tmp_path: Path,
+) -> None:
+    backend = CountingBackend()
+    objects = ObjectStore(backend, "r")
+    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=2)
+    data = bytearray(random.Random(2).randbytes(2 * CHUNK))
+    try:
+        wb.started("f")
+        write(tmp_path / "f", wb, bytes(data[:CHUNK]), 0)
+        wb.flush()  # chunk 0 is stored early
+        data[5:9] = b"XXXX"
+        write(tmp_path / "f", wb, b"XXXX", 5)  # not where the last write ended: stop following
+        write(tmp_path / "f", wb, bytes(data[CHUNK:]), CHUNK)
+        wb.settle(["f"])
+        assert backend.calls["put"] == 1
+        puts, sha = commit_puts(objects, backend, tmp_path / "f")
+        assert puts == 2  # both chunks: the early one no longer matches the file
+        stored = b"".join(
+            backend.get(objects.key(oid))
+            for oid in upload_files(objects, CHUNK, {"f": tmp_path / "f"})["f"][0].chunks
+        )
+        assert stored == bytes(data)
+    finally:
+        wb.close()
+
+
+def test_settle_leaves_no_chunk_uploaded_twice(tmp_path: Path) -> None:
+    backend = CountingBackend()
+    objects = ObjectStore(backend, "r")
+    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=1)
+    data = random.Random(3).randbytes(20 * CHUNK)
+    try:
+        wb.started("f")
+        write(tmp_path / "f", wb, data, 0)
+        wb.settle(["f"])
+        early = backend.calls["put"]
+        puts, _ = commit_puts(objects, backend, tmp_path / "f")
+        assert early + puts == 20  # whatever was cancelled or done, nothing was stored twice
+    finally:
+        wb.close()
+
+
+def test_unfollowed_and_truncated_files_are_not_uploaded_early(tmp_path: Path) -> None:
+    backend = CountingBackend()
+    wb = WriteBehind(ObjectStore(backend, "r"), CHUNK, lambda name: tmp_path / name)
+    try:
+        write(tmp_path / "copied-up", wb, b"x" * (2 * CHUNK), 0)  # never started: not followed
+        wb.started("t")
+        write(tmp_path / "t", wb, b"y" * 100, 0)
+        wb.truncated("t", 10)
+        write(tmp_path / "t", wb, b"y" * (2 * CHUNK), 10)
+        wb.flush()
+        assert backend.calls["put"] == 0
+    finally:
+        wb.close()
