@@ -52,6 +52,23 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_until_idle(pid: int | None, *, busy: float = 0.1, timeout: float = 30.0) -> float:
+    """Wait until process ``pid`` uses less than ``busy`` of a CPU over two half-second
+    samples in a row (SeaweedFS keeps working after a big upload returns; without this, its
+    leftover work lands in whatever is measured next). Returns the seconds waited."""
+    start = time.monotonic()
+    quiet = 0
+    last = cpu_seconds(pid)
+    while last is not None and quiet < 2 and time.monotonic() - start < timeout:
+        time.sleep(0.5)
+        now = cpu_seconds(pid)
+        if now is None:
+            break
+        quiet = quiet + 1 if now - last < busy * 0.5 else 0
+        last = now
+    return time.monotonic() - start
+
+
 def s3_client(server: SeaweedServer) -> Any:
     import boto3
     from botocore.config import Config

@@ -56,6 +56,7 @@ from common import (  # noqa: E402
     s3fsv_command,
     say,
     wait_or_kill,
+    wait_until_idle,
 )
 from s3server import SeaweedServer  # noqa: E402
 
@@ -520,6 +521,8 @@ class Bench:
         pid = None
         if mount is not None and self.mounts is not None:
             pid = self.mounts.daemon_pid(self.work / f"mnt-{mount}")
+        # Leftover server work (after an upload, or a previous step) is not this step's cost.
+        wait_until_idle(self.server._proc.pid if self.server and self.server._proc else None)
         before = cpu_seconds(pid)
         seconds = timed(fn)
         after = cpu_seconds(pid)

@@ -74,6 +74,7 @@ from common import (  # noqa: E402
     s3fsv_command,
     say,
     wait_or_kill,
+    wait_until_idle,
 )
 from s3server import SeaweedServer  # noqa: E402
 
@@ -642,13 +643,21 @@ class Bench:
             say(f"repetition {n}: detect.py over {len(self.image_names)} images")
             self.detect(n)
 
-    def upload_all(self, n: int, kind: str, data: Dataset, baseline: Callable[..., None]) -> None:
+    def _quiet(self) -> None:
+        """Let the server finish what earlier steps left it, so each step pays only its own."""
         os.sync()
+        server = self.server._proc.pid if self.server and self.server._proc else None
+        waited = wait_until_idle(server)
+        if waited > 5:
+            say(f"  (waited {waited:.0f} s for the server to go idle)")
+
+    def upload_all(self, n: int, kind: str, data: Dataset, baseline: Callable[..., None]) -> None:
+        self._quiet()
         self._timed(f"{kind}.boto3", lambda: baseline(self.client, data, f"{PLAIN}/{kind}-{n}"))
 
         repo = self.new_repo(f"put-{kind}-{n}")
         source, dest = (data.root / "small", ":small") if kind == "small" else (data.root, "")
-        os.sync()
+        self._quiet()
         out = self._timed(
             f"{kind}.put",
             lambda: self.store_cli("put", str(source), f"{repo}@main{dest}", "-m", "put", "-q",
@@ -663,7 +672,7 @@ class Bench:
         with self.mounts.mount(source_url, mp, cache):
             pid = self.mounts.daemon_pid(mp)
             branch = mp / "branch" / "main"
-            os.sync()
+            self._quiet()
             with self.profiler.record(pid, f"{kind}-write-{n}"):
                 if kind == "small":
                     self._timed(f"{kind}.mount.write", lambda: write_files(data, branch), pid)

@@ -225,7 +225,7 @@ def _pack_location(raw: Any, chunks: tuple[str, ...], sha256: str) -> tuple[str,
     if raw is None:
         return "", 0
     _exact_keys(raw, {"id", "offset"})
-    if not is_object_id(raw["id"]) or _int(raw["offset"]) < 0:
+    if not is_object_id(raw["id"]) or not 0 <= _int(raw["offset"]) < 2**63:
         raise ValueError("bad pack location")
     if len(chunks) != 1 or chunks[0] != sha256:
         raise ValueError("a packed file must be one chunk equal to its content hash")

@@ -203,8 +203,9 @@ class Repository:
         while cid:
             commit = self.commit_object(cid)
             parent = commit.parents[0] if commit.parents else None
-            if path is None or self._entry_or_none(cid, path) != (
-                self._entry_or_none(parent, path) if parent else None
+            if path is None or not _same(
+                self._entry_or_none(cid, path),
+                self._entry_or_none(parent, path) if parent else None,
             ):
                 yield cid, commit
             cid = parent
@@ -312,6 +313,10 @@ class Repository:
 
     def empty_tree(self) -> str:
         return write_dir(self.objects, [])
+
+
+def _same(a: TreeEntry | None, b: TreeEntry | None) -> bool:
+    return a is b or (a is not None and a.same_content(b))
 
 
 def _related(a: str, b: str) -> bool:

@@ -121,7 +121,7 @@ class Uploader:
             return stored
         finally:
             self._in_flight.release()
-            if self.progress is not None:
+            if self.progress is not None and not members:  # packed files count when added
                 self.progress(len(data))
 
     def _submit(
@@ -140,6 +140,8 @@ class Uploader:
 
     # -- packs --------------------------------------------------------------------------------
     def _add_member(self, data: bytes, oid: str) -> PackSlot:
+        if self.progress is not None:
+            self.progress(len(data))
         with self._lock:
             slot = self._packed.get(oid)
             if slot is not None:  # the same bytes twice in one upload: store them once
@@ -158,7 +160,7 @@ class Uploader:
     def _seal(self) -> None:
         """Queue the open pack for storing; its members learn the pack id once it is stored."""
         with self._lock:
-            data, members = self._pack, self._members
+            data, members = bytes(self._pack), self._members
             self._pack, self._members = bytearray(), {}
         if data:
             self._submit(data, sha256_hex(data), members)
@@ -168,8 +170,13 @@ class Uploader:
         self._seal()
         with self._lock:
             futures, self._futures = self._futures, []
-        for fut in futures:
-            fut.result()
+        try:
+            for fut in futures:
+                fut.result()
+        except BaseException:
+            with self._lock:  # packs that failed must not be reused by a later call
+                self._packed = {oid: slot for oid, slot in self._packed.items() if slot.pack}
+            raise
 
     # -- public -------------------------------------------------------------------------------
     def add_bytes(self, data: bytes) -> Content:
@@ -219,11 +226,16 @@ def upload_files(
     taken before it was read)."""
     out: dict[str, tuple[Content, os.stat_result]] = {}
     with Uploader(objects, chunk_size, threads=threads, progress=progress) as up:
-        for rel in sorted(files, key=str.encode):
+        for rel in sorted(files, key=_walk_order):
             st = os.stat(files[rel])
             out[rel] = (up.add_file(files[rel]), st)
         up.finish()
     return out
+
+
+def _walk_order(path: str) -> list[bytes]:
+    """The order a depth-first walk in name order visits paths (``a/x`` before ``a-1``)."""
+    return [part.encode() for part in path.split("/")]
 
 
 def _check_unchanged(path: object, before: os.stat_result, after: os.stat_result, n: int) -> None:

@@ -404,6 +404,7 @@ def test_packed_file_round_trips_and_keeps_its_location() -> None:
         {"chunks": [OID], "pack": {"id": OID2, "offset": 0, "size": 3}},
         {"chunks": [OID], "pack": [OID2, 0]},
         {"chunks": [OID], "pack": {"id": OID2, "offset": True}},
+        {"chunks": [OID], "pack": {"id": OID2, "offset": 2**63}},  # beyond a signed 64-bit int
     ],
 )
 def test_bad_pack_locations_refused(over: dict[str, Any]) -> None:

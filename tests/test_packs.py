@@ -276,3 +276,37 @@ def test_a_wrong_pack_location_does_not_spoil_other_files_with_that_content(
         assert reader.read(entry, 0, 10) == b"x" * 10
     finally:
         reader.close()
+
+
+def test_progress_counts_every_file_byte_once() -> None:
+    seen: list[int] = []
+    contents = files(30)
+    contents["dup"] = contents["d/f0003"]  # stored once, but still part of the work done
+    contents["big"] = random.Random(9).randbytes(2 * CHUNK + 1)
+    with Uploader(ObjectStore(MemoryBackend(), "r"), CHUNK, progress=seen.append) as up:
+        for data in contents.values():
+            up.add_bytes(data)
+        up.finish()
+    assert sum(seen) == sum(len(d) for d in contents.values())
+
+
+def test_a_pack_that_failed_to_store_is_not_reused_by_a_retry() -> None:
+    class FailOnce(CountingBackend):
+        failed = False
+
+        def put(self, key: str, data: bytes, **kw: object) -> str:
+            if "/objects/" in key and not self.failed:
+                self.failed = True
+                raise OSError("network down")
+            return super().put(key, data, **kw)
+
+    backend = FailOnce()
+    objects = ObjectStore(backend, "r")
+    with Uploader(objects, CHUNK) as up:
+        up.add_bytes(b"hello")
+        with pytest.raises(OSError):
+            up.finish()
+        again = up.add_bytes(b"hello")
+        up.finish()
+        entry = again.entry("f", 0o644, 0)
+    assert objects.file_chunk(entry, 0) == b"hello"

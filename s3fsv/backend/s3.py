@@ -18,8 +18,10 @@ Besides the contract in :mod:`s3fsv.backend.base`:
 - ``list`` yields keys in S3's (UTF-8 byte) order on every server, although SeaweedFS lists in
   directory-walk order; see :meth:`S3Backend.list` and ``list_mode``.
 - ``get`` does not ask for or check S3's response checksums (``response_checksum_validation``
-  is ``when_required``): content-addressed callers hash what they read anyway. Puts still send
-  botocore's default request checksum.
+  is ``when_required``): content-addressed callers hash what they read anyway.
+- ``put`` sends ``x-amz-checksum-sha256`` (``content_sha256`` when the caller knows it), which
+  the server verifies, and does not sign the payload: over plain HTTP botocore would otherwise
+  hash every byte once more for the signature.
 - ``get`` with ``start == end`` returns ``b""`` without a request (so without checking that the
   key exists); a range starting at or past the end returns ``b""`` (S3 answers 416).
 - Creating the backend does no I/O: the boto3 client is built on first use.
