@@ -261,8 +261,13 @@ class BranchOverlay:
     def write(self, h: LocalHandle, data: bytes, offset: int) -> int:
         if h.append:
             offset = os.fstat(h.fd).st_size
-        n = os.pwrite(h.fd, data, offset)
-        self.early.wrote(h.data, offset, n)
+        self.early.will_write(h.data, offset)
+        try:
+            n = os.pwrite(h.fd, data, offset)
+        except BaseException:
+            self.early.wrote(h.data, -1)
+            raise
+        self.early.wrote(h.data, n)
         h.written = True
         self.last_write = time.monotonic()
         return n
@@ -515,9 +520,13 @@ class BranchOverlay:
                 changes[e.path] = committed_entry(e)
         local = [e for e in snapshot if e.kind == "file" and e.data]
         self.early.settle(e.data or "" for e in local)
-        paths = {e.path: self.staging.data_path(e.data or "") for e in local}
+        data = {e.path: e.data or "" for e in local}
         uploaded = upload_files(
-            self.repo.objects, self.repo.chunk_size, paths, threads=UPLOAD_THREADS
+            self.repo.objects,
+            self.repo.chunk_size,
+            {path: self.staging.data_path(name) for path, name in data.items()},
+            threads=UPLOAD_THREADS,
+            early=lambda path, up: self.early.content(data[path], up),
         )
         for e in local:
             content, st = uploaded[e.path]

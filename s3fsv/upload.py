@@ -179,6 +179,10 @@ class Uploader:
             raise
 
     # -- public -------------------------------------------------------------------------------
+    def add_chunk(self, data: bytes) -> Future[str]:
+        """Queue one chunk of a file (never packed); the future gives its id."""
+        return self._submit(data, None)
+
     def add_bytes(self, data: bytes) -> Content:
         if 0 < len(data) <= self.pack_member_max:
             oid = sha256_hex(data)
@@ -220,15 +224,18 @@ def upload_files(
     *,
     threads: int = 16,
     progress: Callable[[int], None] | None = None,
+    early: Callable[[str, Uploader], Content | None] | None = None,
 ) -> dict[str, tuple[Content, os.stat_result]]:
-    """Upload local files given as repo path -> local path, fed in repo path order (so small
-    siblings share packs, next to each other). Returns repo path -> (content, the file's stat
-    taken before it was read)."""
+    """Upload local files given as repo path -> local path, fed in depth-first walk order (so
+    small siblings share packs, next to each other). ``early(repo path, uploader)`` may supply
+    a file's content itself (see ``WriteBehind.content``). Returns repo path -> (content, the
+    file's stat taken before it was read)."""
     out: dict[str, tuple[Content, os.stat_result]] = {}
     with Uploader(objects, chunk_size, threads=threads, progress=progress) as up:
         for rel in sorted(files, key=_walk_order):
             st = os.stat(files[rel])
-            out[rel] = (up.add_file(files[rel]), st)
+            content = early(rel, up) if early is not None else None
+            out[rel] = (content or up.add_file(files[rel]), st)
         up.finish()
     return out
 

@@ -2,19 +2,21 @@
 
 A large file written front to back (the common case: a script saving its output) has its first
 chunks complete long before it is closed. Uploading each chunk as soon as the writes have moved
-past it overlaps the upload with the writing, so that a commit finds most chunks already stored
-(``ObjectStore`` remembers them) and only uploads the tail.
+past it overlaps the upload with the writing, so that a commit finds most chunks stored and
+only uploads the tail.
 
-This is only an optimisation, never a source of truth: a commit still reads and hashes every
-chunk of the file it records, and a chunk uploaded early counts only if its id is the one the
-commit computes. So a file that was overwritten, truncated or written by two handles at once
-costs at most a wasted upload, never a wrong commit. To keep that waste small, a file is
-followed only while every write starts where the previous one ended, beginning at offset 0;
-any other write or truncate stops early uploads of that file.
+A file is followed only while every write starts where the previous one ended, beginning at
+offset 0 on an empty file, one write at a time. Any other write, a truncate, or two writes at
+once stop following it (``will_write`` runs *before* the bytes change), so while a file is
+followed its finished chunks still hold exactly the bytes that were uploaded. ``content``
+relies on that: it re-reads and hashes the whole file, as any commit does, but reuses the ids
+of chunks uploaded early instead of hashing and uploading them again, and gives up (returns
+None, leaving the commit to the ordinary path) if the file changed in any way meanwhile.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -22,16 +24,20 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from s3fsv.objects import sha256_hex
 from s3fsv.objectstore import ObjectStore
+from s3fsv.upload import Content, Uploader
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)
 class _File:
     end: int = 0  # where the next sequential write must start
+    busy: bool = False  # a write is between will_write and wrote
     queued: int = 0  # chunks [0, queued) are uploaded or queued
     futures: list[Future[None]] = field(default_factory=list)
+    ids: dict[int, str] = field(default_factory=dict)  # chunk index -> id, once stored
 
 
 class WriteBehind:
@@ -57,32 +63,45 @@ class WriteBehind:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    # -- what the filesystem reports ------------------------------------------------------------
     def started(self, name: str) -> None:
         """Data file ``name`` is now empty and open for writing: follow it."""
         with self._lock:
             self._drop(name)
             self._files[name] = _File()
 
-    def wrote(self, name: str, offset: int, length: int) -> None:
-        """``length`` bytes were written at ``offset``; queue the chunks this completed."""
+    def will_write(self, name: str, offset: int) -> None:
+        """A write at ``offset`` is about to change the file (call before changing it)."""
+        with self._lock:
+            f = self._files.get(name)
+            if f is not None:
+                if offset != f.end or f.busy:
+                    self._drop(name)
+                else:
+                    f.busy = True
+
+    def wrote(self, name: str, length: int) -> None:
+        """The write announced by ``will_write`` stored ``length`` bytes (or failed: -1)."""
         with self._lock:
             f = self._files.get(name)
             if f is None:
                 return
-            if offset != f.end:
+            if length < 0:
                 self._drop(name)
                 return
+            f.busy = False
             f.end += length
             while (f.queued + 1) * self.chunk_size <= f.end:
-                f.futures.append(self._pool.submit(self._upload, name, f.queued))
+                f.futures.append(self._pool.submit(self._upload, name, f, f.queued))
                 f.queued += 1
 
     def truncated(self, name: str, length: int) -> None:
         with self._lock:
             f = self._files.get(name)
-            if f is not None and length != f.end:
+            if f is not None and (length != f.end or f.busy):
                 self._drop(name)
 
+    # -- what a commit asks ---------------------------------------------------------------------
     def settle(self, names: Iterable[str]) -> None:
         """Before a commit reads these files: cancel their queued uploads (the commit does
         them itself) and wait for those already running, so nothing is uploaded twice."""
@@ -97,6 +116,42 @@ class WriteBehind:
         for fut in futures:
             fut.exception()  # failures were logged; the commit uploads what is missing
 
+    def content(self, name: str, uploader: Uploader) -> Content | None:
+        """The content of a followed file of at least one chunk, reusing the chunks stored
+        early and queueing the others on ``uploader``; None when the file is not followed,
+        is being written, or changed while it was read (then use ``Uploader.add_file``)."""
+        with self._lock:
+            f = self._files.get(name)
+            if f is None or f.busy or f.end < self.chunk_size:
+                return None
+            end, ids = f.end, dict(f.ids)
+        digest = hashlib.sha256()
+        chunks: list[Future[str]] = []
+        with open(self.path_of(name), "rb") as fh:
+            before = os.fstat(fh.fileno())
+            if before.st_size != end:
+                return None
+            for idx in range(0, (end + self.chunk_size - 1) // self.chunk_size):
+                data = os.pread(fh.fileno(), self.chunk_size, idx * self.chunk_size)
+                digest.update(data)
+                if idx in ids and len(data) == self.chunk_size:
+                    done: Future[str] = Future()
+                    done.set_result(ids[idx])
+                    chunks.append(done)
+                else:
+                    chunks.append(uploader.add_chunk(data))
+            after = os.fstat(fh.fileno())
+        with self._lock:
+            unchanged = self._files.get(name) is f and not f.busy and f.end == end
+        if not unchanged or (before.st_size, before.st_mtime_ns) != (
+            after.st_size,
+            after.st_mtime_ns,
+        ):
+            for fut in chunks:
+                fut.cancel()
+            return None
+        return Content(end, digest.hexdigest(), chunks)
+
     def flush(self) -> None:
         """Wait until every queued upload has run."""
         with self._lock:
@@ -110,18 +165,24 @@ class WriteBehind:
             for name in names:
                 self._drop(name)
 
+    # -- internals ------------------------------------------------------------------------------
     def _drop(self, name: str) -> None:
         f = self._files.pop(name, None)
         if f is not None:
             for fut in f.futures:
                 fut.cancel()
 
-    def _upload(self, name: str, idx: int) -> None:
+    def _upload(self, name: str, f: _File, idx: int) -> None:
         try:
             with open(self.path_of(name), "rb") as fh:
                 data = os.pread(fh.fileno(), self.chunk_size, idx * self.chunk_size)
-            if len(data) == self.chunk_size:  # shorter: truncated meanwhile, nothing to do
-                self.objects.put_bytes(data, fill_cache=False)
+            if len(data) != self.chunk_size:
+                return  # truncated meanwhile (and so no longer followed)
+            oid = sha256_hex(data)
+            self.objects.put_bytes(data, fill_cache=False, oid=oid)
+            with self._lock:
+                if self._files.get(name) is f:  # still unchanged since the bytes were read
+                    f.ids[idx] = oid
         except FileNotFoundError:
             pass  # committed or discarded meanwhile
         except Exception as err:

@@ -10,27 +10,33 @@ from pathlib import Path
 
 from test_packs import CountingBackend
 
+from s3fsv.objects import TreeEntry
 from s3fsv.objectstore import ObjectStore
-from s3fsv.upload import upload_files
+from s3fsv.upload import Uploader, upload_files
 from s3fsv.write_behind import WriteBehind
 
 CHUNK = 64 * 1024
 
 
 def write(path: Path, wb: WriteBehind, data: bytes, offset: int) -> None:
+    """What the overlay does for one write."""
+    wb.will_write(path.name, offset)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         n = os.pwrite(fd, data, offset)
     finally:
         os.close(fd)
-    wb.wrote(path.name, offset, n)
+    wb.wrote(path.name, n)
 
 
-def commit_puts(objects: ObjectStore, backend: CountingBackend, path: Path) -> tuple[int, str]:
-    """Upload ``path`` the way a commit does; return (PUTs it made, the file's SHA-256)."""
+def commit_puts(
+    objects: ObjectStore, backend: CountingBackend, path: Path, wb: WriteBehind | None = None
+) -> tuple[int, TreeEntry]:
+    """Upload ``path`` the way a commit does; return (PUTs it made, the file's entry)."""
     backend.calls.clear()
-    ((content, _),) = upload_files(objects, CHUNK, {"f": path}, threads=2).values()
-    return backend.calls["put"], content.entry("f", 0o644, 0).sha256
+    early = (lambda _, up: wb.content(path.name, up)) if wb is not None else None
+    ((content, _),) = upload_files(objects, CHUNK, {"f": path}, threads=2, early=early).values()
+    return backend.calls["put"], content.entry("f", 0o644, 0)
 
 
 def test_sequential_writes_upload_finished_chunks_and_the_commit_skips_them(
@@ -47,9 +53,11 @@ def test_sequential_writes_upload_finished_chunks_and_the_commit_skips_them(
         wb.flush()
         wb.settle(["f"])
         assert backend.calls["put"] == 3  # the three full chunks; the tail waits for the commit
-        puts, sha = commit_puts(objects, backend, tmp_path / "f")
+        puts, entry = commit_puts(objects, backend, tmp_path / "f")
         assert puts == 1  # only the tail
-        assert sha == hashlib.sha256(data).hexdigest()
+        assert entry.sha256 == hashlib.sha256(data).hexdigest()
+        puts, fast = commit_puts(objects, backend, tmp_path / "f", wb)
+        assert puts == 0 and fast == entry  # the early ids, without hashing chunks again
     finally:
         wb.close()
 
@@ -70,7 +78,8 @@ def test_an_overwrite_stops_early_uploads_and_the_commit_records_the_new_bytes(
         write(tmp_path / "f", wb, bytes(data[CHUNK:]), CHUNK)
         wb.settle(["f"])
         assert backend.calls["put"] == 1
-        puts, sha = commit_puts(objects, backend, tmp_path / "f")
+        assert wb.content("f", Uploader(objects, CHUNK)) is None  # no longer followed
+        puts, _ = commit_puts(objects, backend, tmp_path / "f")
         assert puts == 2  # both chunks: the early one no longer matches the file
         stored = b"".join(
             backend.get(objects.key(oid))
@@ -108,5 +117,29 @@ def test_unfollowed_and_truncated_files_are_not_uploaded_early(tmp_path: Path) -
         write(tmp_path / "t", wb, b"y" * (2 * CHUNK), 10)
         wb.flush()
         assert backend.calls["put"] == 0
+    finally:
+        wb.close()
+
+
+def test_content_gives_up_while_a_write_is_in_progress_or_after_any_change(
+    tmp_path: Path,
+) -> None:
+    objects = ObjectStore(CountingBackend(), "r")
+    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=2)
+    data = random.Random(4).randbytes(2 * CHUNK + 7)
+    try:
+        with Uploader(objects, CHUNK) as up:
+            wb.started("f")
+            write(tmp_path / "f", wb, data, 0)
+            wb.flush()
+            wb.will_write("f", len(data))  # an append has begun and not ended
+            assert wb.content("f", up) is None
+            wb.wrote("f", 0)
+            got = wb.content("f", up)
+            assert got is not None
+            up.finish()
+            assert got.sha256 == hashlib.sha256(data).hexdigest()
+            wb.truncated("f", 5)  # any change but an append at the end stops following
+            assert wb.content("f", up) is None
     finally:
         wb.close()
