@@ -13,6 +13,7 @@ neighbouring files, because requests, not bytes, are what cost.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import threading
 from collections.abc import Iterable
@@ -22,7 +23,7 @@ from cachetools import LRUCache
 
 from s3fsv.cache import DiskCache
 from s3fsv.errors import CorruptObject
-from s3fsv.objects import TreeEntry
+from s3fsv.objects import Tree, TreeEntry, TreePage
 from s3fsv.objectstore import Member, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ class ChunkReader:
         self._recent_prefetch: LRUCache[str, bool] = LRUCache(maxsize=4096)
         self._spans = 0  # span fetches queued or running
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def close(self, *, wait: bool = False) -> None:
+        """Stop fetching: queued work is dropped; with ``wait``, running work is waited for."""
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
     def pending(self) -> int:
         """Chunks being fetched or queued for fetching right now."""
@@ -158,6 +160,24 @@ class ChunkReader:
                 self._recent_prefetch[oid] = True
             # The cache check (a disk read and a hash) runs in the pool, not in this request.
             self._start(oid, check_cache=True).add_done_callback(_log_prefetch_failure)
+
+    def warm_trees(self, tree_ids: Iterable[str], limit: int = 64) -> None:
+        """Load, in the background, directories a listing is likely to be followed by (a walk
+        such as ``find`` or ``ls -R`` lists every subdirectory next)."""
+        for tid in itertools.islice(tree_ids, limit):
+            with self._lock:
+                if tid in self._recent_prefetch or self._spans >= MAX_PENDING_PREFETCH:
+                    continue
+                self._recent_prefetch[tid] = True
+            self._pool.submit(self._warm_tree, tid)
+
+    def _warm_tree(self, tree_id: str) -> None:
+        try:
+            tree = self.objects.get(tree_id, Tree)
+            for page in tree.pages[:4]:
+                self.objects.get(page.id, TreePage)
+        except Exception as err:  # the listing itself will report it
+            log.debug("loading tree %s ahead failed: %s", tree_id, err)
 
     def prefetch_files(self, entries: Iterable[TreeEntry], *, last: bool) -> None:
         """Start background fetches of the files ``entries`` (in the order they are expected to

@@ -420,8 +420,9 @@ class Filesystem(WriteOps):
         if entry.kind != "dir":
             raise NotADirectory(f"not a directory: {path}")
         state = self._state(snap.repo)
-        out = []
-        for child in dir_entries(state.repo.objects, entry.tree):
+        out, children = [], list(dir_entries(state.repo.objects, entry.tree))
+        state.reader.warm_trees(c.tree for c in children if c.kind == "dir")
+        for child in children:
             sub = [*inner, child.name]
             with self._lock:
                 self._resolved[(snap.tree, "/".join(sub))] = child

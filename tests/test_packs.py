@@ -22,7 +22,7 @@ import pytest
 from s3fsv.backend.memory import MemoryBackend
 from s3fsv.cache import DiskCache
 from s3fsv.errors import CorruptObject
-from s3fsv.objects import TreeEntry
+from s3fsv.objects import Tree, TreeEntry
 from s3fsv.objectstore import ObjectStore
 from s3fsv.reader import SPAN_MIN, ChunkReader
 from s3fsv.staging import Staged, Staging
@@ -310,3 +310,20 @@ def test_a_pack_that_failed_to_store_is_not_reused_by_a_retry() -> None:
         up.finish()
         entry = again.entry("f", 0o644, 0)
     assert objects.file_chunk(entry, 0) == b"hello"
+
+
+def test_listing_a_directory_loads_its_subdirectories_ahead(tmp_path: Path) -> None:
+    repo = Store.init("memory://").create_repo("r", chunk_size=CHUNK)
+    entries = upload(repo.objects, {f"d{i}/f": b"x" * (i + 1) for i in range(5)})
+    root = repo.objects.get(repo.commit_object(repo.commit("main", entries, "m")).tree, Tree)
+    subtrees = [e.tree for e in root.entries]
+    backend = CountingBackend()
+    for key in repo.objects.backend.list(""):
+        backend.put(key, repo.objects.backend.get(key))
+    objects = ObjectStore(backend, "r")
+    reader = ChunkReader(objects, DiskCache(tmp_path / "cache"), CHUNK, threads=2)
+    reader.warm_trees(subtrees)
+    reader.close(wait=True)
+    backend.calls.clear()
+    assert [objects.get(t, Tree).entries[0].name for t in subtrees] == ["f"] * 5
+    assert backend.calls["get"] == 0  # all five were loaded ahead
