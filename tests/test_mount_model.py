@@ -24,19 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import hashlib
 import os
-import random
 import shutil
 import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, settings
@@ -51,164 +48,30 @@ from hypothesis.stateful import (
 
 from s3fsv.store import Store
 from s3fsv.transfer import put
-from tests.mounting import alive, daemon_pids, force_unmount, mounted, run_cli
-
-CHUNK = 64 * 1024
-NAMES = ["a", "b", "c", "d1", "d2"]
-FOREIGN = "foreign"  # the foreign writer's directory; the mount's rules never touch it
-MAX_DIR_DEPTH = 2  # mkdir creates directories at most this deep
-REF_TTL = "0.2"
-REFRESH_WAIT = 10.0  # seconds to wait for the mount to show a foreign commit
-
-MAX_HANDLES = 3  # descriptors the machine keeps open across steps
-
-Files = dict[str, bytes]
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True)
-class Blob:
-    """Content drawn by size and seed, so failing steps print short."""
-
-    size: int
-    seed: int
-
-    @functools.cached_property
-    def data(self) -> bytes:
-        return random.Random(self.seed).randbytes(self.size)
-
-    def __repr__(self) -> str:
-        return f"Blob(size={self.size}, seed={self.seed})"
-
-
-sizes = st.one_of(
-    st.integers(0, 100),
-    st.integers(0, 200_000),
-    st.sampled_from([CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 7]),
+from tests.model_support import (
+    CHUNK,
+    FOREIGN,
+    MAX_DIR_DEPTH,
+    MAX_HANDLES,
+    NAMES,
+    REF_TTL,
+    REFRESH_WAIT,
+    Blob,
+    Files,
+    Handle,
+    Snap,
+    api_tree,
+    assert_tree,
+    blobs,
+    describe_diff,
+    join,
+    moved,
+    pread_all,
+    read_tree,
+    tracked,
+    under,
 )
-blobs = st.builds(Blob, sizes, st.integers(0, 2**32 - 1))
-
-
-def join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
-
-
-def under(path: str, top: str) -> bool:
-    return path == top or path.startswith(top + "/")
-
-
-def moved(path: str, src: str, dst: str) -> str:
-    return dst + path[len(src) :]
-
-
-def describe_diff(want: bytes, got: bytes) -> str:
-    first = next(
-        (i for i, (x, y) in enumerate(zip(want, got, strict=False)) if x != y),
-        min(len(want), len(got)),
-    )
-    return f"expected {len(want)} bytes, got {len(got)}; first difference at offset {first}"
-
-
-def pread_all(fd: int, size: int, offset: int) -> bytes:
-    """pread until ``size`` bytes or the end of the file (a short read is legal)."""
-    out = bytearray()
-    while len(out) < size:
-        piece = os.pread(fd, size - len(out), offset + len(out))
-        if not piece:
-            break
-        out += piece
-    return bytes(out)
-
-
-def assert_tree(
-    where: str, got_files: Files, got_dirs: set[str], want_files: Files, want_dirs: set[str]
-) -> None:
-    assert got_dirs == want_dirs, (
-        f"{where}: directories differ: missing {sorted(want_dirs - got_dirs)}, "
-        f"unexpected {sorted(got_dirs - want_dirs)}"
-    )
-    assert got_files.keys() == want_files.keys(), (
-        f"{where}: files differ: missing {sorted(want_files.keys() - got_files.keys())}, "
-        f"unexpected {sorted(got_files.keys() - want_files.keys())}"
-    )
-    for path, want in sorted(want_files.items()):
-        got = got_files[path]
-        assert got == want, f"{where}: {path}: {describe_diff(want, got)}"
-
-
-def read_tree(root: Path, *, check_sizes: bool = True) -> tuple[Files, set[str]]:
-    """Every file (with its bytes) and directory below ``root``, through real syscalls."""
-
-    def fail(err: OSError) -> None:
-        raise err
-
-    files: Files = {}
-    dirs: set[str] = set()
-    for here, dnames, fnames in os.walk(root, onerror=fail):
-        rel = os.path.relpath(here, root)
-        rel = "" if rel == "." else rel
-        dirs.update(join(rel, d) for d in dnames)
-        for f in fnames:
-            path = Path(here) / f
-            data = path.read_bytes()
-            if check_sizes:
-                size = os.stat(path).st_size
-                assert size == len(data), f"{join(rel, f)}: st_size {size}, read {len(data)} bytes"
-            files[join(rel, f)] = data
-    return files, dirs
-
-
-def api_tree(url: str, cid: str) -> tuple[Files, set[str]]:
-    """A commit read through the Python API of a fresh Store (nothing cached)."""
-    repo = Store.open(url).repo("cams")
-    files: Files = {}
-    dirs: set[str] = set()
-    for path, entry in repo.walk(cid):
-        if entry.kind == "dir":
-            dirs.add(path)
-        else:
-            assert entry.kind == "file", f"{cid[:12]}:{path}: unexpected {entry.kind}"
-            files[path] = b"".join(repo.read_file(entry))
-            assert len(files[path]) == entry.size, f"{cid[:12]}:{path}: size mismatch"
-    return files, dirs
-
-
-class Handle:
-    """A descriptor open (O_RDWR) across steps. ``path`` follows the file through renames; it
-    is None once the file was unlinked or replaced, and ``orphan`` then holds its content.
-    (Not a dataclass: Hypothesis would print every field, the content too.)"""
-
-    def __init__(self, fd: int, path: str) -> None:
-        self.fd = fd
-        self.path: str | None = path
-        self.orphan = b""
-        self.orphan_dir: str | None = None  # the directory it was unlinked from
-
-    def __repr__(self) -> str:
-        where = repr(self.path) if self.path is not None else f"unlinked from {self.orphan_dir!r}"
-        return f"Handle(fd={self.fd}, {where})"
-
-
-@dataclass
-class Snap:
-    cid: str
-    files: Files
-    dirs: set[str]
-    source: str  # "init", "mount" or "foreign"
-
-
-def tracked(fn: F) -> F:
-    """Mark the machine broken while a step runs, so teardown skips its checks after a failure
-    (and the step's own error is the one reported)."""
-
-    @functools.wraps(fn)
-    def wrapper(self: MountModel, *args: Any, **kwargs: Any) -> Any:
-        self.broken = True
-        result = fn(self, *args, **kwargs)
-        self.broken = False
-        return result
-
-    return wrapper  # type: ignore[return-value]
+from tests.mounting import alive, daemon_pids, force_unmount, mounted, run_cli
 
 
 class MountModel(RuleBasedStateMachine):
@@ -731,161 +594,3 @@ def test_mount_model_file() -> None:
 @pytest.mark.timeout(900)
 def test_mount_model_seaweed(s3_bucket_url: str) -> None:
     run_machine(s3_bucket_url, max_examples=3, stateful_step_count=12)
-
-
-# ---------------------------------------------------------------------------------------------
-# Bugs the machine found, each as the smallest program that shows it: regression tests for the
-# fixed ones, a strict xfail for the known gap (it XPASSes and fails once fixed, so the marker
-# is not forgotten).
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def branch(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], str]]:
-    url = f"file://{tmp_path}/store"
-    Store.init(url).create_repo("cams", chunk_size=CHUNK)
-    env = dict(os.environ)
-    env["XDG_STATE_HOME"] = str(tmp_path / "state")
-    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
-    with mounted(url, tmp_path / "mnt", env) as mp:
-        yield mp / "cams" / "branch" / "main", env, url
-
-
-def committed(url: str, cid: str) -> Files:
-    return api_tree(url, cid)[0]
-
-
-def test_handle_write_after_commit_follows_rename(
-    branch: tuple[Path, dict[str, str], str],
-) -> None:
-    b, env, url = branch
-    with open(b / "a", "wb", buffering=0) as fh:
-        fh.write(b"x")
-        os.rename(b / "a", b / "b")
-        run_cli("commit", str(b), "-m", "one", env=env)
-        (b / "a").write_bytes(b"new a")  # an unrelated file at the old name
-        fh.write(b"y")
-    # Before 99c2f9b: a == b"xy" (the unrelated file overwritten), b == b"x" (the write lost).
-    assert ((b / "a").read_bytes(), (b / "b").read_bytes()) == (b"new a", b"xy")
-    cid = run_cli("commit", str(b), "-m", "two", env=env).stdout.strip()
-    assert committed(url, cid) == {"a": b"new a", "b": b"xy"}
-
-
-def test_two_descriptors_across_commit_share_the_file(
-    branch: tuple[Path, dict[str, str], str],
-) -> None:
-    b, env, url = branch
-    (b / "c").write_bytes(b"0000")
-    with open(b / "c", "r+b", buffering=0) as h1:
-        h1.write(b"1")
-        run_cli("commit", str(b), "-m", "one", env=env)
-        with open(b / "c", "r+b", buffering=0) as h2:
-            h2.seek(2)
-            h2.write(b"2")
-            h1.write(b"1")
-    cid = run_cli("commit", str(b), "-m", "two", env=env).stdout.strip()
-    assert committed(url, cid) == {"c": b"1120"}  # before 99c2f9b: b"1100"
-
-
-def test_unlinked_open_file_is_gone_from_branch(
-    branch: tuple[Path, dict[str, str], str],
-) -> None:
-    """Regression: libfuse's `.fuse_hidden<N>` rename used to show in the branch and be
-    committed (fixed in 304ffaa)."""
-    b, env, url = branch
-    (b / "d").mkdir()
-    (b / "d/a").write_bytes(b"data")
-    (b / "keep").write_bytes(b"keep")
-    fd = os.open(b / "d/a", os.O_RDWR)
-    try:
-        os.unlink(b / "d/a")
-        assert os.pread(fd, 10, 0) == b"data"
-        assert os.pwrite(fd, b"D", 0) == 1
-        assert os.pread(fd, 10, 0) == b"Data"
-        assert os.listdir(b / "d") == []
-        cid = run_cli("commit", str(b), "-m", "m", env=env).stdout.strip()
-        assert committed(url, cid) == {"keep": b"keep"}
-        assert api_tree(url, cid)[1] == {"d"}
-    finally:
-        os.close(fd)
-
-
-def unlink_open_then(b: Path, change: str) -> int:
-    """``d/a`` (b"data") opened read-write, unlinked, then ``d`` removed or renamed to ``d2``."""
-    (b / "d").mkdir()
-    (b / "d/a").write_bytes(b"data")
-    fd = os.open(b / "d/a", os.O_RDWR)
-    os.unlink(b / "d/a")
-    if change == "rmdir":
-        os.rmdir(b / "d")  # only the unlinked file in it: empty, as on a local disk
-    else:
-        os.rename(b / "d", b / "d2")
-    return fd
-
-
-@pytest.mark.parametrize("change", ["rmdir", "rename"])
-def test_unlinked_open_file_survives_changes_to_its_directory(
-    branch: tuple[Path, dict[str, str], str], change: str
-) -> None:
-    """Regression: reads, writes and ftruncate through the descriptor failed (EIO/ENOENT) once
-    the directory was removed or renamed: libfuse then addresses the hidden file by a null path
-    or `d2/.fuse_hidden<N>`, and the overlay knew only `d/.fuse_hidden<N>`."""
-    b, env, url = branch
-    (b / "keep").write_bytes(b"keep")
-    fd = unlink_open_then(b, change)
-    try:
-        assert os.pwrite(fd, b"D", 0) == 1
-        assert os.pread(fd, 10, 0) == b"Data"
-        os.ftruncate(fd, 2)
-        assert os.pread(fd, 10, 0) == b"Da"
-        os.fsync(fd)
-        if change == "rename":  # after rmdir: the strict xfail below
-            assert os.fstat(fd).st_size == 2
-    finally:
-        os.close(fd)
-    assert sorted(os.listdir(b)) == (["keep"] if change == "rmdir" else ["d2", "keep"])
-    if change == "rename":
-        assert os.listdir(b / "d2") == []
-        os.rmdir(b / "d2")
-    cid = run_cli("commit", str(b), "-m", "m", env=env).stdout.strip()
-    assert api_tree(url, cid) == ({"keep": b"keep"}, set())
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=OSError,
-    reason="libfuse limitation: fstat sends GETATTR without a file handle, and libfuse's "
-    "high-level API fails it (ESTALE) without calling s3fsv once the file has no path; fchmod "
-    "and futimens alike. Reads, writes and ftruncate carry the handle and work.",
-)
-def test_fstat_of_unlinked_open_file_after_rmdir(
-    branch: tuple[Path, dict[str, str], str],
-) -> None:
-    b, _, _ = branch
-    fd = unlink_open_then(b, "rmdir")
-    try:
-        assert os.fstat(fd).st_size == 4
-    finally:
-        os.close(fd)
-
-
-def test_attribute_changes_keep_unlinked_file_out_of_branch(
-    branch: tuple[Path, dict[str, str], str],
-) -> None:
-    """Regression: fchmod or futimens of a file unlinked while open staged its hidden name
-    `.fuse_hidden<N>` into the branch."""
-    b, env, _ = branch
-    (b / "a").write_bytes(b"data")
-    fd = os.open(b / "a", os.O_RDWR)
-    try:
-        os.unlink(b / "a")
-        os.fchmod(fd, 0o600)
-        os.utime(fd, ns=(5, 5))
-        st = os.fstat(fd)
-        assert (st.st_mode & 0o777, st.st_mtime_ns, st.st_size) == (0o600, 5, 4)
-        assert os.listdir(b) == []
-    finally:
-        os.close(fd)
-    assert os.listdir(b) == []
-    assert run_cli("commit", str(b), "-m", "m", env=env).stdout.strip() == ""  # nothing

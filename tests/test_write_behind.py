@@ -8,12 +8,11 @@ import os
 import random
 from pathlib import Path
 
-from test_packs import CountingBackend
-
 from s3fsv.objects import TreeEntry
 from s3fsv.objectstore import ObjectStore
 from s3fsv.upload import Uploader, upload_files
 from s3fsv.write_behind import WriteBehind
+from tests.test_packs import CountingBackend
 
 CHUNK = 64 * 1024
 
