@@ -42,20 +42,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import resource
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +61,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "examples"))
 
 from common import (  # noqa: E402
-    S3_THREADS,
     cpu_seconds,
     drop_caches,
     drop_caches_worked,
@@ -77,13 +72,24 @@ from common import (  # noqa: E402
     wait_until_idle,
 )
 from s3server import SeaweedServer  # noqa: E402
+from write_report import CPU_PARTS, Samples, report  # noqa: E402
+from write_workloads import (  # noqa: E402
+    BUCKET,
+    SMALL_SIZE,
+    Dataset,
+    MiB,
+    boto3_big,
+    boto3_small,
+    code_version,
+    make_big,
+    make_images,
+    make_small,
+    write_big,
+    write_files,
+)
 
 from s3fsv.store import Store  # noqa: E402
 
-MiB = 1 << 20
-SMALL_SIZE = 100 * 1024
-BLOCK = MiB
-BUCKET = "writebench"
 STORE_PREFIX = "store"
 DETECT_REPO = "detect"
 PLAIN = "plain"  # prefix of the boto3 baseline objects
@@ -95,107 +101,7 @@ DETECT = ROOT / "examples" / "detect.py"
 # -- data -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """Files on local disk: ``root/<rel>`` for every rel in ``files`` (rel -> SHA-256)."""
-
-    root: Path
-    files: dict[str, str]
-    size_each: int
-
-    @property
-    def names(self) -> list[str]:
-        return sorted(self.files)
-
-
-def _rng(seed: int) -> Any:
-    import numpy as np
-
-    return np.random.default_rng(seed)
-
-
-def make_small(root: Path, seed: int, dirs: int, per_dir: int) -> Dataset:
-    """``dirs`` x ``per_dir`` files of random bytes below ``root/small/dNN/``."""
-    rng = _rng(seed)
-    files = {}
-    for d in range(dirs):
-        sub = root / "small" / f"d{d:02d}"
-        sub.mkdir(parents=True)
-        for i in range(per_dir):
-            rel = f"small/d{d:02d}/f{d * per_dir + i:05d}.bin"
-            data = rng.bytes(SMALL_SIZE)
-            (root / rel).write_bytes(data)
-            files[rel] = hashlib.sha256(data).hexdigest()
-    return Dataset(root, files, SMALL_SIZE)
-
-
-def make_big(root: Path, seed: int, size: int) -> Dataset:
-    """One file ``root/big.bin`` of ``size`` random bytes."""
-    rng = _rng(seed)
-    root.mkdir(parents=True)
-    digest = hashlib.sha256()
-    with open(root / "big.bin", "wb") as fh:
-        left = size
-        while left:
-            data = rng.bytes(min(left, 16 * MiB))
-            digest.update(data)
-            fh.write(data)
-            left -= len(data)
-    return Dataset(root, {"big.bin": digest.hexdigest()}, size)
-
-
-def make_images(dest: Path, copies: int) -> list[str]:
-    """The sample photographs, each re-encoded into ``copies`` byte-distinct variants (one pixel
-    changed), so that a store de-duplicating by content still holds every file on its own."""
-    import cv2
-    from sample_data import copy_samples
-
-    originals = copy_samples(dest.parent / "samples")
-    dest.mkdir(parents=True)
-    names = []
-    for src in originals:
-        img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise RuntimeError(f"cannot read sample image {src}")
-        params = [cv2.IMWRITE_JPEG_QUALITY, 95] if src.suffix == ".jpg" else []
-        for k in range(copies):
-            name = f"{src.stem}_{k:02d}{src.suffix}"
-            if k == 0:
-                shutil.copyfile(src, dest / name)
-            else:
-                variant = img.copy()
-                variant.reshape(-1)[0] = (int(variant.reshape(-1)[0]) + k) % 256
-                ok, buf = cv2.imencode(src.suffix, variant, params)
-                if not ok:
-                    raise RuntimeError(f"cannot encode {name}")
-                (dest / name).write_bytes(buf.tobytes())
-            names.append(name)
-    shutil.rmtree(dest.parent / "samples")
-    return sorted(names)
-
-
 # -- code under test ------------------------------------------------------------------------------
-
-
-def code_version() -> dict[str, str | None]:
-    """The git commit of the checkout and a hash of uncommitted changes below ``s3fsv/`` (the code
-    the mounts run), so that results can be tied to the code that produced them."""
-
-    def git(*args: str) -> str | None:
-        try:
-            res = subprocess.run(
-                ["git", *args], cwd=ROOT, capture_output=True, timeout=30, check=True
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return res.stdout.decode(errors="replace")
-
-    head = git("rev-parse", "--short=12", "HEAD")
-    diff = git("diff", "HEAD", "--", "s3fsv")
-    return {
-        "commit": head.strip() if head else None,
-        "s3fsv_diff": hashlib.sha256(diff.encode()).hexdigest()[:12] if diff else None,
-    }
 
 
 # -- page cache, CPU ------------------------------------------------------------------------------
@@ -204,58 +110,7 @@ def code_version() -> dict[str, str | None]:
 # -- what a user's script does --------------------------------------------------------------------
 
 
-def write_files(src: Dataset, dest: Path) -> int:
-    """Copy every file of ``src`` below ``dest`` in sorted order, one process, like ``cp -r``."""
-    made: set[Path] = set()
-    total = 0
-    for name in src.names:
-        target = dest / name
-        if target.parent not in made:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            made.add(target.parent)
-        data = (src.root / name).read_bytes()
-        with open(target, "wb") as fh:
-            total += fh.write(data)
-    return total
-
-
-def write_big(src: Path, dest: Path) -> int:
-    """Copy one file in 1 MiB reads and writes."""
-    buf = bytearray(BLOCK)
-    view = memoryview(buf)
-    total = 0
-    with open(src, "rb", buffering=0) as fi, open(dest, "wb", buffering=0) as fo:
-        while n := fi.readinto(view):
-            written = 0
-            while written < n:
-                written += fo.write(view[written:n])
-            total += n
-    return total
-
-
 # -- boto3 baselines ------------------------------------------------------------------------------
-
-
-def boto3_small(client: Any, data: Dataset, prefix: str) -> None:
-    """``put_object`` per file (body read from local disk), 16 threads."""
-
-    def one(name: str) -> None:
-        body = (data.root / name).read_bytes()
-        client.put_object(Bucket=BUCKET, Key=f"{prefix}/{name}", Body=body)
-
-    with ThreadPoolExecutor(S3_THREADS) as pool:
-        list(pool.map(one, data.names))
-
-
-def boto3_big(client: Any, data: Dataset, prefix: str) -> None:
-    """``upload_file`` with 8 MiB multipart parts and 16 threads."""
-    from boto3.s3.transfer import TransferConfig
-
-    config = TransferConfig(
-        multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=S3_THREADS
-    )
-    for name in data.names:
-        client.upload_file(str(data.root / name), BUCKET, f"{prefix}/{name}", Config=config)
 
 
 # -- CLI and mounts -------------------------------------------------------------------------------
@@ -366,156 +221,6 @@ class Profiler:
                 proc.kill()
                 proc.wait()
             say(f"  profile: {out}")
-
-
-# -- results --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Row:
-    title: str
-    key: str  # samples key of the s3fsv total
-    baseline: str
-    baseline_label: str
-    target: float
-    main: bool
-    parts: tuple[str, str] | None = None  # samples keys of (write, commit)
-
-
-ROWS = [
-    Row("{small} mount write+commit", "small.mount", "small.boto3", "boto3 x16", 1.5, True,
-        ("small.mount.write", "small.mount.commit")),
-    Row("{big} mount write+commit", "big.mount", "big.boto3", "boto3 x16", 1.5, True,
-        ("big.mount.write", "big.mount.commit")),
-    Row("{small} s3fsv put (CLI)", "small.put", "small.boto3", "boto3 x16", 1.5, False),
-    Row("{big} s3fsv put (CLI)", "big.put", "big.boto3", "boto3 x16", 1.5, False),
-    Row("detect.py x{images} cold mount", "detect.cold", "detect.local", "local", 1.25, False),
-    Row("detect.py x{images} warm mount", "detect.warm", "detect.local", "local", 1.25, False),
-]  # fmt: skip
-
-
-CPU_PARTS = ("client", "daemon", "server")
-
-
-class Samples:
-    """Wall times per key, and the CPU seconds spent meanwhile by the client (this process and
-    its children: the writer, boto3, the s3fsv CLI, detect.py), the mount daemon and SeaweedFS.
-    On a busy machine CPU seconds vary much less than wall times."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, list[float]] = {}
-        self.cpu: dict[str, dict[str, list[float]]] = {}
-
-    def add(self, key: str, seconds: float, cpu: dict[str, float] | None = None) -> None:
-        self.times.setdefault(key, []).append(seconds)
-        extra = ""
-        if cpu:
-            per = self.cpu.setdefault(key, {})
-            for part, value in cpu.items():
-                per.setdefault(part, []).append(value)
-            extra = "  CPU " + ", ".join(f"{p} {v:.2f}" for p, v in cpu.items())
-        say(f"  {key:<20} {seconds:8.3f} s{extra}")
-
-    def median(self, key: str) -> float | None:
-        values = self.times.get(key)
-        return statistics.median(values) if values else None
-
-    def parts_of_median(
-        self, key: str, parts: tuple[str, str] | None
-    ) -> tuple[float | None, float | None]:
-        """(write, commit) of the repetition whose total is the (low) median, so that the
-        parts shown add up to the total shown (for an odd number of repetitions)."""
-        totals = self.times.get(key)
-        if not parts or not totals:
-            return None, None
-        i = totals.index(statistics.median_low(totals))
-        return self.times[parts[0]][i], self.times[parts[1]][i]
-
-    def cpu_median(self, key: str, part: str) -> float | None:
-        values = self.cpu.get(key, {}).get(part)
-        return statistics.median(values) if values else None
-
-
-def _fmt(value: float | None) -> str:
-    return f"{value:8.2f}" if value is not None else f"{'-':>8}"
-
-
-def report(samples: Samples, meta: dict[str, Any]) -> bool:
-    """Print the table and the JSON line; True when every main target passes."""
-    ok = True
-    rows_json = []
-    head = (
-        f"{'workload':<32} {'write s':>8} {'commit s':>8} {'s3fsv s':>8} {'baseline':<11}"
-        f" {'base s':>8} {'ratio':>6} {'target':>7}  result"
-    )
-    print(head)
-    print("-" * len(head))
-    names = {
-        "small": f"{meta['small_files']}x{meta['small_bytes_each'] // 1024}KiB",
-        "big": (
-            f"{meta['big_bytes'] // 2**30} GiB"
-            if meta["big_bytes"] % 2**30 == 0
-            else f"{meta['big_bytes'] // MiB} MiB"
-        ),
-        "images": meta.get("detect_images", "?"),
-    }
-    for row in ROWS:
-        title = row.title.format(**names)
-        got, base = samples.median(row.key), samples.median(row.baseline)
-        if got is None or base is None:
-            continue
-        write, commit = samples.parts_of_median(row.key, row.parts)
-        ratio = got / base
-        passed = ratio <= row.target
-        ok &= passed or not row.main
-        verdict = ("PASS" if passed else "FAIL") + ("" if row.main else " (secondary)")
-        print(
-            f"{title:<32} {_fmt(write)} {_fmt(commit)} {got:8.2f} {row.baseline_label:<11}"
-            f" {base:8.2f} {ratio:5.2f}x {'<=' + format(row.target, 'g') + 'x':>7}  {verdict}"
-        )
-        rows_json.append(
-            {
-                "name": title,
-                "main": row.main,
-                "write_s": None if write is None else round(write, 3),
-                "commit_s": None if commit is None else round(commit, 3),
-                "s3fsv_s": round(got, 3),
-                "baseline": row.baseline_label,
-                "baseline_s": round(base, 3),
-                "ratio": round(ratio, 3),
-                "target": row.target,
-                "pass": passed,
-            }
-        )
-    if samples.cpu:
-        print(f"\nCPU seconds during each step (median): {', '.join(CPU_PARTS)}, total")
-        for key in sorted(samples.cpu):
-            values = [samples.cpu_median(key, p) for p in CPU_PARTS]
-            cells = " ".join(_fmt(v) for v in values)
-            total = sum(v for v in values if v is not None)
-            print(f"  {key:<20} wall {_fmt(samples.median(key))}   cpu {cells} {total:8.2f}")
-    meta = {**meta, "load_avg_end": [round(x, 2) for x in os.getloadavg()]}
-    code = meta["code"]
-    dirty = f" + uncommitted s3fsv/ changes {code['s3fsv_diff']}" if code["s3fsv_diff"] else ""
-    changed = " (CHANGED DURING THE RUN)" if meta.get("code_changed_during_run") else ""
-    print(f"\ncode: commit {code['commit']}{dirty}{changed}", end="")
-    print(
-        f"\nmedian of {meta['repeat']} runs; load average at start {meta['load_avg_start']}, "
-        f"at end {meta['load_avg_end']} ({os.cpu_count()} CPUs); elapsed {meta['elapsed_s']} s"
-    )
-    summary = {
-        "bench": "write",
-        "pass": ok,
-        **meta,
-        "rows": rows_json,
-        "samples": {k: [round(x, 4) for x in v] for k, v in samples.times.items()},
-        "cpu_s": {
-            k: {p: [round(x, 3) for x in v] for p, v in per.items()}
-            for k, per in samples.cpu.items()
-        },
-    }
-    print(json.dumps(summary, sort_keys=True))
-    return ok
 
 
 # -- the run --------------------------------------------------------------------------------------
