@@ -30,7 +30,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,11 +48,10 @@ from common import (  # noqa: E402
     drop_caches_worked,
     elapsed,
     s3_client,
-    s3fsv_command,
     say,
-    wait_or_kill,
     wait_until_idle,
 )
+from mounts import Mounts  # noqa: E402
 from read_workloads import (  # noqa: E402
     BUCKET,
     PLAIN,
@@ -76,7 +74,6 @@ from s3fsv.store import Store  # noqa: E402
 
 STORE_PREFIX = "store"
 REPO = "data"
-MOUNT_TIMEOUT = 120.0
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -98,99 +95,6 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 # -- mounts ---------------------------------------------------------------------------------------
-
-
-class Mounts:
-    """Starts s3fsv and passthrough mounts and guarantees they all go away."""
-
-    def __init__(self, env: dict[str, str], state_home: Path, logs: Path) -> None:
-        self.env = env
-        self.state_home = state_home
-        self.logs = logs
-        self.s3fsv = s3fsv_command()
-        self._active: dict[Path, tuple[str, Any]] = {}  # mp -> ("s3fsv", pid) | ("pt", proc)
-
-    def daemon_pid(self, mp: Path) -> int | None:
-        kind, what = self._active.get(mp, (None, None))
-        return what.pid if kind == "pt" else what
-
-    def _pid_files(self) -> set[Path]:
-        return set((self.state_home / "s3fsv" / "mounts").glob("*.json"))
-
-    @contextlib.contextmanager
-    def s3fsv_mount(self, source: str, mp: Path, cache_dir: Path) -> Iterator[Path]:
-        mp.mkdir(parents=True, exist_ok=True)
-        before = self._pid_files()
-        cmd = [*self.s3fsv, "mount", source, str(mp), "--cache-dir", str(cache_dir)]
-        res = subprocess.run(
-            cmd, env=self.env, capture_output=True, text=True, timeout=MOUNT_TIMEOUT
-        )
-        pid = None
-        for f in self._pid_files() - before:
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                pid = int(json.loads(f.read_text())["pid"])
-        self._active[mp] = ("s3fsv", pid)
-        try:
-            if res.returncode != 0 or not os.path.ismount(mp):
-                raise RuntimeError(
-                    f"s3fsv mount {source} failed ({res.returncode}): {res.stderr.strip()}"
-                )
-            yield mp
-        finally:
-            self.unmount(mp)
-
-    @contextlib.contextmanager
-    def passthrough(self, source: Path, mp: Path) -> Iterator[Path]:
-        mp.mkdir(parents=True, exist_ok=True)
-        with open(self.logs / "passthrough.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, str(HERE / "passthrough.py"), str(source), str(mp)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        self._active[mp] = ("pt", proc)
-        try:
-            deadline = time.monotonic() + MOUNT_TIMEOUT
-            while not os.path.ismount(mp):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"passthrough mount failed; see {self.logs}")
-                time.sleep(0.02)
-            yield mp
-        finally:
-            self.unmount(mp)
-
-    def unmount(self, mp: Path) -> None:
-        kind, what = self._active.pop(mp, (None, None))
-        if kind == "s3fsv" and os.path.ismount(mp):
-            subprocess.run(
-                [*self.s3fsv, "unmount", str(mp)],
-                env=self.env,
-                capture_output=True,
-                timeout=60,
-            )
-        elif kind == "pt" and os.path.ismount(mp):
-            subprocess.run(["fusermount3", "-u", str(mp)], capture_output=True)
-        if os.path.ismount(mp):
-            say(f"unmount of {mp} failed: lazy unmount")
-            subprocess.run(["fusermount3", "-uz", str(mp)], capture_output=True)
-        if kind == "pt":
-            try:
-                what.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                what.kill()
-                what.wait()
-        elif kind == "s3fsv" and what is not None:
-            wait_or_kill(what)
-
-    def close(self) -> None:
-        for mp in list(self._active):
-            with contextlib.suppress(Exception):
-                self.unmount(mp)
-        for f in self._pid_files():  # any daemon left behind (this state dir is ours alone)
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                wait_or_kill(int(json.loads(f.read_text())["pid"]), grace=2)
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -383,7 +287,7 @@ class Bench:
     def _mount(self, kind: str, cache: Path) -> Iterator[Path]:
         source, inner = self.sources[kind]
         assert self.mounts is not None
-        with self.mounts.s3fsv_mount(source, self.work / f"mnt-{kind}", cache) as mp:
+        with self.mounts.mount(source, self.work / f"mnt-{kind}", cache) as mp:
             yield mp / inner if inner else mp
 
     @contextlib.contextmanager

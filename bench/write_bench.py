@@ -68,9 +68,9 @@ from common import (  # noqa: E402
     s3_client,
     s3fsv_command,
     say,
-    wait_or_kill,
     wait_until_idle,
 )
+from mounts import Mounts  # noqa: E402
 from s3server import SeaweedServer  # noqa: E402
 from write_report import CPU_PARTS, Samples, report  # noqa: E402
 from write_workloads import (  # noqa: E402
@@ -93,7 +93,6 @@ from s3fsv.store import Store  # noqa: E402
 STORE_PREFIX = "store"
 DETECT_REPO = "detect"
 PLAIN = "plain"  # prefix of the boto3 baseline objects
-MOUNT_TIMEOUT = 120.0
 COMMIT_TIMEOUT = 900.0
 DETECT = ROOT / "examples" / "detect.py"
 
@@ -114,74 +113,6 @@ DETECT = ROOT / "examples" / "detect.py"
 
 
 # -- CLI and mounts -------------------------------------------------------------------------------
-
-
-class Mounts:
-    """Starts s3fsv mounts through the CLI and guarantees they all go away."""
-
-    def __init__(self, env: dict[str, str], state_home: Path) -> None:
-        self.env = env
-        self.state_home = state_home
-        self.s3fsv = s3fsv_command()
-        self._active: dict[Path, int | None] = {}  # mountpoint -> daemon pid
-
-    def _pid_files(self) -> set[Path]:
-        return set((self.state_home / "s3fsv" / "mounts").glob("*.json"))
-
-    def daemon_pid(self, mp: Path) -> int | None:
-        return self._active.get(mp)
-
-    @contextlib.contextmanager
-    def mount(self, source: str, mp: Path, cache_dir: Path) -> Iterator[Path]:
-        mp.mkdir(parents=True, exist_ok=True)
-        before = self._pid_files()
-        cmd = [*self.s3fsv, "mount", source, str(mp), "--cache-dir", str(cache_dir)]
-        self._active[mp] = None  # from now on: unmounted whatever happens (even Ctrl-C here)
-        try:
-            res = subprocess.run(
-                cmd, env=self.env, capture_output=True, text=True, timeout=MOUNT_TIMEOUT
-            )
-            for f in self._pid_files() - before:
-                with contextlib.suppress(OSError, ValueError, KeyError):
-                    self._active[mp] = int(json.loads(f.read_text())["pid"])
-            if res.returncode != 0 or not os.path.ismount(mp):
-                raise RuntimeError(
-                    f"s3fsv mount {source} failed ({res.returncode}): {res.stderr.strip()}"
-                )
-            yield mp
-        finally:
-            self.unmount(mp)
-
-    def unmount(self, mp: Path) -> None:
-        if mp not in self._active:
-            return
-        pid = self._active.pop(mp)
-        if pid is None:  # interrupted before the pid was known: look for it
-            for f in self._pid_files():
-                with contextlib.suppress(OSError, ValueError, KeyError):
-                    info = json.loads(f.read_text())
-                    if Path(info["mountpoint"]) == mp.absolute():
-                        pid = int(info["pid"])
-        if os.path.ismount(mp):
-            subprocess.run(
-                [*self.s3fsv, "unmount", str(mp)], env=self.env, capture_output=True, timeout=120
-            )
-        if os.path.ismount(mp):
-            say(f"unmount of {mp} failed: lazy unmount")
-            subprocess.run(["fusermount3", "-uz", str(mp)], capture_output=True)
-        if pid is not None:
-            wait_or_kill(pid)
-
-    def close(self) -> None:
-        for mp in list(self._active):
-            with contextlib.suppress(Exception):
-                self.unmount(mp)
-        for f in self._pid_files():  # any daemon left behind (this state dir is ours alone)
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                info = json.loads(f.read_text())
-                if os.path.ismount(info["mountpoint"]):
-                    subprocess.run(["fusermount3", "-uz", info["mountpoint"]], capture_output=True)
-                wait_or_kill(int(info["pid"]), grace=2)
 
 
 class Profiler:

@@ -1,0 +1,130 @@
+"""Mounts the benchmarks start: s3fsv through its CLI, and the passthrough ceiling. Whatever
+happens (a failed mount, an exception, Ctrl-C), every mount started here is unmounted and its
+daemon stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from common import HERE, s3fsv_command, say, wait_or_kill
+
+MOUNT_TIMEOUT = 120.0
+
+
+class Mounts:
+    """``state_home`` is the XDG state directory of ``env`` (where the daemons record their
+    pids); ``logs`` is where the passthrough writes its log."""
+
+    def __init__(self, env: dict[str, str], state_home: Path, logs: Path | None = None) -> None:
+        self.env = env
+        self.state_home = state_home
+        self.logs = logs or state_home
+        self.s3fsv = s3fsv_command()
+        self._active: dict[Path, int | None] = {}  # s3fsv mountpoint -> daemon pid
+        self._passthrough: dict[Path, subprocess.Popen[bytes]] = {}
+
+    def _pid_files(self) -> set[Path]:
+        return set((self.state_home / "s3fsv" / "mounts").glob("*.json"))
+
+    def daemon_pid(self, mp: Path) -> int | None:
+        if mp in self._passthrough:
+            return self._passthrough[mp].pid
+        return self._active.get(mp)
+
+    @contextlib.contextmanager
+    def mount(self, source: str, mp: Path, cache_dir: Path) -> Iterator[Path]:
+        """``s3fsv mount SOURCE MP --cache-dir CACHE_DIR`` for the duration of the block."""
+        mp.mkdir(parents=True, exist_ok=True)
+        before = self._pid_files()
+        cmd = [*self.s3fsv, "mount", source, str(mp), "--cache-dir", str(cache_dir)]
+        self._active[mp] = None  # from now on: unmounted whatever happens (even Ctrl-C here)
+        try:
+            res = subprocess.run(
+                cmd, env=self.env, capture_output=True, text=True, timeout=MOUNT_TIMEOUT
+            )
+            for f in self._pid_files() - before:
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    self._active[mp] = int(json.loads(f.read_text())["pid"])
+            if res.returncode != 0 or not os.path.ismount(mp):
+                raise RuntimeError(
+                    f"s3fsv mount {source} failed ({res.returncode}): {res.stderr.strip()}"
+                )
+            yield mp
+        finally:
+            self.unmount(mp)
+
+    @contextlib.contextmanager
+    def passthrough(self, source: Path, mp: Path) -> Iterator[Path]:
+        """``bench/passthrough.py SOURCE MP`` (the ceiling) for the duration of the block."""
+        mp.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / "passthrough.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(HERE / "passthrough.py"), str(source), str(mp)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self._passthrough[mp] = proc
+        try:
+            deadline = time.monotonic() + MOUNT_TIMEOUT
+            while not os.path.ismount(mp):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"passthrough mount failed; see {self.logs}")
+                time.sleep(0.02)
+            yield mp
+        finally:
+            self.unmount(mp)
+
+    def unmount(self, mp: Path) -> None:
+        proc = self._passthrough.pop(mp, None)
+        if proc is not None:
+            if os.path.ismount(mp):
+                subprocess.run(["fusermount3", "-u", str(mp)], capture_output=True)
+            self._lazy_unmount(mp)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            return
+        if mp not in self._active:
+            return
+        pid = self._active.pop(mp)
+        if pid is None:  # interrupted before the pid was known: look for it
+            for f in self._pid_files():
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    info = json.loads(f.read_text())
+                    if Path(info["mountpoint"]) == mp.absolute():
+                        pid = int(info["pid"])
+        if os.path.ismount(mp):
+            subprocess.run(
+                [*self.s3fsv, "unmount", str(mp)], env=self.env, capture_output=True, timeout=120
+            )
+        self._lazy_unmount(mp)
+        if pid is not None:
+            wait_or_kill(pid)
+
+    @staticmethod
+    def _lazy_unmount(mp: Path) -> None:
+        if os.path.ismount(mp):
+            say(f"unmount of {mp} failed: lazy unmount")
+            subprocess.run(["fusermount3", "-uz", str(mp)], capture_output=True)
+
+    def close(self) -> None:
+        for mp in [*self._active, *self._passthrough]:
+            with contextlib.suppress(Exception):
+                self.unmount(mp)
+        for f in self._pid_files():  # any daemon left behind (this state dir is ours alone)
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                info = json.loads(f.read_text())
+                if os.path.ismount(info["mountpoint"]):
+                    subprocess.run(["fusermount3", "-uz", info["mountpoint"]], capture_output=True)
+                wait_or_kill(int(info["pid"]), grace=2)
