@@ -158,9 +158,6 @@ class Repository:
             return
         yield from walk(self.objects, entry.tree, path)
 
-    def read_chunk(self, oid: str) -> bytes:
-        return self.objects.get_bytes(oid)
-
     def read_range(self, entry: TreeEntry, offset: int, size: int) -> bytes:
         """Bytes ``[offset, offset+size)`` of a file entry, each chunk verified."""
         if entry.kind == "dir":

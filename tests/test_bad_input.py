@@ -107,7 +107,7 @@ def test_corrupted_chunk_is_never_returned(url: str, repo: Repository, damage: s
         b"".join(fresh.read_file(entry))
     assert_corrupt(info, key)
     with pytest.raises(CorruptObject):
-        fresh.read_chunk(victim)
+        fresh.objects.get_bytes(victim)
 
 
 def test_listing_a_file_is_not_a_directory(repo: Repository) -> None:
