@@ -50,6 +50,11 @@ class Content:
             raise RuntimeError("content used before Uploader.finish()")
         return tuple(f.result() for f in self._chunks)
 
+    def cancel(self) -> None:
+        """Drop the chunk uploads of this content that have not started."""
+        for fut in self._chunks:
+            fut.cancel()
+
     def entry(self, name: str, mode: int, mtime_ns: int) -> TreeEntry:
         pack, offset = "", 0
         if self._slot is not None:
@@ -179,10 +184,6 @@ class Uploader:
             raise
 
     # -- public -------------------------------------------------------------------------------
-    def add_chunk(self, data: bytes) -> Future[str]:
-        """Queue one chunk of a file (never packed); the future gives its id."""
-        return self._submit(data, None)
-
     def add_bytes(self, data: bytes) -> Content:
         if 0 < len(data) <= self.pack_member_max:
             oid = sha256_hex(data)
@@ -193,9 +194,13 @@ class Uploader:
         ]
         return Content(len(data), hashlib.sha256(data).hexdigest(), futures)
 
-    def add_file(self, path: str | os.PathLike[str]) -> Content:
+    def add_file(
+        self, path: str | os.PathLike[str], stored: Mapping[int, str] | None = None
+    ) -> Content:
         """Queue one regular file. The file must not change while it is read; if its size or
-        mtime changes underneath, ``OSError`` is raised rather than recording a torn snapshot."""
+        mtime changes underneath, ``OSError`` is raised rather than recording a torn snapshot.
+        ``stored`` maps chunk indexes to the ids of chunks the caller knows to be stored with
+        exactly the bytes the file now holds there: those are neither hashed nor uploaded."""
         with open(path, "rb") as fh:
             before = os.fstat(fh.fileno())
             if not stat.S_ISREG(before.st_mode):
@@ -209,9 +214,15 @@ class Uploader:
             futures: list[Future[str]] = []
             size = 0
             while data := fh.read(self.chunk_size):
+                idx = size // self.chunk_size
                 size += len(data)
                 digest.update(data)
-                futures.append(self._submit(data, None))
+                if stored and idx in stored and len(data) == self.chunk_size:
+                    done: Future[str] = Future()
+                    done.set_result(stored[idx])
+                    futures.append(done)
+                else:
+                    futures.append(self._submit(data, None))
             after = os.fstat(fh.fileno())
         _check_unchanged(path, before, after, size)
         return Content(size, digest.hexdigest(), futures)

@@ -16,7 +16,6 @@ None, leaving the commit to the ordinary path) if the file changed in any way me
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -117,40 +116,24 @@ class WriteBehind:
             fut.exception()  # failures were logged; the commit uploads what is missing
 
     def content(self, name: str, uploader: Uploader) -> Content | None:
-        """The content of a followed file of at least one chunk, reusing the chunks stored
-        early and queueing the others on ``uploader``; None when the file is not followed,
-        is being written, or changed while it was read (then use ``Uploader.add_file``)."""
+        """The content of a followed file of at least one chunk, queued on ``uploader`` with
+        the chunks stored early reused; None when the file is not followed, is being written,
+        or changed while it was read (then use ``Uploader.add_file`` without them)."""
         with self._lock:
             f = self._files.get(name)
             if f is None or f.busy or f.end < self.chunk_size:
                 return None
             end, ids = f.end, dict(f.ids)
-        digest = hashlib.sha256()
-        chunks: list[Future[str]] = []
-        with open(self.path_of(name), "rb") as fh:
-            before = os.fstat(fh.fileno())
-            if before.st_size != end:
-                return None
-            for idx in range(0, (end + self.chunk_size - 1) // self.chunk_size):
-                data = os.pread(fh.fileno(), self.chunk_size, idx * self.chunk_size)
-                digest.update(data)
-                if idx in ids and len(data) == self.chunk_size:
-                    done: Future[str] = Future()
-                    done.set_result(ids[idx])
-                    chunks.append(done)
-                else:
-                    chunks.append(uploader.add_chunk(data))
-            after = os.fstat(fh.fileno())
+        try:
+            content = uploader.add_file(self.path_of(name), stored=ids)
+        except OSError:  # changed while it was read
+            return None
         with self._lock:
             unchanged = self._files.get(name) is f and not f.busy and f.end == end
-        if not unchanged or (before.st_size, before.st_mtime_ns) != (
-            after.st_size,
-            after.st_mtime_ns,
-        ):
-            for fut in chunks:
-                fut.cancel()
+        if not unchanged or content.size != end:
+            content.cancel()
             return None
-        return Content(end, digest.hexdigest(), chunks)
+        return content
 
     def flush(self) -> None:
         """Wait until every queued upload has run."""
