@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from s3fsv.objects import TreeEntry, check_name, sha256_hex
 from s3fsv.objectstore import ObjectStore
@@ -195,12 +196,17 @@ class Uploader:
         return Content(len(data), hashlib.sha256(data).hexdigest(), futures)
 
     def add_file(
-        self, path: str | os.PathLike[str], stored: Mapping[int, str] | None = None
+        self,
+        path: str | os.PathLike[str],
+        stored: Mapping[int, str] | None = None,
+        resume: tuple[Any, int] | None = None,
     ) -> Content:
         """Queue one regular file. The file must not change while it is read; if its size or
         mtime changes underneath, ``OSError`` is raised rather than recording a torn snapshot.
         ``stored`` maps chunk indexes to the ids of chunks the caller knows to be stored with
-        exactly the bytes the file now holds there: those are neither hashed nor uploaded."""
+        exactly the bytes the file now holds there: those are neither hashed nor uploaded.
+        ``resume`` is (SHA-256 state of the file's first N bytes, N), N a multiple of the
+        chunk size, vouched for like ``stored``: stored chunks below N are not even read."""
         with open(path, "rb") as fh:
             before = os.fstat(fh.fileno())
             if not stat.S_ISREG(before.st_mode):
@@ -210,17 +216,29 @@ class Uploader:
                 after = os.fstat(fh.fileno())
                 _check_unchanged(path, before, after, len(data))
                 return self.add_bytes(data)
-            digest = hashlib.sha256()
+            digest, hashed = resume if resume is not None else (hashlib.sha256(), 0)
+            if hashed % self.chunk_size or hashed > before.st_size:
+                raise ValueError(f"cannot resume hashing at byte {hashed}")
             futures: list[Future[str]] = []
             size = 0
+            while size < hashed:
+                idx = size // self.chunk_size
+                if stored and idx in stored:
+                    futures.append(_done(stored[idx]))
+                    size += self.chunk_size
+                    continue
+                data = os.pread(fh.fileno(), self.chunk_size, size)
+                if len(data) != self.chunk_size:
+                    raise OSError(f"file changed while it was uploaded: {path}")
+                futures.append(self._submit(data, None))
+                size += self.chunk_size
+            fh.seek(size)
             while data := fh.read(self.chunk_size):
                 idx = size // self.chunk_size
                 size += len(data)
                 digest.update(data)
                 if stored and idx in stored and len(data) == self.chunk_size:
-                    done: Future[str] = Future()
-                    done.set_result(stored[idx])
-                    futures.append(done)
+                    futures.append(_done(stored[idx]))
                 else:
                     futures.append(self._submit(data, None))
             after = os.fstat(fh.fileno())
@@ -249,6 +267,12 @@ def upload_files(
             out[rel] = (content or up.add_file(files[rel]), st)
         up.finish()
     return out
+
+
+def _done(oid: str) -> Future[str]:
+    fut: Future[str] = Future()
+    fut.set_result(oid)
+    return fut
 
 
 def _walk_order(path: str) -> list[bytes]:

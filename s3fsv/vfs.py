@@ -12,14 +12,13 @@ or a single snapshot at the root for ``STORE/REPO@REF`` mounts.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import os
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cachetools import LRUCache, TTLCache
 
@@ -32,10 +31,10 @@ from s3fsv.errors import (
     S3fsvError,
     UsageError,
 )
+from s3fsv.handles import Attr, OpenFile, OpenStaged, RepoState, Snapshot, inode, write_only
 from s3fsv.objects import TreeEntry, check_name
 from s3fsv.overlay import BranchOverlay, LocalHandle, Node
 from s3fsv.reader import Bytes, ChunkReader, Sequential
-from s3fsv.repo import Repository
 from s3fsv.staging import Read, SlotLock, Staging
 from s3fsv.store import Store
 from s3fsv.tree import dir_entries, lookup, root_entry, walk_after
@@ -47,72 +46,6 @@ SECTIONS = ("branch", "commit", "tag")
 RECENT_COMMITS = 50
 SIBLING_LOOKAHEAD = 128  # entries looked at ahead of an opened file
 XATTR_PREFIX = "user.s3fsv."
-
-
-@dataclass(frozen=True)
-class Attr:
-    """What ``stat`` shows. ``mode`` includes the file type bits."""
-
-    mode: int
-    size: int
-    mtime_ns: int
-    ino: int
-    nlink: int = 1
-
-
-def inode(key: str) -> int:
-    """A stable 63-bit inode number for a path identity (collisions are astronomically rare)."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1 or 1
-
-
-@dataclass
-class RepoState:
-    """Per-repo machinery shared by every view of that repo in this mount."""
-
-    repo: Repository
-    reader: ChunkReader
-    heads: TTLCache[str, str]
-    recent: TTLCache[str, list[str]]
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A resolved view root: a commit of a repo, and whether it can ever change."""
-
-    repo: str
-    commit: str
-    tree: str
-    immutable: bool
-    label: str  # "commit/<id>", "tag/<name>", "branch/<name>" or "@<ref>"
-
-
-@dataclass
-class OpenFile:
-    """An open committed file: reads go through the shared cache (``ino``: as of the open)."""
-
-    state: RepoState
-    entry: TreeEntry
-    snapshot: Snapshot
-    ino: int
-    seq: Sequential = field(default_factory=Sequential)
-
-    def attr(self, writable: bool) -> Attr:
-        perm = self.entry.mode & 0o7777 & (~0 if writable else ~0o222)
-        return Attr(stat.S_IFREG | perm, self.entry.size, self.entry.mtime_ns, self.ino)
-
-
-@dataclass
-class OpenStaged:
-    """An open staged file of a writable branch: reads and writes go to its data file."""
-
-    overlay: BranchOverlay
-    local: LocalHandle
-    ino: int
-
-    def attr(self) -> Attr:
-        st = os.fstat(self.local.fd)
-        return Attr(stat.S_IFREG | self.local.mode, st.st_size, st.st_mtime_ns, self.ino)
 
 
 @dataclass(frozen=True)
@@ -482,7 +415,9 @@ class Filesystem(WriteOps):
             if isinstance(opened, LocalHandle):
                 if opened.writer:
                     self.note_writer(ov)
-                return self._add_handle(OpenStaged(ov, opened, self._ino(snap, inner)))
+                return self._add_handle(
+                    OpenStaged(ov, opened, self._ino(snap, inner), write_only(flags))
+                )
             entry = opened
         else:
             if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
@@ -497,10 +432,12 @@ class Filesystem(WriteOps):
     def caching(self, fh: int) -> str:
         """How the kernel may cache an open file: ``keep`` (immutable: keep the page cache),
         ``direct`` (a committed file of a branch: no shared page cache, so the open file keeps
-        its content when the branch moves) or ``default`` (a staged file)."""
+        its content when the branch moves) or ``default`` (a staged file). A staged file opened
+        write-only is ``direct`` too: it cannot be read or mapped through that descriptor, so
+        filling the page cache with its bytes would only cost the writer new pages."""
         handle = self._handle(fh)
         if isinstance(handle, OpenStaged):
-            return "default"
+            return "direct" if handle.write_only else "default"
         return "keep" if handle.snapshot.immutable else "direct"
 
     def _prefetch_siblings(self, state: RepoState, snap: Snapshot, inner: list[str]) -> None:

@@ -21,10 +21,10 @@ from cachetools import TTLCache
 
 from s3fsv import __version__
 from s3fsv.errors import CrossDevice, NotFound, NotPermitted, ReadOnly, UsageError
+from s3fsv.handles import OpenStaged, Snapshot, write_only
 
 if TYPE_CHECKING:
     from s3fsv.overlay import BranchOverlay
-    from s3fsv.vfs import Snapshot
 
 
 class WriteOps:
@@ -38,14 +38,13 @@ class WriteOps:
         return ov, inner, snap
 
     def create(self, path: str, mode: int, flags: int) -> int:
-        from s3fsv.vfs import OpenStaged
-
         ov, inner, snap = self._writable_path(path)
         if not inner:
             raise UsageError("cannot create the branch root")
         self.note_writer(ov)
         ino = self._ino(snap, inner)  # type: ignore[attr-defined]
-        return self._add_handle(OpenStaged(ov, ov.create(inner, mode, flags), ino))  # type: ignore[attr-defined]
+        handle = OpenStaged(ov, ov.create(inner, mode, flags), ino, write_only(flags))
+        return self._add_handle(handle)  # type: ignore[attr-defined]
 
     #: Returns the pid of the process making the current call (set by the FUSE adapter).
     caller_pid: Callable[[], int] | None = None
@@ -70,8 +69,6 @@ class WriteOps:
             ov.record_command(command)
 
     def write(self, fh: int, data: bytes, offset: int) -> int:
-        from s3fsv.vfs import OpenStaged
-
         handle = self._handle(fh)  # type: ignore[attr-defined]
         if not isinstance(handle, OpenStaged) or not handle.local.writer:
             raise ReadOnly("file is not open for writing")
@@ -80,8 +77,6 @@ class WriteOps:
     def truncate(self, path: str | None, length: int, fh: int | None) -> None:
         """Truncate the open file ``fh`` when given (``ftruncate``, even once the file has no
         path), else the file at ``path``."""
-        from s3fsv.vfs import OpenStaged
-
         handle = self._handle(fh) if fh else None  # type: ignore[attr-defined]
         if isinstance(handle, OpenStaged):
             handle.overlay.truncate([], length, handle.local)
@@ -90,8 +85,6 @@ class WriteOps:
         ov.truncate(inner, length, None)
 
     def fsync(self, fh: int | None) -> None:
-        from s3fsv.vfs import OpenStaged
-
         handle = self._handle(fh) if fh is not None else None  # type: ignore[attr-defined]
         if isinstance(handle, OpenStaged):
             handle.overlay.fsync(handle.local)

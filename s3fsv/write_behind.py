@@ -9,19 +9,25 @@ A file is followed only while every write starts where the previous one ended, b
 offset 0 on an empty file, one write at a time. Any other write, a truncate, or two writes at
 once stop following it (``will_write`` runs *before* the bytes change), so while a file is
 followed its finished chunks still hold exactly the bytes that were uploaded. ``content``
-relies on that: it re-reads and hashes the whole file, as any commit does, but reuses the ids
-of chunks uploaded early instead of hashing and uploading them again, and gives up (returns
-None, leaving the commit to the ordinary path) if the file changed in any way meanwhile.
+relies on that: it reuses the ids of chunks uploaded early, and the whole-file SHA-256 the
+uploads fed in order, so a commit reads and hashes only the tail; it gives up (returns None,
+leaving the commit to the ordinary path) if the file changed in any way meanwhile.
+
+Uploaded chunks are also dropped from the page cache once written back: on a VM, every fresh
+page the staging file takes costs more CPU than copying the bytes into it (measured: about 1 s
+per GiB against 0.3 s when the same pages are reused).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from s3fsv.objects import sha256_hex
 from s3fsv.objectstore import ObjectStore
@@ -37,6 +43,9 @@ class _File:
     queued: int = 0  # chunks [0, queued) are uploaded or queued
     futures: list[Future[None]] = field(default_factory=list)
     ids: dict[int, str] = field(default_factory=dict)  # chunk index -> id, once stored
+    digest: Any = field(default_factory=hashlib.sha256)  # of chunks [0, digested)
+    digested: int = 0
+    stopped: bool = False  # settled or dropped: no further chunk joins the digest
 
 
 class WriteBehind:
@@ -57,6 +66,7 @@ class WriteBehind:
         self.path_of = path_of
         self._files: dict[str, _File] = {}
         self._lock = threading.Lock()
+        self._turn = threading.Condition(self._lock)  # a chunk's turn to join its file's digest
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3fsv-early")
 
     def close(self) -> None:
@@ -111,6 +121,8 @@ class WriteBehind:
                 if f is not None:
                     futures += [fut for fut in f.futures if not fut.cancel()]
                     f.futures = []
+                    f.stopped = True  # a cancelled chunk leaves a gap: later ones must not wait
+                    self._turn.notify_all()
                     f.queued = f.end // self.chunk_size  # what stays queued is done or dropped
         for fut in futures:
             fut.exception()  # failures were logged; the commit uploads what is missing
@@ -124,8 +136,9 @@ class WriteBehind:
             if f is None or f.busy or f.end < self.chunk_size:
                 return None
             end, ids = f.end, dict(f.ids)
+            resume = (f.digest.copy(), f.digested * self.chunk_size)
         try:
-            content = uploader.add_file(self.path_of(name), stored=ids)
+            content = uploader.add_file(self.path_of(name), stored=ids, resume=resume)
         except OSError:  # changed while it was read
             return None
         with self._lock:
@@ -152,16 +165,26 @@ class WriteBehind:
     def _drop(self, name: str) -> None:
         f = self._files.pop(name, None)
         if f is not None:
+            f.stopped = True
+            self._turn.notify_all()
             for fut in f.futures:
                 fut.cancel()
 
     def _upload(self, name: str, f: _File, idx: int) -> None:
         try:
+            start = idx * self.chunk_size
             with open(self.path_of(name), "rb") as fh:
-                data = os.pread(fh.fileno(), self.chunk_size, idx * self.chunk_size)
-            if len(data) != self.chunk_size:
-                return  # truncated meanwhile (and so no longer followed)
+                data = os.pread(fh.fileno(), self.chunk_size, start)
+                if len(data) != self.chunk_size:
+                    return  # truncated meanwhile (and so no longer followed)
+                # Starts writeback of this chunk, and frees the pages of an earlier one whose
+                # writeback is done, so the next writes reuse pages instead of taking new ones.
+                os.posix_fadvise(fh.fileno(), start, self.chunk_size, os.POSIX_FADV_DONTNEED)
+                if idx >= 2:
+                    behind = start - 2 * self.chunk_size
+                    os.posix_fadvise(fh.fileno(), behind, self.chunk_size, os.POSIX_FADV_DONTNEED)
             oid = sha256_hex(data)
+            self._join_digest(f, idx, data)
             self.objects.put_bytes(data, fill_cache=False, oid=oid)
             with self._lock:
                 if self._files.get(name) is f:  # still unchanged since the bytes were read
@@ -170,3 +193,15 @@ class WriteBehind:
             pass  # committed or discarded meanwhile
         except Exception as err:
             log.warning("early upload of a chunk of a staged file failed: %s", err)
+
+    def _join_digest(self, f: _File, idx: int, data: bytes) -> None:
+        """Feed chunk ``idx`` into the file's digest once chunks before it are in."""
+        with self._turn:
+            while f.digested < idx and not f.stopped:
+                self._turn.wait()
+            if f.digested != idx or f.stopped:
+                return
+        f.digest.update(data)  # outside the lock (milliseconds); only chunk idx may feed now
+        with self._turn:
+            f.digested += 1
+            self._turn.notify_all()

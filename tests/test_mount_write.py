@@ -144,6 +144,27 @@ def test_open_file_survives_commit(branch: Path, env: dict[str, str], repo_url: 
     assert b"".join(repo.read_file(repo.stat(second, "log.txt"))) == b"first\nsecond\n"
 
 
+def test_write_only_descriptors_stay_coherent_with_readers(branch: Path) -> None:
+    """Write-only opens bypass the page cache; a reader's cached pages must not go stale."""
+    path = branch / "shared.bin"
+    path.write_bytes(b"a" * 100_000)
+    with open(path, "rb") as reader:
+        assert reader.read() == b"a" * 100_000  # now in the page cache
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            assert os.pwrite(fd, b"b" * 1000, 5000) == 1000
+            os.lseek(fd, 0, os.SEEK_END)
+            assert os.write(fd, b"tail") == 4
+        finally:
+            os.close(fd)
+        reader.seek(0)
+        assert reader.read() == b"a" * 5000 + b"b" * 1000 + b"a" * 94_000 + b"tail"
+    with open(path, "ab") as appender:  # write-only with O_APPEND
+        appender.write(b"!")
+    assert path.stat().st_size == 100_005
+    assert path.read_bytes().endswith(b"tail!")
+
+
 def test_kill_9_loses_nothing_closed(repo_url: str, tmp_path: Path, env: dict[str, str]) -> None:
     mp = tmp_path / "mnt"
     state = Path(env["XDG_STATE_HOME"])

@@ -61,6 +61,32 @@ def test_sequential_writes_upload_finished_chunks_and_the_commit_skips_them(
         wb.close()
 
 
+def test_the_commit_reads_only_the_tail_of_a_followed_file(tmp_path: Path) -> None:
+    backend = CountingBackend()
+    objects = ObjectStore(backend, "r")
+    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=2)
+    data = random.Random(5).randbytes(3 * CHUNK + 1000)
+    path = tmp_path / "f"
+    try:
+        wb.started("f")
+        for off in range(0, len(data), 10_000):
+            write(path, wb, data[off : off + 10_000], off)
+        wb.flush()
+        wb.settle(["f"])
+        # Scribble over the early chunks behind the follower's back (the overlay never lets
+        # this happen): a commit that re-read them would record a different hash.
+        st = path.stat()
+        with open(path, "r+b") as fh:
+            fh.write(bytes(3 * CHUNK))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        puts, entry = commit_puts(objects, backend, path, wb)
+        assert puts == 1  # the tail
+        assert entry.sha256 == hashlib.sha256(data).hexdigest()
+        assert entry.size == len(data)
+    finally:
+        wb.close()
+
+
 def test_an_overwrite_stops_early_uploads_and_the_commit_records_the_new_bytes(
     tmp_path: Path,
 ) -> None:
@@ -99,8 +125,11 @@ def test_settle_leaves_no_chunk_uploaded_twice(tmp_path: Path) -> None:
         write(tmp_path / "f", wb, data, 0)
         wb.settle(["f"])
         early = backend.calls["put"]
-        puts, _ = commit_puts(objects, backend, tmp_path / "f")
+        puts, entry = commit_puts(objects, backend, tmp_path / "f", wb)
         assert early + puts == 20  # whatever was cancelled or done, nothing was stored twice
+        # The digest the early uploads fed stops at the first cancelled chunk; the commit
+        # hashes on from there.
+        assert entry.sha256 == hashlib.sha256(data).hexdigest()
     finally:
         wb.close()
 
