@@ -65,7 +65,11 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     repo = add("repo", "", "manage repos (create, list)")
     repo_sub = repo.add_subparsers(title="repo commands", metavar="ACTION")
     p = repo_sub.add_parser("create", help="create a repo with an empty branch main")
-    p.add_argument("name")
+    p.add_argument(
+        "name",
+        metavar="NAME",
+        help="up to 100 letters, digits, '.', '_', '-', starting with a letter or digit",
+    )
     p.set_defaults(handler="repo.create")
     p = repo_sub.add_parser("list", help="list the repos of the store")
     _common(p, json=True)
@@ -74,8 +78,8 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     branch = add("branch", "", "manage branches (create, list, delete)")
     branch_sub = branch.add_subparsers(title="branch commands", metavar="ACTION")
     p = branch_sub.add_parser("create", help="create a branch")
-    p.add_argument("repo")
-    p.add_argument("name")
+    p.add_argument("repo", metavar="REPO", help="repo name")
+    p.add_argument("name", metavar="NAME", help="branch name")
     p.add_argument(
         "--from",
         dest="from_ref",
@@ -85,19 +89,19 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     )
     p.set_defaults(handler="branch.create")
     p = branch_sub.add_parser("list", help="list branches and their head commits")
-    p.add_argument("repo")
+    p.add_argument("repo", metavar="REPO", help="repo name")
     _common(p, json=True)
     p.set_defaults(handler="branch.list")
     p = branch_sub.add_parser("delete", help="delete a branch (its commits stay readable by id)")
-    p.add_argument("repo")
-    p.add_argument("name")
+    p.add_argument("repo", metavar="REPO", help="repo name")
+    p.add_argument("name", metavar="NAME", help="branch name")
     p.set_defaults(handler="branch.delete")
 
     tag = add("tag", "", "manage tags (create, list); a tag never moves")
     tag_sub = tag.add_subparsers(title="tag commands", metavar="ACTION")
     p = tag_sub.add_parser("create", help="create a tag")
-    p.add_argument("repo")
-    p.add_argument("name")
+    p.add_argument("repo", metavar="REPO", help="repo name")
+    p.add_argument("name", metavar="NAME", help="tag name")
     p.add_argument(
         "--from",
         dest="from_ref",
@@ -107,7 +111,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     )
     p.set_defaults(handler="tag.create")
     p = tag_sub.add_parser("list", help="list tags and their commits")
-    p.add_argument("repo")
+    p.add_argument("repo", metavar="REPO", help="repo name")
     _common(p, json=True)
     p.set_defaults(handler="tag.list")
 
@@ -124,8 +128,10 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     _common(p, json=True)
 
     p = add("get", "get", "download a file or directory tree, verifying every file's SHA-256")
-    p.add_argument("source", metavar="REPO[@REF][:PATH]")
-    p.add_argument("dest", metavar="LOCAL")
+    p.add_argument(
+        "source", metavar="REPO[@REF][:PATH]", help="what to download (default REF: main)"
+    )
+    p.add_argument("dest", metavar="LOCAL", help="local file or directory to create")
     p.add_argument("-j", "--jobs", type=int, default=16, help="parallel downloads (default: 16)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -175,7 +181,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     p.add_argument("--daemonized", action="store_true", help=argparse.SUPPRESS)
 
     p = add("unmount", "unmount", "unmount a mount and wait for its daemon to stop")
-    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT", help="where an s3fsv mount is")
 
     p = add("commit", "commit", "commit the staged writes of a mounted branch as a new commit")
     p.add_argument(
@@ -200,13 +206,15 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     _common(p, json=True)
 
     p = add("ls", "ls", "list a directory of a commit")
-    p.add_argument("address", metavar="REPO[@REF][:PATH]")
+    p.add_argument(
+        "address", metavar="REPO[@REF][:PATH]", help="directory to list (default REF: main)"
+    )
     p.add_argument("-R", "--recursive", action="store_true", help="list the whole tree")
     p.add_argument("-l", "--long", action="store_true", help="show type, mode, size and time")
     _common(p, json=True)
 
     p = add("cat", "cat", "write a file's content to standard output")
-    p.add_argument("address", metavar="REPO[@REF]:PATH")
+    p.add_argument("address", metavar="REPO[@REF]:PATH", help="file to print (default REF: main)")
 
     p = add("log", "log", "show the history of a branch, tag or commit (newest first)")
     p.add_argument(
@@ -217,13 +225,13 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     _common(p, json=True)
 
     p = add("show", "show", "show a commit: author, time, message, provenance and changes")
-    p.add_argument("address", metavar="REPO[@REF]")
+    p.add_argument("address", metavar="REPO[@REF]", help="the commit to show (default REF: main)")
     _common(p, json=True)
 
     p = add("diff", "diff", "list paths added (A), modified (M) and deleted (D) from OLD to NEW")
-    p.add_argument("repo")
-    p.add_argument("old", metavar="OLD")
-    p.add_argument("new", metavar="NEW")
+    p.add_argument("repo", metavar="REPO", help="repo name")
+    p.add_argument("old", metavar="OLD", help="branch, tag or commit (id or unique prefix)")
+    p.add_argument("new", metavar="NEW", help="branch, tag or commit (id or unique prefix)")
     p.add_argument("--exit-code", action="store_true", help="exit 1 when there are differences")
     _common(p, json=True)
     return parser
