@@ -25,6 +25,7 @@ Eviction is LRU by file mtime (touched at most once a minute per entry), bounded
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import io
@@ -111,10 +112,14 @@ class DiskCache:
         return data
 
     def get(self, oid: str) -> bytes | None:
-        handle = self._handle(oid)
-        if handle is None:
-            return None
-        return self.pread(oid, handle.size, 0)
+        """The whole verified entry, or None on a miss. An entry not open yet is read once:
+        the bytes verified are the bytes returned."""
+        with self._lock:
+            handle = self._open.get(oid)
+        if handle is not None:
+            return self.pread(oid, handle.size, 0)
+        found = self._open_kept(oid)
+        return None if found is None else found[1]
 
     def holds(self, oid: str) -> bool:
         """Whether this process has the entry open and verified (no I/O)."""
@@ -134,34 +139,43 @@ class DiskCache:
                     self._maybe_touch(oid, handle)
                     return handle
                 self._open.pop(oid, None)
-        handle = self._open_and_verify(oid)
+        found = self._open_kept(oid)
+        return None if found is None else found[0]
+
+    def _open_kept(self, oid: str) -> tuple[_Open, bytes] | None:
+        """``_open_and_verify``, counted, and kept open when good."""
+        found = self._open_and_verify(oid)
         with self._lock:
-            if handle is None:
+            if found is None:
                 self.misses += 1
                 return None
             self.hits += 1
-            self._open[oid] = handle  # LRUCache drops the least recently used reference
-            return handle
+            self._open[oid] = found[0]  # LRUCache drops the least recently used reference
+        return found
 
-    def _open_and_verify(self, oid: str) -> _Open | None:
+    def _open_and_verify(self, oid: str) -> tuple[_Open, bytes] | None:
+        """The entry opened, with its content as read and verified."""
         path = self.path(oid)
         try:
             file = io.FileIO(path, "r")
         except FileNotFoundError:
             return None
         st = os.fstat(file.fileno())
-        data = memoryview(os.pread(file.fileno(), st.st_size, 0))
+        size = st.st_size - TRAILER
+        # Two reads rather than one and a copy of the content out of it.
+        content = os.pread(file.fileno(), size, 0) if size >= 0 else b""
+        trailer = os.pread(file.fileno(), TRAILER, size) if size >= 0 else b""
         if (
-            len(data) < TRAILER
-            or data[-TRAILER : -TRAILER + len(MAGIC)] != MAGIC
-            or xxhash.xxh3_128_digest(data[:-TRAILER]) != data[-TRAILER + len(MAGIC) :]
+            len(content) != size
+            or trailer[: len(MAGIC)] != MAGIC
+            or xxhash.xxh3_128_digest(content) != trailer[len(MAGIC) :]
         ):
             log.warning("cache entry %s is corrupt or truncated; refetching", path)
             file.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             return None
-        return _Open(file, len(data) - TRAILER, _signature(st), st.st_mtime_ns)
+        return _Open(file, len(content), _signature(st), st.st_mtime_ns), content
 
     def _maybe_touch(self, oid: str, handle: _Open) -> None:
         now = time.time_ns()
@@ -192,7 +206,7 @@ class DiskCache:
             try:
                 view = memoryview(data)
                 if len(data) >= DIRECT_MIN:
-                    view = view[self._write_direct(fd, view) :]
+                    view = view[self._write_direct(fd, data) :]
                 while view:
                     view = view[os.write(fd, view) :]
                 os.write(fd, MAGIC + xxhash.xxh3_128_digest(data))
@@ -215,7 +229,7 @@ class DiskCache:
         if due:
             threading.Thread(target=self._evict, name="s3fsv-evict", daemon=True).start()
 
-    def _write_direct(self, fd: int, data: memoryview) -> int:
+    def _write_direct(self, fd: int, data: bytes) -> int:
         """Write a block-aligned prefix of ``data`` at the start of ``fd`` with ``O_DIRECT``,
         through this thread's aligned buffer; return how many bytes were written (0 when the
         filesystem refuses direct I/O). ``fd`` is left without ``O_DIRECT``, positioned after
@@ -229,12 +243,15 @@ class DiskCache:
         if buf is None:
             buf = self._local.buf = mmap.mmap(-1, _DIRECT_BUFFER)  # page-aligned
         staging = memoryview(buf)
+        target = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        held = bytes(data)  # the same object for bytes; keeps the source alive while copied
+        source = ctypes.cast(ctypes.c_char_p(held), ctypes.c_void_p).value or 0
         aligned = len(data) - len(data) % _DIRECT_ALIGN
         done = 0
         try:
             while done < aligned:
                 n = min(_DIRECT_BUFFER, aligned - done)
-                staging[:n] = data[done : done + n]
+                ctypes.memmove(target, source + done, n)  # unlike a slice copy, frees the GIL
                 written = os.write(fd, staging[:n])
                 done += written
                 if written != n:  # short write: finish with buffered writes

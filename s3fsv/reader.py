@@ -240,8 +240,15 @@ class ChunkReader:
         Waiters are released once the members are in memory and no longer in flight, so one
         that misses (a bad member, an eviction) starts a fetch of its own."""
         got: dict[str, bytes] = {}
+        cached: dict[str, bytes] = {}  # held in memory too: the read then needs no second read
         try:
-            missing = [m for m in members if self.cache.size(m.oid) is None]
+            missing = []
+            for m in members:
+                data = self.cache.get(m.oid)
+                if data is None:
+                    missing.append(m)
+                else:
+                    cached[m.oid] = data
             if missing:
                 got, bad = self.objects.get_members(missing[0].pack, missing, fill_cache=False)
                 if bad:
@@ -250,7 +257,7 @@ class ChunkReader:
             log.warning("prefetch of %d packed files failed: %s", len(members), err)
         finally:
             with self._lock:
-                for oid, data in got.items():
+                for oid, data in (*cached.items(), *got.items()):
                     self._recent[oid] = data
                 self._spans -= 1
                 for m in members:
