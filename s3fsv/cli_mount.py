@@ -128,7 +128,13 @@ def cmd_commit(args: argparse.Namespace) -> int:
     from s3fsv.control import request
 
     root, inner = find_mount(args.path)
-    payload = {"op": "commit", "path": inner, "message": args.message, "author": args.author}
+    payload = {
+        "op": "commit",
+        "path": inner,
+        "message": args.message,
+        "author": args.author,
+        "overwrite": args.overwrite,
+    }
     try:
         cid = request(root, payload, timeout=None)  # as long as the upload takes
     except KeyboardInterrupt:

@@ -189,6 +189,12 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     )
     p.add_argument("-m", "--message", required=True, help="commit message")
     p.add_argument("--author", metavar="NAME", help="commit author (default: the mount's user)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="after a conflict: commit anyway, the staged version of each conflicting path "
+        "replacing the one another writer committed",
+    )
     _common(p, json=True)
 
     p = add(

@@ -6,7 +6,8 @@ The socket is a unix stream socket under ``$XDG_STATE_HOME/s3fsv/mounts/`` (file
 every connection's peer credentials are checked. The protocol is one JSON object per line, any
 number of requests per connection, each answered by one line::
 
-    -> {"op": "commit", "path": "/cams/branch/main", "message": "...", "author": null}
+    -> {"op": "commit", "path": "/cams/branch/main", "message": "...", "author": null,
+        "overwrite": false}
     <- {"ok": true, "result": "<commit id or null>"}
     <- {"ok": false, "error": "<one-line message>", "exit_code": 6, "paths": ["a/b"]}
 
@@ -75,7 +76,9 @@ _ERRORS: dict[int, type[S3fsvError]] = {
 class ControlledFilesystem(Protocol):
     """What the control socket needs from ``vfs.Filesystem``."""
 
-    def commit(self, path: str, message: str, author: str | None = None) -> str | None: ...
+    def commit(
+        self, path: str, message: str, author: str | None = None, *, overwrite: bool = False
+    ) -> str | None: ...
 
     def status(self, path: str) -> dict[str, Any]: ...
 
@@ -316,7 +319,10 @@ class ControlServer:
             raise UsageError("a commit needs a non-empty message")
         if author is not None and not isinstance(author, str):
             raise UsageError("'author' must be a string")
-        cid = self.fs.commit(path, message, author)
+        overwrite = req.get("overwrite", False)
+        if not isinstance(overwrite, bool):
+            raise UsageError("'overwrite' must be true or false")
+        cid = self.fs.commit(path, message, author, overwrite=overwrite)
         log.info("commit of %s: %s", path, cid or "nothing staged")
         return cid
 

@@ -8,14 +8,13 @@ the shared cache; the first write to one copies it up into a staged data file.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import stat
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from s3fsv.errors import (
     AlreadyExists,
@@ -24,21 +23,22 @@ from s3fsv.errors import (
     NotEmpty,
     NotFound,
     NotPermitted,
+    S3fsvError,
     UsageError,
 )
 from s3fsv.hidden import HiddenFiles
-from s3fsv.objects import TreeEntry, check_name
+from s3fsv.objects import TreeEntry
+from s3fsv.overlay_commit import CommitOps
 from s3fsv.reader import ChunkReader
 from s3fsv.repo import Repository
-from s3fsv.staging import Read, Staged, Staging, committed_entry
+from s3fsv.staging import Staged, Staging, committed_entry
 from s3fsv.tree import EMPTY_TREE, dir_entries, lookup
-from s3fsv.upload import upload_files
 from s3fsv.write_behind import WriteBehind
 
 COPY_STEP = 8 * 1024 * 1024
-MAX_COMMANDS = 20
-UPLOAD_THREADS = 16
 HIDDEN_PREFIX = ".fuse_hidden"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Node:
         return self.staged.kind if self.staged is not None else self.base.kind  # type: ignore[union-attr]
 
 
-class BranchOverlay:
+class BranchOverlay(CommitOps):
     """One writable branch of one repo in this mount. Thread-safe (one lock per branch)."""
 
     def __init__(
@@ -93,13 +93,10 @@ class BranchOverlay:
         self.hidden: HiddenFiles[Node] = HiddenFiles()  # unlinked-while-open files, see _hide
         self.last_write = 0.0
         self.early = WriteBehind(repo.objects, repo.chunk_size, staging.data_path)
-        if self.staging.get_meta("base") is None:
-            self.staging.set_meta("base", head()[0])
+        if self.staging.get_meta("base") is None or not self.staging:
+            self.staging.set_meta("base", head()[0])  # with nothing staged, nothing can clash
+        self._followed = ""  # the head the view showed when the base was last brought up
         self.staging.collect_garbage(set())
-
-    @property
-    def base_commit(self) -> str:
-        return self.staging.get_meta("base") or self._head()[0]
 
     # -- resolution -----------------------------------------------------------------------------
     def node(self, parts: list[str]) -> Node:
@@ -107,7 +104,9 @@ class BranchOverlay:
         hidden = self.hidden.get("/".join(parts)) if self.hidden else None
         if hidden is not None:
             return hidden
-        _, root_tree = self._head()
+        head, root_tree = self._head()
+        if head != self._followed:
+            self._follow(head)
         below: str | None = root_tree
         node = Node(None, TreeEntry("", "dir", 0o755, self.root_mtime, tree=root_tree), root_tree)
         for i, name in enumerate(parts):
@@ -127,6 +126,25 @@ class BranchOverlay:
             below = entry.tree if entry.kind == "dir" else None
             node = Node(None, entry, below)
         return node
+
+    def _follow(self, head: str) -> None:
+        """The view now shows ``head``: move the staging base there unless a staged path changed
+        between the base and it. Then whatever is staged next, made against what the view shows,
+        is not taken for a conflict with changes the view already showed. A staged path that did
+        change keeps the old base, so the commit still reports it."""
+        with self.lock:
+            if head == self._followed:
+                return
+            base = self.base_commit
+            try:
+                if base != head and not self.repo.clashes(
+                    base, head, {e.path for e in self.staging.all()}
+                ):
+                    self.staging.set_meta("base", head)
+            except S3fsvError as err:
+                log.warning("cannot compare %s with the branch head %s: %s", base, head, err)
+                return
+            self._followed = head
 
     def _base_has(self, parts: list[str]) -> bool:
         """Whether the base (as seen through the parent) has something at this exact path."""
@@ -190,6 +208,7 @@ class BranchOverlay:
             mode = os.O_RDWR if writing else os.O_RDONLY
             fd = os.open(self.staging.data_path(staged.data), mode | os.O_CLOEXEC)
             if flags & os.O_TRUNC and writing:
+                self.early.will_truncate(staged.data, 0)
                 os.ftruncate(fd, 0)
                 self._touch(fd)
                 self.early.started(staged.data)
@@ -261,13 +280,13 @@ class BranchOverlay:
     def write(self, h: LocalHandle, data: bytes, offset: int) -> int:
         if h.append:
             offset = os.fstat(h.fd).st_size
-        self.early.will_write(h.data, offset)
+        token = self.early.will_write(h.data, offset)
         try:
             n = os.pwrite(h.fd, data, offset)
         except BaseException:
-            self.early.wrote(h.data, -1)
+            self.early.wrote(h.data, -1, token)
             raise
-        self.early.wrote(h.data, n)
+        self.early.wrote(h.data, n, token)
         h.written = True
         self.last_write = time.monotonic()
         return n
@@ -292,15 +311,15 @@ class BranchOverlay:
                 opened = self.open_local(parts, os.O_RDWR)
                 assert isinstance(opened, LocalHandle)
                 try:
+                    self.early.will_truncate(opened.data, length)
                     os.ftruncate(opened.fd, length)
                     self._touch(opened.fd)
-                    self.early.truncated(opened.data, length)
                 finally:
                     self.release(opened)
             else:
+                self.early.will_truncate(h.data, length)
                 os.ftruncate(h.fd, length)
                 self._touch(h.fd)
-                self.early.truncated(h.data, length)
             self.last_write = time.monotonic()
 
     @staticmethod
@@ -469,128 +488,6 @@ class BranchOverlay:
                 staged = replace(staged, mtime_ns=mtime_ns)
             self._put_or_rehide(staged)
             self.last_write = time.monotonic()
-
-    # -- commit ---------------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        added, modified, deleted = [], [], []
-        for e in self.staging.all():
-            parts = e.path.split("/")
-            in_base = self._in_head(parts)
-            if e.kind == "deleted":
-                deleted.append(e.path)
-            elif e.kind != "dir" or not in_base:
-                (modified if in_base else added).append(e.path)
-        return {
-            "repo": self.repo.name,
-            "branch": self.branch,
-            "base": self.base_commit,
-            "added": added,
-            "modified": modified,
-            "deleted": deleted,
-        }
-
-    def _in_head(self, parts: list[str]) -> bool:
-        _, tree = self._head()
-        entry: TreeEntry | None = None
-        for name in parts:
-            entry = lookup(self.repo.objects, tree, name) if tree else None
-            if entry is None:
-                return False
-            tree = entry.tree if entry.kind == "dir" else ""
-        return True
-
-    def commit(self, message: str, author: str | None, provenance: dict[str, Any]) -> str | None:
-        """Commit the staged changes; on success drop those that did not change meanwhile.
-        Commits of one branch run one at a time."""
-        with self.commit_lock:
-            return self._commit(message, author, provenance)
-
-    def _commit(self, message: str, author: str | None, provenance: dict[str, Any]) -> str | None:
-        with self.lock:
-            snapshot = self.staging.all()
-            generations = dict(self.staging.generation)
-            reads = self.staging.reads()
-        if not snapshot:
-            return None
-        changes: dict[str, TreeEntry | None] = {}
-        data_stamps: dict[str, tuple[int, int]] = {}
-        for e in snapshot:
-            check_name(e.path.rpartition("/")[2])
-            if not (e.kind == "file" and e.data):
-                changes[e.path] = committed_entry(e)
-        local = [e for e in snapshot if e.kind == "file" and e.data]
-        self.early.settle(e.data or "" for e in local)
-        data = {e.path: e.data or "" for e in local}
-        uploaded = upload_files(
-            self.repo.objects,
-            self.repo.chunk_size,
-            {path: self.staging.data_path(name) for path, name in data.items()},
-            threads=UPLOAD_THREADS,
-            early=lambda path, up: self.early.content(data[path], up),
-        )
-        for e in local:
-            content, st = uploaded[e.path]
-            data_stamps[e.path] = (st.st_size, st.st_mtime_ns)
-            changes[e.path] = content.entry(e.path.rpartition("/")[2], e.mode, st.st_mtime_ns)
-        prov = dict(provenance)
-        prov["inputs"] = [{"repo": r.repo, "commit": r.commit, "via": r.via} for r in reads]
-        commands = json.loads(self.staging.get_meta("commands") or "[]")
-        if commands:
-            prov["commands"] = commands
-        cid = self.repo.commit(
-            self.branch,
-            changes,
-            message,
-            author=author,
-            provenance=prov,
-            base=self.base_commit,
-            missing_ok=True,
-        )
-        with self.lock, self.staging.transaction():
-            for e in snapshot:
-                if self.staging.generation.get(e.path) != generations.get(e.path):
-                    continue  # changed again while we committed: stays staged
-                if e.path in data_stamps and e.data:
-                    try:
-                        st = os.stat(self.staging.data_path(e.data))
-                    except FileNotFoundError:
-                        st = None
-                    if st is None or (st.st_size, st.st_mtime_ns) != data_stamps[e.path]:
-                        continue
-                if e.data and e.data in self.open_data:
-                    # Still open: it stays staged, so every descriptor, old or new, keeps
-                    # writing the same data file wherever the file is renamed to.
-                    continue
-                self.staging.remove(e.path)
-            self.staging.set_meta("base", cid)
-            self.staging.clear_reads(reads)
-            self.staging.set_meta("commands", "[]")
-            self._commands.clear()
-            self.staging.collect_garbage(self._in_use())
-            self.early.forget(e.data for e in local if e.data not in self.open_data)
-        return cid
-
-    def discard(self) -> int:
-        with self.lock, self.staging.transaction():
-            entries = self.staging.all()
-            for e in entries:
-                self.staging.remove(e.path)
-            self.staging.set_meta("base", self._head()[0])
-        return len(entries)
-
-    def record_read(self, read: Read) -> None:
-        self.staging.record_read(read)
-
-    def record_command(self, command: str) -> None:
-        """Remember a command line that wrote to this branch (at most ``MAX_COMMANDS``)."""
-        with self.lock:
-            if command in self._commands:
-                return
-            known = json.loads(self.staging.get_meta("commands") or "[]")
-            if command not in known and len(known) < MAX_COMMANDS:
-                known.append(command)
-                self.staging.set_meta("commands", json.dumps(known))
-            self._commands.add(command)
 
 
 def _type_bits(kind: str) -> int:

@@ -112,7 +112,10 @@ class ChunkReader:
     ) -> Future[bytes | None]:
         with self._lock:
             fut = self._inflight.get(oid)
-            if fut is None:
+            if fut is None and oid in self._recent:  # a fetch just ended: no second request
+                fut = Future()
+                fut.set_result(None)
+            elif fut is None:
                 fut = self._inflight[oid] = Future()
                 task = self._pool.submit(self._fetch, oid, check_cache, fut, member)
                 task.add_done_callback(lambda t, f=fut: t.cancelled() and f.cancel())

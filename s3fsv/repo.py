@@ -299,12 +299,18 @@ class Repository:
                 head = new_head
         raise Conflict(sorted(mine), branch)  # pathological contention: give up, input intact
 
+    def clashes(self, old: str, new: str, mine: set[str], ensure: set[str] = set()) -> set[str]:  # noqa: B006
+        """The paths of ``mine`` that changes from commit ``old`` to ``new`` touch (the path, a
+        parent or something below it), and those of ``ensure`` (directories that need only
+        exist) changed exactly."""
+        theirs = self.diff_trees(self.commit_object(old).tree, self.commit_object(new).tree)
+        found = {p for p in mine for q in theirs.paths() if _related(p, q)}
+        return found | (ensure & theirs.paths())
+
     def _check_disjoint(
         self, old: str, new: str, mine: set[str], ensure: set[str], branch: str
     ) -> None:
-        theirs = self.diff_trees(self.commit_object(old).tree, self.commit_object(new).tree)
-        clashes = {p for p in mine for q in theirs.paths() if _related(p, q)}
-        clashes |= ensure & theirs.paths()
+        clashes = self.clashes(old, new, mine, ensure)
         if clashes:
             raise Conflict(clashes, branch)
 

@@ -218,7 +218,7 @@ class Uploader:
                 return self.add_bytes(data)
             digest, hashed = resume if resume is not None else (hashlib.sha256(), 0)
             if hashed % self.chunk_size or hashed > before.st_size:
-                raise ValueError(f"cannot resume hashing at byte {hashed}")
+                raise OSError(f"file changed while it was uploaded (now shorter): {path}")
             futures: list[Future[str]] = []
             size = 0
             while size < hashed:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from cachetools import TTLCache
 
 from s3fsv import __version__
-from s3fsv.errors import CrossDevice, NotFound, NotPermitted, ReadOnly, UsageError
+from s3fsv.errors import Conflict, CrossDevice, NotFound, NotPermitted, ReadOnly, UsageError
 from s3fsv.handles import OpenStaged, Snapshot, write_only
 
 if TYPE_CHECKING:
@@ -148,12 +148,23 @@ class WriteOps:
             raise UsageError(f"{path} is not inside a writable branch of this mount") from None
         return ov
 
-    def commit(self, path: str, message: str, author: str | None = None) -> str | None:
+    def commit(
+        self, path: str, message: str, author: str | None = None, *, overwrite: bool = False
+    ) -> str | None:
         ov = self._branch_overlay(path)
-        return self._commit_overlay(ov, message, author)
+        return self._commit_overlay(ov, message, author, overwrite)
 
-    def _commit_overlay(self, ov: BranchOverlay, message: str, author: str | None) -> str | None:
-        cid = ov.commit(message, author, provenance_context())
+    def _commit_overlay(
+        self, ov: BranchOverlay, message: str, author: str | None, overwrite: bool = False
+    ) -> str | None:
+        try:
+            cid = ov.commit(message, author, provenance_context(), overwrite=overwrite)
+        except Conflict as err:
+            err.args = (
+                f"{err}. Everything stays staged: `s3fsv commit --overwrite` replaces their "
+                "versions with yours, `s3fsv discard` drops yours",
+            )
+            raise
         if cid is not None:
             self.branch_moved(ov.repo.name, ov.branch, cid)  # type: ignore[attr-defined]
         return cid

@@ -7,7 +7,8 @@ only uploads the tail.
 
 A file is followed only while every write starts where the previous one ended, beginning at
 offset 0 on an empty file, one write at a time. Any other write, a truncate, or two writes at
-once stop following it (``will_write`` runs *before* the bytes change), so while a file is
+once stop following it (``will_write`` and ``will_truncate`` run *before* the bytes change;
+``wrote`` ignores a write announced before the file was restarted), so while a file is
 followed its finished chunks still hold exactly the bytes that were uploaded. ``content``
 relies on that: it reuses the ids of chunks uploaded early, and the whole-file SHA-256 the
 uploads fed in order, so a commit reads and hashes only the tail; it gives up (returns None,
@@ -45,7 +46,8 @@ class _File:
     ids: dict[int, str] = field(default_factory=dict)  # chunk index -> id, once stored
     digest: Any = field(default_factory=hashlib.sha256)  # of chunks [0, digested)
     digested: int = 0
-    stopped: bool = False  # settled or dropped: no further chunk joins the digest
+    feeding: bool = False  # chunk ``digested`` is being fed (outside the lock)
+    stopped: bool = False  # a chunk will never join: no further chunk joins the digest
 
 
 class WriteBehind:
@@ -79,23 +81,26 @@ class WriteBehind:
             self._drop(name)
             self._files[name] = _File()
 
-    def will_write(self, name: str, offset: int) -> None:
-        """A write at ``offset`` is about to change the file (call before changing it)."""
+    def will_write(self, name: str, offset: int) -> object:
+        """A write at ``offset`` is about to change the file (call before changing it). Pass
+        what it returns to ``wrote``."""
         with self._lock:
             f = self._files.get(name)
             if f is not None:
                 if offset != f.end or f.busy:
                     self._drop(name)
-                else:
-                    f.busy = True
+                    return None
+                f.busy = True
+            return f
 
-    def wrote(self, name: str, length: int) -> None:
-        """The write announced by ``will_write`` stored ``length`` bytes (or failed: -1)."""
+    def wrote(self, name: str, length: int, token: object) -> None:
+        """The write announced by ``will_write`` (which gave ``token``) stored ``length`` bytes
+        (or failed: -1)."""
         with self._lock:
             f = self._files.get(name)
             if f is None:
                 return
-            if length < 0:
+            if length < 0 or f is not token:  # failed, or the file was restarted meanwhile
                 self._drop(name)
                 return
             f.busy = False
@@ -104,7 +109,8 @@ class WriteBehind:
                 f.futures.append(self._pool.submit(self._upload, name, f, f.queued))
                 f.queued += 1
 
-    def truncated(self, name: str, length: int) -> None:
+    def will_truncate(self, name: str, length: int) -> None:
+        """The file is about to be cut to ``length`` (call before cutting it)."""
         with self._lock:
             f = self._files.get(name)
             if f is not None and (length != f.end or f.busy):
@@ -119,10 +125,13 @@ class WriteBehind:
             for name in names:
                 f = self._files.get(name)
                 if f is not None:
-                    futures += [fut for fut in f.futures if not fut.cancel()]
+                    running = [fut for fut in f.futures if not fut.cancel()]
+                    if len(running) < len(f.futures):
+                        # A cancelled chunk leaves a gap: later ones must not wait for it.
+                        f.stopped = True
+                        self._turn.notify_all()
+                    futures += running
                     f.futures = []
-                    f.stopped = True  # a cancelled chunk leaves a gap: later ones must not wait
-                    self._turn.notify_all()
                     f.queued = f.end // self.chunk_size  # what stays queued is done or dropped
         for fut in futures:
             fut.exception()  # failures were logged; the commit uploads what is missing
@@ -131,9 +140,12 @@ class WriteBehind:
         """The content of a followed file of at least one chunk, queued on ``uploader`` with
         the chunks stored early reused; None when the file is not followed, is being written,
         or changed while it was read (then use ``Uploader.add_file`` without them)."""
-        with self._lock:
+        with self._turn:
             f = self._files.get(name)
-            if f is None or f.busy or f.end < self.chunk_size:
+            if f is None:
+                return None
+            self._turn.wait_for(lambda: not f.feeding)  # digest and count must agree
+            if self._files.get(name) is not f or f.busy or f.end < self.chunk_size:
                 return None
             end, ids = f.end, dict(f.ids)
             resume = (f.digest.copy(), f.digested * self.chunk_size)
@@ -171,6 +183,7 @@ class WriteBehind:
                 fut.cancel()
 
     def _upload(self, name: str, f: _File, idx: int) -> None:
+        joined = False
         try:
             start = idx * self.chunk_size
             with open(self.path_of(name), "rb") as fh:
@@ -184,7 +197,7 @@ class WriteBehind:
                     behind = start - 2 * self.chunk_size
                     os.posix_fadvise(fh.fileno(), behind, self.chunk_size, os.POSIX_FADV_DONTNEED)
             oid = sha256_hex(data)
-            self._join_digest(f, idx, data)
+            joined = self._join_digest(f, idx, data)
             self.objects.put_bytes(data, fill_cache=False, oid=oid)
             with self._lock:
                 if self._files.get(name) is f:  # still unchanged since the bytes were read
@@ -193,15 +206,26 @@ class WriteBehind:
             pass  # committed or discarded meanwhile
         except Exception as err:
             log.warning("early upload of a chunk of a staged file failed: %s", err)
+        finally:
+            if not joined:  # later chunks must not wait for this one
+                with self._turn:
+                    f.stopped = True
+                    self._turn.notify_all()
 
-    def _join_digest(self, f: _File, idx: int, data: bytes) -> None:
-        """Feed chunk ``idx`` into the file's digest once chunks before it are in."""
+    def _join_digest(self, f: _File, idx: int, data: bytes) -> bool:
+        """Feed chunk ``idx`` into the file's digest once chunks before it are in; say whether
+        it was fed."""
         with self._turn:
             while f.digested < idx and not f.stopped:
                 self._turn.wait()
             if f.digested != idx or f.stopped:
-                return
-        f.digest.update(data)  # outside the lock (milliseconds); only chunk idx may feed now
-        with self._turn:
-            f.digested += 1
-            self._turn.notify_all()
+                return False
+            f.feeding = True
+        try:
+            f.digest.update(data)  # outside the lock (milliseconds); only chunk idx may feed
+        finally:
+            with self._turn:
+                f.digested += 1
+                f.feeding = False
+                self._turn.notify_all()
+        return True

@@ -52,7 +52,9 @@ class FakeFs:
         if path in self.errors:
             raise self.errors[path]
 
-    def commit(self, path: str, message: str, author: str | None = None) -> str | None:
+    def commit(
+        self, path: str, message: str, author: str | None = None, *, overwrite: bool = False
+    ) -> str | None:
         self.calls.append(("commit", path, message, author))
         self._maybe_fail(path)
         if path.endswith("/clean"):

@@ -225,6 +225,63 @@ def test_two_nodes_commit_concurrently(repo_url: str, tmp_path: Path, env: dict[
     assert sorted(messages[:2]) == ["n1", "n2"]
 
 
+def test_editing_what_another_writer_committed_is_no_conflict(
+    repo_url: str, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The staging base follows the branch as the view refreshes: a file another writer
+    committed, seen through the mount and then edited, is not a conflict (nor, after a remount
+    with nothing staged, is the next one)."""
+    repo = Store.open(repo_url).repo("cams")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+
+    def foreign_commit(name: str, data: bytes) -> None:
+        (theirs / name).write_bytes(data)
+        put(repo, "main", theirs / name, name, f"foreign {name}")
+
+    def seen(path: Path) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if path.exists():
+                return True
+            time.sleep(0.1)
+        return False
+
+    mp = tmp_path / "mnt"
+    for round_, name in enumerate(("r.txt", "s.txt")):
+        with mounted(repo_url, mp, env, "--ref-ttl", "0.2"):
+            b = mp / "cams" / "branch" / "main"
+            assert "keep.txt" in os.listdir(b)  # the branch is in use before the foreign commit
+            foreign_commit(name, b"theirs\n")
+            assert seen(b / name)
+            with open(b / name, "ab") as fh:
+                fh.write(b"mine\n")
+            cid = commit(b, env, f"edit {round_}")
+        assert b"".join(repo.read_file(repo.stat(cid, name))) == b"theirs\nmine\n"
+
+
+def test_a_real_conflict_keeps_everything_staged_until_overwrite(
+    repo_url: str, tmp_path: Path, env: dict[str, str]
+) -> None:
+    repo = Store.open(repo_url).repo("cams")
+    with mounted(repo_url, tmp_path / "mnt", env, "--ref-ttl", "0.2") as mp:
+        b = mp / "cams" / "branch" / "main"
+        (b / "keep.txt").write_bytes(b"mine\n")  # staged against the seed's keep.txt
+        (b / "other.txt").write_bytes(b"other\n")
+        theirs = tmp_path / "theirs.txt"
+        theirs.write_bytes(b"theirs\n")
+        put(repo, "main", theirs, "keep.txt", "foreign")
+        failed = run_cli("commit", str(b), "-m", "mine", env=env, check=False)
+        assert failed.returncode == 6, failed.stderr
+        assert "keep.txt" in failed.stderr and "other.txt" not in failed.stderr
+        assert "--overwrite" in failed.stderr
+        assert (b / "keep.txt").read_bytes() == b"mine\n"  # nothing lost
+        cid = run_cli("commit", str(b), "-m", "mine", "--overwrite", env=env).stdout.strip()
+    files = {p: b"".join(repo.read_file(e)) for p, e in repo.walk(cid) if e.kind == "file"}
+    assert files["keep.txt"] == b"mine\n" and files["other.txt"] == b"other\n"
+    assert [c.message for _, c in repo.log("main")][:2] == ["mine", "foreign"]
+
+
 def test_real_programs(branch: Path, env: dict[str, str], tmp_path: Path) -> None:
     # tar x of a tree, then diff -r against the source.
     src = tmp_path / "tarsrc"

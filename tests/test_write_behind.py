@@ -6,7 +6,12 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import threading
+import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from s3fsv.objects import TreeEntry
 from s3fsv.objectstore import ObjectStore
@@ -19,13 +24,13 @@ CHUNK = 64 * 1024
 
 def write(path: Path, wb: WriteBehind, data: bytes, offset: int) -> None:
     """What the overlay does for one write."""
-    wb.will_write(path.name, offset)
+    token = wb.will_write(path.name, offset)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         n = os.pwrite(fd, data, offset)
     finally:
         os.close(fd)
-    wb.wrote(path.name, n)
+    wb.wrote(path.name, n, token)
 
 
 def commit_puts(
@@ -141,7 +146,7 @@ def test_unfollowed_and_truncated_files_are_not_uploaded_early(tmp_path: Path) -
         write(tmp_path / "copied-up", wb, b"x" * (2 * CHUNK), 0)  # never started: not followed
         wb.started("t")
         write(tmp_path / "t", wb, b"y" * 100, 0)
-        wb.truncated("t", 10)
+        wb.will_truncate("t", 10)
         write(tmp_path / "t", wb, b"y" * (2 * CHUNK), 10)
         wb.flush()
         assert backend.calls["put"] == 0
@@ -160,14 +165,94 @@ def test_content_gives_up_while_a_write_is_in_progress_or_after_any_change(
             wb.started("f")
             write(tmp_path / "f", wb, data, 0)
             wb.flush()
-            wb.will_write("f", len(data))  # an append has begun and not ended
+            token = wb.will_write("f", len(data))  # an append has begun and not ended
             assert wb.content("f", up) is None
-            wb.wrote("f", 0)
+            wb.wrote("f", 0, token)
             got = wb.content("f", up)
             assert got is not None
             up.finish()
             assert got.sha256 == hashlib.sha256(data).hexdigest()
-            wb.truncated("f", 5)  # any change but an append at the end stops following
+            wb.will_truncate("f", 5)  # any change but an append at the end stops following
             assert wb.content("f", up) is None
+    finally:
+        wb.close()
+
+
+class _SlowHash:
+    """A SHA-256 whose updates announce themselves and take a while."""
+
+    feeding = threading.Event()
+
+    def __init__(self) -> None:
+        self.inner = hashlib.sha256()
+
+    def update(self, data: bytes) -> None:
+        self.inner.update(data)
+        _SlowHash.feeding.set()
+        time.sleep(0.3)  # fed, but not yet counted
+
+    def copy(self) -> Any:
+        return self.inner.copy()
+
+
+def test_content_never_copies_a_digest_halfway_through_a_chunk(tmp_path: Path) -> None:
+    _SlowHash.feeding.clear()
+    objects = ObjectStore(CountingBackend(), "r")
+    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=2)
+    data = random.Random(6).randbytes(CHUNK + 10)
+    try:
+        wb.started("f")
+        wb._files["f"].digest = _SlowHash()
+        write(tmp_path / "f", wb, data, 0)
+        assert _SlowHash.feeding.wait(10)  # chunk 0 is being fed into the file's digest now
+        with Uploader(objects, CHUNK) as up:
+            got = wb.content("f", up)
+            up.finish()
+        assert got is not None and got.sha256 == hashlib.sha256(data).hexdigest()
+    finally:
+        wb.close()
+
+
+def test_a_chunk_that_fails_before_its_turn_does_not_block_the_next(tmp_path: Path) -> None:
+    objects = ObjectStore(CountingBackend(), "r")
+    calls = []
+
+    def path_of(name: str) -> Path:
+        calls.append(name)
+        if len(calls) == 1:
+            raise FileNotFoundError(name)  # chunk 0: its data file vanished
+        return tmp_path / name
+
+    wb = WriteBehind(objects, CHUNK, path_of, threads=2)
+    try:
+        wb.started("f")
+        write(tmp_path / "f", wb, random.Random(7).randbytes(3 * CHUNK), 0)
+        done = threading.Thread(target=wb.flush, daemon=True)
+        done.start()
+        done.join(10)
+        assert not done.is_alive()  # chunks 1 and 2 did not wait for chunk 0 forever
+    finally:
+        wb.forget(["f"])  # releases any waiter, so that a failure here cannot hang close()
+        wb.close()
+
+
+def test_resuming_past_the_end_of_a_shrunk_file_is_a_changed_file(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * (2 * CHUNK))
+    with Uploader(ObjectStore(CountingBackend(), "r"), CHUNK) as up, pytest.raises(OSError):
+        up.add_file(path, resume=(hashlib.sha256(), 3 * CHUNK))
+
+
+def test_a_write_from_before_a_restart_stops_following(tmp_path: Path) -> None:
+    backend = CountingBackend()
+    wb = WriteBehind(ObjectStore(backend, "r"), CHUNK, lambda name: tmp_path / name)
+    try:
+        wb.started("f")
+        token = wb.will_write("f", 0)
+        wb.started("f")  # reopened with O_TRUNC while that write was under way
+        wb.wrote("f", 2 * CHUNK, token)
+        wb.flush()
+        assert backend.calls["put"] == 0
+        assert wb.content("f", Uploader(ObjectStore(backend, "r"), CHUNK)) is None
     finally:
         wb.close()

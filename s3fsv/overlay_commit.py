@@ -1,0 +1,176 @@
+"""Status, commit and discard of a writable branch's staged changes (mixed into
+``BranchOverlay``; see ``overlay.py``), and the provenance a commit records."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from s3fsv.objects import TreeEntry, check_name
+from s3fsv.staging import Read, committed_entry
+from s3fsv.tree import lookup
+from s3fsv.upload import upload_files
+
+if TYPE_CHECKING:
+    from s3fsv.repo import Repository
+    from s3fsv.staging import Staging
+    from s3fsv.write_behind import WriteBehind
+
+MAX_COMMANDS = 20
+UPLOAD_THREADS = 16
+
+
+class CommitOps:
+    """Mixin: needs the staging area, repo and locks of ``BranchOverlay``."""
+
+    repo: Repository
+    branch: str
+    staging: Staging
+    lock: threading.RLock
+    commit_lock: threading.Lock
+    early: WriteBehind
+    open_data: dict[str, int]
+    _commands: set[str]
+    _head: Callable[[], tuple[str, str]]
+
+    @property
+    def base_commit(self) -> str:
+        return self.staging.get_meta("base") or self._head()[0]
+
+    def _in_use(self) -> set[str]:
+        raise NotImplementedError
+
+    def status(self) -> dict[str, Any]:
+        added, modified, deleted = [], [], []
+        for e in self.staging.all():
+            parts = e.path.split("/")
+            in_base = self._in_head(parts)
+            if e.kind == "deleted":
+                deleted.append(e.path)
+            elif e.kind != "dir" or not in_base:
+                (modified if in_base else added).append(e.path)
+        return {
+            "repo": self.repo.name,
+            "branch": self.branch,
+            "base": self.base_commit,
+            "added": added,
+            "modified": modified,
+            "deleted": deleted,
+        }
+
+    def _in_head(self, parts: list[str]) -> bool:
+        _, tree = self._head()
+        entry: TreeEntry | None = None
+        for name in parts:
+            entry = lookup(self.repo.objects, tree, name) if tree else None
+            if entry is None:
+                return False
+            tree = entry.tree if entry.kind == "dir" else ""
+        return True
+
+    def commit(
+        self,
+        message: str,
+        author: str | None,
+        provenance: dict[str, Any],
+        *,
+        overwrite: bool = False,
+    ) -> str | None:
+        """Commit the staged changes; on success drop those that did not change meanwhile.
+        Commits of one branch run one at a time. A path another writer changed since it was
+        staged is a ``Conflict``, unless ``overwrite``: then the staged version replaces theirs.
+        """
+        with self.commit_lock:
+            return self._commit(message, author, provenance, overwrite)
+
+    def _commit(
+        self, message: str, author: str | None, provenance: dict[str, Any], overwrite: bool
+    ) -> str | None:
+        with self.lock:
+            snapshot = self.staging.all()
+            generations = dict(self.staging.generation)
+            reads = self.staging.reads()
+        if not snapshot:
+            return None
+        changes: dict[str, TreeEntry | None] = {}
+        data_stamps: dict[str, tuple[int, int]] = {}
+        for e in snapshot:
+            check_name(e.path.rpartition("/")[2])
+            if not (e.kind == "file" and e.data):
+                changes[e.path] = committed_entry(e)
+        local = [e for e in snapshot if e.kind == "file" and e.data]
+        self.early.settle(e.data or "" for e in local)
+        data = {e.path: e.data or "" for e in local}
+        uploaded = upload_files(
+            self.repo.objects,
+            self.repo.chunk_size,
+            {path: self.staging.data_path(name) for path, name in data.items()},
+            threads=UPLOAD_THREADS,
+            early=lambda path, up: self.early.content(data[path], up),
+        )
+        for e in local:
+            content, st = uploaded[e.path]
+            data_stamps[e.path] = (st.st_size, st.st_mtime_ns)
+            changes[e.path] = content.entry(e.path.rpartition("/")[2], e.mode, st.st_mtime_ns)
+        prov = dict(provenance)
+        prov["inputs"] = [{"repo": r.repo, "commit": r.commit, "via": r.via} for r in reads]
+        commands = json.loads(self.staging.get_meta("commands") or "[]")
+        if commands:
+            prov["commands"] = commands
+        cid = self.repo.commit(
+            self.branch,
+            changes,
+            message,
+            author=author,
+            provenance=prov,
+            base=None if overwrite else self.base_commit,
+            missing_ok=True,
+        )
+        with self.lock, self.staging.transaction():
+            for e in snapshot:
+                if self.staging.generation.get(e.path) != generations.get(e.path):
+                    continue  # changed again while we committed: stays staged
+                if e.path in data_stamps and e.data:
+                    try:
+                        st = os.stat(self.staging.data_path(e.data))
+                    except FileNotFoundError:
+                        st = None
+                    if st is None or (st.st_size, st.st_mtime_ns) != data_stamps[e.path]:
+                        continue
+                if e.data and e.data in self.open_data:
+                    # Still open: it stays staged, so every descriptor, old or new, keeps
+                    # writing the same data file wherever the file is renamed to.
+                    continue
+                self.staging.remove(e.path)
+            self.staging.set_meta("base", cid)
+            self.staging.clear_reads(reads)
+            self.staging.set_meta("commands", "[]")
+            self._commands.clear()
+            self.staging.collect_garbage(self._in_use())
+            self.early.forget(e.data for e in local if e.data not in self.open_data)
+        return cid
+
+    def discard(self) -> int:
+        with self.lock, self.staging.transaction():
+            entries = self.staging.all()
+            for e in entries:
+                self.staging.remove(e.path)
+            self.staging.set_meta("base", self._head()[0])
+        return len(entries)
+
+    def record_read(self, read: Read) -> None:
+        self.staging.record_read(read)
+
+    def record_command(self, command: str) -> None:
+        """Remember a command line that wrote to this branch (at most ``MAX_COMMANDS``)."""
+        with self.lock:
+            if command in self._commands:
+                return
+            known = json.loads(self.staging.get_meta("commands") or "[]")
+            if command not in known and len(known) < MAX_COMMANDS:
+                known.append(command)
+                self.staging.set_meta("commands", json.dumps(known))
+            self._commands.add(command)
