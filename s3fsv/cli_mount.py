@@ -102,9 +102,17 @@ def cmd_mount(args: argparse.Namespace) -> int:
     policy = daemon.parse_commit_on(args.commit_on)
     if args.read_only and policy.kind != "manual":
         raise UsageError("--commit-on has nothing to commit on a --read-only mount")
+    if args.read_only and args.rw:
+        raise UsageError("--read-only and --rw contradict each other")
     daemon.check_fuse()
     daemon.check_mountpoint(args.mountpoint)
     store, source = daemon.store_for_mount(args.source, args.endpoint_url)
+    if args.rw and (
+        source.repo is None
+        or source.ref is None
+        or source.ref not in store.repo(source.repo).refs.branches()
+    ):
+        raise UsageError("--rw makes a REPO@BRANCH mount writable; this source is not a branch")
     if args.foreground:
         return daemon.serve(args, store, source, args.mountpoint)
     daemon.start(args.argv, args.mountpoint, foreground=False)

@@ -30,6 +30,16 @@ examples:
 """
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, *, json: bool = False) -> None:
     if json:
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -123,7 +133,9 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         help="where to put it; a directory's contents go below PATH",
     )
     p.add_argument("-m", "--message", required=True, help="commit message")
-    p.add_argument("-j", "--jobs", type=int, default=16, help="parallel uploads (default: 16)")
+    p.add_argument(
+        "-j", "--jobs", type=_positive, default=16, help="parallel uploads (default: 16)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _common(p, json=True)
 
@@ -131,8 +143,14 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     p.add_argument(
         "source", metavar="REPO[@REF][:PATH]", help="what to download (default REF: main)"
     )
-    p.add_argument("dest", metavar="LOCAL", help="local file or directory to create")
-    p.add_argument("-j", "--jobs", type=int, default=16, help="parallel downloads (default: 16)")
+    p.add_argument(
+        "dest",
+        metavar="LOCAL",
+        help="local file or directory (existing files there are overwritten)",
+    )
+    p.add_argument(
+        "-j", "--jobs", type=_positive, default=16, help="parallel downloads (default: 16)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     p = add("mount", "mount", "mount a store, a repo, or one snapshot as a directory tree")
@@ -226,7 +244,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     p.add_argument(
         "address", metavar="REPO[@REF][:PATH]", help="with :PATH, only commits that changed PATH"
     )
-    p.add_argument("-n", "--max-count", type=int, metavar="N", help="show at most N commits")
+    p.add_argument("-n", "--max-count", type=_positive, metavar="N", help="show at most N commits")
     p.add_argument("--oneline", action="store_true", help="one line per commit")
     _common(p, json=True)
 

@@ -84,6 +84,7 @@ class Operations(mfusepy.Operations):
 
     def __init__(self, fs: Filesystem, *, ref_ttl: float) -> None:
         self.fs = fs
+        self.initialised = False  # the kernel accepted the session (FUSE INIT ran)
         fs.caller_pid = lambda: int(mfusepy.fuse_get_context()[2])
         self.ref_ttl = ref_ttl
         # A pinned snapshot never changes: skipping OPEN/RELEASE keeps the page cache and
@@ -184,6 +185,7 @@ class Operations(mfusepy.Operations):
         return 0
 
     def init_with_config(self, conn: Any, config: Any) -> None:
+        self.initialised = True
         if config is None:
             return
         timeout = IMMUTABLE_TIMEOUT if self.fs.immutable else self.ref_ttl
@@ -340,14 +342,12 @@ def mount(
     threading.Thread(
         target=tune_kernel_readahead, args=(mountpoint,), name="s3fsv-readahead", daemon=True
     ).start()
+    ops = Operations(fs, ref_ttl=ref_ttl)
     try:
-        _FUSE(
-            Operations(fs, ref_ttl=ref_ttl),
-            mountpoint,
-            raw_fi=True,
-            foreground=True,
-            debug=debug,
-            **options,
-        )
+        _FUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug, **options)
     except RuntimeError as err:  # libfuse's own message is already on stderr
+        if ops.initialised and not os.path.ismount(mountpoint):
+            # libfuse reports a session ended by SIGTERM or SIGINT as a failure; it unmounted.
+            log.info("FUSE session of %s stopped by a signal (libfuse status %s)", mountpoint, err)
+            return
         raise S3fsvError(f"FUSE mount of {mountpoint} failed (libfuse status {err})") from None

@@ -48,7 +48,7 @@ class Refs:
         self.repo = repo
 
     def _key(self, kind: str, name: str) -> str:
-        check_ref_name(name, kind[:-1] if kind.endswith("es") else kind.rstrip("s"))
+        check_ref_name(name, {"branches": "branch", "tags": "tag"}.get(kind, kind))
         return f"{self.repo}/refs/{kind}/{name}"
 
     def _read(self, key: str) -> RefValue:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import uuid
 from typing import Any
@@ -58,6 +59,18 @@ class Store:
         create = getattr(backend, "create_bucket_if_missing", None)
         if create is not None:
             create()
+        try:
+            backend.head(MARKER)
+        except NotFound:
+            # Keys a probe interrupted earlier may have left are not other data.
+            if any(
+                not k.startswith(f"{_PROBE_PREFIX}/")
+                for k in itertools.islice(backend.list(""), 100)
+            ):
+                raise AlreadyExists(
+                    f"{backend.url} already holds other data: an s3fsv store needs an empty "
+                    "directory or prefix of its own"
+                ) from None
         probe_conditional_writes(backend)
         with contextlib.suppress(PreconditionFailed):
             backend.put(

@@ -120,6 +120,16 @@ def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None
     msg = cli(unreachable, "--store", "s3://b/p", "--endpoint-url", url, "ls", "cams", code=8)
     assert "127.0.0.1" in msg and "secret-never-shown" not in msg
     assert "no store given" in cli({**env, "S3FSV_STORE": ""}, "ls", "cams", code=2)
+    assert "invalid branch name 'a b'" in cli(env, "branch", "create", "cams", "a b", code=2)
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"jpeg")
+    other = f"file://{tmp_path}/photos"
+    assert "already holds other data" in cli(env, "--store", other, "init", code=4)
+    assert sorted(os.listdir(tmp_path / "photos")) == ["cat.jpg"]  # untouched
+    for bad in (["get", "-j", "0", "cams", str(tmp_path / "out")], ["log", "cams", "-n", "-1"]):
+        result = run_cli(*bad, env=env, check=False)
+        assert result.returncode == 2 and "must be at least 1" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_config_file_supplies_the_store(env: dict[str, str], tmp_path: Path) -> None:
@@ -164,6 +174,8 @@ def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
     assert "no such repo" in cli(env, "mount", f"{store}/nope", str(empty), code=3)
     assert "s3fsv init" in cli(env, "mount", f"file://{tmp_path}/nostore", str(empty), code=3)
     assert "bad size" in cli(env, "mount", store, str(empty), "--cache-size", "lots", code=2)
+    assert "contradict" in cli(env, "mount", store, str(empty), "--read-only", "--rw", code=2)
+    assert "not a branch" in cli(env, "mount", f"{store}/cams", str(empty), "--rw", code=2)
     assert not os.path.ismount(empty)
 
 

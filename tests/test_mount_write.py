@@ -282,6 +282,35 @@ def test_a_real_conflict_keeps_everything_staged_until_overwrite(
     assert [c.message for _, c in repo.log("main")][:2] == ["mine", "foreign"]
 
 
+def test_sigterm_stops_a_foreground_mount_cleanly(
+    repo_url: str, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """What a service manager does: SIGTERM unmounts, runs the unmount commit, exits 0."""
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    cmd = [*S3FSV, "mount", "--foreground", "--commit-on", "unmount", f"{repo_url}/cams", str(mp)]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.ismount(mp) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        (mp / "branch" / "main" / "late.txt").write_text("late\n")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "error" not in err
+        assert not os.path.ismount(mp)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        force_unmount(mp, Path(env["XDG_STATE_HOME"]))
+    repo = Store.open(repo_url).repo("cams")
+    head = repo.resolve("main")
+    assert repo.commit_object(head).message == "s3fsv: commit on unmount"
+    assert b"".join(repo.read_file(repo.stat(head, "late.txt"))) == b"late\n"
+
+
 def test_real_programs(branch: Path, env: dict[str, str], tmp_path: Path) -> None:
     # tar x of a tree, then diff -r against the source.
     src = tmp_path / "tarsrc"
