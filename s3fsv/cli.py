@@ -176,16 +176,26 @@ def cmd_put(args: argparse.Namespace) -> int:
     repo = _open_store(args).repo(addr.repo)
     items = transfer.scan_local(source, addr.path)
     total = sum(i.size for i in items if i.kind == "file")
+    before = repo.branch_head(addr.ref).commit
     with _progress_bar(total, "upload", args.quiet) as bar:
         cid, files = transfer.put(
             repo, addr.ref, source, addr.path, args.message, threads=args.jobs, progress=bar.update
         )
+    changed = cid != before
     if args.json:
-        _print_json({"commit": cid, "files": files, "bytes": total})
+        _print_json({"commit": cid, "files": files, "bytes": total, "changed": changed})
     else:
         print(cid)
-        print(f"committed {files} files ({total} bytes) to {addr.repo}@{addr.ref}", file=sys.stderr)
+        where = f"{addr.repo}@{addr.ref}"
+        if changed:
+            print(f"committed {_count(files, 'file')} ({total} bytes) to {where}", file=sys.stderr)
+        else:
+            print(f"nothing changed: {where} stays at {cid[:12]}", file=sys.stderr)
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @command("get")
@@ -201,7 +211,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         files = transfer.get(
             repo, cid, addr.path, Path(args.dest), threads=args.jobs, progress=bar.update
         )
-    print(f"downloaded {files} files ({total} bytes) from {cid[:12]}", file=sys.stderr)
+    print(f"downloaded {_count(files, 'file')} ({total} bytes) from {cid[:12]}", file=sys.stderr)
     return 0
 
 

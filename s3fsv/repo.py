@@ -257,6 +257,7 @@ class Repository:
         provenance: Mapping[str, Any] | None = None,
         base: str | None = None,
         missing_ok: bool = False,
+        allow_empty: bool = True,
     ) -> str:
         """Commit ``changes`` (path -> entry, or None to delete) onto ``branch``; return the id.
 
@@ -264,7 +265,9 @@ class Repository:
         branch has moved past ``base``, the changes go on top of the new head when no path was
         changed on both sides; otherwise ``Conflict`` is raised. Every chunk the entries refer to
         must already be stored. With ``missing_ok``, deleting a path that no longer exists (for
-        instance because the concurrent winner deleted it too) is not an error.
+        instance because the concurrent winner deleted it too) is not an error. Without
+        ``allow_empty``, changes that leave the tree as it is make no commit: the head's id is
+        returned.
         """
         changes = {"/".join(split_path(p)): c for p, c in changes.items()}
         mine = {p for p, c in changes.items() if not _is_ensure_dir(c)}
@@ -275,6 +278,8 @@ class Repository:
         for _attempt in range(MAX_COMMIT_ATTEMPTS):
             parent = self.commit_object(head.commit)
             tree = apply_changes(self.objects, parent.tree, changes, missing_ok=missing_ok)
+            if not allow_empty and tree == parent.tree:
+                return head.commit
             commit = Commit(
                 tree,
                 (head.commit,),

@@ -108,7 +108,8 @@ def put(
     """Upload ``source`` below ``dest`` on ``branch`` as one commit; return (commit id, files).
 
     The commit is made against the head read before the upload; if the branch moves meanwhile,
-    the usual rebase-or-conflict rules of ``Repository.commit`` apply.
+    the usual rebase-or-conflict rules of ``Repository.commit`` apply. When nothing changes, no
+    commit is made and the id is the branch head's.
     """
     base = repo.branch_head(branch).commit
     items = scan_local(source, dest)
@@ -131,7 +132,7 @@ def put(
             content = uploaded[item.rel][0]
             changes[item.rel] = content.entry(item.rel.rsplit("/", 1)[-1], item.mode, item.mtime_ns)
     files = sum(1 for i in items if i.kind == "file")
-    cid = repo.commit(branch, changes, message, author=author, base=base)
+    cid = repo.commit(branch, changes, message, author=author, base=base, allow_empty=False)
     return cid, files
 
 

@@ -54,6 +54,10 @@ def test_end_to_end(env: dict[str, str], tree: Path, tmp_path: Path) -> None:
     assert cli(env, "cat", "cams:data/notes.txt") == "hello\n"
     cli(env, "put", "-q", str(tree / "notes.txt"), "cams@main:single/n.txt", "-m", "one file")
     assert cli(env, "cat", "cams:single/n.txt") == "hello\n"
+    head = cli(env, "log", "cams", "--oneline").splitlines()
+    again = run_cli("put", "-q", str(tree), "cams@main:data", "-m", "same again", env=env)
+    assert "nothing changed" in again.stderr  # no empty commit
+    assert cli(env, "log", "cams", "--oneline").splitlines() == head
     cli(env, "branch", "create", "cams", "dev", "--from", first[:10])
     cli(env, "tag", "create", "cams", "v1", "--from", "main")
     assert set(json.loads(cli(env, "branch", "list", "cams", "--json"))) == {"main", "dev"}
