@@ -295,7 +295,10 @@ def _provenance_lines(prov: dict[str, Any]) -> list[str]:
     for key in sorted(prov):
         value = prov[key]
         if key == "inputs" and isinstance(value, list):
-            out.append("inputs (read through the mount):")
+            if not value:
+                out.append("inputs (read through the mount): none")
+            else:
+                out.append("inputs (read through the mount):")
             for item in value:
                 if isinstance(item, dict):
                     via = f"  (via {item['via']})" if item.get("via") else ""

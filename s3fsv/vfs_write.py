@@ -37,11 +37,17 @@ class WriteOps:
             raise ReadOnly(f"read-only: {path}")
         return ov, inner, snap
 
+    def _changing(self, path: str | None) -> tuple[BranchOverlay, list[str], Snapshot]:
+        """``_writable_path`` for an operation that changes the branch: the calling command
+        joins the commit's provenance."""
+        found = self._writable_path(path)
+        self.note_writer(found[0])
+        return found
+
     def create(self, path: str, mode: int, flags: int) -> int:
-        ov, inner, snap = self._writable_path(path)
+        ov, inner, snap = self._changing(path)
         if not inner:
             raise UsageError("cannot create the branch root")
-        self.note_writer(ov)
         ino = self._ino(snap, inner)  # type: ignore[attr-defined]
         handle = OpenStaged(ov, ov.create(inner, mode, flags), ino, write_only(flags))
         return self._add_handle(handle)  # type: ignore[attr-defined]
@@ -81,7 +87,7 @@ class WriteOps:
         if isinstance(handle, OpenStaged):
             handle.overlay.truncate([], length, handle.local)
             return
-        ov, inner, _ = self._writable_path(path)
+        ov, inner, _ = self._changing(path)
         ov.truncate(inner, length, None)
 
     def fsync(self, fh: int | None) -> None:
@@ -90,19 +96,19 @@ class WriteOps:
             handle.overlay.fsync(handle.local)
 
     def mkdir(self, path: str, mode: int) -> None:
-        ov, inner, _ = self._writable_path(path)
+        ov, inner, _ = self._changing(path)
         ov.mkdir(inner, mode)
 
     def unlink(self, path: str) -> None:
-        ov, inner, _ = self._writable_path(path)
+        ov, inner, _ = self._changing(path)
         ov.unlink(inner)
 
     def rmdir(self, path: str) -> None:
-        ov, inner, _ = self._writable_path(path)
+        ov, inner, _ = self._changing(path)
         ov.rmdir(inner)
 
     def rename(self, old: str, new: str) -> None:
-        ov, old_inner, _ = self._writable_path(old)
+        ov, old_inner, _ = self._changing(old)
         try:
             ov2, new_inner, _ = self._writable_path(new)
         except ReadOnly:
@@ -112,7 +118,7 @@ class WriteOps:
         ov.rename(old_inner, new_inner)
 
     def symlink(self, path: str, target: str) -> None:
-        ov, inner, _ = self._writable_path(path)
+        ov, inner, _ = self._changing(path)
         ov.symlink(inner, target)
 
     def link(self, path: str, existing: str) -> None:
@@ -124,7 +130,7 @@ class WriteOps:
         raise NotPermitted(f"special files are not supported: {path}")
 
     def chmod(self, path: str, mode: int) -> None:
-        ov, inner, _ = self._writable_path(path)
+        ov, inner, _ = self._changing(path)
         ov.set_attrs(inner, stat.S_IMODE(mode), None)
 
     def chown(self, path: str, uid: int, gid: int) -> None:
@@ -133,7 +139,7 @@ class WriteOps:
             raise NotPermitted("ownership is not recorded in commits")
 
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> None:
-        ov, inner, _ = self._writable_path(path)
+        ov, inner, _ = self._changing(path)
         ov.set_attrs(inner, None, times[1] if times else time.time_ns())
 
     def setxattr(self, path: str, name: str, value: bytes | None) -> None:

@@ -101,6 +101,19 @@ def test_posix_operations_and_commit(
     assert log[0]["id"] == cid and log[0]["provenance"]["user"]
 
 
+def test_provenance_names_commands_that_only_move_or_remove(
+    branch: Path, env: dict[str, str], repo_url: str
+) -> None:
+    subprocess.run(["mkdir", str(branch / "made")], check=True)
+    subprocess.run(["mv", str(branch / "keep.txt"), str(branch / "made" / "kept.txt")], check=True)
+    subprocess.run(["rm", str(branch / "in" / "a.txt")], check=True)
+    cid = commit(branch, env, "moves only")
+    commands = Store.open(repo_url).repo("cams").commit_object(cid).provenance["commands"]
+    assert any(c.startswith("mkdir ") for c in commands), commands
+    assert any(c.startswith("mv ") for c in commands), commands
+    assert any(c.startswith("rm ") for c in commands), commands
+
+
 def test_unsupported_operations_fail_as_documented(
     branch: Path, repo_url: str, tmp_path: Path, env: dict[str, str]
 ) -> None:
