@@ -137,6 +137,10 @@ def cmd_branch_list(args: argparse.Namespace) -> int:
 
 @command("branch.delete")
 def cmd_branch_delete(args: argparse.Namespace) -> int:
+    if args.name == "main" and not args.force:
+        raise UsageError(
+            "main is the branch every address without @REF uses; pass --force to delete it"
+        )
     _open_store(args).repo(args.repo).refs.delete_branch(args.name)
     print(f"deleted branch {args.name}")
     return 0

@@ -105,6 +105,9 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     p = branch_sub.add_parser("delete", help="delete a branch (its commits stay readable by id)")
     p.add_argument("repo", metavar="REPO", help="repo name")
     p.add_argument("name", metavar="NAME", help="branch name")
+    p.add_argument(
+        "--force", action="store_true", help="also delete main, the branch addresses default to"
+    )
     p.set_defaults(handler="branch.delete")
 
     tag = add("tag", "", "manage tags (create, list); a tag never moves")

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from s3fsv.errors import CorruptObject, InvalidName, UsageError
+from s3fsv.errors import CorruptObject, InvalidName, NotADirectory, NotFound, UsageError
 from s3fsv.objects import TreeEntry, check_name
 from s3fsv.repo import Repository
 from s3fsv.tree import Change
@@ -112,6 +112,7 @@ def put(
     commit is made and the id is the branch head's.
     """
     base = repo.branch_head(branch).commit
+    _check_same_kind(repo, base, source, dest)
     items = scan_local(source, dest)
     changes: dict[str, Change] = {}
     for item in items:
@@ -134,6 +135,24 @@ def put(
     files = sum(1 for i in items if i.kind == "file")
     cid = repo.commit(branch, changes, message, author=author, base=base, allow_empty=False)
     return cid, files
+
+
+def _check_same_kind(repo: Repository, commit: str, source: Path, dest: str) -> None:
+    """Refuse to replace a directory by a file or a file by a directory: a put that meant to
+    add a file into ``dest`` would otherwise drop the whole directory from the branch."""
+    if not dest:
+        return
+    try:
+        there = repo.stat(commit, dest)
+    except (NotFound, NotADirectory):
+        return
+    if there.kind == "dir" and not source.is_dir():
+        raise UsageError(
+            f"{repo.name}:{dest} is a directory; give the file's full path in it, "
+            f"e.g. {dest}/{source.name}"
+        )
+    if there.kind != "dir" and source.is_dir():
+        raise UsageError(f"{repo.name}:{dest} is a file; a directory cannot replace it")
 
 
 def plan_get(repo: Repository, commit: str, path: str) -> Iterator[tuple[str, TreeEntry]]:

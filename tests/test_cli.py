@@ -58,6 +58,11 @@ def test_end_to_end(env: dict[str, str], tree: Path, tmp_path: Path) -> None:
     again = run_cli("put", "-q", str(tree), "cams@main:data", "-m", "same again", env=env)
     assert "nothing changed" in again.stderr  # no empty commit
     assert cli(env, "log", "cams", "--oneline").splitlines() == head
+    msg = cli(env, "put", "-q", str(tree / "notes.txt"), "cams@main:data", "-m", "x", code=2)
+    assert "is a directory" in msg and "data/notes.txt" in msg
+    msg = cli(env, "put", "-q", str(tree), "cams@main:single/n.txt", "-m", "x", code=2)
+    assert "is a file" in msg
+    assert cli(env, "log", "cams", "--oneline").splitlines() == head  # nothing was committed
     cli(env, "branch", "create", "cams", "dev", "--from", first[:10])
     cli(env, "tag", "create", "cams", "v1", "--from", "main")
     assert set(json.loads(cli(env, "branch", "list", "cams", "--json"))) == {"main", "dev"}
@@ -125,6 +130,8 @@ def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None
     assert "127.0.0.1" in msg and "secret-never-shown" not in msg
     assert "no store given" in cli({**env, "S3FSV_STORE": ""}, "ls", "cams", code=2)
     assert "invalid branch name 'a b'" in cli(env, "branch", "create", "cams", "a b", code=2)
+    assert "--force" in cli(env, "branch", "delete", "cams", "main", code=2)
+    assert cli(env, "ls", "cams") == ""  # main is still there
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"jpeg")
     other = f"file://{tmp_path}/photos"
