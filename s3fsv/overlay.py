@@ -8,6 +8,7 @@ the shared cache; the first write to one copies it up into a staged data file.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -39,6 +40,9 @@ COPY_STEP = 8 * 1024 * 1024
 HIDDEN_PREFIX = ".fuse_hidden"
 
 log = logging.getLogger(__name__)
+
+SEEN_MAX = 100_000  # base files opened read-only that are tracked for staleness
+FOLLOW_RETRY = 5.0  # seconds before comparing again after a failure
 
 
 @dataclass
@@ -94,8 +98,9 @@ class BranchOverlay(CommitOps):
         self.last_write = 0.0
         self.early = WriteBehind(repo.objects, repo.chunk_size, staging.data_path)
         if self.staging.get_meta("base") is None or not self.staging:
-            self.staging.set_meta("base", head()[0])  # with nothing staged, nothing can clash
-        self._followed = ""  # the head the view showed when the base was last brought up
+            self.reset_base(head()[0])  # with nothing staged, nothing can clash
+        self._seen: set[str] = set()  # base files opened read-only (their content may be held)
+        self._follow_retry = 0.0  # after a failed comparison, when to try again
         self.staging.collect_garbage(set())
 
     # -- resolution -----------------------------------------------------------------------------
@@ -105,7 +110,7 @@ class BranchOverlay(CommitOps):
         if hidden is not None:
             return hidden
         head, root_tree = self._head()
-        if head != self._followed:
+        if head != self.base_commit:
             self._follow(head)
         below: str | None = root_tree
         node = Node(None, TreeEntry("", "dir", 0o755, self.root_mtime, tree=root_tree), root_tree)
@@ -128,23 +133,39 @@ class BranchOverlay(CommitOps):
         return node
 
     def _follow(self, head: str) -> None:
-        """The view now shows ``head``: move the staging base there unless a staged path changed
-        between the base and it. Then whatever is staged next, made against what the view shows,
-        is not taken for a conflict with changes the view already showed. A staged path that did
-        change keeps the old base, so the commit still reports it."""
+        """The view now shows ``head``: move the staging base there, so that what is staged
+        next, made against what the view shows, is not taken for a conflict with changes the
+        view already showed. Staged paths, and base files opened read-only (a program may hold
+        their old content and write it back), that changed between the base and ``head`` are
+        marked stale first: a commit that includes a stale path is a conflict."""
         with self.lock:
-            if head == self._followed:
-                return
             base = self.base_commit
+            if head == base or time.monotonic() < self._follow_retry:
+                return
+            if len(self._seen) > SEEN_MAX:
+                return  # too much to track: the base stays, so every change is checked
             try:
-                if base != head and not self.repo.clashes(
-                    base, head, {e.path for e in self.staging.all()}
-                ):
-                    self.staging.set_meta("base", head)
+                staged = self.staging.all()
+                # A directory that only needs to exist clashes only with a change of itself.
+                ensure = {e.path for e in staged if e.kind == "dir" and not e.replace}
+                watched = {e.path for e in staged if e.path not in ensure} | self._seen
+                changed = self.repo.clashes(base, head, watched, ensure)
             except S3fsvError as err:
                 log.warning("cannot compare %s with the branch head %s: %s", base, head, err)
+                self._follow_retry = time.monotonic() + FOLLOW_RETRY
                 return
-            self._followed = head
+            if changed:
+                self.staging.set_meta("stale", json.dumps(sorted(self.stale() | changed)))
+            self.staging.set_meta("base", head)  # after "stale": a crash between redoes both
+
+    def stale(self) -> set[str]:
+        """Paths another writer changed after this mount staged or read them."""
+        return set(json.loads(self.staging.get_meta("stale") or "[]"))
+
+    def reset_base(self, head: str) -> None:
+        """Start over from ``head`` with nothing stale (nothing staged, or all discarded)."""
+        self.staging.set_meta("stale", "[]")
+        self.staging.set_meta("base", head)
 
     def _base_has(self, parts: list[str]) -> bool:
         """Whether the base (as seen through the parent) has something at this exact path."""
@@ -201,7 +222,10 @@ class BranchOverlay(CommitOps):
                 raise UsageError(f"cannot open a symlink itself: {path}")
             if node.staged is None or not node.staged.data:
                 if not writing and not flags & os.O_TRUNC:
-                    return node.base if node.base is not None else self.as_entry(node.staged)
+                    if node.base is not None:
+                        self._seen.add(path)
+                        return node.base
+                    return self.as_entry(node.staged)
                 node = self._copy_up(parts, node, truncate=bool(flags & os.O_TRUNC))
             staged = node.staged
             assert staged is not None and staged.data

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from s3fsv.errors import Conflict, S3fsvError
 from s3fsv.objects import TreeEntry, check_name
+from s3fsv.repo import related_paths
 from s3fsv.staging import Read, committed_entry
 from s3fsv.tree import lookup
 from s3fsv.upload import upload_files
@@ -18,6 +21,8 @@ if TYPE_CHECKING:
     from s3fsv.repo import Repository
     from s3fsv.staging import Staging
     from s3fsv.write_behind import WriteBehind
+
+log = logging.getLogger(__name__)
 
 MAX_COMMANDS = 20
 UPLOAD_THREADS = 16
@@ -35,6 +40,13 @@ class CommitOps:
     open_data: dict[str, int]
     _commands: set[str]
     _head: Callable[[], tuple[str, str]]
+    _seen: set[str]
+
+    def stale(self) -> set[str]:
+        raise NotImplementedError
+
+    def reset_base(self, head: str) -> None:
+        raise NotImplementedError
 
     @property
     def base_commit(self) -> str:
@@ -80,9 +92,9 @@ class CommitOps:
         overwrite: bool = False,
     ) -> str | None:
         """Commit the staged changes; on success drop those that did not change meanwhile.
-        Commits of one branch run one at a time. A path another writer changed since it was
-        staged is a ``Conflict``, unless ``overwrite``: then the staged version replaces theirs.
-        """
+        Commits of one branch run one at a time. A path another writer changed since this mount
+        staged or read it is a ``Conflict``, unless ``overwrite``: then the staged version
+        replaces theirs (as of what the view shows)."""
         with self.commit_lock:
             return self._commit(message, author, provenance, overwrite)
 
@@ -93,8 +105,13 @@ class CommitOps:
             snapshot = self.staging.all()
             generations = dict(self.staging.generation)
             reads = self.staging.reads()
+            base = self._head()[0] if overwrite else self.base_commit
+            stale = self.stale()
         if not snapshot:
             return None
+        mine = {e.path for e in snapshot}
+        if not overwrite and related_paths(mine, stale):
+            raise Conflict(related_paths(mine, stale), self.branch)
         changes: dict[str, TreeEntry | None] = {}
         data_stamps: dict[str, tuple[int, int]] = {}
         for e in snapshot:
@@ -126,9 +143,10 @@ class CommitOps:
             message,
             author=author,
             provenance=prov,
-            base=None if overwrite else self.base_commit,
+            base=base,
             missing_ok=True,
         )
+        foreign = self._changed_under(cid, base)
         with self.lock, self.staging.transaction():
             for e in snapshot:
                 if self.staging.generation.get(e.path) != generations.get(e.path):
@@ -145,6 +163,9 @@ class CommitOps:
                     # writing the same data file wherever the file is renamed to.
                     continue
                 self.staging.remove(e.path)
+            left = {e.path for e in self.staging.all()}
+            still = (stale - mine) | related_paths(left | self._seen, foreign)
+            self.staging.set_meta("stale", json.dumps(sorted(still)))
             self.staging.set_meta("base", cid)
             self.staging.clear_reads(reads)
             self.staging.set_meta("commands", "[]")
@@ -153,12 +174,28 @@ class CommitOps:
             self.early.forget(e.data for e in local if e.data not in self.open_data)
         return cid
 
+    def _changed_under(self, cid: str, base: str) -> set[str]:
+        """What other writers changed between ``base`` and the parent our commit ``cid`` went
+        on top of: staged or read paths among them are stale from now on."""
+        parents = self.repo.commit_object(cid).parents
+        if not parents or parents[0] == base:
+            return set()
+        try:
+            theirs = self.repo.diff_trees(
+                self.repo.commit_object(base).tree, self.repo.commit_object(parents[0]).tree
+            )
+        except S3fsvError as err:  # the commit is made: be safe about what stays staged
+            log.warning("cannot list changes between %s and %s: %s", base, parents[0], err)
+            return {e.path for e in self.staging.all()}
+        return theirs.paths()
+
     def discard(self) -> int:
         with self.lock, self.staging.transaction():
             entries = self.staging.all()
             for e in entries:
                 self.staging.remove(e.path)
-            self.staging.set_meta("base", self._head()[0])
+            self.reset_base(self._head()[0])
+            self._seen.clear()
         return len(entries)
 
     def record_read(self, read: Read) -> None:

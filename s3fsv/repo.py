@@ -12,7 +12,7 @@ from __future__ import annotations
 import getpass
 import logging
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -309,8 +309,8 @@ class Repository:
         parent or something below it), and those of ``ensure`` (directories that need only
         exist) changed exactly."""
         theirs = self.diff_trees(self.commit_object(old).tree, self.commit_object(new).tree)
-        found = {p for p in mine for q in theirs.paths() if _related(p, q)}
-        return found | (ensure & theirs.paths())
+        changed = theirs.paths()
+        return related_paths(mine, changed) | (ensure & changed)
 
     def _check_disjoint(
         self, old: str, new: str, mine: set[str], ensure: set[str], branch: str
@@ -327,8 +327,15 @@ def _same(a: TreeEntry | None, b: TreeEntry | None) -> bool:
     return a is b or (a is not None and a.same_content(b))
 
 
-def _related(a: str, b: str) -> bool:
-    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+def related_paths(mine: Iterable[str], theirs: Iterable[str]) -> set[str]:
+    """The paths of ``mine`` that are a path of ``theirs``, above one or below one."""
+    exact = set(theirs)
+    above = {t[:i] for t in exact for i, c in enumerate(t) if c == "/"}
+    found = set()
+    for p in mine:
+        if p in exact or p in above or any(p[:i] in exact for i, c in enumerate(p) if c == "/"):
+            found.add(p)
+    return found
 
 
 def _is_ensure_dir(change: Change) -> bool:

@@ -59,18 +59,13 @@ class Store:
         create = getattr(backend, "create_bucket_if_missing", None)
         if create is not None:
             create()
-        try:
-            backend.head(MARKER)
-        except NotFound:
-            # Keys a probe interrupted earlier may have left are not other data.
-            if any(
-                not k.startswith(f"{_PROBE_PREFIX}/")
-                for k in itertools.islice(backend.list(""), 100)
-            ):
-                raise AlreadyExists(
-                    f"{backend.url} already holds other data: an s3fsv store needs an empty "
-                    "directory or prefix of its own"
-                ) from None
+        # Keys a probe interrupted earlier left are not other data; a marker that appears while
+        # we look is a concurrent init of the same store.
+        if not _has_marker(backend) and _holds_other_data(backend) and not _has_marker(backend):
+            raise AlreadyExists(
+                f"{backend.url} already holds other data: an s3fsv store needs an empty "
+                "directory or prefix of its own"
+            )
         probe_conditional_writes(backend)
         with contextlib.suppress(PreconditionFailed):
             backend.put(
@@ -154,6 +149,21 @@ class Store:
 
 
 _PROBE_PREFIX = "_probe"
+
+
+def _holds_other_data(backend: Backend) -> bool:
+    return any(
+        k != MARKER and not k.startswith(f"{_PROBE_PREFIX}/")
+        for k in itertools.islice(backend.list(""), 100)
+    )
+
+
+def _has_marker(backend: Backend) -> bool:
+    try:
+        backend.head(MARKER)
+    except NotFound:
+        return False
+    return True
 
 
 def probe_conditional_writes(backend: Backend) -> None:

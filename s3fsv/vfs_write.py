@@ -37,19 +37,13 @@ class WriteOps:
             raise ReadOnly(f"read-only: {path}")
         return ov, inner, snap
 
-    def _changing(self, path: str | None) -> tuple[BranchOverlay, list[str], Snapshot]:
-        """``_writable_path`` for an operation that changes the branch: the calling command
-        joins the commit's provenance."""
-        found = self._writable_path(path)
-        self.note_writer(found[0])
-        return found
-
     def create(self, path: str, mode: int, flags: int) -> int:
-        ov, inner, snap = self._changing(path)
+        ov, inner, snap = self._writable_path(path)
         if not inner:
             raise UsageError("cannot create the branch root")
         ino = self._ino(snap, inner)  # type: ignore[attr-defined]
         handle = OpenStaged(ov, ov.create(inner, mode, flags), ino, write_only(flags))
+        self.note_writer(ov)
         return self._add_handle(handle)  # type: ignore[attr-defined]
 
     #: Returns the pid of the process making the current call (set by the FUSE adapter).
@@ -87,8 +81,9 @@ class WriteOps:
         if isinstance(handle, OpenStaged):
             handle.overlay.truncate([], length, handle.local)
             return
-        ov, inner, _ = self._changing(path)
+        ov, inner, _ = self._writable_path(path)
         ov.truncate(inner, length, None)
+        self.note_writer(ov)  # after success: failed calls change nothing
 
     def fsync(self, fh: int | None) -> None:
         handle = self._handle(fh) if fh is not None else None  # type: ignore[attr-defined]
@@ -96,19 +91,22 @@ class WriteOps:
             handle.overlay.fsync(handle.local)
 
     def mkdir(self, path: str, mode: int) -> None:
-        ov, inner, _ = self._changing(path)
+        ov, inner, _ = self._writable_path(path)
         ov.mkdir(inner, mode)
+        self.note_writer(ov)  # after success: failed calls change nothing
 
     def unlink(self, path: str) -> None:
-        ov, inner, _ = self._changing(path)
+        ov, inner, _ = self._writable_path(path)
         ov.unlink(inner)
+        self.note_writer(ov)  # after success: failed calls change nothing
 
     def rmdir(self, path: str) -> None:
-        ov, inner, _ = self._changing(path)
+        ov, inner, _ = self._writable_path(path)
         ov.rmdir(inner)
+        self.note_writer(ov)  # after success: failed calls change nothing
 
     def rename(self, old: str, new: str) -> None:
-        ov, old_inner, _ = self._changing(old)
+        ov, old_inner, _ = self._writable_path(old)
         try:
             ov2, new_inner, _ = self._writable_path(new)
         except ReadOnly:
@@ -116,10 +114,12 @@ class WriteOps:
         if ov2 is not ov:
             raise CrossDevice(f"cannot rename across branches: {old} -> {new}")
         ov.rename(old_inner, new_inner)
+        self.note_writer(ov)
 
     def symlink(self, path: str, target: str) -> None:
-        ov, inner, _ = self._changing(path)
+        ov, inner, _ = self._writable_path(path)
         ov.symlink(inner, target)
+        self.note_writer(ov)  # after success: failed calls change nothing
 
     def link(self, path: str, existing: str) -> None:
         self._writable_path(path)
@@ -130,8 +130,9 @@ class WriteOps:
         raise NotPermitted(f"special files are not supported: {path}")
 
     def chmod(self, path: str, mode: int) -> None:
-        ov, inner, _ = self._changing(path)
+        ov, inner, _ = self._writable_path(path)
         ov.set_attrs(inner, stat.S_IMODE(mode), None)
+        self.note_writer(ov)  # after success: failed calls change nothing
 
     def chown(self, path: str, uid: int, gid: int) -> None:
         self._writable_path(path)
@@ -139,8 +140,9 @@ class WriteOps:
             raise NotPermitted("ownership is not recorded in commits")
 
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> None:
-        ov, inner, _ = self._changing(path)
+        ov, inner, _ = self._writable_path(path)
         ov.set_attrs(inner, None, times[1] if times else time.time_ns())
+        self.note_writer(ov)  # after success: failed calls change nothing
 
     def setxattr(self, path: str, name: str, value: bytes | None) -> None:
         self._writable_path(path)

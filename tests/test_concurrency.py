@@ -18,7 +18,7 @@ import pytest
 from s3fsv.backend import open_backend
 from s3fsv.errors import Conflict, PreconditionFailed
 from s3fsv.objects import TreeEntry, sha256_hex
-from s3fsv.repo import Repository
+from s3fsv.repo import Repository, related_paths
 from s3fsv.store import Store
 from s3fsv.tree import Change
 
@@ -305,3 +305,10 @@ def test_parent_and_child_paths_conflict(repo: Repository) -> None:
     cid = repo.commit("main", {"e": None}, "deletes e", base=base)
     assert repo.resolve("main") == cid
     assert files_at(repo, "main") == {"d/a": b"a", "d/new": b"n"}
+
+
+def test_related_paths_are_equal_above_or_below_never_siblings() -> None:
+    theirs = {"a/b", "x", "deep/er/still"}
+    mine = {"a/b", "a", "a/b/c", "a-1", "a/bc", "x/y/z", "xx", "deep/er", "deep/e", "other"}
+    assert related_paths(mine, theirs) == {"a/b", "a", "a/b/c", "x/y/z", "deep/er"}
+    assert related_paths(mine, set()) == set()

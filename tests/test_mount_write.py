@@ -273,6 +273,36 @@ def test_editing_what_another_writer_committed_is_no_conflict(
         assert b"".join(repo.read_file(repo.stat(cid, name))) == b"theirs\nmine\n"
 
 
+def test_a_stale_read_written_back_is_a_conflict(
+    repo_url: str, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Read-modify-write across a refresh: a program read keep.txt, another writer changed it,
+    and the program writes its edited old copy back. That must not silently win. A failed
+    operation meanwhile (mkdir of an existing directory) must not stop the base following."""
+    repo = Store.open(repo_url).repo("cams")
+    theirs = tmp_path / "theirs"
+    theirs.write_bytes(b"theirs\n")
+    with mounted(repo_url, tmp_path / "mnt", env, "--ref-ttl", "0.2") as mp:
+        b = mp / "cams" / "branch" / "main"
+        old = (b / "keep.txt").read_bytes()  # read through the mount: the program holds it
+        put(repo, "main", theirs, "keep.txt", "foreign keep")
+        put(repo, "main", theirs, "fresh.txt", "foreign fresh")
+        deadline = time.monotonic() + 10
+        while not (b / "fresh.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(FileExistsError):
+            (b / "in").mkdir()
+        (b / "keep.txt").write_bytes(old + b"edited\n")
+        failed = run_cli("commit", str(b), "-m", "stale", env=env, check=False)
+        assert failed.returncode == 6 and "keep.txt" in failed.stderr, failed.stderr
+        run_cli("discard", str(b), env=env)
+        with open(b / "fresh.txt", "ab") as fh:  # shown before it was touched: no conflict
+            fh.write(b"mine\n")
+        cid = commit(b, env, "fresh edit")
+    assert b"".join(repo.read_file(repo.stat(cid, "fresh.txt"))) == b"theirs\nmine\n"
+    assert b"".join(repo.read_file(repo.stat(cid, "keep.txt"))) == b"theirs\n"
+
+
 def test_a_real_conflict_keeps_everything_staged_until_overwrite(
     repo_url: str, tmp_path: Path, env: dict[str, str]
 ) -> None:
