@@ -32,7 +32,7 @@ from s3fsv.objects import TreeEntry
 from s3fsv.overlay_commit import CommitOps
 from s3fsv.reader import ChunkReader
 from s3fsv.repo import Repository
-from s3fsv.staging import Staged, Staging, committed_entry
+from s3fsv.staging import Staged, Staging, committed_entry, watch_sets
 from s3fsv.tree import EMPTY_TREE, dir_entries, lookup
 from s3fsv.write_behind import WriteBehind
 
@@ -101,6 +101,7 @@ class BranchOverlay(CommitOps):
             self.reset_base(head()[0])  # with nothing staged, nothing can clash
         self._seen: set[str] = set()  # base files opened read-only (their content may be held)
         self._follow_retry = 0.0  # after a failed comparison, when to try again
+        self._behind: tuple[str, str] | None = None  # (view head, base): the view lags us
         self.staging.collect_garbage(set())
 
     # -- resolution -----------------------------------------------------------------------------
@@ -142,14 +143,14 @@ class BranchOverlay(CommitOps):
             base = self.base_commit
             if head == base or time.monotonic() < self._follow_retry:
                 return
-            if len(self._seen) > SEEN_MAX:
-                return  # too much to track: the base stays, so every change is checked
+            if len(self._seen) >= SEEN_MAX or self._behind == (head, base):
+                return  # too much to track (the base stays: every change is checked), or old
             try:
-                staged = self.staging.all()
-                # A directory that only needs to exist clashes only with a change of itself.
-                ensure = {e.path for e in staged if e.kind == "dir" and not e.replace}
-                watched = {e.path for e in staged if e.path not in ensure} | self._seen
-                changed = self.repo.clashes(base, head, watched, ensure)
+                if self._is_ancestor(head, base):  # a refresh older than our own commit
+                    self._behind = (head, base)
+                    return
+                watched, ensure = watch_sets(self.staging.all())
+                changed = self.repo.clashes(base, head, watched | self._seen, ensure)
             except S3fsvError as err:
                 log.warning("cannot compare %s with the branch head %s: %s", base, head, err)
                 self._follow_retry = time.monotonic() + FOLLOW_RETRY
@@ -157,6 +158,19 @@ class BranchOverlay(CommitOps):
             if changed:
                 self.staging.set_meta("stale", json.dumps(sorted(self.stale() | changed)))
             self.staging.set_meta("base", head)  # after "stale": a crash between redoes both
+
+    def _is_ancestor(self, old: str, new: str, depth: int = 64) -> bool:
+        """Whether ``old`` is among the first-parent ancestors of ``new`` (checked ``depth``
+        commits deep: what a view refreshed just before this mount's commit can lag by)."""
+        cid: str | None = new
+        for _ in range(depth):
+            parents = self.repo.commit_object(cid).parents if cid else ()
+            cid = parents[0] if parents else None
+            if cid is None:
+                return False
+            if cid == old:
+                return True
+        return False
 
     def stale(self) -> set[str]:
         """Paths another writer changed after this mount staged or read them."""
@@ -223,7 +237,8 @@ class BranchOverlay(CommitOps):
             if node.staged is None or not node.staged.data:
                 if not writing and not flags & os.O_TRUNC:
                     if node.base is not None:
-                        self._seen.add(path)
+                        if len(self._seen) < SEEN_MAX:
+                            self._seen.add(path)
                         return node.base
                     return self.as_entry(node.staged)
                 node = self._copy_up(parts, node, truncate=bool(flags & os.O_TRUNC))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from s3fsv.errors import Conflict, S3fsvError
 from s3fsv.objects import TreeEntry, check_name
 from s3fsv.repo import related_paths
-from s3fsv.staging import Read, committed_entry
+from s3fsv.staging import Read, committed_entry, watch_sets
 from s3fsv.tree import lookup
 from s3fsv.upload import upload_files
 
@@ -41,6 +41,9 @@ class CommitOps:
     _commands: set[str]
     _head: Callable[[], tuple[str, str]]
     _seen: set[str]
+
+    def _follow(self, head: str) -> None:
+        raise NotImplementedError
 
     def stale(self) -> set[str]:
         raise NotImplementedError
@@ -102,16 +105,22 @@ class CommitOps:
         self, message: str, author: str | None, provenance: dict[str, Any], overwrite: bool
     ) -> str | None:
         with self.lock:
+            view = self._head()[0]
+            if view != self.base_commit:
+                self._follow(view)  # what the view shows is what the changes were made against
             snapshot = self.staging.all()
             generations = dict(self.staging.generation)
             reads = self.staging.reads()
-            base = self._head()[0] if overwrite else self.base_commit
+            since = self.base_commit  # what the stale marks are relative to
+            base = view if overwrite else since
             stale = self.stale()
         if not snapshot:
             return None
         mine = {e.path for e in snapshot}
-        if not overwrite and related_paths(mine, stale):
-            raise Conflict(related_paths(mine, stale), self.branch)
+        paths, ensure = watch_sets(snapshot)
+        hits = related_paths(paths, stale) | (ensure & stale)
+        if hits and not overwrite:
+            raise Conflict(hits, self.branch)
         changes: dict[str, TreeEntry | None] = {}
         data_stamps: dict[str, tuple[int, int]] = {}
         for e in snapshot:
@@ -146,7 +155,7 @@ class CommitOps:
             base=base,
             missing_ok=True,
         )
-        foreign = self._changed_under(cid, base)
+        foreign = self._changed_under(cid, since)
         with self.lock, self.staging.transaction():
             for e in snapshot:
                 if self.staging.generation.get(e.path) != generations.get(e.path):
@@ -163,8 +172,11 @@ class CommitOps:
                     # writing the same data file wherever the file is renamed to.
                     continue
                 self.staging.remove(e.path)
-            left = {e.path for e in self.staging.all()}
-            still = (stale - mine) | related_paths(left | self._seen, foreign)
+            paths, ensure = watch_sets(self.staging.all())
+            if overwrite:  # theirs was replaced knowingly: not stale again
+                paths, ensure = paths - mine, ensure - mine
+            watched = paths | (self._seen - mine if overwrite else self._seen)
+            still = (stale - mine) | related_paths(watched, foreign) | (ensure & foreign)
             self.staging.set_meta("stale", json.dumps(sorted(still)))
             self.staging.set_meta("base", cid)
             self.staging.clear_reads(reads)

@@ -282,6 +282,13 @@ class SlotLock:
         os.close(self.fd)
 
 
+def watch_sets(staged: list[Staged]) -> tuple[set[str], set[str]]:
+    """(paths, directories that only need to exist) of staged entries: such a directory
+    clashes only with a change of itself, not with changes below it."""
+    ensure = {e.path for e in staged if e.kind == "dir" and not e.replace}
+    return {e.path for e in staged if e.path not in ensure}, ensure
+
+
 def committed_entry(e: Staged) -> TreeEntry | None:
     """The change a staged entry without local data makes in a commit."""
     name = e.path.rpartition("/")[2]

@@ -135,6 +135,13 @@ def api_tree(url: str, cid: str) -> tuple[Files, set[str]]:
     return files, dirs
 
 
+class Orphan:
+    """The content of a file no longer in the tree, shared by every descriptor open on it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 class Handle:
     """A descriptor open (O_RDWR) across steps. ``path`` follows the file through renames; it
     is None once the file was unlinked or replaced, and ``orphan`` then holds its content.
@@ -143,7 +150,7 @@ class Handle:
     def __init__(self, fd: int, path: str) -> None:
         self.fd = fd
         self.path: str | None = path
-        self.orphan = b""
+        self.orphan = Orphan(b"")
         self.orphan_dir: str | None = None  # the directory it was unlinked from
 
     def __repr__(self) -> str:

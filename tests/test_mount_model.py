@@ -59,6 +59,7 @@ from tests.model_support import (
     Blob,
     Files,
     Handle,
+    Orphan,
     Snap,
     api_tree,
     assert_tree,
@@ -170,20 +171,22 @@ class MountModel(RuleBasedStateMachine):
         )
 
     def orphan_handles(self, path: str) -> None:
-        """The file at ``path`` leaves the tree: descriptors open on it keep its content."""
+        """The file at ``path`` leaves the tree: descriptors open on it keep its content, one
+        file for all of them (a write or truncate through one is seen through the others)."""
+        orphan = Orphan(self.files[path])
         for h in self.handles:
             if h.path == path:
-                h.path, h.orphan = None, self.files[path]
+                h.path, h.orphan = None, orphan
                 h.orphan_dir = path.rpartition("/")[0]
 
     def content(self, h: Handle) -> bytes:
-        return self.files[h.path] if h.path is not None else h.orphan
+        return self.files[h.path] if h.path is not None else h.orphan.data
 
     def set_content(self, h: Handle, data: bytes) -> None:
         if h.path is not None:
             self.files[h.path] = data
         else:
-            h.orphan = data
+            h.orphan.data = data
 
     def attempt(self, expected: int | None, what: str, op: Callable[[], object]) -> bool:
         """Run ``op``; it must succeed when ``expected`` is None, else fail with that errno."""
