@@ -1,0 +1,121 @@
+"""The conflict rules of a mounted branch, without FUSE: a path another writer changed after this
+mount staged or read it is a conflict; a change the view showed before the path was touched is
+not; the mount's own commits never make its own later edits conflict."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3fsv.cache import DiskCache
+from s3fsv.errors import Conflict
+from s3fsv.repo import Repository
+from s3fsv.store import Store
+from s3fsv.transfer import put
+from s3fsv.vfs import Filesystem, MountSpec
+
+B = "/cams/branch/main"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    store = Store.init(f"file://{tmp_path}/store")
+    return store.create_repo("cams", chunk_size=64 * 1024)
+
+
+@pytest.fixture
+def fs(tmp_path: Path, repo: Repository) -> Iterator[Filesystem]:
+    """A mount whose view refreshes on every call (ref TTL 0)."""
+    store = Store.open(f"file://{tmp_path}/store")
+    spec = MountSpec(ref_ttl=0.0, staging_root=str(tmp_path / "state"))
+    fs = Filesystem(store, spec, DiskCache(tmp_path / "cache"))
+    yield fs
+    fs.close()
+
+
+def foreign(repo: Repository, tmp_path: Path, path: str, data: bytes) -> None:
+    src = tmp_path / f"src-{path.replace('/', '-')}"
+    src.write_bytes(data)
+    put(repo, "main", src, path, f"foreign {path}")
+
+
+def write(fs: Filesystem, path: str, data: bytes) -> None:
+    fh = fs.create(f"{B}/{path}", 0o644, os.O_RDWR | os.O_TRUNC)
+    fs.write(fh, data, 0)
+    fs.release(fh)
+
+
+def read(fs: Filesystem, path: str) -> bytes:
+    fh = fs.open(f"{B}/{path}", os.O_RDONLY)
+    try:
+        return bytes(fs.read(fh, 1 << 20, 0))
+    finally:
+        fs.release(fh)
+
+
+def head_file(repo: Repository, path: str) -> bytes:
+    return b"".join(repo.read_file(repo.stat(repo.resolve("main"), path)))
+
+
+def test_a_read_then_changed_file_written_back_conflicts_even_after_an_overwrite(
+    fs: Filesystem, repo: Repository, tmp_path: Path
+) -> None:
+    foreign(repo, tmp_path, "x", b"x0")
+    old = read(fs, "x")  # a program holds x0
+    write(fs, "y", b"mine")
+    foreign(repo, tmp_path, "x", b"theirs")
+    fs.commit(B, "y, overwriting whatever", overwrite=True)
+    write(fs, "x", old + b"+edit")  # the program writes its old copy back
+    with pytest.raises(Conflict) as info:
+        fs.commit(B, "x back")
+    assert info.value.paths == ["x"]
+    assert head_file(repo, "x") == b"theirs"
+
+
+def test_the_mounts_own_commit_never_makes_its_open_file_conflict(
+    fs: Filesystem, repo: Repository, tmp_path: Path
+) -> None:
+    foreign(repo, tmp_path, "log", b"l0")
+    ov = fs._branch_overlay(B)
+    before = ov._head()[0]
+    fh = fs.open(f"{B}/log", os.O_RDWR | os.O_APPEND)
+    try:
+        fs.write(fh, b"a", 0)
+        cid = ov.commit("first", None, {})
+        assert cid is not None
+        ov._follow(before)  # a call that still saw the head from before the commit
+        assert ov.base_commit == cid and not ov.stale()
+        fs.write(fh, b"b", 0)
+    finally:
+        fs.release(fh)
+    fs.commit(B, "second")
+    assert head_file(repo, "log") == b"l0ab"
+
+
+def test_a_directory_that_only_needs_to_exist_ignores_changes_below_it(
+    fs: Filesystem, repo: Repository, tmp_path: Path
+) -> None:
+    foreign(repo, tmp_path, "d/x", b"x0")
+    read(fs, "d/x")
+    foreign(repo, tmp_path, "d/x", b"x1")
+    fs.getattr(f"{B}/d")  # the view shows x1; d/x is stale for this mount
+    fs.utimens(f"{B}/d", (0, 123))
+    write(fs, "d/new", b"n")
+    fs.commit(B, "new file in d")
+    assert head_file(repo, "d/new") == b"n" and head_file(repo, "d/x") == b"x1"
+
+
+def test_a_change_shown_before_it_was_touched_is_no_conflict(
+    fs: Filesystem, repo: Repository, tmp_path: Path
+) -> None:
+    fs.getattr(B)
+    foreign(repo, tmp_path, "r.txt", b"theirs\n")
+    assert read(fs, "r.txt") == b"theirs\n"
+    fh = fs.open(f"{B}/r.txt", os.O_RDWR | os.O_APPEND)
+    fs.write(fh, b"mine\n", 0)
+    fs.release(fh)
+    fs.commit(B, "edit")
+    assert head_file(repo, "r.txt") == b"theirs\nmine\n"
