@@ -41,6 +41,7 @@ class RepoState:
     heads: TTLCache[str, str]
     recent: TTLCache[str, list[str]]
     lock: threading.Lock = field(default_factory=threading.Lock)
+    moves: int = 0  # heads set by this mount's commits, so a slower refresh never undoes one
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,7 @@ class Filesystem(WriteOps):
         state = self._state(repo)
         with state.lock:
             state.heads[branch] = commit
+            state.moves += 1
 
     # -- repos and refs ---------------------------------------------------------------------
     def _state(self, name: str) -> RepoState:
@@ -196,10 +197,14 @@ class Filesystem(WriteOps):
         if section == "branch" or (section == "@" and _is_branch(state, name)):
             with state.lock:
                 commit = state.heads.get(name)
+                moves = state.moves
             if commit is None:
-                commit = state.repo.branch_head(name).commit
+                fetched = state.repo.branch_head(name).commit
                 with state.lock:
-                    state.heads[name] = commit
+                    if state.moves == moves:
+                        state.heads[name] = commit = fetched
+                    else:  # this mount committed meanwhile: what it set is newer
+                        commit = state.heads.get(name) or fetched
             label = f"branch/{name}" if section == "branch" else f"@{name}"
             return Snapshot(repo, commit, self._tree(state, commit), False, label)
         if section == "tag":

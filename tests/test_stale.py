@@ -5,8 +5,10 @@ not; the mount's own commits never make its own later edits conflict."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,3 +121,45 @@ def test_a_change_shown_before_it_was_touched_is_no_conflict(
     fs.release(fh)
     fs.commit(B, "edit")
     assert head_file(repo, "r.txt") == b"theirs\nmine\n"
+
+
+def test_a_refresh_that_started_before_a_commit_does_not_undo_it(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A head fetched before this mount's commit, stored after it, would show the branch as it
+    was before the commit until the next refresh (a minute here)."""
+    spec = MountSpec(ref_ttl=60.0, staging_root=str(tmp_path / "state-60"))
+    fs = Filesystem(Store.open(f"file://{tmp_path}/store"), spec, DiskCache(tmp_path / "c60"))
+    try:
+        _refresh_during_commit(fs, repo, monkeypatch)
+    finally:
+        fs.close()
+
+
+def _refresh_during_commit(
+    fs: Filesystem, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs.getattr(B)
+    state = fs._state("cams")
+    old_head = repo.branch_head("main")
+    fetching, committed = threading.Event(), threading.Event()
+
+    def slow_head(name: str) -> Any:
+        fetching.set()
+        assert committed.wait(10)
+        return old_head  # what the store said before the commit
+
+    write(fs, "new.txt", b"new")
+    with state.lock:
+        state.heads.clear()
+    monkeypatch.setattr(state.repo, "branch_head", slow_head)
+    refresh = threading.Thread(target=fs._snapshot, args=("cams", "branch", "main"))
+    refresh.start()
+    assert fetching.wait(10)
+    monkeypatch.undo()
+    cid = fs.commit(B, "new file")
+    committed.set()
+    refresh.join(10)
+    with state.lock:
+        assert state.heads.get("main") == cid
+    assert read(fs, "new.txt") == b"new"
