@@ -133,23 +133,22 @@ class ChunkReader:
         """``size`` bytes at ``offset`` of chunk ``oid`` (stored as ``member`` of a pack, when
         given), fetching it if needed. With ``borrow``, a chunk held in memory is lent as a
         ``Borrowed`` range, not copied."""
-        with self._lock:
-            recent = self._recent.get(oid)
-        if recent is not None:
-            return _part(recent, offset, size, borrow)
-        data = self.cache.pread(oid, size, offset)
-        if data is not None:
-            return data
-        for _ in range(2):  # a prefetch may report "already cached" just before an eviction
-            fetched = self._start(oid, member=member).result()
-            if fetched is None:  # a span fetch (or a prefetch that found it cached)
-                with self._lock:
-                    fetched = self._recent.get(oid)
-            if fetched is not None:
-                return _part(fetched, offset, size, borrow)
+        # Memory, then disk; else fetch and look again (a fetch that resolves with None left
+        # the chunk in memory or on disk). Twice, because a prefetch may report "already
+        # cached" just before an eviction.
+        for fetches in range(3):
+            with self._lock:
+                recent = self._recent.get(oid)
+            if recent is not None:
+                return _part(recent, offset, size, borrow)
             data = self.cache.pread(oid, size, offset)
             if data is not None:
                 return data
+            if fetches == 2:
+                break
+            fetched = self._start(oid, member=member).result()
+            if fetched is not None:
+                return _part(fetched, offset, size, borrow)
         raise CorruptObject(oid, "chunk vanished from the cache while it was read")
 
     def prefetch(self, oids: Iterable[str]) -> None:
