@@ -183,7 +183,15 @@ def cmd_put(args: argparse.Namespace) -> int:
     before = repo.branch_head(addr.ref).commit
     with _progress_bar(total, "upload", args.quiet) as bar:
         cid, files = transfer.put(
-            repo, addr.ref, source, addr.path, args.message, threads=args.jobs, progress=bar.update
+            repo,
+            addr.ref,
+            source,
+            addr.path,
+            args.message,
+            threads=args.jobs,
+            progress=bar.update,
+            base=before,
+            items=items,
         )
     changed = cid != before
     if args.json:

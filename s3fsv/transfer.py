@@ -104,16 +104,21 @@ def put(
     threads: int = 16,
     progress: Progress | None = None,
     author: str | None = None,
+    base: str | None = None,
+    items: list[LocalItem] | None = None,
 ) -> tuple[str, int]:
     """Upload ``source`` below ``dest`` on ``branch`` as one commit; return (commit id, files).
 
     The commit is made against the head read before the upload; if the branch moves meanwhile,
-    the usual rebase-or-conflict rules of ``Repository.commit`` apply. When nothing changes, no
-    commit is made and the id is the branch head's.
+    the usual rebase-or-conflict rules of ``Repository.commit`` apply (``base``: that head, when
+    the caller has read it already; ``items``: ``scan_local(source, dest)``, likewise). When
+    nothing changes, no commit is made and the id is the branch head's.
     """
-    base = repo.branch_head(branch).commit
+    if base is None:
+        base = repo.branch_head(branch).commit
     _check_same_kind(repo, base, source, dest)
-    items = scan_local(source, dest)
+    if items is None:
+        items = scan_local(source, dest)
     changes: dict[str, Change] = {}
     for item in items:
         name = item.rel.rsplit("/", 1)[-1]
