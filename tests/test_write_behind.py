@@ -3,11 +3,13 @@ a commit never depends on them being right."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,20 @@ from s3fsv.write_behind import WriteBehind
 from tests.test_packs import CountingBackend
 
 CHUNK = 64 * 1024
+
+
+@contextlib.contextmanager
+def following(
+    tmp_path: Path, threads: int = 4
+) -> Iterator[tuple[CountingBackend, ObjectStore, WriteBehind]]:
+    """A write-behind over data files in ``tmp_path`` storing to a counting backend."""
+    backend = CountingBackend()
+    objects = ObjectStore(backend, "r")
+    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=threads)
+    try:
+        yield backend, objects, wb
+    finally:
+        wb.close()
 
 
 def write(path: Path, wb: WriteBehind, data: bytes, offset: int) -> None:
@@ -46,11 +62,8 @@ def commit_puts(
 def test_sequential_writes_upload_finished_chunks_and_the_commit_skips_them(
     tmp_path: Path,
 ) -> None:
-    backend = CountingBackend()
-    objects = ObjectStore(backend, "r")
-    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=2)
-    data = random.Random(1).randbytes(3 * CHUNK + 1000)
-    try:
+    with following(tmp_path, threads=2) as (backend, objects, wb):
+        data = random.Random(1).randbytes(3 * CHUNK + 1000)
         wb.started("f")
         for off in range(0, len(data), 10_000):
             write(tmp_path / "f", wb, data[off : off + 10_000], off)
@@ -62,17 +75,12 @@ def test_sequential_writes_upload_finished_chunks_and_the_commit_skips_them(
         assert entry.sha256 == hashlib.sha256(data).hexdigest()
         puts, fast = commit_puts(objects, backend, tmp_path / "f", wb)
         assert puts == 0 and fast == entry  # the early ids, without hashing chunks again
-    finally:
-        wb.close()
 
 
 def test_the_commit_reads_only_the_tail_of_a_followed_file(tmp_path: Path) -> None:
-    backend = CountingBackend()
-    objects = ObjectStore(backend, "r")
-    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=2)
-    data = random.Random(5).randbytes(3 * CHUNK + 1000)
-    path = tmp_path / "f"
-    try:
+    with following(tmp_path, threads=2) as (backend, objects, wb):
+        data = random.Random(5).randbytes(3 * CHUNK + 1000)
+        path = tmp_path / "f"
         wb.started("f")
         for off in range(0, len(data), 10_000):
             write(path, wb, data[off : off + 10_000], off)
@@ -88,18 +96,13 @@ def test_the_commit_reads_only_the_tail_of_a_followed_file(tmp_path: Path) -> No
         assert puts == 1  # the tail
         assert entry.sha256 == hashlib.sha256(data).hexdigest()
         assert entry.size == len(data)
-    finally:
-        wb.close()
 
 
 def test_an_overwrite_stops_early_uploads_and_the_commit_records_the_new_bytes(
     tmp_path: Path,
 ) -> None:
-    backend = CountingBackend()
-    objects = ObjectStore(backend, "r")
-    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=2)
-    data = bytearray(random.Random(2).randbytes(2 * CHUNK))
-    try:
+    with following(tmp_path, threads=2) as (backend, objects, wb):
+        data = bytearray(random.Random(2).randbytes(2 * CHUNK))
         wb.started("f")
         write(tmp_path / "f", wb, bytes(data[:CHUNK]), 0)
         wb.flush()  # chunk 0 is stored early
@@ -116,16 +119,11 @@ def test_an_overwrite_stops_early_uploads_and_the_commit_records_the_new_bytes(
             for oid in upload_files(objects, CHUNK, {"f": tmp_path / "f"})["f"][0].chunks
         )
         assert stored == bytes(data)
-    finally:
-        wb.close()
 
 
 def test_settle_leaves_no_chunk_uploaded_twice(tmp_path: Path) -> None:
-    backend = CountingBackend()
-    objects = ObjectStore(backend, "r")
-    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=1)
-    data = random.Random(3).randbytes(20 * CHUNK)
-    try:
+    with following(tmp_path, threads=1) as (backend, objects, wb):
+        data = random.Random(3).randbytes(20 * CHUNK)
         wb.started("f")
         write(tmp_path / "f", wb, data, 0)
         wb.settle(["f"])
@@ -135,14 +133,10 @@ def test_settle_leaves_no_chunk_uploaded_twice(tmp_path: Path) -> None:
         # The digest the early uploads fed stops at the first cancelled chunk; the commit
         # hashes on from there.
         assert entry.sha256 == hashlib.sha256(data).hexdigest()
-    finally:
-        wb.close()
 
 
 def test_unfollowed_and_truncated_files_are_not_uploaded_early(tmp_path: Path) -> None:
-    backend = CountingBackend()
-    wb = WriteBehind(ObjectStore(backend, "r"), CHUNK, lambda name: tmp_path / name)
-    try:
+    with following(tmp_path, threads=4) as (backend, objects, wb):
         write(tmp_path / "copied-up", wb, b"x" * (2 * CHUNK), 0)  # never started: not followed
         wb.started("t")
         write(tmp_path / "t", wb, b"y" * 100, 0)
@@ -150,17 +144,13 @@ def test_unfollowed_and_truncated_files_are_not_uploaded_early(tmp_path: Path) -
         write(tmp_path / "t", wb, b"y" * (2 * CHUNK), 10)
         wb.flush()
         assert backend.calls["put"] == 0
-    finally:
-        wb.close()
 
 
 def test_content_gives_up_while_a_write_is_in_progress_or_after_any_change(
     tmp_path: Path,
 ) -> None:
-    objects = ObjectStore(CountingBackend(), "r")
-    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=2)
-    data = random.Random(4).randbytes(2 * CHUNK + 7)
-    try:
+    with following(tmp_path, threads=2) as (backend, objects, wb):
+        data = random.Random(4).randbytes(2 * CHUNK + 7)
         with Uploader(objects, CHUNK) as up:
             wb.started("f")
             write(tmp_path / "f", wb, data, 0)
@@ -174,8 +164,6 @@ def test_content_gives_up_while_a_write_is_in_progress_or_after_any_change(
             assert got.sha256 == hashlib.sha256(data).hexdigest()
             wb.will_truncate("f", 5)  # any change but an append at the end stops following
             assert wb.content("f", up) is None
-    finally:
-        wb.close()
 
 
 class _SlowHash:
@@ -197,10 +185,8 @@ class _SlowHash:
 
 def test_content_never_copies_a_digest_halfway_through_a_chunk(tmp_path: Path) -> None:
     _SlowHash.feeding.clear()
-    objects = ObjectStore(CountingBackend(), "r")
-    wb = WriteBehind(objects, CHUNK, lambda name: tmp_path / name, threads=2)
-    data = random.Random(6).randbytes(CHUNK + 10)
-    try:
+    with following(tmp_path, threads=2) as (backend, objects, wb):
+        data = random.Random(6).randbytes(CHUNK + 10)
         wb.started("f")
         wb._files["f"].digest = _SlowHash()
         write(tmp_path / "f", wb, data, 0)
@@ -209,8 +195,6 @@ def test_content_never_copies_a_digest_halfway_through_a_chunk(tmp_path: Path) -
             got = wb.content("f", up)
             up.finish()
         assert got is not None and got.sha256 == hashlib.sha256(data).hexdigest()
-    finally:
-        wb.close()
 
 
 def test_a_chunk_that_fails_before_its_turn_does_not_block_the_next(tmp_path: Path) -> None:
@@ -244,9 +228,7 @@ def test_resuming_past_the_end_of_a_shrunk_file_is_a_changed_file(tmp_path: Path
 
 
 def test_a_write_from_before_a_restart_stops_following(tmp_path: Path) -> None:
-    backend = CountingBackend()
-    wb = WriteBehind(ObjectStore(backend, "r"), CHUNK, lambda name: tmp_path / name)
-    try:
+    with following(tmp_path, threads=4) as (backend, objects, wb):
         wb.started("f")
         token = wb.will_write("f", 0)
         wb.started("f")  # reopened with O_TRUNC while that write was under way
@@ -254,5 +236,3 @@ def test_a_write_from_before_a_restart_stops_following(tmp_path: Path) -> None:
         wb.flush()
         assert backend.calls["put"] == 0
         assert wb.content("f", Uploader(ObjectStore(backend, "r"), CHUNK)) is None
-    finally:
-        wb.close()
