@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from s3fsv.buffers import Chunk
 from s3fsv.errors import CorruptObject, InvalidName
 
 FORMAT_VERSION = 1
@@ -27,7 +28,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _MAX_NAME_BYTES = 255
 
 
-def sha256_hex(data: bytes | bytearray | memoryview) -> str:
+def sha256_hex(data: bytes | bytearray | memoryview | Chunk) -> str:
     return hashlib.sha256(data).hexdigest()
 
 

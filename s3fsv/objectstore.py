@@ -14,7 +14,8 @@ from typing import Protocol, TypeVar
 
 from cachetools import LRUCache
 
-from s3fsv.backend.base import Backend
+from s3fsv.backend.base import Backend, ReadsInto
+from s3fsv.buffers import POOLED_MIN, SHARED_POOL, BufferPool, ChunkData
 from s3fsv.errors import CorruptObject, NotFound, PreconditionFailed
 from s3fsv.objects import (
     Commit,
@@ -97,6 +98,26 @@ class ObjectStore:
         with self._lock:
             self._known[oid] = True
         return data
+
+    def fetch_chunk(self, oid: str, pool: BufferPool = SHARED_POOL) -> ChunkData:
+        """The verified bytes of the file chunk ``oid``, fetched from the store; the cache is
+        neither consulted nor filled (the reader that calls this manages it). A body of at
+        least ``POOLED_MIN`` bytes lands in a ``Chunk`` from ``pool`` when the backend can read
+        into it (see ``s3fsv.buffers``)."""
+        if not isinstance(self.backend, ReadsInto):
+            return self.get_bytes(oid, fill_cache=False)
+        key = self.key(oid)
+        try:
+            data = self.backend.read_into(
+                key, lambda n: pool.take(n) if n >= POOLED_MIN else bytearray(n)
+            )
+        except NotFound:
+            raise NotFound(f"object {oid} is missing from repo {self.repo!r}") from None
+        if sha256_hex(data) != oid:
+            raise CorruptObject(key, f"content does not match its hash ({len(data)} bytes read)")
+        with self._lock:
+            self._known[oid] = True
+        return bytes(data) if isinstance(data, bytearray) else data
 
     def get_members(
         self, pack: str, members: Sequence[Member], *, fill_cache: bool = True

@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from cachetools import LRUCache
 
+from s3fsv.buffers import ChunkData, aligned_address
 from s3fsv.cache import DiskCache
 from s3fsv.errors import CorruptObject
 from s3fsv.objects import Tree, TreeEntry, TreePage
@@ -55,11 +56,11 @@ class ChunkReader:
         self.cache = cache
         self.chunk_size = chunk_size
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3fsv-fetch")
-        self._inflight: dict[str, Future[bytes | None]] = {}
+        self._inflight: dict[str, Future[ChunkData | None]] = {}
         self._lock = threading.Lock()
         # Verified chunks as fetched, served from memory while sequential reads consume them
         # (and whatever the disk cache could not store).
-        self._recent: LRUCache[str, bytes] = LRUCache(
+        self._recent: LRUCache[str, ChunkData] = LRUCache(
             maxsize=max(RECENT_CHUNKS * chunk_size, 2 * LOOKAHEAD_BYTES), getsizeof=len
         )
         self._recent_prefetch: LRUCache[str, bool] = LRUCache(maxsize=4096)
@@ -76,7 +77,7 @@ class ChunkReader:
 
     # -- fetching ---------------------------------------------------------------------------
     def _fetch(
-        self, oid: str, check_cache: bool, fut: Future[bytes | None], member: Member | None
+        self, oid: str, check_cache: bool, fut: Future[ChunkData | None], member: Member | None
     ) -> None:
         """Fetch ``oid`` and resolve ``fut`` with its verified bytes (None when a prefetch finds
         it cached already), then write it to the cache: readers do not wait for the disk. The
@@ -86,14 +87,14 @@ class ChunkReader:
             with self._lock:
                 self._inflight.pop(oid, None)
             return
-        data: bytes | None = None
+        data: ChunkData | None = None
         try:
             if not (check_cache and self.cache.size(oid) is not None):
                 # Both verify the hash.
                 if member is not None:
                     data = self.objects.get_member(member, fill_cache=False)
                 else:
-                    data = self.objects.get_bytes(oid, fill_cache=False)
+                    data = self.objects.fetch_chunk(oid)
         except BaseException as err:
             with self._lock:
                 self._inflight.pop(oid, None)
@@ -109,7 +110,7 @@ class ChunkReader:
 
     def _start(
         self, oid: str, check_cache: bool = False, member: Member | None = None
-    ) -> Future[bytes | None]:
+    ) -> Future[ChunkData | None]:
         with self._lock:
             fut = self._inflight.get(oid)
             if fut is None and oid in self._recent:  # a fetch just ended: no second request
@@ -230,14 +231,14 @@ class ChunkReader:
             if not members:
                 return
             self._spans += 1
-            fut: Future[bytes | None] = Future()
+            fut: Future[ChunkData | None] = Future()
             for m in members:
                 self._recent_prefetch[m.oid] = True
                 self._inflight[m.oid] = fut
         task = self._pool.submit(self._fetch_span, members, fut)
         task.add_done_callback(lambda t, f=fut: t.cancelled() and f.cancel())
 
-    def _fetch_span(self, members: list[Member], fut: Future[bytes | None]) -> None:
+    def _fetch_span(self, members: list[Member], fut: Future[ChunkData | None]) -> None:
         """Fetch the members of one span not yet cached, with one ranged read of their pack.
         Waiters are released once the members are in memory and no longer in flight, so one
         that misses (a bad member, an eviction) starts a fetch of its own."""
@@ -305,7 +306,7 @@ class Borrowed:
 
     __slots__ = ("data", "start", "length")
 
-    def __init__(self, data: bytes, start: int, length: int) -> None:
+    def __init__(self, data: ChunkData, start: int, length: int) -> None:
         self.data, self.start, self.length = data, start, length
 
     def __len__(self) -> int:
@@ -316,14 +317,16 @@ class Borrowed:
 
     @property
     def _as_parameter_(self) -> ctypes.c_void_p:
-        base = ctypes.cast(ctypes.c_char_p(self.data), ctypes.c_void_p).value or 0
+        base = aligned_address(self.data)
+        if base is None:
+            base = ctypes.cast(ctypes.c_char_p(self.data), ctypes.c_void_p).value or 0
         return ctypes.c_void_p(base + self.start)
 
 
 Bytes = bytes | Borrowed
 
 
-def _part(chunk: bytes, offset: int, size: int, borrow: bool) -> Bytes:
+def _part(chunk: ChunkData, offset: int, size: int, borrow: bool) -> Bytes:
     if borrow:
         return Borrowed(chunk, offset, max(0, min(size, len(chunk) - offset)))
     return chunk[offset : offset + size]
@@ -369,7 +372,7 @@ class _Span:
         return True
 
 
-def _log_prefetch_failure(fut: Future[bytes | None]) -> None:
+def _log_prefetch_failure(fut: Future[ChunkData | None]) -> None:
     if fut.cancelled():
         return
     err = fut.exception()

@@ -20,14 +20,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+import urllib3
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    IncompleteReadError,
+    NoCredentialsError,
+)
 from conftest import isolate_aws_env
 from s3server import SeaweedServer
 
 from s3fsv.backend import Backend, ObjectInfo, open_backend
+from s3fsv.backend.base import ReadsInto
 from s3fsv.backend.file import FileBackend
 from s3fsv.backend.file import _translate as file_translate
 from s3fsv.backend.s3 import S3Backend
+from s3fsv.backend.s3 import _fill as s3_fill
+from s3fsv.buffers import BufferPool, aligned_address
 from s3fsv.errors import (
     AccessDenied,
     InvalidName,
@@ -88,6 +97,108 @@ def test_missing_key_is_not_found(backend: Backend) -> None:
         backend.get("no/such/dir/key")
     with pytest.raises(NotFound):
         backend.head("nope")
+
+
+def test_read_into_fills_the_callers_memory(backend: Backend) -> None:
+    """Where a backend can ``read_into``: one ``alloc`` call with the value's size, the whole
+    value in the buffer it returned, NotFound for a missing key."""
+    if not isinstance(backend, ReadsInto):
+        pytest.skip("this backend only has get")
+    data = os.urandom(3 * 1024 * 1024 + 17)  # many socket reads, an unaligned end
+    backend.put("big", data)
+    backend.put("empty", b"")
+    sizes: list[int] = []
+
+    def alloc(n: int) -> bytearray:
+        sizes.append(n)
+        return bytearray(n)
+
+    assert backend.read_into("big", alloc) == data
+    assert backend.read_into("empty", alloc) == b""
+    assert sizes == [len(data), 0]
+    pooled = backend.read_into("big", BufferPool().take)
+    assert aligned_address(pooled) is not None and bytes(pooled) == data
+    with pytest.raises(NotFound):
+        backend.read_into("nope", alloc)
+    assert backend.get("big", 1, 4) == data[1:4]
+
+
+def test_s3_read_into_reuses_its_connection(
+    s3_bucket_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a body straight into caller memory hands the drained connection back to the
+    pool: twenty reads open at most one new connection."""
+    backend = open_backend(s3_bucket_url)
+    try:
+        backend.put("k", os.urandom(2 * 1024 * 1024))
+        backend.get("k", 0, 1)  # connect once
+        connects: list[object] = []
+        real = urllib3.connection.HTTPConnection.connect
+
+        def counting(self: urllib3.connection.HTTPConnection) -> None:
+            connects.append(self)
+            real(self)
+
+        monkeypatch.setattr(urllib3.connection.HTTPConnection, "connect", counting)
+        assert isinstance(backend, ReadsInto)
+        for _ in range(20):
+            assert len(backend.read_into("k", bytearray)) == 2 * 1024 * 1024
+        assert len(connects) <= 1
+    finally:
+        backend.close()
+
+
+def test_s3_short_or_unusual_bodies() -> None:
+    """A body that ends before its Content-Length is an incomplete read (a store error, never
+    a short chunk); a body without the usual urllib3 layers is read and copied."""
+
+    class Plain:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def read(self) -> bytes:
+            return self.data
+
+    view = memoryview(bytearray(5))
+    s3_fill(Plain(b"hello"), view, 5)
+    assert view.tobytes() == b"hello"
+    with pytest.raises(IncompleteReadError):
+        s3_fill(Plain(b"hell"), memoryview(bytearray(5)), 5)
+
+    class Inner:  # http.client's response: readinto until the socket runs dry
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def readinto(self, b: memoryview) -> int:
+            n = min(len(b), len(self.data), 2)
+            b[:n] = self.data[:n]
+            self.data = self.data[n:]
+            return n
+
+        def isclosed(self) -> bool:
+            return not self.data
+
+    class Raw:
+        released = False
+
+        def __init__(self, data: bytes) -> None:
+            self._fp = Inner(data)
+
+        def release_conn(self) -> None:
+            self.released = True
+
+    class Streaming:
+        def __init__(self, data: bytes) -> None:
+            self._raw_stream = Raw(data)
+
+    body = Streaming(b"hello")
+    view = memoryview(bytearray(5))
+    s3_fill(body, view, 5)
+    assert view.tobytes() == b"hello" and body._raw_stream.released
+    body = Streaming(b"hel")
+    with pytest.raises(IncompleteReadError):
+        s3_fill(body, memoryview(bytearray(5)), 5)
+    assert not body._raw_stream.released
 
 
 def test_head_size_and_etag(backend: Backend) -> None:

@@ -18,13 +18,20 @@ against each of them:
 - ``list_prefixes(prefix)`` yields the distinct ``prefix + name + "/"`` "directories" directly
   below ``prefix`` (a delimiter listing), in ascending order.
 - ``delete(key)`` removes a key; deleting a missing key is not an error.
+
+Optionally (:class:`ReadsInto`), ``read_into(key, alloc)`` reads a whole value into memory the
+caller provides: it calls ``alloc(size)`` once, fills the writable buffer it returns and returns
+that buffer; it raises ``NotFound`` like ``get``. Large chunk bodies use it to land in aligned,
+reused memory without a copy (see :mod:`s3fsv.buffers`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
+
+B = TypeVar("B")
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,13 @@ class Backend(Protocol):
     def delete(self, key: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReadsInto(Protocol):
+    """The optional ``read_into`` capability; see the module docstring."""
+
+    def read_into(self, key: str, alloc: Callable[[int], B]) -> B: ...
 
 
 def check_key(key: str) -> str:

@@ -22,6 +22,10 @@ Besides the contract in :mod:`s3fsv.backend.base`:
 - ``put`` sends ``x-amz-checksum-sha256`` (``content_sha256`` when the caller knows it), which
   the server verifies, and does not sign the payload: over plain HTTP botocore would otherwise
   hash every byte once more for the signature.
+- ``read_into`` receives a body straight into the caller's buffer through http.client's
+  ``readinto`` (a private path under botocore and urllib3, used only when those layers look as
+  expected; otherwise the body is read and copied). A body shorter than its Content-Length is a
+  ``StoreUnavailable`` error, and its connection is closed, never reused.
 - ``get`` with ``start == end`` returns ``b""`` without a request (so without checking that the
   key exists); a range starting at or past the end returns ``b""`` (S3 answers 416).
 - Creating the backend does no I/O: the boto3 client is built on first use.
@@ -36,14 +40,14 @@ import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import boto3
 import botocore.exceptions as bexc
 from botocore.config import Config
 
-from s3fsv.backend.base import ObjectInfo, check_key, check_range
+from s3fsv.backend.base import B, ObjectInfo, check_key, check_range
 from s3fsv.errors import (
     AccessDenied,
     NotFound,
@@ -77,6 +81,33 @@ _CREDENTIAL_ERRORS = (
     bexc.SSOError,
 )
 _NETWORK_ERRORS = (bexc.ConnectionError, bexc.HTTPClientError, bexc.IncompleteReadError)
+
+
+def _fill(body: Any, view: memoryview, size: int) -> None:
+    """Read the ``size`` bytes of a botocore streaming body into ``view``.
+
+    ``body.read()`` returns new bytes that would then be copied, and urllib3's ``readinto`` does
+    the same. When the stack underneath is the usual botocore -> urllib3 -> http.client, read
+    with http.client's ``readinto``, which receives straight into ``view``, then hand the
+    drained connection back to urllib3's pool. Any other body is read and copied."""
+    raw = getattr(body, "_raw_stream", None)
+    inner = getattr(raw, "_fp", None)
+    done = 0
+    if callable(getattr(inner, "readinto", None)) and callable(getattr(raw, "release_conn", None)):
+        while done < size:
+            n = inner.readinto(view[done:size])
+            if not n:
+                break
+            done += n
+        if done == size and inner.isclosed():  # http.client closes itself at Content-Length
+            raw.release_conn()
+    else:
+        data = body.read()
+        done = len(data)
+        if done == size:
+            view[:] = data
+    if done != size:
+        raise bexc.IncompleteReadError(actual_bytes=done, expected_bytes=size)
 
 
 def _one_line(text: object) -> str:
@@ -231,6 +262,20 @@ class S3Backend:
                     return b""  # 416: the range starts at or past the end (or the value is empty)
                 raise
             return bytes(resp["Body"].read())
+
+    def read_into(self, key: str, alloc: Callable[[int], B]) -> B:
+        full = self._key(key)
+        with self._errors(key):
+            resp = self.client.get_object(Bucket=self.bucket, Key=full)
+            body = resp["Body"]
+            try:
+                size = int(resp["ContentLength"])
+                buf = alloc(size)
+                _fill(body, memoryview(buf).cast("B"), size)  # type: ignore[arg-type]
+            except BaseException:
+                body.close()  # the connection may hold unread bytes: never reuse it
+                raise
+            return buf
 
     def head(self, key: str) -> ObjectInfo:
         full = self._key(key)

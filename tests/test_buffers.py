@@ -1,0 +1,119 @@
+"""Pooled, page-aligned chunk buffers (``s3fsv.buffers``) and their path through the reader:
+store -> ``read_into`` -> SHA-256 -> disk cache (``O_DIRECT`` without staging) -> a borrowed
+FUSE reply."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from s3fsv.backend.file import FileBackend
+from s3fsv.buffers import PAGE, POOLED_MIN, BufferPool, aligned_address
+from s3fsv.cache import DiskCache
+from s3fsv.errors import CorruptObject
+from s3fsv.objects import TreeEntry, sha256_hex
+from s3fsv.objectstore import ObjectStore
+from s3fsv.reader import Borrowed, ChunkReader
+
+MiB = 1024 * 1024
+
+
+def test_chunks_are_aligned_bytes_like_and_exact_size() -> None:
+    pool = BufferPool()
+    chunk = pool.take(MiB + 5)
+    address = aligned_address(chunk)
+    assert address is not None and address % PAGE == 0
+    assert len(chunk) == MiB + 5
+    view = memoryview(chunk).cast("B")
+    view[:] = os.urandom(len(chunk))
+    data = bytes(view)
+    view.release()
+    assert chunk[10:20] == data[10:20] and isinstance(chunk[10:20], bytes)
+    assert hashlib.sha256(chunk).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert b"".join([memoryview(chunk)[:3], b"x"]) == data[:3] + b"x"
+    assert aligned_address(data) is None
+
+
+def test_memory_returns_to_the_pool_only_when_unreferenced() -> None:
+    pool = BufferPool()
+    chunk = pool.take(2 * MiB)
+    first = aligned_address(chunk)
+    lent = memoryview(chunk)  # e.g. a FUSE reply being copied
+    del chunk
+    gc.collect()
+    assert pool.idle_bytes() == 0
+    lent.release()
+    del lent
+    assert pool.idle_bytes() == 2 * MiB
+    again = pool.take(2 * MiB - 100)  # same capacity class: the same memory
+    assert aligned_address(again) == first
+    assert pool.idle_bytes() == 0
+
+
+def test_idle_memory_is_bounded() -> None:
+    pool = BufferPool(max_idle_bytes=MiB)
+    held = [pool.take(MiB), pool.take(MiB)]
+    del held
+    assert pool.idle_bytes() == MiB
+
+
+def test_store_chunks_land_in_the_pool_and_are_verified(tmp_path: Path) -> None:
+    backend = FileBackend(str(tmp_path / "store"))
+    objects = ObjectStore(backend, "r")
+    big, small = os.urandom(3 * MiB + 123), os.urandom(POOLED_MIN - 1)
+    big_id, small_id = objects.put_bytes(big), objects.put_bytes(small)
+    got = objects.fetch_chunk(big_id)
+    assert aligned_address(got) is not None and bytes(got) == big
+    assert objects.fetch_chunk(small_id) == small
+    # A value that does not match its name is refused, never returned.
+    backend.delete(objects.key(big_id))
+    backend.put(objects.key(big_id), big[:-1] + b"!")
+    with pytest.raises(CorruptObject):
+        objects.fetch_chunk(big_id)
+
+
+def test_cache_writes_pooled_chunks_directly(tmp_path: Path) -> None:
+    """A pooled chunk goes to disk with O_DIRECT straight from its own memory (no staging
+    buffer is ever made) and reads back exactly, also in a fresh process's view."""
+    pool = BufferPool()
+    data = os.urandom(2 * MiB + 4096 + 77)
+    chunk = pool.take(len(data))
+    memoryview(chunk).cast("B")[:] = data
+    cache = DiskCache(tmp_path / "c")
+    oid = sha256_hex(data)
+    cache.put(oid, chunk)
+    assert getattr(cache._local, "buf", None) is None
+    assert DiskCache(tmp_path / "c").get(oid) == data
+    assert cache.pread(oid, 100, len(data) - 50) == data[-50:]
+
+
+def test_reader_lends_pooled_chunks_to_fuse(tmp_path: Path) -> None:
+    """What FUSE copies out of a borrowed range (through its ctypes pointer) is the file's
+    bytes, for ranges inside one chunk and across two."""
+    backend = FileBackend(str(tmp_path / "store"))
+    objects = ObjectStore(backend, "r")
+    chunk_size = 2 * MiB
+    data = os.urandom(2 * chunk_size + 999)
+    ids = [objects.put_bytes(data[i : i + chunk_size]) for i in range(0, len(data), chunk_size)]
+    cache = DiskCache(tmp_path / "cache")
+    reader = ChunkReader(ObjectStore(backend, "r", cache), cache, chunk_size, threads=2)
+    entry = _file_entry(ids, data)
+    try:
+        for offset, size in ((5, 4096), (chunk_size - 100, 300), (len(data) - 10, 4096)):
+            got = reader.read(entry, offset, size, borrow=True)
+            want = data[offset : offset + size]
+            if isinstance(got, Borrowed):
+                assert ctypes.string_at(got, len(got)) == want
+            else:
+                assert got == want
+    finally:
+        reader.close(wait=True)
+
+
+def _file_entry(ids: list[str], data: bytes) -> TreeEntry:
+    return TreeEntry("f", "file", 0o644, 0, len(data), sha256_hex(data), tuple(ids))
