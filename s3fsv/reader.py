@@ -64,6 +64,7 @@ class ChunkReader:
             maxsize=max(RECENT_CHUNKS * chunk_size, 2 * LOOKAHEAD_BYTES), getsizeof=len
         )
         self._recent_prefetch: LRUCache[str, bool] = LRUCache(maxsize=4096)
+        self._passed: LRUCache[str, bool] = LRUCache(maxsize=1024)  # see done_with
         self._spans = 0  # span fetches queued or running
 
     def close(self, *, wait: bool = False) -> None:
@@ -107,6 +108,9 @@ class ChunkReader:
         fut.set_result(data)
         if data is not None:
             self.cache.put(oid, data)  # logs, never raises, for a full or unwritable disk
+            with self._lock:
+                if self._passed.pop(oid, False) and self.cache.holds(oid):
+                    self._recent.pop(oid, None)
 
     def _start(
         self, oid: str, check_cache: bool = False, member: Member | None = None
@@ -163,6 +167,19 @@ class ChunkReader:
                 self._recent_prefetch[oid] = True
             # The cache check (a disk read and a hash) runs in the pool, not in this request.
             self._start(oid, check_cache=True).add_done_callback(_log_prefetch_failure)
+
+    def done_with(self, oids: Iterable[str]) -> None:
+        """A sequential reader has read past ``oids``: those the disk cache holds leave memory
+        now rather than when newer chunks push them out, so their buffers are reused instead
+        of fresh memory being faulted in (another reader of them reads the cache)."""
+        with self._lock:
+            for oid in oids:
+                if oid not in self._recent:
+                    continue
+                if self.cache.holds(oid):
+                    del self._recent[oid]
+                else:  # still being written to the cache: released once it is there
+                    self._passed[oid] = True
 
     def warm_trees(self, tree_ids: Iterable[str], limit: int = 64) -> None:
         """Load, in the background, directories a listing is likely to be followed by (a walk
@@ -334,16 +351,24 @@ def _part(chunk: ChunkData, offset: int, size: int, borrow: bool) -> Bytes:
 
 class Sequential:
     """Per-open-file read-ahead state: a window of chunks that doubles while reads continue
-    where the previous one ended, and resets on a seek."""
+    where the previous one ended, and resets on a seek. Chunks a sequential read has left
+    behind (by more than one chunk, as parallel FUSE reads arrive slightly out of order) are
+    released from memory (see ``ChunkReader.done_with``)."""
 
     def __init__(self) -> None:
         self.next_offset = 0
         self.window = 1
+        self.released = 0  # chunks before this index were released
 
     def advise(self, reader: ChunkReader, entry: TreeEntry, offset: int, size: int) -> None:
-        self.window = 1 if offset != self.next_offset else min(self.window * 2, MAX_WINDOW_CHUNKS)
+        sequential = offset == self.next_offset
+        self.window = min(self.window * 2, MAX_WINDOW_CHUNKS) if sequential else 1
         self.next_offset = offset + size
         if len(entry.chunks) > 1 and size > 0:
+            first = offset // reader.chunk_size
+            if sequential and first - 1 > self.released:
+                reader.done_with(entry.chunks[self.released : first - 1])
+                self.released = first - 1
             idx = (offset + size - 1) // reader.chunk_size
             reader.prefetch(entry.chunks[idx + 1 : idx + 1 + self.window])
 

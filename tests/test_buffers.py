@@ -18,7 +18,7 @@ from s3fsv.cache import DiskCache
 from s3fsv.errors import CorruptObject
 from s3fsv.objects import TreeEntry, sha256_hex
 from s3fsv.objectstore import ObjectStore
-from s3fsv.reader import Borrowed, ChunkReader
+from s3fsv.reader import Borrowed, ChunkReader, Sequential
 
 MiB = 1024 * 1024
 
@@ -117,3 +117,25 @@ def test_reader_lends_pooled_chunks_to_fuse(tmp_path: Path) -> None:
 
 def _file_entry(ids: list[str], data: bytes) -> TreeEntry:
     return TreeEntry("f", "file", 0o644, 0, len(data), sha256_hex(data), tuple(ids))
+
+
+def test_sequential_reads_release_the_chunks_they_left_behind(tmp_path: Path) -> None:
+    """Chunks a sequential reader has passed leave memory once the disk cache holds them, so
+    a long read keeps a window's worth of buffers, not the whole in-memory budget."""
+    backend = FileBackend(str(tmp_path / "store"))
+    objects = ObjectStore(backend, "r")
+    data = os.urandom(12 * MiB)
+    ids = [objects.put_bytes(data[i : i + MiB]) for i in range(0, len(data), MiB)]
+    cache = DiskCache(tmp_path / "cache")
+    reader = ChunkReader(ObjectStore(backend, "r", cache), cache, MiB, threads=2)
+    entry = _file_entry(ids, data)
+    seq = Sequential()
+    step = 256 * 1024
+    try:
+        for offset in range(0, len(data), step):
+            seq.advise(reader, entry, offset, step)
+            assert reader.read(entry, offset, step) == data[offset : offset + step]
+    finally:
+        reader.close(wait=True)
+    assert all(cache.holds(oid) for oid in ids)
+    assert not set(ids[:-2]) & set(reader._recent.keys())
