@@ -16,6 +16,7 @@ import ctypes
 import itertools
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -63,8 +64,11 @@ class ChunkReader:
         self._recent: LRUCache[str, ChunkData] = LRUCache(
             maxsize=max(RECENT_CHUNKS * chunk_size, 2 * LOOKAHEAD_BYTES), getsizeof=len
         )
-        self._recent_prefetch: LRUCache[str, bool] = LRUCache(maxsize=4096)
+        # Ids whose prefetch started lately. Tested for every file after the one opened, on
+        # every open: a plain ordered dict keeps that test a C-level lookup.
+        self._recent_prefetch: OrderedDict[str, None] = OrderedDict()
         self._passed: LRUCache[str, bool] = LRUCache(maxsize=1024)  # see done_with
+        self._covered: OrderedDict[str, None] = OrderedDict()  # see lookahead_due
         self._spans = 0  # span fetches queued or running
 
     def close(self, *, wait: bool = False) -> None:
@@ -156,17 +160,19 @@ class ChunkReader:
                 return _part(fetched, offset, size, borrow)
         raise CorruptObject(oid, "chunk vanished from the cache while it was read")
 
-    def prefetch(self, oids: Iterable[str]) -> None:
-        """Start background fetches of ``oids`` not already cached, within the pending bound."""
+    def prefetch(self, oids: Iterable[str]) -> bool:
+        """Start background fetches of ``oids`` not already cached, within the pending bound;
+        False when the bound stopped it before the end."""
         for oid in oids:
             with self._lock:
                 if oid in self._recent_prefetch or oid in self._inflight:
                     continue
                 if len(self._inflight) >= MAX_PENDING_PREFETCH:
-                    return
-                self._recent_prefetch[oid] = True
+                    return False
+                _remember(self._recent_prefetch, oid)
             # The cache check (a disk read and a hash) runs in the pool, not in this request.
             self._start(oid, check_cache=True).add_done_callback(_log_prefetch_failure)
+        return True
 
     def done_with(self, oids: Iterable[str]) -> None:
         """A sequential reader has read past ``oids``: those the disk cache holds leave memory
@@ -188,7 +194,7 @@ class ChunkReader:
             with self._lock:
                 if tid in self._recent_prefetch or self._spans >= MAX_PENDING_PREFETCH:
                     continue
-                self._recent_prefetch[tid] = True
+                _remember(self._recent_prefetch, tid)
             self._pool.submit(self._warm_tree, tid)
 
     def _warm_tree(self, tree_id: str) -> None:
@@ -198,6 +204,15 @@ class ChunkReader:
                 self.objects.get(page.id, TreePage)
         except Exception as err:  # the listing itself will report it
             log.debug("loading tree %s ahead failed: %s", tree_id, err)
+
+    def lookahead_due(self, entry: TreeEntry) -> bool:
+        """Whether opening ``entry`` should look at the files after it (``prefetch_files``):
+        not when a recent look-ahead covered it in the first half of its window. A walk then
+        scans once per half window instead of on every open."""
+        if not entry.chunks:
+            return False
+        with self._lock:
+            return entry.chunks[0] not in self._covered
 
     def prefetch_files(self, entries: Iterable[TreeEntry], *, last: bool) -> None:
         """Start background fetches of the files ``entries`` (in the order they are expected to
@@ -209,19 +224,24 @@ class ChunkReader:
         spans: list[list[Member]] = []
         span: _Span | None = None
         budget = LOOKAHEAD_BYTES
-        with self._lock:  # one acquisition for the scan: this runs on every open
+        covered: list[str] = []  # the first half of the window, for lookahead_due
+        with self._lock:  # one acquisition for the scan: this runs on many opens
             for e in entries:
                 if e.kind != "file" or not e.chunks:
                     continue
                 if not e.pack:
                     if len(plain) < PLAIN_LOOKAHEAD:
                         plain.append(e.chunks[0])
+                        if len(plain) <= PLAIN_LOOKAHEAD // 2:
+                            covered.append(e.chunks[0])
                     continue
                 budget -= e.size
                 if budget < 0:
                     last = False
                     break
                 oid = e.chunks[0]
+                if budget >= LOOKAHEAD_BYTES // 2:
+                    covered.append(oid)
                 if oid in self._recent_prefetch or oid in self._inflight:
                     continue
                 m = Member.of(e)
@@ -233,27 +253,38 @@ class ChunkReader:
                 if span.extent >= SPAN_MAX:
                     spans.append(span.members)
                     span = None
+        held: set[str] = set()
         if span is not None and (last or span.extent >= SPAN_MIN):
             spans.append(span.members)
+        elif span is not None:
+            held = {m.oid for m in span.members}
         for members in spans:
-            self._start_span(members)
-        if plain:
-            self.prefetch(plain)
+            if not self._start_span(members):
+                held.update(m.oid for m in members)
+        if plain and not self.prefetch(plain):
+            held.update(plain)
+        with self._lock:
+            for oid in covered:
+                if oid not in held:
+                    _remember(self._covered, oid)
 
-    def _start_span(self, members: list[Member]) -> None:
+    def _start_span(self, members: list[Member]) -> bool:
+        """Start fetching ``members`` (those not in flight already); False when too many
+        spans are pending and nothing was started."""
         with self._lock:
             if self._spans >= MAX_PENDING_PREFETCH:
-                return
+                return False
             members = [m for m in members if m.oid not in self._inflight]
             if not members:
-                return
+                return True
             self._spans += 1
             fut: Future[ChunkData | None] = Future()
             for m in members:
-                self._recent_prefetch[m.oid] = True
+                _remember(self._recent_prefetch, m.oid)
                 self._inflight[m.oid] = fut
         task = self._pool.submit(self._fetch_span, members, fut)
         task.add_done_callback(lambda t, f=fut: t.cancelled() and f.cancel())
+        return True
 
     def _fetch_span(self, members: list[Member], fut: Future[ChunkData | None]) -> None:
         """Fetch the members of one span not yet cached, with one ranged read of their pack.
@@ -395,6 +426,12 @@ class _Span:
         self.members.append(m)
         self.lo, self.hi = lo, hi
         return True
+
+
+def _remember(recent: OrderedDict[str, None], key: str, limit: int = 4096) -> None:
+    recent[key] = None
+    if len(recent) > limit:
+        recent.popitem(last=False)
 
 
 def _log_prefetch_failure(fut: Future[ChunkData | None]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -43,6 +44,7 @@ from s3fsv.vfs_write import WriteOps
 log = logging.getLogger(__name__)
 
 SECTIONS = ("branch", "commit", "tag")
+_COMMIT_PREFIX = re.compile(r"[0-9a-f]{4,64}")
 RECENT_COMMITS = 50
 SIBLING_LOOKAHEAD = 128  # entries looked at ahead of an opened file
 XATTR_PREFIX = "user.s3fsv."
@@ -81,6 +83,7 @@ class Filesystem(WriteOps):
         self._next_fh = itertools.count(1)
         self._resolved: LRUCache[tuple[str, str], TreeEntry] = LRUCache(maxsize=100_000)
         self._commit_ids: LRUCache[tuple[str, str], str] = LRUCache(maxsize=4096)
+        self._fixed_snaps: LRUCache[tuple[str, str, str], Snapshot] = LRUCache(maxsize=4096)
         # Read-ahead state per path for mounts without file handles (immutable snapshots).
         self._sequential: LRUCache[str, Sequential] = LRUCache(maxsize=256)
         self.uid, self.gid = os.getuid(), os.getgid()
@@ -193,6 +196,11 @@ class Filesystem(WriteOps):
         return names
 
     def _snapshot(self, repo: str, section: str, name: str) -> Snapshot:
+        if section in ("commit", "tag"):  # resolved once (as _commit_id does): no TTL
+            with self._lock:
+                snap = self._fixed_snaps.get((repo, section, name))
+            if snap is not None:
+                return snap
         state = self._state(repo)
         if section == "branch" or (section == "@" and _is_branch(state, name)):
             with state.lock:
@@ -210,13 +218,17 @@ class Filesystem(WriteOps):
         if section == "tag":
             commit = self._commit_id(state, ("tag", name), lambda: state.repo.refs.tag(name))
         elif section == "commit":
-            if len(name) < 4 or any(c not in "0123456789abcdef" for c in name):
+            if _COMMIT_PREFIX.fullmatch(name) is None:
                 raise NotFound(f"not a commit id: {name}")
             commit = self._commit_id(state, ("commit", name), lambda: state.repo.resolve(name))
         else:
             commit = self._commit_id(state, ("ref", name), lambda: state.repo.resolve(name))
         label = f"{section}/{name}" if section != "@" else f"@{name}"
-        return Snapshot(repo, commit, self._tree(state, commit), True, label)
+        snap = Snapshot(repo, commit, self._tree(state, commit), True, label)
+        if section != "@":
+            with self._lock:
+                self._fixed_snaps[(repo, section, name)] = snap
+        return snap
 
     def _commit_id(self, state: RepoState, key: tuple[str, str], find: object) -> str:
         full = (state.repo.name, f"{key[0]}:{key[1]}")
@@ -451,6 +463,8 @@ class Filesystem(WriteOps):
         if not inner:
             return
         try:
+            if not state.reader.lookahead_due(self._entry(snap, inner)):
+                return
             trees = [self._entry(snap, inner[:-1]).tree]
             if len(inner) >= 2:
                 trees.insert(0, self._entry(snap, inner[:-2]).tree)

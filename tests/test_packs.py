@@ -24,7 +24,7 @@ from s3fsv.cache import DiskCache
 from s3fsv.errors import CorruptObject
 from s3fsv.objects import Tree, TreeEntry
 from s3fsv.objectstore import ObjectStore
-from s3fsv.reader import SPAN_MIN, ChunkReader
+from s3fsv.reader import LOOKAHEAD_BYTES, SPAN_MIN, ChunkReader
 from s3fsv.staging import Staged, Staging
 from s3fsv.store import Store
 from s3fsv.upload import Uploader
@@ -151,6 +151,32 @@ def test_span_prefetch_fetches_neighbours_with_one_request(tmp_path: Path) -> No
         for path in sorted(entries):
             assert reader.read(entries[path], 0, SMALL + 1) == contents[path]
         assert backend.calls["get"] == 1  # 600 kB of neighbours: one span, one ranged read
+
+
+def test_a_walk_looks_ahead_once_per_half_window(tmp_path: Path) -> None:
+    """Opening files in name order scans the files after the opened one only when it lies
+    past the first half of the last scan's window, and still fetches them all in spans."""
+    size = 50_000  # packed (under CHUNK): a window is LOOKAHEAD_BYTES of them
+    backend = CountingBackend()
+    contents = files(1000, size)
+    entries = upload(ObjectStore(backend, "r"), contents)
+    cache = DiskCache(tmp_path / "cache")
+    reader = ChunkReader(ObjectStore(backend, "r", cache), cache, CHUNK, threads=4)
+    backend.calls.clear()
+    order = sorted(entries)
+    scans = 0
+    try:
+        for i, path in enumerate(order):
+            if reader.lookahead_due(entries[path]):
+                scans += 1
+                reader.prefetch_files([entries[p] for p in order[i + 1 :]], last=True)
+            assert reader.read(entries[path], 0, size) == contents[path]
+    finally:
+        reader.close()
+    half_window = LOOKAHEAD_BYTES // 2 // size
+    assert 2 <= scans <= len(order) // half_window + 2
+    assert all(entries[p].pack for p in order)
+    assert backend.calls["get"] <= len(order) // 20  # spans, not a request per file
 
 
 def test_short_spans_wait_for_more_files_unless_last(tmp_path: Path) -> None:
