@@ -128,6 +128,11 @@ class DiskCache:
         with self._lock:
             return oid in self._open
 
+    def stored(self, oid: str) -> bool:
+        """Whether an entry is open here or present on disk (at most a ``stat``; a present
+        entry is verified when it is read, like any other)."""
+        return self.holds(oid) or self.path(oid).exists()
+
     def __contains__(self, oid: str) -> bool:
         return self._handle(oid) is not None
 

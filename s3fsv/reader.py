@@ -112,9 +112,7 @@ class ChunkReader:
         fut.set_result(data)
         if data is not None:
             self.cache.put(oid, data)  # logs, never raises, for a full or unwritable disk
-            with self._lock:
-                if self._passed.pop(oid, False) and self.cache.holds(oid):
-                    self._recent.pop(oid, None)
+            self._release_passed([oid])
 
     def _start(
         self, oid: str, check_cache: bool = False, member: Member | None = None
@@ -180,12 +178,19 @@ class ChunkReader:
         of fresh memory being faulted in (another reader of them reads the cache)."""
         with self._lock:
             for oid in oids:
-                if oid not in self._recent:
-                    continue
-                if self.cache.holds(oid):
+                if oid in self._recent and self.cache.stored(oid):
                     del self._recent[oid]
-                else:  # still being written to the cache: released once it is there
+                elif oid in self._recent or oid in self._inflight:
+                    # Still being written to the cache, or a prefetch of it is still running
+                    # (the reader got there first): released, or not kept, when that ends.
                     self._passed[oid] = True
+
+    def _release_passed(self, oids: Iterable[str]) -> None:
+        """``done_with`` for chunks a reader passed while they were being cached."""
+        with self._lock:
+            for oid in oids:
+                if self._passed.pop(oid, False) and self.cache.stored(oid):
+                    self._recent.pop(oid, None)
 
     def warm_trees(self, tree_ids: Iterable[str], limit: int = 64) -> None:
         """Load, in the background, directories a listing is likely to be followed by (a walk
@@ -295,6 +300,9 @@ class ChunkReader:
         try:
             missing = []
             for m in members:
+                with self._lock:
+                    if m.oid in self._passed:  # already read: no need to load it at all
+                        continue
                 data = self.cache.get(m.oid)
                 if data is None:
                     missing.append(m)
@@ -309,7 +317,8 @@ class ChunkReader:
         finally:
             with self._lock:
                 for oid, data in (*cached.items(), *got.items()):
-                    self._recent[oid] = data
+                    if oid not in self._passed or not self.cache.stored(oid):
+                        self._recent[oid] = data
                 self._spans -= 1
                 for m in members:
                     if self._inflight.get(m.oid) is fut:
@@ -317,6 +326,7 @@ class ChunkReader:
             fut.set_result(None)
         for oid, data in got.items():
             self.cache.put(oid, data)  # logs, never raises
+        self._release_passed(got)
 
     # -- file reads -------------------------------------------------------------------------
     def read(self, entry: TreeEntry, offset: int, size: int, *, borrow: bool = False) -> Bytes:
@@ -342,6 +352,11 @@ class ChunkReader:
                 raise CorruptObject(entry.chunks[idx], "chunk is shorter than its file entry says")
             parts.append(piece)
             pos += want
+        if end == entry.size and len(entry.chunks) == 1:
+            # A small file read to its end is done with (the page cache or, for a re-read
+            # through a branch view, the disk cache serves it again): keeping it in memory
+            # until newer files push it out only made every file fresh memory.
+            self.done_with(entry.chunks)
         if len(parts) == 1:
             return parts[0]
         return b"".join(p.view() if isinstance(p, Borrowed) else p for p in parts)

@@ -179,6 +179,39 @@ def test_a_walk_looks_ahead_once_per_half_window(tmp_path: Path) -> None:
     assert backend.calls["get"] <= len(order) // 20  # spans, not a request per file
 
 
+def test_files_read_before_their_prefetch_lands_are_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a warm cache a reader may read files straight from it while their span prefetch
+    is still loading them; the prefetch then neither loads nor keeps what was already read."""
+    with packed_reader(tmp_path, 40) as (_, reader, entries, contents):
+        for path in sorted(entries):  # warm the disk cache
+            assert reader.read(entries[path], 0, SMALL) == contents[path]
+        reader.close(wait=True)
+    cache = DiskCache(tmp_path / "cache")
+    reader = ChunkReader(ObjectStore(MemoryBackend(), "r", cache), cache, CHUNK, threads=2)
+    gate = threading.Event()
+    loaded: list[str] = []
+    real_get = DiskCache.get
+
+    def slow_get(self: DiskCache, oid: str) -> bytes | None:
+        gate.wait(10)
+        loaded.append(oid)
+        return real_get(self, oid)
+
+    monkeypatch.setattr(DiskCache, "get", slow_get)
+    try:
+        reader.prefetch_files(in_order(entries), last=True)
+        for path in sorted(entries)[:30]:  # served by the cache while the span waits
+            assert reader.read(entries[path], 0, SMALL) == contents[path]
+        gate.set()
+    finally:
+        reader.close(wait=True)
+    read = {entries[p].sha256 for p in sorted(entries)[:30]}
+    assert not read & set(reader._recent.keys())
+    assert len(set(loaded) & read) <= 1  # at most the member being loaded when reads began
+
+
 def test_short_spans_wait_for_more_files_unless_last(tmp_path: Path) -> None:
     assert 5 * SMALL < SPAN_MIN
     with packed_reader(tmp_path, 5) as (backend, reader, entries, contents):
