@@ -64,6 +64,12 @@ class InvalidName(S3fsvError):
     exit_code = 2
 
 
+class NameTooLong(InvalidName):
+    """A path component longer than 255 bytes of UTF-8."""
+
+    errno = _errno.ENAMETOOLONG
+
+
 class UsageError(S3fsvError):
     """Bad input from the user: a malformed URL, address or option."""
 

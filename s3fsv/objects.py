@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from s3fsv.buffers import Chunk
-from s3fsv.errors import CorruptObject, InvalidName
+from s3fsv.errors import CorruptObject, InvalidName, NameTooLong
 
 FORMAT_VERSION = 1
 PACKED_VERSION = 2  # trees and pages holding at least one packed file entry
@@ -51,7 +51,7 @@ def check_name(name: object) -> str:
     except UnicodeEncodeError:
         raise InvalidName(f"invalid name {name!r}: not valid UTF-8") from None
     if len(encoded) > _MAX_NAME_BYTES:
-        raise InvalidName(f"invalid name {name[:40]!r}...: longer than {_MAX_NAME_BYTES} bytes")
+        raise NameTooLong(f"invalid name {name[:40]!r}...: longer than {_MAX_NAME_BYTES} bytes")
     return name
 
 

@@ -19,7 +19,8 @@ import re
 import stat
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from cachetools import LRUCache, TTLCache
 
@@ -293,14 +294,16 @@ class Filesystem(WriteOps):
         return "", self._snapshot(repo, section, parts[0]), parts[1:]
 
     def _entry(self, snap: Snapshot, inner: list[str]) -> TreeEntry:
-        key = (snap.tree, "/".join(inner))
+        # A root is dated by its commit, and two commits may share a tree: key roots by commit.
+        key = (snap.tree, "/".join(inner)) if inner else (snap.commit, "")
         with self._lock:
             found = self._resolved.get(key)
         if found is not None:
             return found
         state = self._state(snap.repo)
         if not inner:
-            entry = root_entry(snap.tree)
+            when = _iso_ns(state.repo.commit_object(snap.commit).time)
+            entry = replace(root_entry(snap.tree), mtime_ns=when)
         else:
             parent = self._entry(snap, inner[:-1])
             if parent.kind != "dir":
@@ -546,6 +549,15 @@ class Filesystem(WriteOps):
             "f_favail": st.f_favail,
             "f_namemax": 255,
         }
+
+
+def _iso_ns(when: str) -> int:
+    """Nanoseconds since the epoch of a commit's ISO 8601 time (0 if it does not parse)."""
+    try:
+        moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
 
 
 def _is_branch(state: RepoState, name: str) -> bool:

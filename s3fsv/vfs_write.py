@@ -30,15 +30,27 @@ if TYPE_CHECKING:
 class WriteOps:
     """Mixin: needs ``_locate``, ``_overlay``, ``_add_handle``, ``_handle``, ``branch_moved``."""
 
-    def _writable_path(self, path: str | None) -> tuple[BranchOverlay, list[str], Snapshot]:
-        _, snap, inner = self._locate(path)  # type: ignore[attr-defined]
+    def _writable_path(
+        self, path: str | None, *, new: bool = False
+    ) -> tuple[BranchOverlay, list[str], Snapshot]:
+        """The branch overlay that ``path`` is in, and the path inside it; ``ReadOnly`` when
+        ``path`` is not in a writable branch. ``new``: ``path`` is a name being created, so a
+        new name among the read-only virtual directories (a repo, a ref, a commit id) is
+        ``ReadOnly`` too, not ``NotFound`` (its parent must exist)."""
+        try:
+            _, snap, inner = self._locate(path)  # type: ignore[attr-defined]
+        except NotFound:
+            if not new or path is None or not path.strip("/"):
+                raise
+            self._locate(path.rstrip("/").rsplit("/", 1)[0] or "/")  # type: ignore[attr-defined]
+            raise ReadOnly(f"read-only: {path}") from None
         ov = self._overlay(snap) if snap is not None else None  # type: ignore[attr-defined]
         if ov is None or snap is None:
             raise ReadOnly(f"read-only: {path}")
         return ov, inner, snap
 
     def create(self, path: str, mode: int, flags: int) -> int:
-        ov, inner, snap = self._writable_path(path)
+        ov, inner, snap = self._writable_path(path, new=True)
         if not inner:
             raise UsageError("cannot create the branch root")
         ino = self._ino(snap, inner)  # type: ignore[attr-defined]
@@ -91,7 +103,7 @@ class WriteOps:
             handle.overlay.fsync(handle.local)
 
     def mkdir(self, path: str, mode: int) -> None:
-        ov, inner, _ = self._writable_path(path)
+        ov, inner, _ = self._writable_path(path, new=True)
         ov.mkdir(inner, mode)
         self.note_writer(ov)  # after success: failed calls change nothing
 
@@ -108,7 +120,7 @@ class WriteOps:
     def rename(self, old: str, new: str) -> None:
         ov, old_inner, _ = self._writable_path(old)
         try:
-            ov2, new_inner, _ = self._writable_path(new)
+            ov2, new_inner, _ = self._writable_path(new, new=True)
         except ReadOnly:
             raise CrossDevice(f"cannot rename across views: {old} -> {new}") from None
         if ov2 is not ov:
@@ -117,16 +129,16 @@ class WriteOps:
         self.note_writer(ov)
 
     def symlink(self, path: str, target: str) -> None:
-        ov, inner, _ = self._writable_path(path)
+        ov, inner, _ = self._writable_path(path, new=True)
         ov.symlink(inner, target)
         self.note_writer(ov)  # after success: failed calls change nothing
 
     def link(self, path: str, existing: str) -> None:
-        self._writable_path(path)
+        self._writable_path(path, new=True)
         raise NotPermitted(f"hard links are not supported: {path}")
 
     def mknod(self, path: str, mode: int, *_: object) -> None:
-        self._writable_path(path)
+        self._writable_path(path, new=True)
         raise NotPermitted(f"special files are not supported: {path}")
 
     def chmod(self, path: str, mode: int) -> None:

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,11 @@ def test_shell_tools(store_mount: tuple[Path, str, dict[str, bytes]]) -> None:
     assert cat.stdout == files["big/video.bin"]
 
 
-def test_stat_fields(store_mount: tuple[Path, str, dict[str, bytes]], tmp_path: Path) -> None:
+def test_stat_fields(
+    store_mount: tuple[Path, str, dict[str, bytes]],
+    populated: tuple[str, str, dict[str, bytes]],
+    tmp_path: Path,
+) -> None:
     mp, cid, files = store_mount
     snap = mp / "cams" / "commit" / cid
     for rel, data in files.items():
@@ -125,6 +130,11 @@ def test_stat_fields(store_mount: tuple[Path, str, dict[str, bytes]], tmp_path: 
     assert int(du.stdout.split()[0]) >= sum(len(d) for d in files.values())
     df = os.statvfs(mp)
     assert df.f_blocks > 0 and df.f_namemax == 255
+    # A snapshot's root carries its commit's time (not the epoch).
+    when = Store.open(populated[0]).repo("cams").commit_object(cid).time
+    assert os.stat(snap).st_mtime == pytest.approx(
+        datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp(), abs=1e-3
+    )
 
 
 def test_read_only_errors(store_mount: tuple[Path, str, dict[str, bytes]]) -> None:
@@ -143,10 +153,19 @@ def test_read_only_errors(store_mount: tuple[Path, str, dict[str, bytes]]) -> No
         lambda: os.symlink("top.txt", snap / "link"),
         lambda: os.setxattr(snap / "top.txt", "user.x", b"1"),
     ]
+    # New names among the virtual directories: read-only too (refs come from the CLI).
+    for virtual in ("newrepo", "cams/branch/dev", "cams/tag/t2", "cams/commit/abcdef"):
+        checks.append(lambda v=virtual: os.mkdir(mp / v))
+    checks.append(lambda: open(mp / "cams" / "commit" / "new.txt", "w"))  # noqa: SIM115
     for check in checks:
         with pytest.raises(OSError) as info:
             check()
         assert info.value.errno == errno.EROFS, info.value
+    with pytest.raises(FileNotFoundError):
+        os.mkdir(mp / "cams" / "nosuchsection" / "x")
+    with pytest.raises(OSError) as info:
+        os.stat(snap / ("n" * 256))
+    assert info.value.errno == errno.ENAMETOOLONG
     with pytest.raises(FileNotFoundError):
         os.stat(snap / "missing")
     with pytest.raises(FileNotFoundError):
