@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from s3fsv.errors import UsageError
 from s3fsv.objects import split_path
-from s3fsv.refs import check_ref_name
+from s3fsv.refs import check_ref_name, check_ref_spec
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def parse_address(text: str, *, default_ref: str | None = None) -> Address:
             raise UsageError("empty ref after '@'")
         check_ref_name(repo, "repo")
         if ref:
-            check_ref_name(ref)
+            check_ref_spec(ref)
         path = "/".join(split_path(path))
     except Exception as err:
         raise UsageError(f"bad address {text!r}: {err}") from None

@@ -14,7 +14,8 @@ S3 credentials come from the standard AWS chain (environment, profile, instance 
 AWS_ENDPOINT_URL or --endpoint-url selects an S3-compatible server.
 
 Addresses name data inside a store: REPO[@REF][:PATH], where REF is a branch, a tag, a full
-commit id or a unique prefix of one (default: main).
+commit id or a unique prefix of one (default: main), optionally followed by ~N for its N-th
+first parent (main~1 is the commit before main's head).
 """
 
 EXAMPLES = """\
@@ -257,8 +258,12 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
 
     p = add("diff", "diff", "list paths added (A), modified (M) and deleted (D) from OLD to NEW")
     p.add_argument("repo", metavar="REPO", help="repo name")
-    p.add_argument("old", metavar="OLD", help="branch, tag or commit (id or unique prefix)")
-    p.add_argument("new", metavar="NEW", help="branch, tag or commit (id or unique prefix)")
+    p.add_argument(
+        "old", metavar="OLD", help="branch, tag or commit (id or unique prefix), ~N allowed"
+    )
+    p.add_argument(
+        "new", metavar="NEW", help="branch, tag or commit (id or unique prefix), ~N allowed"
+    )
     p.add_argument("--exit-code", action="store_true", help="exit 1 when there are differences")
     _common(p, json=True)
     return parser

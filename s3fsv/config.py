@@ -61,7 +61,10 @@ def load_config() -> dict[str, Any]:
 
 
 def store_url(flag: str | None) -> str:
-    """The store URL from ``--store``, ``S3FSV_STORE`` or the config file, in that order."""
+    """The store URL from ``--store``, ``S3FSV_STORE`` or the config file, in that order. An
+    empty ``--store`` is a mistake (an unset variable in a script), not a request to fall back."""
+    if flag is not None and not flag.strip():
+        raise UsageError("--store is empty: give a store URL such as s3://bucket/prefix")
     url = flag or os.environ.get("S3FSV_STORE") or load_config().get("store")
     if not url:
         raise UsageError(

@@ -31,7 +31,7 @@ from typing import Any
 
 from s3fsv.config import cache_dir, endpoint_url, private_dir, state_dir
 from s3fsv.errors import NotFound, S3fsvError, UsageError
-from s3fsv.refs import check_ref_name
+from s3fsv.refs import check_ref_name, check_ref_spec
 from s3fsv.store import Store
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def parse_source(text: str, endpoint: str | None) -> tuple[Store, Source]:
     if "@" in last:
         repo, _, ref = last.partition("@")
         check_ref_name(repo, "repo")
-        check_ref_name(ref)
+        check_ref_spec(ref)
         return Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS), Source(base, repo, ref)
     try:
         return Store.open(text, endpoint_url=endpoint, **MOUNT_S3_OPTIONS), Source(text, None, None)

@@ -333,8 +333,9 @@ def mount(
         "subtype": "s3fsv",
         "default_permissions": True,
     }
+    if fs.immutable or fs.spec.read_only:
+        options["ro"] = True  # shown in /proc/mounts; the kernel refuses writes before asking
     if fs.immutable:
-        options["ro"] = True
         options["kernel_cache"] = True
     if allow_other:
         options["allow_other"] = True

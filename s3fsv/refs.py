@@ -18,6 +18,9 @@ from s3fsv.objects import canonical_json, is_object_id
 _REF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
+ANCESTRY = re.compile(r"(.+)~([0-9]*)")  # REF~N: the N-th first-parent ancestor of REF
+
+
 def check_ref_name(name: str, what: str = "ref") -> str:
     """Branch, tag and repo names: 1-100 of ``A-Z a-z 0-9 . _ -``, starting alphanumeric, and
     not ending in ``.lock`` or containing ``..`` (so they are safe as S3 keys and path names)."""
@@ -32,6 +35,16 @@ def check_ref_name(name: str, what: str = "ref") -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def check_ref_spec(spec: str) -> str:
+    """A ref as users write it: a ref name or commit id prefix, optionally followed by
+    ``~N`` suffixes (ancestors, see ``Repository.resolve``)."""
+    base = spec
+    while (found := ANCESTRY.fullmatch(base)) is not None:
+        base = found.group(1)
+    check_ref_name(base)
+    return spec
 
 
 @dataclass(frozen=True)

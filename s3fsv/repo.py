@@ -30,7 +30,7 @@ from s3fsv.errors import (
 )
 from s3fsv.objects import Commit, Tree, TreeEntry, is_object_id, split_path
 from s3fsv.objectstore import ByteCache, ObjectStore
-from s3fsv.refs import Refs, RefValue
+from s3fsv.refs import ANCESTRY, Refs, RefValue
 from s3fsv.tree import Change, apply_changes, dir_entries, resolve, walk, write_dir
 
 log = logging.getLogger(__name__)
@@ -84,9 +84,25 @@ class Repository:
 
     # -- refs -------------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
-        """A commit id for a branch, a tag, a full commit id or a unique prefix (>= 4 hex)."""
+        """A commit id for a branch, a tag, a full commit id or a unique prefix (>= 4 hex),
+        optionally followed by ``~N`` (the N-th first-parent ancestor; ``~`` alone is ``~1``)."""
         if not ref:
             raise UsageError("empty ref")
+        base, steps = ref, 0
+        while (found := ANCESTRY.fullmatch(base)) is not None:
+            base, steps = found.group(1), steps + int(found.group(2) or 1)
+        commit = self._resolve_name(base)
+        for walked in range(steps):
+            parents = self.commit_object(commit).parents
+            if not parents:
+                raise NotFound(
+                    f"{ref!r} in repo {self.name!r} goes back past the first commit "
+                    f"({base} has {walked} ancestors)"
+                )
+            commit = parents[0]
+        return commit
+
+    def _resolve_name(self, ref: str) -> str:
         try:
             return self.refs.branch(ref).commit
         except (NotFound, InvalidName):

@@ -102,6 +102,25 @@ def unused_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_ancestors_by_tilde(env: dict[str, str], tmp_path: Path) -> None:
+    """REF~N names the N-th first parent, in every command and in mounts' REPO@REF."""
+    cli(env, "init")
+    cli(env, "repo", "create", "cams")
+    src = tmp_path / "v"
+    ids = []
+    for n in range(3):
+        src.write_text(f"version {n}\n")
+        ids.append(cli(env, "put", "-q", str(src), "cams@main:v.txt", "-m", f"v{n}").strip())
+    assert cli(env, "cat", "cams@main~1:v.txt") == "version 1\n"
+    assert cli(env, "cat", "cams@main~:v.txt") == "version 1\n"
+    assert cli(env, "cat", "cams@main~1~1:v.txt") == "version 0\n"
+    assert cli(env, "cat", f"cams@{ids[2][:8]}~2:v.txt") == "version 0\n"
+    assert cli(env, "log", "cams@main~2", "--oneline").splitlines()[0].startswith(ids[0][:12])
+    assert "M\tv.txt" in cli(env, "diff", "cams", "main~1", "main")
+    assert "past the first commit" in cli(env, "cat", "cams@main~9:v.txt", code=3)
+    assert "invalid ref name 'main~x'" in cli(env, "cat", "cams@main~x:v.txt", code=2)
+
+
 def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None:
     cli(env, "init")
     cli(env, "repo", "create", "cams")
@@ -129,6 +148,7 @@ def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None
     msg = cli(unreachable, "--store", "s3://b/p", "--endpoint-url", url, "ls", "cams", code=8)
     assert "127.0.0.1" in msg and "secret-never-shown" not in msg
     assert "no store given" in cli({**env, "S3FSV_STORE": ""}, "ls", "cams", code=2)
+    assert "--store is empty" in cli(env, "--store", "", "ls", "cams", code=2)
     assert "invalid branch name 'a b'" in cli(env, "branch", "create", "cams", "a b", code=2)
     assert "--force" in cli(env, "branch", "delete", "cams", "main", code=2)
     assert cli(env, "ls", "cams") == ""  # main is still there

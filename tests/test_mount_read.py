@@ -216,6 +216,18 @@ def test_snapshot_mount_at_root(
     with mounted(f"{url}/cams", tmp_path / "repo-level", env) as mp:
         assert sorted(os.listdir(mp)) == ["branch", "commit", "tag"]
         assert (mp / "tag/v1/top.txt").read_bytes() == files["top.txt"]
+    # An ancestor by ~N; a read-only view is "ro" for the kernel too.
+    store = Store.open(url)
+    later = tmp_path / "later"
+    later.write_bytes(b"later\n")
+    put(store.repo("cams"), "main", later, "top.txt", "replace top")
+    with mounted(f"{url}/cams@main~1", tmp_path / "before", env) as mp:
+        assert (mp / "top.txt").read_bytes() == files["top.txt"]
+    with mounted(f"{url}/cams", tmp_path / "ro", env, "--read-only") as mp:
+        assert (mp / "branch/main/top.txt").read_bytes() == b"later\n"
+        mounts = Path("/proc/mounts").read_text().splitlines()
+        options = next(ln.split()[3] for ln in mounts if ln.split()[1] == str(mp))
+        assert "ro" in options.split(",")
 
 
 def cache_files(cache_root: Path) -> list[Path]:
