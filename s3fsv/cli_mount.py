@@ -106,6 +106,13 @@ def cmd_mount(args: argparse.Namespace) -> int:
         raise UsageError("--read-only and --rw contradict each other")
     daemon.check_fuse()
     daemon.check_mountpoint(args.mountpoint)
+    with contextlib.suppress(UsageError):
+        outer, _ = find_mount(args.mountpoint)
+        # Nested mounts tie the two daemons' unmounts and the outer branch's staging together.
+        raise daemon.MountError(
+            f"mountpoint {Path(args.mountpoint).absolute()} is inside the s3fsv mount {outer}: "
+            "choose a directory outside it"
+        )
     store, source = daemon.store_for_mount(args.source, args.endpoint_url)
     if args.rw and (
         source.repo is None

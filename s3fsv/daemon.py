@@ -104,7 +104,9 @@ def parse_source(text: str, endpoint: str | None) -> tuple[Store, Source]:
         repo, _, ref = last.partition("@")
         check_ref_name(repo, "repo")
         check_ref_spec(ref)
-        return Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS), Source(base, repo, ref)
+        store = Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS)
+        store.repo(repo).resolve(ref)  # a missing ref fails here, not later in the daemon
+        return store, Source(base, repo, ref)
     try:
         return Store.open(text, endpoint_url=endpoint, **MOUNT_S3_OPTIONS), Source(text, None, None)
     except NotFound as first:

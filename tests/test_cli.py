@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mounting import run_cli
+from tests.mounting import mounted, run_cli
 
 
 @pytest.fixture
@@ -207,7 +207,14 @@ def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
     assert "bad size" in cli(env, "mount", store, str(empty), "--cache-size", "lots", code=2)
     assert "contradict" in cli(env, "mount", store, str(empty), "--read-only", "--rw", code=2)
     assert "not a branch" in cli(env, "mount", f"{store}/cams", str(empty), "--rw", code=2)
+    missing_ref = cli(env, "mount", f"{store}/cams@nope", str(empty), code=3)
+    assert "no branch, tag or commit 'nope'" in missing_ref  # found before any daemon starts
     assert not os.path.ismount(empty)
+    with mounted(store, empty, env) as mp:
+        inner = mp / "cams" / "branch" / "main" / "inner"
+        inner.mkdir()
+        assert "inside the s3fsv mount" in cli(env, "mount", store, str(inner), code=12)
+        assert not os.path.ismount(inner)
 
 
 def test_help_explains_itself(env: dict[str, str]) -> None:
