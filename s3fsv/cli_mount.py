@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from s3fsv.errors import UsageError
+from s3fsv.errors import S3fsvError, UsageError
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {}
@@ -138,10 +138,22 @@ def cmd_unmount(args: argparse.Namespace) -> int:
 # -- staged writes ---------------------------------------------------------------------------
 
 
-@_command("commit")
-def cmd_commit(args: argparse.Namespace) -> int:
+def _ask(root: Path, inner: str, shown: str, payload: dict[str, Any], **kw: Any) -> Any:
+    """``control.request``, with the daemon's name for the path (``/cams/branch/main``, from
+    the mount root) replaced in error messages by the path as the user gave it."""
     from s3fsv.control import request
 
+    try:
+        return request(root, payload, **kw)
+    except S3fsvError as err:
+        text = str(err)
+        if text.startswith(inner + " "):
+            err.args = (shown + text[len(inner) :],)
+        raise
+
+
+@_command("commit")
+def cmd_commit(args: argparse.Namespace) -> int:
     root, inner = find_mount(args.path)
     payload = {
         "op": "commit",
@@ -151,7 +163,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
         "overwrite": args.overwrite,
     }
     try:
-        cid = request(root, payload, timeout=None)  # as long as the upload takes
+        cid = _ask(root, inner, args.path, payload, timeout=None)  # as long as uploads take
     except KeyboardInterrupt:
         print(
             "s3fsv: interrupted; the daemon finishes this commit on its own "
@@ -170,10 +182,8 @@ def cmd_commit(args: argparse.Namespace) -> int:
 
 @_command("status")
 def cmd_status(args: argparse.Namespace) -> int:
-    from s3fsv.control import request
-
     root, inner = find_mount(args.path)
-    status = request(root, {"op": "status", "path": inner})
+    status = _ask(root, inner, args.path, {"op": "status", "path": inner})
     if not isinstance(status, dict):
         raise UsageError(f"unexpected status answer from the daemon for {root}")
     if args.json:
@@ -192,10 +202,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 @_command("discard")
 def cmd_discard(args: argparse.Namespace) -> int:
-    from s3fsv.control import request
-
     root, inner = find_mount(args.path)
-    dropped = request(root, {"op": "discard", "path": inner})
+    dropped = _ask(root, inner, args.path, {"op": "discard", "path": inner})
     if args.json:
         _print_json({"discarded": dropped})
     else:

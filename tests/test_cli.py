@@ -215,6 +215,9 @@ def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
         inner.mkdir()
         assert "inside the s3fsv mount" in cli(env, "mount", store, str(inner), code=12)
         assert not os.path.ismount(inner)
+        # Errors about a path name it as the user did, not as the daemon sees it.
+        tags = str(mp / "cams" / "tag")
+        assert cli(env, "status", tags, code=2).startswith(f"s3fsv: error: {tags} is not inside")
 
 
 def test_help_explains_itself(env: dict[str, str]) -> None:
