@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import queue
 import threading
 import weakref
 from functools import lru_cache
@@ -41,17 +42,22 @@ class BufferPool:
     """Hands out ``Chunk`` buffers and keeps up to ``max_idle_bytes`` of returned memory for
     reuse (the rest is unmapped). Thread-safe."""
 
-    def __init__(self, max_idle_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(self, max_idle_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_idle_bytes = max_idle_bytes
         self._idle: dict[int, list[mmap.mmap]] = {}
         self._idle_bytes = 0
         self._lock = threading.Lock()
+        # Returned memory lands here first. A Chunk may die in any thread at any moment (also
+        # inside the cycle collector, while this thread holds ``_lock``), so giving memory back
+        # must not take a lock: SimpleQueue.put is safe there; ``_sort`` files it later.
+        self._returned: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
 
     def take(self, size: int) -> ctypes.Array[ctypes.c_char]:
         """A ``Chunk`` of exactly ``size`` bytes (content undefined) that returns its memory to
         this pool once nothing refers to it."""
         capacity = max(_GRAIN, -(-size // _GRAIN) * _GRAIN)
         with self._lock:
+            self._sort()
             idle = self._idle.get(capacity)
             memory = idle.pop() if idle else None
             if memory is not None:
@@ -63,19 +69,26 @@ class BufferPool:
             if hasattr(mmap, "MADV_HUGEPAGE"):
                 memory.madvise(mmap.MADV_HUGEPAGE)
         chunk = _chunk_type(size).from_buffer(memory)
-        weakref.finalize(chunk, self._give_back, memory)
+        # Not at interpreter exit: chunks still alive then must not lend their memory out.
+        weakref.finalize(chunk, self._returned.put, memory).atexit = False
         return chunk
 
     def idle_bytes(self) -> int:
         with self._lock:
+            self._sort()
             return self._idle_bytes
 
-    def _give_back(self, memory: mmap.mmap) -> None:
-        with self._lock:
+    def _sort(self) -> None:
+        """File returned memory as idle, up to the budget (the rest is unmapped when its last
+        reference goes). Called with ``_lock`` held."""
+        while True:
+            try:
+                memory = self._returned.get_nowait()
+            except queue.Empty:
+                return
             if self._idle_bytes + len(memory) <= self.max_idle_bytes:
                 self._idle.setdefault(len(memory), []).append(memory)
                 self._idle_bytes += len(memory)
-        # Otherwise the mapping is released with its last reference.
 
 
 ChunkData = bytes | Chunk  # what a verified chunk body is held as

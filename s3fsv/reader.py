@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from cachetools import LRUCache
 
 from s3fsv.buffers import ChunkData, aligned_address
-from s3fsv.cache import DiskCache
+from s3fsv.cache import DIRECT_MIN, DiskCache
 from s3fsv.errors import CorruptObject
 from s3fsv.objects import Tree, TreeEntry, TreePage
 from s3fsv.objectstore import Member, ObjectStore
@@ -104,6 +104,7 @@ class ChunkReader:
             with self._lock:
                 self._inflight.pop(oid, None)
             fut.set_exception(err)
+            self._release_passed([oid])
             return
         with self._lock:
             if data is not None and len(data) <= self._recent.maxsize:
@@ -112,7 +113,7 @@ class ChunkReader:
         fut.set_result(data)
         if data is not None:
             self.cache.put(oid, data)  # logs, never raises, for a full or unwritable disk
-            self._release_passed([oid])
+        self._release_passed([oid])
 
     def _start(
         self, oid: str, check_cache: bool = False, member: Member | None = None
@@ -186,7 +187,8 @@ class ChunkReader:
                     self._passed[oid] = True
 
     def _release_passed(self, oids: Iterable[str]) -> None:
-        """``done_with`` for chunks a reader passed while they were being cached."""
+        """At the end of a fetch: ``done_with`` for chunks a reader passed meanwhile (and
+        forget that it did, whatever the fetch's outcome)."""
         with self._lock:
             for oid in oids:
                 if self._passed.pop(oid, False) and self.cache.stored(oid):
@@ -326,7 +328,7 @@ class ChunkReader:
             fut.set_result(None)
         for oid, data in got.items():
             self.cache.put(oid, data)  # logs, never raises
-        self._release_passed(got)
+        self._release_passed(m.oid for m in members)
 
     # -- file reads -------------------------------------------------------------------------
     def read(self, entry: TreeEntry, offset: int, size: int, *, borrow: bool = False) -> Bytes:
@@ -352,10 +354,12 @@ class ChunkReader:
                 raise CorruptObject(entry.chunks[idx], "chunk is shorter than its file entry says")
             parts.append(piece)
             pos += want
-        if end == entry.size and len(entry.chunks) == 1:
-            # A small file read to its end is done with (the page cache or, for a re-read
-            # through a branch view, the disk cache serves it again): keeping it in memory
-            # until newer files push it out only made every file fresh memory.
+        if end == entry.size and len(entry.chunks) == 1 and (offset == 0 or end < DIRECT_MIN):
+            # A one-chunk file read to its end is done with: keeping it in memory until newer
+            # files push it out made every file fresh memory. A re-read comes from the page
+            # cache, or (a branch view) the disk cache. Not after a read of just the tail of
+            # a larger file (formats with a footer read it first), whose cache entry was
+            # written past the page cache.
             self.done_with(entry.chunks)
         if len(parts) == 1:
             return parts[0]

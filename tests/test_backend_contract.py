@@ -148,6 +148,25 @@ def test_s3_read_into_reuses_its_connection(
         backend.close()
 
 
+def test_s3_read_into_without_content_length() -> None:
+    """A chunked answer carries no Content-Length: the body is read, then copied."""
+
+    class Body:
+        def read(self) -> bytes:
+            return b"chunked body"
+
+        def close(self) -> None:
+            pass
+
+    class Client:
+        def get_object(self, **_: object) -> dict[str, object]:
+            return {"Body": Body()}
+
+    backend = S3Backend("bucket", endpoint_url="http://127.0.0.1:9")
+    backend._client = Client()
+    assert backend.read_into("k", bytearray) == b"chunked body"
+
+
 def test_s3_short_or_unusual_bodies() -> None:
     """A body that ends before its Content-Length is an incomplete read (a store error, never
     a short chunk); a body without the usual urllib3 layers is read and copied."""

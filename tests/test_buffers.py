@@ -8,6 +8,8 @@ import ctypes
 import gc
 import hashlib
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,46 @@ def test_sequential_reads_release_the_chunks_they_left_behind(tmp_path: Path) ->
         reader.close(wait=True)
     assert all(cache.holds(oid) for oid in ids)
     assert not set(ids[:-2]) & set(reader._recent.keys())
+
+
+def test_memory_given_back_while_the_pool_is_busy_does_not_deadlock() -> None:
+    """A chunk may die anywhere, even inside the cycle collector while this very thread holds
+    the pool's lock; giving its memory back must not wait for that lock."""
+    pool = BufferPool()
+    chunk = pool.take(MiB)
+    done = threading.Event()
+
+    def drop_while_locked() -> None:
+        nonlocal chunk
+        with pool._lock:
+            del chunk  # the finalizer runs here, in this thread
+        done.set()
+
+    worker = threading.Thread(target=drop_while_locked, daemon=True)
+    worker.start()
+    worker.join(5)
+    assert done.is_set()
+    assert pool.idle_bytes() == MiB
+
+
+def test_a_footer_read_keeps_a_large_file_in_memory(tmp_path: Path) -> None:
+    """Reading only the tail of a one-chunk file (formats with a footer do that first) keeps
+    the chunk in memory for the reads that follow; a whole-file read releases it."""
+    backend = FileBackend(str(tmp_path / "store"))
+    objects = ObjectStore(backend, "r")
+    data = os.urandom(2 * MiB)
+    oid = objects.put_bytes(data)
+    cache = DiskCache(tmp_path / "cache")
+    reader = ChunkReader(ObjectStore(backend, "r", cache), cache, 4 * MiB, threads=2)
+    entry = _file_entry([oid], data)
+    try:
+        assert reader.read(entry, len(data) - 100, 100) == data[-100:]
+        deadline = time.monotonic() + 10  # until the fetch has cached it and settled
+        while not cache.stored(oid) or oid in reader._passed:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert oid in reader._recent
+        assert reader.read(entry, 0, len(data)) == data
+    finally:
+        reader.close(wait=True)  # the cache write, which the release waits for, is done
+    assert oid not in reader._recent

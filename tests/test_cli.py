@@ -119,6 +119,7 @@ def test_ancestors_by_tilde(env: dict[str, str], tmp_path: Path) -> None:
     assert "M\tv.txt" in cli(env, "diff", "cams", "main~1", "main")
     assert "past the first commit" in cli(env, "cat", "cams@main~9:v.txt", code=3)
     assert "invalid ref name 'main~x'" in cli(env, "cat", "cams@main~x:v.txt", code=2)
+    assert "invalid ref name" in cli(env, "cat", "cams@main~" + "9" * 5000 + ":v.txt", code=2)
 
 
 def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None:

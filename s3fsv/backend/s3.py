@@ -277,6 +277,11 @@ class S3Backend:
             resp = self.client.get_object(Bucket=self.bucket, Key=full)
             body = resp["Body"]
             try:
+                if "ContentLength" not in resp:  # a chunked answer: the size is known at the end
+                    data = body.read()
+                    buf = alloc(len(data))
+                    memoryview(buf).cast("B")[:] = data  # type: ignore[arg-type]
+                    return buf
                 size = int(resp["ContentLength"])
                 buf = alloc(size)
                 _fill(body, memoryview(buf).cast("B"), size)  # type: ignore[arg-type]
