@@ -104,6 +104,10 @@ def cmd_mount(args: argparse.Namespace) -> int:
         raise UsageError("--commit-on has nothing to commit on a --read-only mount")
     if args.read_only and args.rw:
         raise UsageError("--read-only and --rw contradict each other")
+    if "://" in args.mountpoint:
+        raise UsageError(
+            f"{args.mountpoint} looks like a store URL: the order is s3fsv mount STORE MOUNTPOINT"
+        )
     daemon.check_fuse()
     daemon.check_mountpoint(args.mountpoint)
     with contextlib.suppress(UsageError):

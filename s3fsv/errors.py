@@ -136,6 +136,12 @@ class NotPermitted(S3fsvError):
     exit_code = 2
 
 
+class NotSupported(S3fsvError):
+    """An operation s3fsv does not offer (extended attributes in a branch)."""
+
+    errno = _errno.ENOTSUP
+
+
 class CrossDevice(S3fsvError):
     errno = _errno.EXDEV
     exit_code = 2

@@ -333,7 +333,7 @@ def mount(
         "subtype": "s3fsv",
         "default_permissions": True,
     }
-    if fs.immutable or fs.spec.read_only:
+    if fs.immutable or fs.spec.read_only or (fs.fixed is not None and not fs.spec.rw):
         options["ro"] = True  # shown in /proc/mounts; the kernel refuses writes before asking
     if fs.immutable:
         options["kernel_cache"] = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import re
 import socket
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 
 from s3fsv.backend.base import Backend
 from s3fsv.errors import (
+    AlreadyExists,
     Conflict,
     CorruptObject,
     InvalidName,
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 
 MAX_COMMIT_ATTEMPTS = 50
 _MIN_PREFIX = 4
+
+
+_HEXISH = re.compile(r"[0-9a-fA-F]{4,64}")  # a name that also reads as a commit id prefix
 
 
 def utc_now() -> str:
@@ -141,14 +146,27 @@ class Repository:
         return self.refs.branch(branch)
 
     def create_branch(self, name: str, from_ref: str = "main") -> str:
+        self._check_unambiguous(name, "branch")
         commit = self.resolve(from_ref)
         self.refs.create_branch(name, commit)
         return commit
 
     def create_tag(self, name: str, ref: str) -> str:
+        self._check_unambiguous(name, "tag")
         commit = self.resolve(ref)
         self.refs.create_tag(name, commit)
         return commit
+
+    def _check_unambiguous(self, name: str, kind: str) -> None:
+        """Refs resolve branch, then tag, then commit id: a new name that another kind already
+        answers to would silently change what ``REPO@name`` means (a mount pinned by tag would
+        start following a branch)."""
+        if _HEXISH.fullmatch(name):
+            raise UsageError(f"{kind} name {name!r} looks like a commit id: choose another name")
+        other = self.refs.tags() if kind == "branch" else self.refs.branches()
+        if name in other:
+            clash = "tag" if kind == "branch" else "branch"
+            raise AlreadyExists(f"repo {self.name!r} has a {clash} named {name!r} already")
 
     # -- reading ----------------------------------------------------------------------------
     def commit_object(self, commit_id: str) -> Commit:

@@ -275,7 +275,10 @@ class Filesystem(WriteOps):
         for p in parts:
             check_name(p)
         if self.fixed is not None:
-            return "", self.fixed, parts
+            if self.fixed.immutable:
+                return "", self.fixed, parts
+            # A REPO@BRANCH mount: the head as of now (within --ref-ttl), not as of mounting.
+            return "", self._snapshot(self.fixed.repo, "@", self.spec.ref or ""), parts
         if self.spec.repo is None:
             if not parts:
                 return "/", None, []

@@ -20,11 +20,22 @@ from typing import TYPE_CHECKING, Any
 from cachetools import TTLCache
 
 from s3fsv import __version__
-from s3fsv.errors import Conflict, CrossDevice, NotFound, NotPermitted, ReadOnly, UsageError
+from s3fsv.errors import (
+    Conflict,
+    CrossDevice,
+    NotFound,
+    NotPermitted,
+    NotSupported,
+    ReadOnly,
+    UsageError,
+)
 from s3fsv.handles import OpenStaged, Snapshot, write_only
 
 if TYPE_CHECKING:
     from s3fsv.overlay import BranchOverlay
+
+
+_UTIME_NOW, _UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2  # utimensat(2)'s special tv_nsec values
 
 
 class WriteOps:
@@ -119,6 +130,8 @@ class WriteOps:
 
     def rename(self, old: str, new: str) -> None:
         ov, old_inner, _ = self._writable_path(old)
+        if not old_inner:  # before the target is looked at: EXDEV would make mv copy a branch
+            raise NotPermitted(f"a branch root cannot be renamed: {old}")
         try:
             ov2, new_inner, _ = self._writable_path(new, new=True)
         except ReadOnly:
@@ -152,13 +165,19 @@ class WriteOps:
             raise NotPermitted("ownership is not recorded in commits")
 
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> None:
+        """Set the mtime (atime is not recorded). libfuse passes ``touch``'s "now" and "leave
+        unchanged" as the kernel's UTIME_NOW / UTIME_OMIT markers, not as times."""
         ov, inner, _ = self._writable_path(path)
-        ov.set_attrs(inner, None, times[1] if times else time.time_ns())
+        mtime = times[1] if times else _UTIME_NOW
+        if mtime == _UTIME_OMIT:
+            return
+        ov.set_attrs(inner, None, time.time_ns() if mtime == _UTIME_NOW else mtime)
         self.note_writer(ov)  # after success: failed calls change nothing
 
     def setxattr(self, path: str, name: str, value: bytes | None) -> None:
         self._writable_path(path)
-        raise NotPermitted("extended attributes are not recorded in commits")
+        # "Not supported" (not EPERM): cp -a, cp -p and mv then copy without complaint.
+        raise NotSupported("extended attributes are not recorded in commits")
 
     # -- commits --------------------------------------------------------------------------------
     def _branch_overlay(self, path: str) -> BranchOverlay:

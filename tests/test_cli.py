@@ -152,6 +152,11 @@ def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None
     assert "--store is empty" in cli(env, "--store", "", "ls", "cams", code=2)
     assert "invalid branch name 'a b'" in cli(env, "branch", "create", "cams", "a b", code=2)
     assert "--force" in cli(env, "branch", "delete", "cams", "main", code=2)
+    # A new ref may not take a name another kind already answers to.
+    cli(env, "tag", "create", "cams", "v1")
+    assert "has a tag named 'v1'" in cli(env, "branch", "create", "cams", "v1", code=4)
+    assert "has a branch named 'main'" in cli(env, "tag", "create", "cams", "main", code=4)
+    assert "looks like a commit id" in cli(env, "branch", "create", "cams", "beef", code=2)
     assert cli(env, "ls", "cams") == ""  # main is still there
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"jpeg")
@@ -208,6 +213,7 @@ def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
     assert "bad size" in cli(env, "mount", store, str(empty), "--cache-size", "lots", code=2)
     assert "contradict" in cli(env, "mount", store, str(empty), "--read-only", "--rw", code=2)
     assert "not a branch" in cli(env, "mount", f"{store}/cams", str(empty), "--rw", code=2)
+    assert "the order is" in cli(env, "mount", str(empty), store, code=2)  # swapped
     missing_ref = cli(env, "mount", f"{store}/cams@nope", str(empty), code=3)
     assert "no branch, tag or commit 'nope'" in missing_ref  # found before any daemon starts
     assert not os.path.ismount(empty)

@@ -138,6 +138,39 @@ def test_unsupported_operations_fail_as_documented(
     with pytest.raises(OSError) as info:
         (branch.parent.parent / "commit" / cid / "x").write_text("x")
     assert info.value.errno == errno.EROFS
+    # Extended attributes are "not supported", so cp -a and mv copy in without complaint.
+    (branch / "x").write_text("x")
+    with pytest.raises(OSError) as info:
+        os.setxattr(branch / "x", "user.tag", b"1")
+    assert info.value.errno == errno.ENOTSUP
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text("f")
+    os.chmod(src / "sub" / "f", 0o640)
+    subprocess.run(["cp", "-a", str(src), str(branch / "copied")], check=True)
+    assert (branch / "copied/sub/f").read_text() == "f"
+    # A branch root cannot move: EPERM before anything is copied (EXDEV would make mv copy
+    # the whole branch and stage its deletion).
+    before = json.loads(run_cli("status", str(branch), "--json", env=env).stdout)
+    with pytest.raises(OSError) as info:
+        os.rename(other, branch / "moved")
+    assert info.value.errno == errno.EPERM
+    moved = subprocess.run(["mv", str(other), str(branch / "moved")], capture_output=True)
+    assert moved.returncode != 0 and not (branch / "moved").exists()
+    assert json.loads(run_cli("status", str(branch), "--json", env=env).stdout) == before
+
+
+def test_touch_sets_now_and_touch_a_leaves_mtime(branch: Path, env: dict[str, str]) -> None:
+    """touch passes "now" and "unchanged" as special markers, never as times."""
+    target = branch / "keep.txt"
+    os.utime(target, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    subprocess.run(["touch", "-a", str(target)], check=True)
+    assert os.stat(target).st_mtime_ns == 1_600_000_000_000_000_000
+    subprocess.run(["touch", str(target), str(branch / "brand-new")], check=True)
+    for path in (target, branch / "brand-new"):
+        assert os.stat(path).st_mtime > 1_700_000_000  # now, not 1970
+    os.utime(target)
+    assert os.stat(target).st_mtime > 1_700_000_000
 
 
 def test_open_file_survives_commit(branch: Path, env: dict[str, str], repo_url: str) -> None:
@@ -395,3 +428,30 @@ def test_real_programs(branch: Path, env: dict[str, str], tmp_path: Path) -> Non
     assert fsck.returncode == 0, fsck.stderr
     commit(branch, env, "programs")
     subprocess.run(["diff", "-r", str(src / "a"), str(branch / "a")], check=True)
+
+
+def test_repo_at_branch_mount_follows_the_head(
+    repo_url: str, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A REPO@BRANCH mount names the head it shows (xattr, provenance), not the one it was
+    mounted at; without --rw it is read-only for the kernel too."""
+    repo = Store.open(repo_url).repo("cams")
+    with mounted(f"{repo_url}/cams@main", tmp_path / "ro", env, "--ref-ttl", "0.2") as mp:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+        assert "ro" in next(ln.split()[3] for ln in mounts if ln.split()[1] == str(mp)).split(",")
+    with mounted(f"{repo_url}/cams@main", tmp_path / "rw", env, "--rw", "--ref-ttl", "0.2") as mp:
+        first = repo.resolve("main")
+        assert os.getxattr(mp / "keep.txt", "user.s3fsv.commit").decode() == first
+        src = tmp_path / "elsewhere.txt"
+        src.write_text("moved on\n")
+        moved = put(repo, "main", src, "elsewhere.txt", "another writer")[0]
+        deadline = time.monotonic() + 10  # until the view refreshes (--ref-ttl)
+        while not (mp / "elsewhere.txt").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert os.getxattr(mp / "keep.txt", "user.s3fsv.commit").decode() == moved
+        (mp / "out.txt").write_text("result\n")
+        (mp / "keep.txt").read_text()
+        cid = commit(mp, env, "from the branch mount")
+    inputs = json.dumps(repo.commit_object(cid).provenance)
+    assert moved in inputs and first not in inputs
