@@ -73,6 +73,8 @@ def find_mount(path: str) -> tuple[Path, str]:
     """(mount root, absolute path inside the mount) for a path in an s3fsv mount."""
     from s3fsv.daemon import pid_file
 
+    if not os.path.lexists(path):
+        raise UsageError(f"{path}: no such file or directory")
     mounts = _s3fsv_mounts()
     tried = []
     for candidate in (os.path.abspath(path), os.path.realpath(path)):
@@ -118,12 +120,16 @@ def cmd_mount(args: argparse.Namespace) -> int:
             "choose a directory outside it"
         )
     store, source = daemon.store_for_mount(args.source, args.endpoint_url)
-    if args.rw and (
-        source.repo is None
-        or source.ref is None
-        or source.ref not in store.repo(source.repo).refs.branches()
-    ):
+    pinned = (
+        source.ref is not None and source.ref not in store.repo(source.repo or "").refs.branches()
+    )
+    if args.rw and (source.repo is None or source.ref is None or pinned):
         raise UsageError("--rw makes a REPO@BRANCH mount writable; this source is not a branch")
+    if source.ref is not None and not args.rw and policy.kind != "manual":
+        raise UsageError(
+            "--commit-on has nothing to commit here: a REPO@REF mount is read-only "
+            "(a REPO@BRANCH mount takes --rw)"
+        )
     if args.foreground:
         return daemon.serve(args, store, source, args.mountpoint)
     daemon.start(args.argv, args.mountpoint, foreground=False)
@@ -213,5 +219,10 @@ def cmd_discard(args: argparse.Namespace) -> int:
     else:
         with contextlib.suppress(TypeError, ValueError):
             dropped = int(dropped)
-        print(f"discarded {dropped} staged path{'' if dropped == 1 else 's'}")
+        info = _ask(root, inner, args.path, {"op": "status", "path": inner})
+        where = (
+            f"{info.get('repo', '?')}@{info.get('branch', '?')}" if isinstance(info, dict) else ""
+        )
+        plural = "" if dropped == 1 else "s"
+        print(f"discarded {dropped} staged path{plural} of {where or 'the branch'} (all of it)")
     return 0

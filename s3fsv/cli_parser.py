@@ -18,6 +18,10 @@ commit id or a unique prefix of one (default: main), optionally followed by ~N f
 first parent (main~1 is the commit before main's head).
 """
 
+_WHOLE_BRANCH = (
+    "the branch directory in a mount, or any path in it: the command acts on the whole branch"
+)
+
 EXAMPLES = """\
 examples:
   s3fsv --store s3://bucket/data init
@@ -206,9 +210,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     p.add_argument("mountpoint", metavar="MOUNTPOINT", help="where an s3fsv mount is")
 
     p = add("commit", "commit", "commit the staged writes of a mounted branch as a new commit")
-    p.add_argument(
-        "path", metavar="PATH", help="the branch directory in a mount, or any path in it"
-    )
+    p.add_argument("path", metavar="PATH", help=_WHOLE_BRANCH)
     p.add_argument("-m", "--message", required=True, help="commit message")
     p.add_argument("--author", metavar="NAME", help="commit author (default: the mount's user)")
     p.add_argument(
@@ -222,15 +224,11 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     p = add(
         "status", "status", "list a mounted branch's staged writes: A added, M modified, D deleted"
     )
-    p.add_argument(
-        "path", metavar="PATH", help="the branch directory in a mount, or any path in it"
-    )
+    p.add_argument("path", metavar="PATH", help=_WHOLE_BRANCH)
     _common(p, json=True)
 
     p = add("discard", "discard", "drop every staged write of a mounted branch (cannot be undone)")
-    p.add_argument(
-        "path", metavar="PATH", help="the branch directory in a mount, or any path in it"
-    )
+    p.add_argument("path", metavar="PATH", help=_WHOLE_BRANCH)
     _common(p, json=True)
 
     p = add("ls", "ls", "list a directory of a commit")

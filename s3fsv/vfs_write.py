@@ -199,10 +199,17 @@ class WriteOps:
         try:
             cid = ov.commit(message, author, provenance_context(), overwrite=overwrite)
         except Conflict as err:
-            err.args = (
-                f"{err}. Everything stays staged: `s3fsv commit --overwrite` replaces their "
-                "versions with yours, `s3fsv discard` drops yours",
-            )
+            if overwrite:  # theirs is newer than this mount's view: it cannot replace it unseen
+                hint = (
+                    "--overwrite replaces only versions this mount has shown, and the branch "
+                    "moved after its last refresh: retry after --ref-ttl seconds"
+                )
+            else:
+                hint = (
+                    "`s3fsv commit --overwrite` replaces their versions with yours, "
+                    "`s3fsv discard` drops yours"
+                )
+            err.args = (f"{err}. Everything stays staged: {hint}",)
             raise
         if cid is not None:
             self.branch_moved(ov.repo.name, ov.branch, cid)  # type: ignore[attr-defined]

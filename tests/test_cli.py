@@ -214,6 +214,11 @@ def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
     assert "contradict" in cli(env, "mount", store, str(empty), "--read-only", "--rw", code=2)
     assert "not a branch" in cli(env, "mount", f"{store}/cams", str(empty), "--rw", code=2)
     assert "the order is" in cli(env, "mount", str(empty), store, code=2)  # swapped
+    pinned = f"{store}/cams@main"
+    assert "nothing to commit" in cli(
+        env, "mount", pinned, str(empty), "--commit-on", "unmount", code=2
+    )
+    assert "no such file" in cli(env, "status", str(tmp_path / "nowhere"), code=2)
     missing_ref = cli(env, "mount", f"{store}/cams@nope", str(empty), code=3)
     assert "no branch, tag or commit 'nope'" in missing_ref  # found before any daemon starts
     assert not os.path.ismount(empty)
