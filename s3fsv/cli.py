@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from s3fsv.cli_mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli_parser import build_parser
 from s3fsv.config import endpoint_url, store_url
 from s3fsv.errors import S3fsvError, UsageError
-from s3fsv.objects import Commit, TreeEntry
+from s3fsv.objects import Commit, TreeEntry, check_name
 from s3fsv.store import Store
 
 EXIT_CODES = """exit codes:
@@ -177,6 +178,8 @@ def cmd_put(args: argparse.Namespace) -> int:
     addr = parse_address(args.dest, default_ref="main")
     assert addr.ref is not None
     source = Path(args.source)
+    if args.dest.endswith("/") and addr.path and not source.is_dir():  # into that directory
+        addr = replace(addr, path=f"{addr.path}/{check_name(source.name)}")
     repo = _open_store(args).repo(addr.repo)
     items = transfer.scan_local(source, addr.path)
     total = sum(i.size for i in items if i.kind == "file")
@@ -217,12 +220,14 @@ def cmd_get(args: argparse.Namespace) -> int:
     addr = parse_address(args.source, default_ref="main")
     repo = _open_store(args).repo(addr.repo)
     cid = repo.resolve(addr.ref or "main")
+    dest = Path(args.dest)
+    into = addr.path and (args.dest.endswith("/") or dest.is_dir())
+    if into and repo.stat(cid, addr.path).kind != "dir":  # a file into a directory, as cp does
+        dest = dest / addr.path.rsplit("/", 1)[-1]
     plan = list(transfer.plan_get(repo, cid, addr.path))
     total = sum(e.size for _, e in plan if e.kind == "file")
     with _progress_bar(total, "download", args.quiet) as bar:
-        files = transfer.get(
-            repo, cid, addr.path, Path(args.dest), threads=args.jobs, progress=bar.update
-        )
+        files = transfer.get(repo, cid, addr.path, dest, threads=args.jobs, progress=bar.update)
     print(f"downloaded {_count(files, 'file')} ({total} bytes) from {cid[:12]}", file=sys.stderr)
     return 0
 

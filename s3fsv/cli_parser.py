@@ -133,12 +133,17 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     _common(p, json=True)
     p.set_defaults(handler="tag.list")
 
-    p = add("put", "put", "upload a file or directory tree as one commit")
+    p = add(
+        "put",
+        "put",
+        "upload a file or directory tree as one commit (adds and replaces; deletes nothing)",
+    )
     p.add_argument("source", metavar="LOCAL", help="local file or directory")
     p.add_argument(
         "dest",
         metavar="REPO@BRANCH[:PATH]",
-        help="where to put it; a directory's contents go below PATH",
+        help="where to put it; a directory's contents go below PATH, a file goes to PATH "
+        "(into PATH when it ends with /)",
     )
     p.add_argument("-m", "--message", required=True, help="commit message")
     p.add_argument(
@@ -154,7 +159,8 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     p.add_argument(
         "dest",
         metavar="LOCAL",
-        help="local file or directory (existing files there are overwritten)",
+        help="local file or directory (existing files there are overwritten); a file goes "
+        "into LOCAL when LOCAL is a directory or ends with /",
     )
     p.add_argument(
         "-j", "--jobs", type=_positive, default=16, help="parallel downloads (default: 16)"

@@ -94,6 +94,13 @@ def test_end_to_end(env: dict[str, str], tree: Path, tmp_path: Path) -> None:
             assert (out / rel).stat().st_mtime_ns == path.stat().st_mtime_ns
     cli(env, "branch", "delete", "cams", "dev")
     assert set(json.loads(cli(env, "branch", "list", "cams", "--json"))) == {"main"}
+    # A trailing / means "into that directory", for put and get alike, as cp does.
+    cli(env, "put", "-q", str(tree / "notes.txt"), "cams@main:docs/", "-m", "into docs")
+    assert cli(env, "cat", "cams:docs/notes.txt") == "hello\n"
+    cli(env, "get", "-q", "cams:docs/notes.txt", str(tmp_path / "fetched") + "/")
+    assert (tmp_path / "fetched" / "notes.txt").read_text() == "hello\n"
+    cli(env, "get", "-q", "cams:single/n.txt", str(tmp_path / "fetched"))  # an existing dir
+    assert (tmp_path / "fetched" / "n.txt").read_text() == "hello\n"
 
 
 def unused_port() -> int:
