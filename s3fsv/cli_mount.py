@@ -73,8 +73,6 @@ def find_mount(path: str) -> tuple[Path, str]:
     """(mount root, absolute path inside the mount) for a path in an s3fsv mount."""
     from s3fsv.daemon import pid_file
 
-    if not os.path.lexists(path):
-        raise UsageError(f"{path}: no such file or directory")
     mounts = _s3fsv_mounts()
     tried = []
     for candidate in (os.path.abspath(path), os.path.realpath(path)):
@@ -88,6 +86,8 @@ def find_mount(path: str) -> tuple[Path, str]:
         if known:
             inner = os.path.relpath(candidate, root)
             return root, "/" if inner == "." else "/" + inner
+    if not os.path.lexists(path):
+        raise UsageError(f"{path}: no such file or directory")
     raise UsageError(f"{path} is not inside an s3fsv mount")
 
 
