@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from s3fsv.backend.base import ObjectInfo, check_key, check_range
+from s3fsv.backend.base import B, ObjectInfo, check_key, check_range
 from s3fsv.errors import NotFound, PreconditionFailed
 
 # Named stores let two Backend instances in one process share data, like two clients of one bucket.
@@ -40,6 +40,12 @@ class MemoryBackend:
             except KeyError:
                 raise NotFound(f"no such key: {key}") from None
         return data[start or 0 : end]
+
+    def read_into(self, key: str, alloc: Callable[[int], B]) -> B:
+        data = self.get(key)
+        buf = alloc(len(data))
+        memoryview(buf).cast("B")[:] = data  # type: ignore[arg-type]
+        return buf
 
     def head(self, key: str) -> ObjectInfo:
         check_key(key)
