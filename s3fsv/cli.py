@@ -19,8 +19,9 @@ from s3fsv.address import parse_address
 from s3fsv.cli_mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli_parser import build_parser
 from s3fsv.config import endpoint_url, store_url
-from s3fsv.errors import S3fsvError, UsageError
+from s3fsv.errors import InvalidName, S3fsvError, UsageError
 from s3fsv.objects import Commit, TreeEntry, check_name
+from s3fsv.refs import check_ref_spec
 from s3fsv.store import Store
 
 EXIT_CODES = """exit codes:
@@ -281,9 +282,11 @@ def cmd_log(args: argparse.Namespace) -> int:
     addr = parse_address(args.address, default_ref="main")
     repo = _open_store(args).repo(addr.repo)
     rows = []
+    shown = 0
     for n, (cid, commit) in enumerate(repo.log(addr.ref or "main", addr.path or None)):
         if args.max_count is not None and n >= args.max_count:
             break
+        shown += 1
         if args.json:
             rows.append(commit_json(cid, commit))
         elif args.oneline:
@@ -292,6 +295,8 @@ def cmd_log(args: argparse.Namespace) -> int:
             print(_format_commit(cid, commit))
     if args.json:
         _print_json(rows)
+    elif not shown and addr.path:
+        print(f"no commit of {addr.repo}@{addr.ref} touches {addr.path}", file=sys.stderr)
     return 0
 
 
@@ -349,6 +354,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 @command("diff")
 def cmd_diff(args: argparse.Namespace) -> int:
+    for ref in (args.old, args.new):
+        try:
+            check_ref_spec(ref)
+        except InvalidName as err:
+            raise UsageError(str(err)) from None
     repo = _open_store(args).repo(args.repo)
     diff = repo.diff(args.old, args.new)
     if args.json:

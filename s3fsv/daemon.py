@@ -57,7 +57,10 @@ def parse_size(text: str) -> int:
     if not m:
         raise UsageError(f"bad size {text!r}: use e.g. 512M or 20G")
     factor = 1024 ** " kmgt".index((m.group(2) or " ").lower())
-    return int(float(m.group(1)) * factor)
+    size = int(float(m.group(1)) * factor)
+    if size <= 0:
+        raise UsageError(f"bad size {text!r}: a cache needs room (e.g. 512M or 20G)")
+    return size
 
 
 @dataclass(frozen=True)

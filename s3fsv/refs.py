@@ -18,7 +18,7 @@ from s3fsv.objects import canonical_json, is_object_id
 _REF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
-ANCESTRY = re.compile(r"(.+)~([0-9]{0,6})")  # REF~N: the N-th first-parent ancestor of REF
+ANCESTRY = re.compile(r"(.+)~(0|[1-9][0-9]{0,5})?")  # REF~N: the N-th first-parent ancestor of REF
 
 
 def check_ref_name(name: str, what: str = "ref") -> str:

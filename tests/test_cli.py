@@ -127,6 +127,10 @@ def test_ancestors_by_tilde(env: dict[str, str], tmp_path: Path) -> None:
     assert "past the first commit" in cli(env, "cat", "cams@main~9:v.txt", code=3)
     assert "invalid ref name 'main~x'" in cli(env, "cat", "cams@main~x:v.txt", code=2)
     assert "invalid ref name" in cli(env, "cat", "cams@main~" + "9" * 5000 + ":v.txt", code=2)
+    assert "invalid ref name 'main~01'" in cli(env, "cat", "cams@main~01:v.txt", code=2)
+    assert "no commit of cams@main touches nosuch" in run_cli("log", "cams:nosuch", env=env).stderr
+    assert cli(env, "cat", "cams@main~0:v.txt") == "version 2\n"
+    assert "invalid ref name 'main~x'" in cli(env, "diff", "cams", "main~x", "main", code=2)
 
 
 def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None:
@@ -218,6 +222,7 @@ def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
     assert "no such repo" in cli(env, "mount", f"{store}/nope", str(empty), code=3)
     assert "s3fsv init" in cli(env, "mount", f"file://{tmp_path}/nostore", str(empty), code=3)
     assert "bad size" in cli(env, "mount", store, str(empty), "--cache-size", "lots", code=2)
+    assert "bad size" in cli(env, "mount", store, str(empty), "--cache-size", "0", code=2)
     assert "contradict" in cli(env, "mount", store, str(empty), "--read-only", "--rw", code=2)
     assert "not a branch" in cli(env, "mount", f"{store}/cams", str(empty), "--rw", code=2)
     assert "the order is" in cli(env, "mount", str(empty), store, code=2)  # swapped
