@@ -56,11 +56,19 @@ def alive(pid: int) -> bool:
     return True
 
 
+def in_mount_table(mountpoint: Path) -> bool:
+    """Whether the kernel lists ``mountpoint`` as mounted. Unlike ``os.path.ismount``, this
+    also sees a dead FUSE mount (its daemon killed), whose root fails ``stat`` (ENOTCONN)."""
+    with open("/proc/self/mounts") as fh:
+        points = [line.split()[1].replace("\\040", " ") for line in fh]
+    return str(mountpoint) in points
+
+
 def force_unmount(mountpoint: Path, state_home: Path) -> None:
     pids = daemon_pids(state_home, mountpoint)
-    if os.path.ismount(mountpoint):
+    if in_mount_table(mountpoint):
         subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True)
-    if os.path.ismount(mountpoint):
+    if in_mount_table(mountpoint):
         subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)
     deadline = time.monotonic() + 10
     for pid in pids:
@@ -86,7 +94,7 @@ def mounted(
         assert os.path.ismount(mountpoint)
         yield mountpoint
     finally:
-        if os.path.ismount(mountpoint):
+        if in_mount_table(mountpoint):
             result = run_cli("unmount", str(mountpoint), env=env, check=False)
             if result.returncode != 0:
                 force_unmount(mountpoint, state_home)

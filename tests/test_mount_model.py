@@ -72,7 +72,14 @@ from tests.model_support import (
     tracked,
     under,
 )
-from tests.mounting import alive, daemon_pids, force_unmount, mounted, run_cli
+from tests.mounting import (
+    alive,
+    daemon_pids,
+    force_unmount,
+    in_mount_table,
+    mounted,
+    run_cli,
+)
 
 
 class MountModel(RuleBasedStateMachine):
@@ -117,7 +124,7 @@ class MountModel(RuleBasedStateMachine):
 
     def unmount(self) -> None:
         self.live.close()
-        assert not os.path.ismount(self.mp)
+        assert not in_mount_table(self.mp)
 
     def close_handles(self) -> None:
         handles, self.handles = self.handles, []
