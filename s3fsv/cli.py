@@ -19,7 +19,7 @@ from s3fsv.address import parse_address
 from s3fsv.cli_mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli_parser import build_parser
 from s3fsv.config import endpoint_url, store_url
-from s3fsv.errors import InvalidName, S3fsvError, UsageError
+from s3fsv.errors import S3fsvError, UsageError
 from s3fsv.objects import Commit, TreeEntry, check_name
 from s3fsv.refs import check_ref_spec
 from s3fsv.store import Store
@@ -355,10 +355,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 @command("diff")
 def cmd_diff(args: argparse.Namespace) -> int:
     for ref in (args.old, args.new):
-        try:
-            check_ref_spec(ref)
-        except InvalidName as err:
-            raise UsageError(str(err)) from None
+        check_ref_spec(ref)  # a malformed ~N is a usage error (2), not a missing ref (3)
     repo = _open_store(args).repo(args.repo)
     diff = repo.diff(args.old, args.new)
     if args.json:

@@ -25,6 +25,7 @@ DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 
 Kind = Literal["file", "dir", "link"]
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_COMMIT_PREFIX = re.compile(r"[0-9a-f]{4,64}")
 _MAX_NAME_BYTES = 255
 
 
@@ -34,6 +35,11 @@ def sha256_hex(data: bytes | bytearray | memoryview | Chunk) -> str:
 
 def is_object_id(value: object) -> bool:
     return isinstance(value, str) and _HEX64.fullmatch(value) is not None
+
+
+def is_commit_prefix(text: str) -> bool:
+    """Whether ``text`` can name a commit by (a prefix of) its id: 4 to 64 lowercase hex."""
+    return _COMMIT_PREFIX.fullmatch(text) is not None
 
 
 def check_name(name: object) -> str:

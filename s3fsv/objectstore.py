@@ -8,7 +8,7 @@ Writes use ``if_none_match`` so racing writers of the same object both succeed h
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -30,6 +30,7 @@ from s3fsv.objects import (
 )
 
 T = TypeVar("T", Tree, TreePage, Commit)
+D = TypeVar("D")  # a body as a backend read returns it (bytes, or a caller's buffer)
 HEAD_FIRST_BYTES = 1024 * 1024
 
 
@@ -86,17 +87,9 @@ class ObjectStore:
             data = self.cache.get(oid)
             if data is not None:
                 return data
-        key = self.key(oid)
-        try:
-            data = self.backend.get(key)
-        except NotFound:
-            raise NotFound(f"object {oid} is missing from repo {self.repo!r}") from None
-        if sha256_hex(data) != oid:
-            raise CorruptObject(key, f"content does not match its hash ({len(data)} bytes read)")
+        data = self._fetch_verified(oid, self.backend.get)
         if self.cache is not None and fill_cache:
             self.cache.put(oid, data)
-        with self._lock:
-            self._known[oid] = True
         return data
 
     def fetch_chunk(self, oid: str, pool: BufferPool = SHARED_POOL) -> ChunkData:
@@ -104,20 +97,30 @@ class ObjectStore:
         neither consulted nor filled (the reader that calls this manages it). A body of at
         least ``POOLED_MIN`` bytes lands in a ``Chunk`` from ``pool`` when the backend can read
         into it (see ``s3fsv.buffers``)."""
-        if not isinstance(self.backend, ReadsInto):
+        backend = self.backend
+        if not isinstance(backend, ReadsInto):
             return self.get_bytes(oid, fill_cache=False)
+        data = self._fetch_verified(
+            oid,
+            lambda key: backend.read_into(
+                key, lambda n: pool.take(n) if n >= POOLED_MIN else bytearray(n)
+            ),
+        )
+        return bytes(data) if isinstance(data, bytearray) else data
+
+    def _fetch_verified(self, oid: str, read: Callable[[str], D]) -> D:
+        """``read(key)`` of object ``oid`` from the store, checked against its SHA-256."""
         key = self.key(oid)
         try:
-            data = self.backend.read_into(
-                key, lambda n: pool.take(n) if n >= POOLED_MIN else bytearray(n)
-            )
+            data = read(key)
         except NotFound:
             raise NotFound(f"object {oid} is missing from repo {self.repo!r}") from None
-        if sha256_hex(data) != oid:
-            raise CorruptObject(key, f"content does not match its hash ({len(data)} bytes read)")
+        if sha256_hex(data) != oid:  # type: ignore[arg-type]
+            size = len(data)  # type: ignore[arg-type]
+            raise CorruptObject(key, f"content does not match its hash ({size} bytes read)")
         with self._lock:
             self._known[oid] = True
-        return bytes(data) if isinstance(data, bytearray) else data
+        return data
 
     def get_members(
         self, pack: str, members: Sequence[Member], *, fill_cache: bool = True

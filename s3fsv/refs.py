@@ -18,7 +18,7 @@ from s3fsv.objects import canonical_json, is_object_id
 _REF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
-ANCESTRY = re.compile(r"(.+)~(0|[1-9][0-9]{0,5})?")  # REF~N: the N-th first-parent ancestor of REF
+_ANCESTRY = re.compile(r"(.+)~(0|[1-9][0-9]{0,5})?")  # REF~N: the N-th first-parent ancestor
 
 
 def check_ref_name(name: str, what: str = "ref") -> str:
@@ -37,13 +37,19 @@ def check_ref_name(name: str, what: str = "ref") -> str:
     return name
 
 
+def split_ancestry(spec: str) -> tuple[str, int]:
+    """``main~2~`` -> ``("main", 3)``: the ref and how many first parents back from it
+    (``~`` alone is ``~1``)."""
+    base, steps = spec, 0
+    while (found := _ANCESTRY.fullmatch(base)) is not None:
+        base, steps = found.group(1), steps + int(found.group(2) or 1)
+    return base, steps
+
+
 def check_ref_spec(spec: str) -> str:
     """A ref as users write it: a ref name or commit id prefix, optionally followed by
     ``~N`` suffixes (ancestors, see ``Repository.resolve``)."""
-    base = spec
-    while (found := ANCESTRY.fullmatch(base)) is not None:
-        base = found.group(1)
-    check_ref_name(base)
+    check_ref_name(split_ancestry(spec)[0])
     return spec
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import re
 import socket
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,18 +29,14 @@ from s3fsv.errors import (
     PreconditionFailed,
     UsageError,
 )
-from s3fsv.objects import Commit, Tree, TreeEntry, is_object_id, split_path
+from s3fsv.objects import Commit, Tree, TreeEntry, is_commit_prefix, is_object_id, split_path
 from s3fsv.objectstore import ByteCache, ObjectStore
-from s3fsv.refs import ANCESTRY, Refs, RefValue
+from s3fsv.refs import Refs, RefValue, split_ancestry
 from s3fsv.tree import Change, apply_changes, dir_entries, resolve, walk, write_dir
 
 log = logging.getLogger(__name__)
 
 MAX_COMMIT_ATTEMPTS = 50
-_MIN_PREFIX = 4
-
-
-_HEXISH = re.compile(r"[0-9a-fA-F]{4,64}")  # a name that also reads as a commit id prefix
 
 
 def utc_now() -> str:
@@ -93,9 +88,7 @@ class Repository:
         optionally followed by ``~N`` (the N-th first-parent ancestor; ``~`` alone is ``~1``)."""
         if not ref:
             raise UsageError("empty ref")
-        base, steps = ref, 0
-        while (found := ANCESTRY.fullmatch(base)) is not None:
-            base, steps = found.group(1), steps + int(found.group(2) or 1)
+        base, steps = split_ancestry(ref)
         commit = self._resolve_name(base)
         for walked in range(steps):
             parents = self.commit_object(commit).parents
@@ -120,7 +113,7 @@ class Repository:
         if is_object_id(ref):
             self.commit_object(ref)
             return ref
-        if len(ref) >= _MIN_PREFIX and all(c in "0123456789abcdef" for c in ref):
+        if is_commit_prefix(ref):
             matches = self._commits_with_prefix(ref)
             if len(matches) == 1:
                 return matches[0]
@@ -161,7 +154,7 @@ class Repository:
         """Refs resolve branch, then tag, then commit id: a new name that another kind already
         answers to would silently change what ``REPO@name`` means (a mount pinned by tag would
         start following a branch)."""
-        if _HEXISH.fullmatch(name):
+        if is_commit_prefix(name.lower()):  # resolve lowercases what it is given
             raise UsageError(f"{kind} name {name!r} looks like a commit id: choose another name")
         other = self.refs.tags() if kind == "branch" else self.refs.branches()
         if name in other:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
 import stat
 import threading
 import time
@@ -34,7 +33,7 @@ from s3fsv.errors import (
     UsageError,
 )
 from s3fsv.handles import Attr, OpenFile, OpenStaged, RepoState, Snapshot, inode, write_only
-from s3fsv.objects import TreeEntry, check_name
+from s3fsv.objects import TreeEntry, check_name, is_commit_prefix
 from s3fsv.overlay import BranchOverlay, LocalHandle, Node
 from s3fsv.reader import Bytes, ChunkReader, Sequential
 from s3fsv.staging import Read, SlotLock, Staging
@@ -45,7 +44,6 @@ from s3fsv.vfs_write import WriteOps
 log = logging.getLogger(__name__)
 
 SECTIONS = ("branch", "commit", "tag")
-_COMMIT_PREFIX = re.compile(r"[0-9a-f]{4,64}")
 RECENT_COMMITS = 50
 SIBLING_LOOKAHEAD = 128  # entries looked at ahead of an opened file
 XATTR_PREFIX = "user.s3fsv."
@@ -83,7 +81,6 @@ class Filesystem(WriteOps):
         self.reads: set[Read] = set()
         self._next_fh = itertools.count(1)
         self._resolved: LRUCache[tuple[str, str], TreeEntry] = LRUCache(maxsize=100_000)
-        self._commit_ids: LRUCache[tuple[str, str], str] = LRUCache(maxsize=4096)
         self._fixed_snaps: LRUCache[tuple[str, str, str], Snapshot] = LRUCache(maxsize=4096)
         # Read-ahead state per path for mounts without file handles (immutable snapshots).
         self._sequential: LRUCache[str, Sequential] = LRUCache(maxsize=256)
@@ -197,11 +194,6 @@ class Filesystem(WriteOps):
         return names
 
     def _snapshot(self, repo: str, section: str, name: str) -> Snapshot:
-        if section in ("commit", "tag"):  # resolved once (as _commit_id does): no TTL
-            with self._lock:
-                snap = self._fixed_snaps.get((repo, section, name))
-            if snap is not None:
-                return snap
         state = self._state(repo)
         if section == "branch" or (section == "@" and _is_branch(state, name)):
             with state.lock:
@@ -216,30 +208,25 @@ class Filesystem(WriteOps):
                         commit = state.heads.get(name) or fetched
             label = f"branch/{name}" if section == "branch" else f"@{name}"
             return Snapshot(repo, commit, self._tree(state, commit), False, label)
+        # Tags, commits and other refs are resolved once per mount: no TTL.
+        key = (repo, section, name)
+        with self._lock:
+            snap = self._fixed_snaps.get(key)
+        if snap is not None:
+            return snap
         if section == "tag":
-            commit = self._commit_id(state, ("tag", name), lambda: state.repo.refs.tag(name))
+            commit = state.repo.refs.tag(name)
         elif section == "commit":
-            if _COMMIT_PREFIX.fullmatch(name) is None:
+            if not is_commit_prefix(name):
                 raise NotFound(f"not a commit id: {name}")
-            commit = self._commit_id(state, ("commit", name), lambda: state.repo.resolve(name))
+            commit = state.repo.resolve(name)
         else:
-            commit = self._commit_id(state, ("ref", name), lambda: state.repo.resolve(name))
+            commit = state.repo.resolve(name)
         label = f"{section}/{name}" if section != "@" else f"@{name}"
         snap = Snapshot(repo, commit, self._tree(state, commit), True, label)
-        if section != "@":
-            with self._lock:
-                self._fixed_snaps[(repo, section, name)] = snap
-        return snap
-
-    def _commit_id(self, state: RepoState, key: tuple[str, str], find: object) -> str:
-        full = (state.repo.name, f"{key[0]}:{key[1]}")
         with self._lock:
-            cid = self._commit_ids.get(full)
-        if cid is None:
-            cid = find()  # type: ignore[operator]
-            with self._lock:
-                self._commit_ids[full] = cid
-        return cid
+            self._fixed_snaps[key] = snap
+        return snap
 
     def _tree(self, state: RepoState, commit: str) -> str:
         return state.repo.commit_object(commit).tree

@@ -78,6 +78,13 @@ class ReadsInto(Protocol):
     def read_into(self, key: str, alloc: Callable[[int], B]) -> B: ...
 
 
+def copy_into(data: bytes, alloc: Callable[[int], B]) -> B:
+    """``read_into`` for a value already read as ``data``: one copy into ``alloc``'s buffer."""
+    buf = alloc(len(data))
+    memoryview(buf).cast("B")[:] = data  # type: ignore[arg-type]
+    return buf
+
+
 def check_key(key: str) -> str:
     """Refuse keys that could escape a prefix or a directory: empty parts, ``.``/``..``, NUL."""
     from s3fsv.errors import InvalidName

@@ -6,7 +6,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterator
 
-from s3fsv.backend.base import B, ObjectInfo, check_key, check_range
+from s3fsv.backend.base import B, ObjectInfo, check_key, check_range, copy_into
 from s3fsv.errors import NotFound, PreconditionFailed
 
 # Named stores let two Backend instances in one process share data, like two clients of one bucket.
@@ -42,10 +42,7 @@ class MemoryBackend:
         return data[start or 0 : end]
 
     def read_into(self, key: str, alloc: Callable[[int], B]) -> B:
-        data = self.get(key)
-        buf = alloc(len(data))
-        memoryview(buf).cast("B")[:] = data  # type: ignore[arg-type]
-        return buf
+        return copy_into(self.get(key), alloc)
 
     def head(self, key: str) -> ObjectInfo:
         check_key(key)

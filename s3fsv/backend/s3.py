@@ -48,7 +48,7 @@ import botocore.exceptions as bexc
 import botocore.session
 from botocore.config import Config
 
-from s3fsv.backend.base import B, ObjectInfo, check_key, check_range
+from s3fsv.backend.base import B, ObjectInfo, check_key, check_range, copy_into
 from s3fsv.errors import (
     AccessDenied,
     NotFound,
@@ -278,10 +278,7 @@ class S3Backend:
             body = resp["Body"]
             try:
                 if "ContentLength" not in resp:  # a chunked answer: the size is known at the end
-                    data = body.read()
-                    buf = alloc(len(data))
-                    memoryview(buf).cast("B")[:] = data  # type: ignore[arg-type]
-                    return buf
+                    return copy_into(body.read(), alloc)
                 size = int(resp["ContentLength"])
                 buf = alloc(size)
                 _fill(body, memoryview(buf).cast("B"), size)  # type: ignore[arg-type]
