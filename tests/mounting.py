@@ -56,12 +56,17 @@ def alive(pid: int) -> bool:
     return True
 
 
+def mount_table() -> dict[str, list[str]]:
+    """Mount point -> mount options, as the kernel lists them (/proc/self/mounts)."""
+    with open("/proc/self/mounts") as fh:
+        fields = [line.split() for line in fh]
+    return {f[1].replace("\\040", " "): f[3].split(",") for f in fields}
+
+
 def in_mount_table(mountpoint: Path) -> bool:
     """Whether the kernel lists ``mountpoint`` as mounted. Unlike ``os.path.ismount``, this
     also sees a dead FUSE mount (its daemon killed), whose root fails ``stat`` (ENOTCONN)."""
-    with open("/proc/self/mounts") as fh:
-        points = [line.split()[1].replace("\\040", " ") for line in fh]
-    return str(mountpoint) in points
+    return str(mountpoint) in mount_table()
 
 
 def force_unmount(mountpoint: Path, state_home: Path) -> None:

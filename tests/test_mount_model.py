@@ -77,6 +77,7 @@ from tests.mounting import (
     daemon_pids,
     force_unmount,
     in_mount_table,
+    mount_table,
     mounted,
     run_cli,
 )
@@ -141,8 +142,7 @@ class MountModel(RuleBasedStateMachine):
         finally:
             # Never delete through a mount that failed to go away (a dead FUSE mount is not
             # even reported by os.path.ismount): look in the kernel's mount table.
-            with open("/proc/self/mounts") as fh:
-                points = [line.split()[1] for line in fh]
+            points = mount_table()
             if not any(p == str(self.tmp) or p.startswith(f"{self.tmp}/") for p in points):
                 shutil.rmtree(self.tmp, ignore_errors=True)
 

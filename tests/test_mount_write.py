@@ -20,7 +20,15 @@ import pytest
 
 from s3fsv.store import Store
 from s3fsv.transfer import put
-from tests.mounting import S3FSV, alive, daemon_pids, force_unmount, mounted, run_cli
+from tests.mounting import (
+    S3FSV,
+    alive,
+    daemon_pids,
+    force_unmount,
+    mount_table,
+    mounted,
+    run_cli,
+)
 
 CHUNK = 64 * 1024
 
@@ -437,8 +445,7 @@ def test_repo_at_branch_mount_follows_the_head(
     mounted at; without --rw it is read-only for the kernel too."""
     repo = Store.open(repo_url).repo("cams")
     with mounted(f"{repo_url}/cams@main", tmp_path / "ro", env, "--ref-ttl", "0.2") as mp:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-        assert "ro" in next(ln.split()[3] for ln in mounts if ln.split()[1] == str(mp)).split(",")
+        assert "ro" in mount_table()[str(mp)]
     with mounted(f"{repo_url}/cams@main", tmp_path / "rw", env, "--rw", "--ref-ttl", "0.2") as mp:
         first = repo.resolve("main")
         assert os.getxattr(mp / "keep.txt", "user.s3fsv.commit").decode() == first
