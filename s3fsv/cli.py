@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import posixpath
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -72,7 +73,7 @@ def entry_json(path: str, entry: TreeEntry) -> dict[str, Any]:
         "path": path,
         "type": entry.kind,
         "mode": f"{entry.mode:04o}",
-        "mtime": _iso(entry.mtime_ns),
+        "mtime": _iso_utc(entry.mtime_ns),
     }
     if entry.kind == "file":
         out.update(size=entry.size, sha256=entry.sha256)
@@ -95,6 +96,11 @@ def commit_json(cid: str, commit: Commit) -> dict[str, Any]:
 
 def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _iso_utc(ns: int) -> str:
+    """Machine-readable UTC time, in the form commit times take."""
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # -- store and repos -------------------------------------------------------------------------
@@ -267,7 +273,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_cat(args: argparse.Namespace) -> int:
     addr = parse_address(args.address, default_ref="main")
     repo = _open_store(args).repo(addr.repo)
-    entry = repo.stat(repo.resolve(addr.ref or "main"), addr.path)
+    cid = repo.resolve(addr.ref or "main")
+    path = addr.path
+    entry = repo.stat(cid, path)
+    for _ in range(MAX_LINK_HOPS):
+        if entry.kind != "link":
+            break
+        path = _link_target(args.address, path, entry.target)
+        entry = repo.stat(cid, path)
+    if entry.kind == "link":
+        raise UsageError(f"{args.address}: too many levels of symbolic links")
     if entry.kind != "file":
         raise UsageError(f"not a file: {args.address}")
     out = sys.stdout.buffer
@@ -275,6 +290,17 @@ def cmd_cat(args: argparse.Namespace) -> int:
         out.write(data)
     out.flush()
     return 0
+
+
+MAX_LINK_HOPS = 40  # as the kernel allows
+
+
+def _link_target(address: str, path: str, target: str) -> str:
+    """The snapshot path a symlink at ``path`` points to; links leaving the snapshot are refused."""
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if target.startswith("/") or joined == ".." or joined.startswith("../"):
+        raise UsageError(f"{address} is a link to {target!r}, outside the snapshot")
+    return "" if joined == "." else joined
 
 
 @command("log")

@@ -246,7 +246,11 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     _common(p, json=True)
 
     p = add("cat", "cat", "write a file's content to standard output")
-    p.add_argument("address", metavar="REPO[@REF]:PATH", help="file to print (default REF: main)")
+    p.add_argument(
+        "address",
+        metavar="REPO[@REF]:PATH",
+        help="file to print (default REF: main); links inside the snapshot are followed",
+    )
 
     p = add("log", "log", "show the history of a branch, tag or commit (newest first)")
     p.add_argument(

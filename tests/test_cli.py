@@ -109,6 +109,28 @@ def unused_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_cat_follows_links_inside_the_snapshot(env: dict[str, str], tmp_path: Path) -> None:
+    src = tmp_path / "links"
+    (src / "sub").mkdir(parents=True)
+    (src / "x").write_text("x\n")
+    os.symlink("../x", src / "sub/up")
+    os.symlink("up", src / "sub/chain")
+    os.symlink("../../../etc/passwd", src / "sub/escape")
+    os.symlink("/etc/passwd", src / "abs")
+    os.symlink("loop2", src / "loop1")
+    os.symlink("loop1", src / "loop2")
+    cli(env, "init")
+    cli(env, "repo", "create", "r")
+    cli(env, "put", "-q", str(src), "r@main", "-m", "links")
+    assert cli(env, "cat", "r:sub/up") == "x\n"
+    assert cli(env, "cat", "r:sub/chain") == "x\n"
+    assert "outside the snapshot" in cli(env, "cat", "r:sub/escape", code=2)
+    assert "outside the snapshot" in cli(env, "cat", "r:abs", code=2)
+    assert "too many levels of symbolic links" in cli(env, "cat", "r:loop1", code=2)
+    (entry,) = json.loads(cli(env, "ls", "--json", "r:x"))
+    assert entry["mtime"].endswith("Z") and "T" in entry["mtime"]  # unambiguous: UTC, ISO 8601
+
+
 def test_ancestors_by_tilde(env: dict[str, str], tmp_path: Path) -> None:
     """REF~N names the N-th first parent, in every command and in mounts' REPO@REF."""
     cli(env, "init")
