@@ -48,7 +48,12 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+CONFIG_KEYS = ("store", "endpoint_url")
+
+
 def load_config() -> dict[str, Any]:
+    """The config file's settings; a missing file is none. An unknown key or a value that is
+    not a string is refused, so that a misspelt setting is not silently ignored."""
     path = config_path()
     try:
         with open(path, "rb") as fh:
@@ -57,6 +62,12 @@ def load_config() -> dict[str, Any]:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise UsageError(f"cannot read config file {path}: {err}") from None
+    for key, value in data.items():
+        if key not in CONFIG_KEYS:
+            known = ", ".join(CONFIG_KEYS)
+            raise UsageError(f"unknown setting {key!r} in {path} (known: {known})")
+        if not isinstance(value, str):
+            raise UsageError(f"setting {key!r} in {path} must be a string")
     return data
 
 

@@ -209,6 +209,11 @@ def test_config_file_supplies_the_store(env: dict[str, str], tmp_path: Path) -> 
     conf.mkdir(parents=True)
     (conf / "config.toml").write_text(f'store = "{env["S3FSV_STORE"]}"\n')
     assert cli({**env, "S3FSV_STORE": ""}, "repo", "list").split() == ["cams"]
+    (conf / "config.toml").write_text(f'store = "{env["S3FSV_STORE"]}"\nendpoint-url = "x"\n')
+    msg = cli({**env, "S3FSV_STORE": ""}, "repo", "list", code=2)
+    assert "unknown setting 'endpoint-url'" in msg and "endpoint_url" in msg
+    (conf / "config.toml").write_text("store = 3\n")
+    assert "must be a string" in cli({**env, "S3FSV_STORE": ""}, "repo", "list", code=2)
 
 
 def test_init_refuses_store_without_conditional_writes(
