@@ -119,7 +119,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
             f"mountpoint {Path(args.mountpoint).absolute()} is inside the s3fsv mount {outer}: "
             "choose a directory outside it"
         )
-    store, source = daemon.store_for_mount(args.source, args.endpoint_url)
+    store, source = daemon.store_for_mount(args.source, args.store, args.endpoint_url)
     pinned = (
         source.ref is not None and source.ref not in store.repo(source.repo or "").refs.branches()
     )

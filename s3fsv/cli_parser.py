@@ -171,7 +171,8 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     p.add_argument(
         "source",
         metavar="STORE[/REPO[@REF]]",
-        help="e.g. s3://bucket/data, s3://bucket/data/cams or file:///srv/s/cams@v1",
+        help="e.g. s3://bucket/data, s3://bucket/data/cams or file:///srv/s/cams@v1; "
+        "or just REPO[@REF] (e.g. cams@v1) in the store of --store or $S3FSV_STORE",
     )
     p.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing, empty directory")
     p.add_argument("--foreground", action="store_true", help="stay attached; log to stderr")

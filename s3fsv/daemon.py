@@ -14,6 +14,7 @@ the ``--commit-on`` policy: ``manual``, ``unmount`` or ``idle=SECONDS``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from s3fsv.config import cache_dir, endpoint_url, private_dir, state_dir
+from s3fsv.config import cache_dir, endpoint_url, private_dir, state_dir, store_url
 from s3fsv.errors import NotFound, S3fsvError, UsageError
 from s3fsv.refs import check_ref_name, check_ref_spec
 from s3fsv.store import Store
@@ -130,6 +131,14 @@ def check_mountpoint(path: str) -> Path:
     if not mp.is_dir():
         raise MountError(f"mountpoint {mp} is not a directory")
     if os.path.ismount(mp):
+        try:
+            os.listdir(mp)
+        except OSError as err:
+            if err.errno == errno.ENOTCONN:  # a FUSE mount whose daemon is gone
+                raise MountError(
+                    f"mountpoint {mp} holds a dead FUSE mount (its daemon stopped): "
+                    f"run 's3fsv unmount {mp}' first"
+                ) from None
         raise MountError(f"mountpoint {mp} is busy: something is already mounted there")
     if any(mp.iterdir()):
         raise MountError(f"mountpoint {mp} is not empty")
@@ -408,5 +417,17 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def store_for_mount(text: str, endpoint_flag: str | None) -> tuple[Store, Source]:
+def store_for_mount(
+    text: str, store_flag: str | None, endpoint_flag: str | None
+) -> tuple[Store, Source]:
+    """``STORE[/REPO[@REF]]`` as a URL, or ``REPO[@REF]`` in the store that ``--store``,
+    ``S3FSV_STORE`` or the config file names."""
+    if "://" not in text:
+        if not text or "/" in text:
+            raise UsageError(
+                f"{text!r} is neither a store URL (s3://BUCKET/PREFIX, file:///PATH, with an "
+                "optional /REPO[@REF]) nor a REPO[@REF] of the store given by --store or "
+                "S3FSV_STORE"
+            )
+        text = f"{store_url(store_flag).rstrip('/')}/{text}"
     return parse_source(text, endpoint_url(endpoint_flag))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.mounting import mounted, run_cli
+from tests.mounting import alive, daemon_pids, in_mount_table, mounted, run_cli
 
 
 @pytest.fixture
@@ -269,6 +271,18 @@ def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
         # Errors about a path name it as the user did, not as the daemon sees it.
         tags = str(mp / "cams" / "tag")
         assert cli(env, "status", tags, code=2).startswith(f"s3fsv: error: {tags} is not inside")
+    assert "neither a store URL" in cli(env, "mount", "./cams", str(empty), code=2)
+    # A bare REPO@REF names a repo of the configured store, as addresses do everywhere else.
+    with mounted("cams@main", empty, env) as mp:
+        assert os.listdir(mp) == []  # main is empty
+        (pid,) = daemon_pids(Path(env["XDG_STATE_HOME"]), mp)
+        os.kill(pid, signal.SIGKILL)
+        while alive(pid):
+            time.sleep(0.05)
+        msg = cli(env, "mount", "cams@main", str(mp), code=12)
+        assert "dead FUSE mount" in msg and "s3fsv unmount" in msg
+        cli(env, "unmount", str(mp))
+        assert not in_mount_table(mp)
 
 
 def test_help_explains_itself(env: dict[str, str]) -> None:
