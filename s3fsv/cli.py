@@ -149,8 +149,9 @@ def cmd_branch_delete(args: argparse.Namespace) -> int:
         raise UsageError(
             "main is the branch every address without @REF uses; pass --force to delete it"
         )
-    _open_store(args).repo(args.repo).refs.delete_branch(args.name)
-    print(f"deleted branch {args.name}")
+    head = _open_store(args).repo(args.repo).refs.delete_branch(args.name)
+    print(f"deleted branch {args.name} (was {head[:12]})")
+    print(f"to undo: s3fsv branch create {args.repo} {args.name} --from {head}", file=sys.stderr)
     return 0
 
 

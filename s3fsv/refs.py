@@ -115,10 +115,13 @@ class Refs:
         Raises ``PreconditionFailed`` when another writer moved it first."""
         return self.backend.put(self._key("branches", name), _body(commit), if_match=expected.etag)
 
-    def delete_branch(self, name: str) -> None:
+    def delete_branch(self, name: str) -> str:
+        """Delete branch ``name``; return the commit it pointed to (its commits stay in the
+        store, so the branch can be made again from that id)."""
         key = self._key("branches", name)
-        self.branch(name)
+        head = self.branch(name).commit
         self.backend.delete(key)
+        return head
 
     # -- tags -------------------------------------------------------------------------------
     def tag(self, name: str) -> str:

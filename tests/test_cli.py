@@ -94,8 +94,14 @@ def test_end_to_end(env: dict[str, str], tree: Path, tmp_path: Path) -> None:
         elif path.is_file():
             assert (out / rel).read_bytes() == path.read_bytes()
             assert (out / rel).stat().st_mtime_ns == path.stat().st_mtime_ns
-    cli(env, "branch", "delete", "cams", "dev")
+    dev = json.loads(cli(env, "branch", "list", "cams", "--json"))["dev"]
+    deleted = run_cli("branch", "delete", "cams", "dev", env=env)
+    assert f"(was {dev[:12]})" in deleted.stdout
+    undo = deleted.stderr.strip().removeprefix("to undo: s3fsv ").split()
     assert set(json.loads(cli(env, "branch", "list", "cams", "--json"))) == {"main"}
+    cli(env, *undo)  # the printed command brings the branch back where it was
+    assert json.loads(cli(env, "branch", "list", "cams", "--json"))["dev"] == dev
+    cli(env, "branch", "delete", "cams", "dev")
     # A trailing / means "into that directory", for put and get alike, as cp does.
     cli(env, "put", "-q", str(tree / "notes.txt"), "cams@main:docs/", "-m", "into docs")
     assert cli(env, "cat", "cams:docs/notes.txt") == "hello\n"
