@@ -208,6 +208,11 @@ class CommitOps:
                 self.staging.remove(e.path)
             self.reset_base(self._head()[0])
             self._seen.clear()
+            # What was read and run went into the writes just dropped: it is no provenance
+            # of whatever is committed next.
+            self.staging.clear_reads(self.staging.reads())
+            self.staging.set_meta("commands", "[]")
+            self._commands.clear()
         return len(entries)
 
     def record_read(self, read: Read) -> None:

@@ -153,6 +153,11 @@ class Filesystem(WriteOps):
         log.info("staging for %s@%s in %s", snap.repo, branch, slot.path)
         return overlay
 
+    def forget_reads(self) -> None:
+        """Record reads afresh: a commit or discard just cleared them from staging."""
+        with self._lock:
+            self.reads.clear()
+
     def _record(self, read: Read) -> None:
         with self._lock:
             if read in self.reads:

@@ -212,6 +212,7 @@ class WriteOps:
             err.args = (f"{err}. Everything stays staged: {hint}",)
             raise
         if cid is not None:
+            self.forget_reads()  # type: ignore[attr-defined]
             self.branch_moved(ov.repo.name, ov.branch, cid)  # type: ignore[attr-defined]
         return cid
 
@@ -219,7 +220,9 @@ class WriteOps:
         return self._branch_overlay(path).status()
 
     def discard(self, path: str) -> int:
-        return self._branch_overlay(path).discard()
+        dropped = self._branch_overlay(path).discard()
+        self.forget_reads()  # type: ignore[attr-defined]
+        return dropped
 
     def staged_branches(self) -> list[tuple[str, str]]:
         overlays = dict(self._overlays)  # type: ignore[attr-defined]

@@ -122,6 +122,32 @@ def test_provenance_names_commands_that_only_move_or_remove(
     assert any(c.startswith("rm ") for c in commands), commands
 
 
+def test_provenance_is_per_commit_and_dropped_by_discard(
+    branch: Path, env: dict[str, str], repo_url: str
+) -> None:
+    repo = Store.open(repo_url).repo("cams")
+    seed = repo.resolve("main")
+    pinned = branch.parent.parent / "commit" / seed / "in" / "a.txt"
+
+    def inputs(cid: str) -> list[str]:
+        return [i["commit"] for i in repo.commit_object(cid).provenance["inputs"]]
+
+    subprocess.run(["cp", str(pinned), str(branch / "one")], check=True)
+    first = commit(branch, env, "one")
+    assert inputs(first) == [seed]
+    # The same input, read again for the next commit, is an input of that one too.
+    subprocess.run(["cp", str(pinned), str(branch / "two")], check=True)
+    second = commit(branch, env, "two")
+    assert inputs(second) == [seed]
+    # A discarded run leaves no inputs or commands behind for the next commit.
+    subprocess.run(["cp", str(pinned), str(branch / "dropped")], check=True)
+    assert "discarded 1" in run_cli("discard", str(branch), env=env).stdout
+    subprocess.run(["touch", str(branch / "three")], check=True)
+    third = commit(branch, env, "three")
+    prov = repo.commit_object(third).provenance
+    assert inputs(third) == [] and not any(c.startswith("cp ") for c in prov["commands"])
+
+
 def test_unsupported_operations_fail_as_documented(
     branch: Path, repo_url: str, tmp_path: Path, env: dict[str, str]
 ) -> None:
