@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from s3fsv.errors import S3fsvError, UsageError
+from s3fsv.mounttable import mount_table
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {}
-FSTYPE = "fuse.s3fsv"
 
 
 def _command(name: str) -> Callable[[Handler], Handler]:
@@ -39,50 +39,26 @@ def _print_json(value: Any) -> None:
 # -- finding the mount a path belongs to -----------------------------------------------------
 
 
-def _unescape(field: str) -> str:
-    """Mount points in /proc/self/mountinfo escape space, tab, newline and backslash in octal."""
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def _s3fsv_mounts() -> set[str] | None:
-    """Mount points of s3fsv filesystems, or None when /proc/self/mountinfo cannot be read."""
-    try:
-        text = Path("/proc/self/mountinfo").read_text(errors="surrogateescape")
-    except OSError:
-        return None
-    found = set()
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, after = left.split(), right.split()
-        if not sep or len(fields) < 5 or len(after) < 2:
-            continue
-        if after[0] == FSTYPE or after[1].startswith("s3fsv:"):
-            found.add(_unescape(fields[4]))
-    return found
-
-
 def find_mount(path: str) -> tuple[Path, str]:
     """(mount root, absolute path inside the mount) for a path in an s3fsv mount."""
     from s3fsv.daemon import pid_file
 
-    mounts = _s3fsv_mounts()
+    table = mount_table()
     tried = []
     for candidate in (os.path.abspath(path), os.path.realpath(path)):
         if candidate in tried:
             continue
         tried.append(candidate)
         root = Path(candidate)
-        while not os.path.ismount(root) and root != root.parent:
+        # The table, unlike ismount, also shows a dead mount (its root fails stat).
+        while root != root.parent and (
+            str(root) not in table if table is not None else not os.path.ismount(root)
+        ):
             root = root.parent
-        known = str(root) in mounts if mounts is not None else pid_file(root).exists()
+        if table is not None:
+            known = str(root) in table and table[str(root)].is_s3fsv
+        else:
+            known = pid_file(root).exists()
         if known:
             inner = os.path.relpath(candidate, root)
             return root, "/" if inner == "." else "/" + inner

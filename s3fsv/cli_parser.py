@@ -138,7 +138,11 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         "put",
         "upload a file or directory tree as one commit (adds and replaces; deletes nothing)",
     )
-    p.add_argument("source", metavar="LOCAL", help="local file or directory")
+    p.add_argument(
+        "source",
+        metavar="LOCAL",
+        help="local file or directory (followed if a symlink; links inside it are kept as links)",
+    )
     p.add_argument(
         "dest",
         metavar="REPO@BRANCH[:PATH]",

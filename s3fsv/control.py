@@ -19,6 +19,7 @@ as the same class on the client side (``paths`` is only present for conflicts).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -343,6 +344,14 @@ def socket_of(mountpoint: Path) -> Path:
 
 
 def _no_daemon(mp: Path) -> str:
+    try:
+        os.listdir(mp)
+    except OSError as err:
+        if err.errno == errno.ENOTCONN:
+            return (
+                f"the daemon of {mp} has died; 's3fsv unmount {mp}' clears the mount, and "
+                "mounting the branch again brings back its staged writes"
+            )
     return (
         f"no s3fsv daemon answers for {mp} (was it mounted by another user, "
         "with another XDG_STATE_HOME, or has its daemon died?)"

@@ -32,6 +32,7 @@ from typing import Any
 
 from s3fsv.config import cache_dir, endpoint_url, private_dir, state_dir, store_url
 from s3fsv.errors import NotFound, S3fsvError, UsageError
+from s3fsv.mounttable import mount_table
 from s3fsv.refs import check_ref_name, check_ref_spec
 from s3fsv.store import Store
 
@@ -126,11 +127,8 @@ def parse_source(text: str, endpoint: str | None) -> tuple[Store, Source]:
 
 def check_mountpoint(path: str) -> Path:
     mp = Path(path).absolute()
-    if not mp.exists():
-        raise MountError(f"mountpoint {mp} does not exist")
-    if not mp.is_dir():
-        raise MountError(f"mountpoint {mp} is not a directory")
-    if os.path.ismount(mp):
+    table = mount_table()
+    if (str(mp) in table) if table is not None else os.path.ismount(mp):
         try:
             os.listdir(mp)
         except OSError as err:
@@ -140,6 +138,10 @@ def check_mountpoint(path: str) -> Path:
                     f"run 's3fsv unmount {mp}' first"
                 ) from None
         raise MountError(f"mountpoint {mp} is busy: something is already mounted there")
+    if not mp.exists():
+        raise MountError(f"mountpoint {mp} does not exist")
+    if not mp.is_dir():
+        raise MountError(f"mountpoint {mp} is not a directory")
     if any(mp.iterdir()):
         raise MountError(f"mountpoint {mp} is not empty")
     return mp
@@ -370,8 +372,18 @@ class IdleCommitter:
 def unmount(mountpoint: str, timeout: float | None = None) -> None:
     """Unmount and wait for the daemon to exit (longer when it commits on unmount)."""
     mp = Path(mountpoint).absolute()
-    if not os.path.ismount(mp):
+    table = mount_table()
+    if table is None:
+        if not os.path.ismount(mp):
+            raise MountError(f"{mp} is not mounted")
+    elif str(mp) not in table:
+        if not os.path.lexists(mp):
+            raise MountError(f"{mp}: no such file or directory")
         raise MountError(f"{mp} is not mounted")
+    elif not table[str(mp)].is_s3fsv:
+        raise MountError(
+            f"{mp} is not an s3fsv mount (it is {table[str(mp)].fstype}): use umount for it"
+        )
     pid = None
     commits = False
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):

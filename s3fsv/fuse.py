@@ -285,6 +285,7 @@ class _FUSE(mfusepy.FUSE):
 
 
 READ_AHEAD_KB = 1024
+LIBFUSE_MAX_THREADS = 10  # libfuse's default cap on worker threads
 
 
 def tune_kernel_readahead(mountpoint: str, timeout: float = 30.0) -> None:
@@ -332,6 +333,8 @@ def mount(
         "fsname": fsname,
         "subtype": "s3fsv",
         "default_permissions": True,
+        # libfuse's own default (unset, read as 2**32 - 1) makes it log a bogus warning.
+        "max_idle_threads": LIBFUSE_MAX_THREADS,
     }
     if fs.immutable or fs.spec.read_only or (fs.fixed is not None and not fs.spec.rw):
         options["ro"] = True  # shown in /proc/mounts; the kernel refuses writes before asking

@@ -46,13 +46,16 @@ def scan_local(source: Path, dest: str) -> list[LocalItem]:
     """Everything ``put`` would upload from ``source`` to repo path ``dest``.
 
     A file maps to ``dest`` itself (or its own name at the root when ``dest`` is empty); a
-    directory maps its contents below ``dest``. Symlinks are stored as links, never followed.
-    Names s3fsv refuses raise ``InvalidName`` naming the local path; sockets, devices and FIFOs
-    are skipped with a warning.
+    directory maps its contents below ``dest``. ``source`` itself is followed when it is a
+    symlink (a dataset directory often is one); symlinks below it are stored as links, never
+    followed. Names s3fsv refuses raise ``InvalidName`` naming the local path; sockets, devices
+    and FIFOs are skipped with a warning.
     """
     try:
-        st = source.lstat()
+        st = source.stat()
     except FileNotFoundError:
+        if source.is_symlink():
+            raise UsageError(f"{source} is a broken symbolic link") from None
         raise UsageError(f"no such file or directory: {source}") from None
     if not stat.S_ISDIR(st.st_mode):
         rel = dest or check_name(source.name)
@@ -116,7 +119,7 @@ def put(
     """
     if base is None:
         base = repo.branch_head(branch).commit
-    _check_same_kind(repo, base, source, dest)
+    _check_same_kind(repo, branch, base, source, dest)
     if items is None:
         items = scan_local(source, dest)
     changes: dict[str, Change] = {}
@@ -142,7 +145,7 @@ def put(
     return cid, files
 
 
-def _check_same_kind(repo: Repository, commit: str, source: Path, dest: str) -> None:
+def _check_same_kind(repo: Repository, branch: str, commit: str, source: Path, dest: str) -> None:
     """Refuse to replace a directory by a file or a file by a directory: a put that meant to
     add a file into ``dest`` would otherwise drop the whole directory from the branch."""
     if not dest:
@@ -153,11 +156,11 @@ def _check_same_kind(repo: Repository, commit: str, source: Path, dest: str) -> 
         return
     if there.kind == "dir" and not source.is_dir():
         raise UsageError(
-            f"{repo.name}:{dest} is a directory; give the file's full path in it, "
+            f"{repo.name}@{branch}:{dest} is a directory; give the file's full path in it, "
             f"e.g. {dest}/{source.name}"
         )
     if there.kind != "dir" and source.is_dir():
-        raise UsageError(f"{repo.name}:{dest} is a file; a directory cannot replace it")
+        raise UsageError(f"{repo.name}@{branch}:{dest} is a file; a directory cannot replace it")
 
 
 def plan_get(repo: Repository, commit: str, path: str) -> Iterator[tuple[str, TreeEntry]]:

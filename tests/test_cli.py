@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -137,6 +138,27 @@ def test_cat_follows_links_inside_the_snapshot(env: dict[str, str], tmp_path: Pa
     assert "too many levels of symbolic links" in cli(env, "cat", "r:loop1", code=2)
     (entry,) = json.loads(cli(env, "ls", "--json", "r:x"))
     assert entry["mtime"].endswith("Z") and "T" in entry["mtime"]  # unambiguous: UTC, ISO 8601
+
+
+def test_put_follows_a_symlinked_source_only(env: dict[str, str], tmp_path: Path) -> None:
+    real = tmp_path / "bigdisk" / "dataset"
+    real.mkdir(parents=True)
+    (real / "f.txt").write_text("data\n")
+    os.symlink("f.txt", real / "inner-link")
+    os.symlink(real, tmp_path / "dataset")
+    os.symlink(real / "f.txt", tmp_path / "file-link")
+    os.symlink("nowhere", tmp_path / "broken")
+    cli(env, "init")
+    cli(env, "repo", "create", "r")
+    cli(env, "put", "-q", str(tmp_path / "dataset"), "r@main:ds", "-m", "via a link")
+    assert cli(env, "ls", "-R", "r:ds").split("\n")[:2] == ["ds/f.txt", "ds/inner-link -> f.txt"]
+    cli(env, "put", "-q", str(tmp_path / "file-link"), "r@main:one.txt", "-m", "file link")
+    assert cli(env, "cat", "r:one.txt") == "data\n"
+    assert "broken symbolic link" in cli(
+        env, "put", str(tmp_path / "broken"), "r:b", "-m", "x", code=2
+    )
+    msg = cli(env, "put", str(tmp_path / "dataset"), "r@main:one.txt", "-m", "x", code=2)
+    assert msg.endswith("r@main:one.txt is a file; a directory cannot replace it")
 
 
 def test_ancestors_by_tilde(env: dict[str, str], tmp_path: Path) -> None:
@@ -287,8 +309,19 @@ def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
             time.sleep(0.05)
         msg = cli(env, "mount", "cams@main", str(mp), code=12)
         assert "dead FUSE mount" in msg and "s3fsv unmount" in msg
+        assert "has died" in cli(env, "status", str(mp), code=12)
         cli(env, "unmount", str(mp))
         assert not in_mount_table(mp)
+    assert "no such file or directory" in cli(env, "unmount", str(tmp_path / "nodir"), code=12)
+    # unmount leaves other filesystems alone, even for root.
+    other = tmp_path / "tmpfs"
+    other.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(other)], check=True)
+    try:
+        assert "not an s3fsv mount" in cli(env, "unmount", str(other), code=12)
+        assert in_mount_table(other)
+    finally:
+        subprocess.run(["umount", str(other)], check=True)
 
 
 def test_help_explains_itself(env: dict[str, str]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from s3fsv import cli_mount, daemon
+from s3fsv import cli_mount, daemon, mounttable
 from s3fsv.control import ControlServer, request
 from s3fsv.errors import (
     Conflict,
@@ -31,6 +31,7 @@ from s3fsv.errors import (
     StoreUnavailable,
     UsageError,
 )
+from s3fsv.mounttable import FSTYPE, Mounted
 from s3fsv.store import Store
 from tests.mounting import mounted, run_cli
 
@@ -513,9 +514,8 @@ def test_mount_refuses_commit_on_with_read_only(env: dict[str, str], tmp_path: P
 def test_find_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "my mnt"
     (root / "cams/branch/main/sub").mkdir(parents=True)
-    monkeypatch.setattr(cli_mount, "_s3fsv_mounts", lambda: {str(root)})
-    real_ismount = os.path.ismount
-    monkeypatch.setattr(os.path, "ismount", lambda p: str(p) == str(root) or real_ismount(p))
+    table = {"/": Mounted("/", "ext4", "/dev/vda"), str(root): Mounted(str(root), FSTYPE, "x")}
+    monkeypatch.setattr(cli_mount, "mount_table", lambda: table)
     assert cli_mount.find_mount(str(root)) == (root, "/")
     deep = root / "cams/branch/main/sub/new-file"
     assert cli_mount.find_mount(str(deep)) == (root, "/cams/branch/main/sub/new-file")
@@ -529,7 +529,7 @@ def test_find_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_mountinfo_unescape() -> None:
-    assert cli_mount._unescape(r"/mnt/my\040data\134x") == "/mnt/my data\\x"
+    assert mounttable._unescape(r"/mnt/my\040data\134x") == "/mnt/my data\\x"
 
 
 def test_through_a_real_mount(
