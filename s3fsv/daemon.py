@@ -217,6 +217,9 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
     from s3fsv.fuse import mount
 
     mp = Path(mountpoint).absolute()
+    # Everything the daemon itself creates (logs, pid file, staging databases and their
+    # journals, sockets) is for this user alone.
+    os.umask(0o077)
     _log_to_file(args, mp)
     policy = parse_commit_on(str(getattr(args, "commit_on", "manual")))
     fs = make_filesystem(args, store, source)

@@ -256,6 +256,12 @@ def test_kill_9_loses_nothing_closed(repo_url: str, tmp_path: Path, env: dict[st
         os.unlink(b / "keep.txt")
         with open(b / "in/a.txt", "a") as fh:
             fh.write("appended\n")
+        # Staged data is private: every directory of the state tree 0700, every file 0600.
+        for where, _, files in os.walk(state / "s3fsv"):
+            assert stat.S_IMODE(os.stat(where).st_mode) == 0o700, where
+            for name in files:
+                mode = stat.S_IMODE(os.lstat(os.path.join(where, name)).st_mode)
+                assert mode & 0o077 == 0, (where, name, oct(mode))
         pid = daemon_pids(state)[0]
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
