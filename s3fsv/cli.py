@@ -20,9 +20,10 @@ from s3fsv.address import parse_address
 from s3fsv.cli_mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli_parser import build_parser
 from s3fsv.config import endpoint_url, store_url
-from s3fsv.errors import S3fsvError, UsageError
+from s3fsv.errors import NotFound, S3fsvError, UsageError
 from s3fsv.objects import Commit, TreeEntry, check_name
 from s3fsv.refs import check_ref_spec
+from s3fsv.repo import Repository
 from s3fsv.store import Store
 
 EXIT_CODES = """exit codes:
@@ -189,9 +190,9 @@ def cmd_put(args: argparse.Namespace) -> int:
     if args.dest.endswith("/") and addr.path and not source.is_dir():  # into that directory
         addr = replace(addr, path=f"{addr.path}/{check_name(source.name)}")
     repo = _open_store(args).repo(addr.repo)
+    before = _branch_head(repo, addr.ref)
     items = transfer.scan_local(source, addr.path)
     total = sum(i.size for i in items if i.kind == "file")
-    before = repo.branch_head(addr.ref).commit
     with _progress_bar(total, "upload", args.quiet) as bar:
         cid, files = transfer.put(
             repo,
@@ -215,6 +216,28 @@ def cmd_put(args: argparse.Namespace) -> int:
         else:
             print(f"nothing changed: {where} stays at {cid[:12]}", file=sys.stderr)
     return 0
+
+
+def _branch_head(repo: Repository, ref: str) -> str:
+    """The head of branch ``ref``; a tag or commit there gets an error that says so."""
+    try:
+        return repo.branch_head(ref).commit
+    except NotFound:
+        if ref in repo.refs.tags():
+            what = f"{ref} is a tag"
+        else:
+            try:
+                repo.resolve(ref)
+            except S3fsvError:
+                raise NotFound(
+                    f"no branch {ref!r} in repo {repo.name!r} (s3fsv branch create "
+                    f"{repo.name} {ref} makes one)"
+                ) from None
+            what = f"{ref} is a commit"
+        raise UsageError(
+            f"{what}, not a branch: put adds a commit to a branch (make one there with "
+            f"s3fsv branch create {repo.name} NAME --from {ref})"
+        ) from None
 
 
 def _count(n: int, noun: str) -> str:
@@ -412,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     handler = _COMMANDS.get(args.handler) if hasattr(args, "handler") else None
     if handler is None:
-        parser.print_help(sys.stderr)
+        getattr(args, "help_parser", parser).print_help(sys.stderr)
         return 2
     try:
         return handler(args)

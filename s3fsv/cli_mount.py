@@ -75,8 +75,6 @@ def cmd_mount(args: argparse.Namespace) -> int:
     from s3fsv import daemon
 
     daemon.parse_size(args.cache_size)
-    if args.ref_ttl <= 0:
-        raise UsageError("--ref-ttl must be positive")
     policy = daemon.parse_commit_on(args.commit_on)
     if args.read_only and policy.kind != "manual":
         raise UsageError("--commit-on has nothing to commit on a --read-only mount")

@@ -4,11 +4,12 @@ in ``cli.py``, so parsing and behaviour stay in separate, small modules."""
 from __future__ import annotations
 
 import argparse
+import math
 
 DESCRIPTION = """\
 Versioned data repositories on S3 (or a local directory), mountable as a directory tree.
 
-A store is s3://BUCKET/PREFIX, file:///PATH or memory://. It comes from --store, the
+A store is s3://BUCKET/PREFIX or file:///PATH. It comes from --store, the
 S3FSV_STORE environment variable, or `store = "..."` in $XDG_CONFIG_HOME/s3fsv/config.toml.
 S3 credentials come from the standard AWS chain (environment, profile, instance role);
 AWS_ENDPOINT_URL or --endpoint-url selects an S3-compatible server.
@@ -45,6 +46,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, *, json: bool = False) -> None:
     if json:
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -72,7 +83,8 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
 
     def add(name: str, handler: str, help: str, **kw: object) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
-        p.set_defaults(handler=handler)
+        # A group (repo, branch, tag) given no action shows its own help.
+        p.set_defaults(handler=handler, help_parser=p)
         return p
 
     add("init", "init", "create the store if needed and check it supports conditional writes")
@@ -111,7 +123,9 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     p.add_argument("repo", metavar="REPO", help="repo name")
     p.add_argument("name", metavar="NAME", help="branch name")
     p.add_argument(
-        "--force", action="store_true", help="also delete main, the branch addresses default to"
+        "--force",
+        action="store_true",
+        help="allow deleting main, the default branch of every address",
     )
     p.set_defaults(handler="branch.delete")
 
@@ -197,7 +211,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ref-ttl",
-        type=float,
+        type=_seconds,
         default=5.0,
         metavar="SECONDS",
         help="how often branch heads are re-read (default: 5)",

@@ -12,6 +12,7 @@ cache under ``$XDG_CACHE_HOME/s3fsv``; both are created 0700.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +90,16 @@ def store_url(flag: str | None) -> str:
             "no store given: use --store URL, set S3FSV_STORE, "
             f'or put store = "..." in {config_path()}'
         )
+    if str(url).startswith("memory://"):
+        raise UsageError(
+            "a memory:// store lives inside one process and is gone when it exits: "
+            "use file:///PATH or s3://BUCKET/PREFIX"
+        )
     return str(url)
 
 
 def endpoint_url(flag: str | None) -> str | None:
     value = flag or os.environ.get("AWS_ENDPOINT_URL") or load_config().get("endpoint_url")
+    if value and not re.match(r"https?://[^/\s]+", str(value)):
+        raise UsageError(f"endpoint URL {value!r} must start with http:// or https://")
     return str(value) if value else None

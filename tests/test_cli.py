@@ -194,6 +194,20 @@ def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None
     assert "invalid repo name" in cli(env, "repo", "create", "../x", code=2)
     assert "bad address" in cli(env, "ls", "cams:../etc", code=2)
     assert "unsupported store URL" in cli(env, "--store", "ftp://x/y", "ls", "cams", code=2)
+    assert "gone when it exits" in cli(env, "--store", "memory://", "init", code=2)
+    bad_endpoint = ("--endpoint-url", "notaurl", "--store", "s3://b/p", "repo", "list")
+    assert "must start with http://" in cli(env, *bad_endpoint, code=2)
+    cli(env, "tag", "create", "cams", "v0")
+    assert "v0 is a tag, not a branch" in cli(
+        env, "put", str(tmp_path), "cams@v0", "-m", "x", code=2
+    )
+    assert "branch create cams nob" in cli(env, "put", str(tmp_path), "cams@nob", "-m", "x", code=3)
+    group = run_cli("branch", env=env, check=False)  # a group without its action: its own help
+    assert group.returncode == 2 and group.stderr.startswith("usage: s3fsv branch")
+    assert "delete" in group.stderr and "COMMAND" not in group.stderr
+    for ttl in ("nan", "inf", "0", "-1"):
+        ttl_error = run_cli("mount", "cams", str(tmp_path), "--ref-ttl", ttl, env=env, check=False)
+        assert ttl_error.returncode == 2 and "positive number of seconds" in ttl_error.stderr
     assert "s3fsv init" in cli(env, "--store", f"file://{tmp_path}/empty", "ls", "cams", code=3)
     no_creds = {k: v for k, v in env.items() if not k.startswith("AWS_")}
     no_creds.update(
@@ -262,7 +276,7 @@ def test_init_refuses_store_without_conditional_writes(
         "s3fsv.store.open_backend", lambda url, **kw: Ignoring("ignoring-" + str(tmp_path))
     )
     assert Store is not None
-    assert cli_module.main(["--store", "memory://x", "init"]) == 10
+    assert cli_module.main(["--store", f"file://{tmp_path}/x", "init"]) == 10
 
 
 def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
