@@ -115,8 +115,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
 def cmd_unmount(args: argparse.Namespace) -> int:
     from s3fsv import daemon
 
-    daemon.unmount(args.mountpoint)
-    return 0
+    return daemon.unmount(args.mountpoint)
 
 
 # -- staged writes ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import Any
 
 from s3fsv.config import cache_dir, endpoint_url, private_dir, state_dir, store_url
 from s3fsv.errors import NotFound, S3fsvError, UsageError
+from s3fsv.exit_report import ExitReport, take_report
 from s3fsv.mounttable import mount_table
 from s3fsv.refs import check_ref_name, check_ref_spec
 from s3fsv.store import Store
@@ -163,6 +164,10 @@ def pid_file(mp: Path) -> Path:
     return private_dir(state_dir() / "mounts") / f"{_mount_id(mp)}.json"
 
 
+def exit_report_file(mp: Path) -> Path:
+    return private_dir(state_dir() / "mounts") / f"{_mount_id(mp)}.exit.json"
+
+
 def socket_file(mp: Path) -> Path:
     return private_dir(state_dir() / "mounts") / f"{_mount_id(mp)}.sock"
 
@@ -250,8 +255,16 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
             if idle is not None:
                 idle.stop()
             log.info("unmounted %s", mp)
+        report = ExitReport()
         if policy.kind == "unmount":  # only after a loop that ran and ended normally
-            commit_staged(fs, "s3fsv: commit on unmount")
+            commit_staged(fs, "s3fsv: commit on unmount", report)
+        for repo, branch in fs.staged_branches():
+            report.lines.append(
+                f"{fs.staged_count(repo, branch)} staged path(s) of {repo}@{branch} were not "
+                "committed: they stay staged for the next mount of that branch "
+                "(s3fsv status, commit or discard there)"
+            )
+        report.write(exit_report_file(mp))
     finally:
         control.close()
         fs.close()
@@ -291,9 +304,11 @@ def make_filesystem(args: object, store: Store, source: Source) -> Any:
     return Filesystem(store, spec, cache)
 
 
-def commit_staged(fs: Any, message: str) -> dict[tuple[str, str], str | None]:
-    """Commit every branch with staged writes; log each result. A failure is logged and leaves
-    that branch's staging as it was."""
+def commit_staged(
+    fs: Any, message: str, report: ExitReport | None = None
+) -> dict[tuple[str, str], str | None]:
+    """Commit every branch with staged writes; log each result (and add it to ``report``). A
+    failure leaves that branch's staging as it was."""
     done: dict[tuple[str, str], str | None] = {}
     try:
         branches = list(fs.staged_branches())
@@ -305,9 +320,14 @@ def commit_staged(fs: Any, message: str) -> dict[tuple[str, str], str | None]:
             cid = fs.commit_branch(repo, branch, message)
         except Exception as err:
             log.error("commit of %s@%s failed, its writes stay staged: %s", repo, branch, err)
+            if report is not None:
+                code = err.exit_code if isinstance(err, S3fsvError) else 1
+                report.fail(f"commit of {repo}@{branch} failed: {err}", code)
             continue
         done[(repo, branch)] = cid
         log.info("committed %s@%s: %s", repo, branch, cid or "nothing staged")
+        if report is not None and cid:
+            report.lines.append(f"committed {repo}@{branch}: {cid}")
     return done
 
 
@@ -372,8 +392,9 @@ class IdleCommitter:
             log.info("committed %s@%s after %gs idle: %s", repo, branch, self.idle, cid)
 
 
-def unmount(mountpoint: str, timeout: float | None = None) -> None:
-    """Unmount and wait for the daemon to exit (longer when it commits on unmount)."""
+def unmount(mountpoint: str, timeout: float | None = None) -> int:
+    """Unmount and wait for the daemon to exit (longer when it commits on unmount); print
+    what it reported (commits made or failed, writes left staged). Returns the exit code."""
     mp = Path(mountpoint).absolute()
     table = mount_table()
     if table is None:
@@ -402,18 +423,23 @@ def unmount(mountpoint: str, timeout: float | None = None) -> None:
             raise MountError(f"cannot unmount {mp}: it is busy (files are open there)")
         raise MountError(f"cannot unmount {mp}: {msg}")
     if pid is None:
-        return
+        return 0
     start = time.monotonic()
     told = not commits
     while time.monotonic() < start + timeout:
         if not _alive(pid):
-            return
+            report = take_report(exit_report_file(mp), pid)
+            for line in report.lines if report else []:
+                print(f"s3fsv: {line}", file=sys.stderr)
+            return report.code if report else 0
         if not told and time.monotonic() > start + 1.0:
             print(f"s3fsv: committing staged writes (log: {log_file(mp)})", file=sys.stderr)
             told = True
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
+    print(f"s3fsv: the daemon did not finish in {timeout:g} s; see {log_file(mp)}", file=sys.stderr)
+    return 1
 
 
 def _alive(pid: int) -> bool:

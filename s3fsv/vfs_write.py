@@ -228,6 +228,11 @@ class WriteOps:
         overlays = dict(self._overlays)  # type: ignore[attr-defined]
         return [key for key, ov in overlays.items() if ov.staging]
 
+    def staged_count(self, repo: str, branch: str) -> int:
+        """How many paths ``repo@branch`` has staged in this mount."""
+        ov = self._overlays.get((repo, branch))  # type: ignore[attr-defined]
+        return 0 if ov is None else len(ov.staging.all())
+
     def idle_seconds(self, repo: str, branch: str) -> float:
         ov = self._overlays.get((repo, branch))  # type: ignore[attr-defined]
         if ov is None or not ov.last_write:
