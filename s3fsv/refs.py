@@ -30,11 +30,19 @@ def check_ref_name(name: str, what: str = "ref") -> str:
         or ".." in name
         or name.endswith(".lock")
     ):
-        raise InvalidName(
-            f"invalid {what} name {name!r}: use letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit"
-        )
+        raise InvalidName(f"invalid {what} name {name!r}: {_name_rule_broken(name)}")
     return name
+
+
+def _name_rule_broken(name: object) -> str:
+    if isinstance(name, str) and name:
+        if len(name) > 100:
+            return f"at most 100 characters ({len(name)} given)"
+        if ".." in name:
+            return "'..' is not allowed in a name"
+        if name.endswith(".lock"):
+            return "a name may not end in '.lock'"
+    return "use letters, digits, '.', '_' and '-', starting with a letter or digit"
 
 
 def split_ancestry(spec: str) -> tuple[str, int]:

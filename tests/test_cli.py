@@ -228,6 +228,9 @@ def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None
     assert "no store given" in cli({**env, "S3FSV_STORE": ""}, "ls", "cams", code=2)
     assert "--store is empty" in cli(env, "--store", "", "ls", "cams", code=2)
     assert "invalid branch name 'a b'" in cli(env, "branch", "create", "cams", "a b", code=2)
+    assert "'..' is not allowed" in cli(env, "branch", "create", "cams", "a..b", code=2)
+    assert "may not end in '.lock'" in cli(env, "branch", "create", "cams", "x.lock", code=2)
+    assert "at most 100 characters" in cli(env, "repo", "create", "r" * 101, code=2)
     assert "--force" in cli(env, "branch", "delete", "cams", "main", code=2)
     # A new ref may not take a name another kind already answers to.
     cli(env, "tag", "create", "cams", "v1")
