@@ -516,7 +516,8 @@ class Filesystem(WriteOps):
         ov = self._overlay(snap)
         if ov is not None:
             node = ov.node(inner)
-            if node.staged is not None and node.staged.kind == "file" and node.staged.data:
+            # Staged itself or changed below: no commit holds what is shown here (yet).
+            if node.staged is not None or ov.staging.below("/".join(inner)):
                 return {XATTR_PREFIX + "repo": snap.repo.encode(), XATTR_PREFIX + "staged": b"1"}
             entry = node.base if node.base is not None else ov.as_entry(node.staged)
         else:

@@ -194,6 +194,19 @@ def test_unsupported_operations_fail_as_documented(
     assert json.loads(run_cli("status", str(branch), "--json", env=env).stdout) == before
 
 
+def test_xattrs_tell_staged_from_committed(branch: Path, env: dict[str, str]) -> None:
+    head = os.getxattr(branch / "keep.txt", "user.s3fsv.commit").decode()
+    (branch / "newdir").mkdir()
+    (branch / "in" / "a.txt").write_text("changed")
+    for staged in ("newdir", "in", "in/a.txt", ""):  # "" is the branch root: changes below
+        names = set(os.listxattr(branch / staged))
+        assert names == {"user.s3fsv.repo", "user.s3fsv.staged"}, (staged, names)
+    assert os.getxattr(branch / "keep.txt", "user.s3fsv.commit").decode() == head
+    cid = commit(branch, env)
+    assert os.getxattr(branch / "in", "user.s3fsv.commit").decode() == cid
+    assert "user.s3fsv.staged" not in os.listxattr(branch / "newdir")
+
+
 def test_touch_sets_now_and_touch_a_leaves_mtime(branch: Path, env: dict[str, str]) -> None:
     """touch passes "now" and "unchanged" as special markers, never as times."""
     target = branch / "keep.txt"
