@@ -13,6 +13,7 @@ from s3fsv.errors import (
     AlreadyExists,
     NotFound,
     PreconditionFailed,
+    S3fsvError,
     UnsupportedStore,
 )
 from s3fsv.objects import DEFAULT_CHUNK_SIZE, FORMAT_VERSION, canonical_json
@@ -56,6 +57,12 @@ class Store:
         """Create the store (bucket or directory) if needed, probe it for conditional writes and
         write its marker. Idempotent on an existing s3fsv store."""
         backend = open_backend(url, endpoint_url=endpoint_url)
+        outer = _enclosing_store(url, endpoint_url)
+        if outer is not None:
+            raise AlreadyExists(
+                f"{backend.url} is inside the s3fsv store {outer}: a store cannot hold another "
+                "(make a repo in that store instead)"
+            )
         create = getattr(backend, "create_bucket_if_missing", None)
         if create is not None:
             create()
@@ -156,6 +163,31 @@ def _holds_other_data(backend: Backend) -> bool:
         k != MARKER and not k.startswith(f"{_PROBE_PREFIX}/")
         for k in itertools.islice(backend.list(""), 100)
     )
+
+
+def _enclosing_store(url: str, endpoint_url: str | None) -> str | None:
+    """The URL of an s3fsv store that ``url`` lies below, if one can be seen. Locations the
+    caller may not read (an S3 policy limited to the prefix) count as no store."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("file", "s3"):
+        return None
+    parts = [p for p in rest.split("/") if p]
+    top = 1 if scheme == "s3" else 0  # the bucket, for s3
+    if len(parts) <= top:
+        return None
+    root_url = f"{scheme}://{parts[0]}" if top else "file:///"
+    try:
+        root = open_backend(root_url, endpoint_url=endpoint_url)
+    except S3fsvError:
+        return None
+    for depth in range(len(parts) - 1, top - 1, -1):
+        prefix = "/".join(parts[top:depth])
+        try:
+            root.head(f"{prefix}/{MARKER}" if prefix else MARKER)
+        except S3fsvError:
+            continue
+        return f"{root_url}{'' if root_url.endswith('/') else '/'}{prefix}"
+    return None
 
 
 def _has_marker(backend: Backend) -> bool:

@@ -452,3 +452,9 @@ def test_invalid_paths_in_a_commit_are_refused(repo: Repository, path: str) -> N
     with pytest.raises(InvalidName):
         repo.stat(head, path)
     assert repo.resolve("main") == head
+
+
+def test_a_store_cannot_be_made_inside_another(store_url: str) -> None:
+    Store.init(store_url)
+    with pytest.raises(AlreadyExists, match="is inside the s3fsv store"):
+        Store.init(store_url + "/some/where")

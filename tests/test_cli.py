@@ -243,6 +243,12 @@ def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None
     other = f"file://{tmp_path}/photos"
     assert "already holds other data" in cli(env, "--store", other, "init", code=4)
     assert sorted(os.listdir(tmp_path / "photos")) == ["cat.jpg"]  # untouched
+    inner = env["S3FSV_STORE"] + "/cams/nested"
+    assert "is inside the s3fsv store" in cli(env, "--store", inner, "init", code=4)
+    assert "a store needs a directory" in cli(
+        env, "--store", f"file://{tmp_path}/photos/cat.jpg", "init", code=2
+    )
+    assert "cannot create store directory" in cli(env, "--store", "file:///proc/x", "init", code=2)
     for bad in (["get", "-j", "0", "cams", str(tmp_path / "out")], ["log", "cams", "-n", "-1"]):
         result = run_cli(*bad, env=env, check=False)
         assert result.returncode == 2 and "must be at least 1" in result.stderr, result.stderr

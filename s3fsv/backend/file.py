@@ -40,6 +40,7 @@ from s3fsv.errors import (
     PreconditionFailed,
     S3fsvError,
     StoreUnavailable,
+    UsageError,
 )
 
 _RESERVED = ".s3fsv-"
@@ -103,6 +104,20 @@ class FileBackend:
     def __init__(self, root: str) -> None:
         self.root = Path(os.path.abspath(root))
         self.url = f"file://{self.root}"
+
+    def create_bucket_if_missing(self) -> bool:
+        """Create the store's directory (for ``Store.init``); True if it was made. Fails with
+        a one-line reason when ``root`` cannot be a directory of this store."""
+        if self.root.is_dir():
+            return False
+        if self.root.exists():
+            raise UsageError(f"{self.root} is a file; a store needs a directory")
+        try:
+            self._makedirs(self.root)
+        except OSError as err:
+            kind = AccessDenied if isinstance(err, PermissionError) else UsageError
+            raise kind(f"cannot create store directory {self.root}: {err.strerror}") from None
+        return True
 
     # -- paths ----------------------------------------------------------------------------------
 
