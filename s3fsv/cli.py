@@ -392,6 +392,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         repo.commit_object(commit.parents[0]).tree if commit.parents else repo.empty_tree()
     )
     diff = repo.diff_trees(parent_tree, commit.tree)
+    if addr.path:  # only the changes at or below PATH, as `git show REV -- PATH`
+        here = addr.path
+
+        def keep(paths: list[str]) -> list[str]:
+            return [p for p in paths if p == here or p.startswith(here + "/")]
+
+        diff = replace(
+            diff, added=keep(diff.added), modified=keep(diff.modified), deleted=keep(diff.deleted)
+        )
     if args.json:
         out = commit_json(cid, commit)
         out["changes"] = {"added": diff.added, "modified": diff.modified, "deleted": diff.deleted}
@@ -404,10 +413,23 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 @command("diff")
 def cmd_diff(args: argparse.Namespace) -> int:
-    for ref in (args.old, args.new):
+    name, at, first = args.repo.partition("@")
+    if at:  # REPO@OLD NEW
+        if args.new is not None:
+            raise UsageError("give REPO OLD NEW or REPO@OLD NEW, not both forms")
+        old, new = first, args.old
+    elif args.new is None:
+        raise UsageError(f"diff needs two refs: s3fsv diff {name} OLD NEW (or {name}@OLD NEW)")
+    else:
+        old, new = args.old, args.new
+    if "@" in new:  # REPO@NEW for symmetry with REPO@OLD
+        other, _, new = new.partition("@")
+        if other != name:
+            raise UsageError(f"diff compares two refs of one repo, not {name!r} and {other!r}")
+    for ref in (old, new):
         check_ref_spec(ref)  # a malformed ~N is a usage error (2), not a missing ref (3)
-    repo = _open_store(args).repo(args.repo)
-    diff = repo.diff(args.old, args.new)
+    repo = _open_store(args).repo(name)
+    diff = repo.diff(old, new)
     if args.json:
         _print_json({"added": diff.added, "modified": diff.modified, "deleted": diff.deleted})
     else:

@@ -280,16 +280,23 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     _common(p, json=True)
 
     p = add("show", "show", "show a commit: author, time, message, provenance and changes")
-    p.add_argument("address", metavar="REPO[@REF]", help="the commit to show (default REF: main)")
+    p.add_argument(
+        "address",
+        metavar="REPO[@REF][:PATH]",
+        help="the commit to show (default REF: main); with PATH, only changes at or below it",
+    )
     _common(p, json=True)
 
     p = add("diff", "diff", "list paths added (A), modified (M) and deleted (D) from OLD to NEW")
-    p.add_argument("repo", metavar="REPO", help="repo name")
+    p.add_argument("repo", metavar="REPO", help="repo name (or REPO@OLD, then only NEW follows)")
     p.add_argument(
         "old", metavar="OLD", help="branch, tag or commit (id or unique prefix), ~N allowed"
     )
     p.add_argument(
-        "new", metavar="NEW", help="branch, tag or commit (id or unique prefix), ~N allowed"
+        "new",
+        metavar="NEW",
+        nargs="?",
+        help="branch, tag or commit (id or unique prefix), ~N allowed",
     )
     p.add_argument("--exit-code", action="store_true", help="exit 1 when there are differences")
     _common(p, json=True)

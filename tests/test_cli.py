@@ -79,8 +79,13 @@ def test_end_to_end(env: dict[str, str], tree: Path, tmp_path: Path) -> None:
     assert [c["message"] for c in path_log] == ["one file"]
     shown = json.loads(cli(env, "show", f"cams@{first[:8]}", "--json"))
     assert shown["id"] == first and "data/notes.txt" in shown["changes"]["added"]
+    only = json.loads(cli(env, "show", f"cams@{first[:8]}:data/images", "--json"))["changes"]
+    assert only["added"] == ["data/images/a/1.jpg", "data/images/a/2.jpg"]
     shown_text = cli(env, "show", "cams@main")
     assert "Author:" in shown_text and "A\tsingle/n.txt" in shown_text
+    assert cli(env, "diff", "cams@dev", "main") == cli(env, "diff", "cams", "dev", "main")
+    assert cli(env, "diff", "cams@dev", "cams@main") == cli(env, "diff", "cams", "dev", "main")
+    assert "needs two refs" in cli(env, "diff", "cams", "dev", code=2)
     diff = json.loads(cli(env, "diff", "cams", "dev", "main", "--json"))
     assert diff == {"added": ["single/n.txt"], "modified": [], "deleted": []}
     assert cli(env, "diff", "cams", "dev", "main", "--exit-code", code=1, error=False) == (
