@@ -248,6 +248,8 @@ def _count(n: int, noun: str) -> str:
 def cmd_get(args: argparse.Namespace) -> int:
     from s3fsv import transfer
 
+    if args.dest == "-":
+        raise UsageError("get writes files; s3fsv cat writes one to standard output")
     addr = parse_address(args.source, default_ref="main")
     repo = _open_store(args).repo(addr.repo)
     cid = repo.resolve(addr.ref or "main")

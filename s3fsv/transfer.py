@@ -189,6 +189,7 @@ def get(
     top = plan[0][1]
     if top.kind != "dir" and target.is_dir():
         target = target / (path.rsplit("/", 1)[-1] or top.name)
+    _check_target(plan, target)
     files = [(rel, e) for rel, e in plan if e.kind == "file"]
     for rel, entry in plan:
         if entry.kind == "dir":
@@ -210,6 +211,26 @@ def get(
             d = target / rel if rel else target
             os.utime(d, ns=(entry.mtime_ns, entry.mtime_ns))
     return len(files)
+
+
+def _check_target(plan: list[tuple[str, TreeEntry]], target: Path) -> None:
+    """Refuse, before writing anything, a download that would have to replace a local path of
+    another kind, or write through a local symlink (which could lead outside ``target``)."""
+    for rel, entry in plan:
+        local = target / rel if rel else target
+        try:
+            st = local.lstat() if rel else local.stat()  # the target the user named is followed
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode) and entry.kind != "link":
+            raise UsageError(f"{local} is a symlink: remove it or download somewhere else")
+        if stat.S_ISDIR(st.st_mode) != (entry.kind == "dir"):
+            have = "a directory" if stat.S_ISDIR(st.st_mode) else "a file"
+            want = "a directory" if entry.kind == "dir" else f"a {entry.kind}"
+            raise UsageError(
+                f"{local} is {have} but the download has {want} there: "
+                "remove it or download somewhere else"
+            )
 
 
 def _download(repo: Repository, entry: TreeEntry, dest: Path, progress: Progress | None) -> None:

@@ -166,6 +166,35 @@ def test_put_follows_a_symlinked_source_only(env: dict[str, str], tmp_path: Path
     assert msg.endswith("r@main:one.txt is a file; a directory cannot replace it")
 
 
+def test_get_never_writes_through_or_over_other_kinds(
+    env: dict[str, str], tree: Path, tmp_path: Path
+) -> None:
+    cli(env, "init")
+    cli(env, "repo", "create", "cams")
+    cli(env, "put", "-q", str(tree), "cams@main", "-m", "x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name, make in (
+        ("linked", lambda d: (d / "images").symlink_to(outside)),
+        ("file-for-dir", lambda d: (d / "images").write_text("mine")),
+        ("dir-for-file", lambda d: (d / "notes.txt").mkdir()),
+    ):
+        dest = tmp_path / name
+        dest.mkdir()
+        make(dest)
+        before = sorted(os.listdir(dest))
+        msg = cli(env, "get", "cams", str(dest), code=2)
+        assert "remove it or download somewhere else" in msg, msg
+        assert sorted(os.listdir(dest)) == before  # refused before writing anything
+        assert not os.listdir(outside)
+    target = tmp_path / "via-link"  # the target the user names may itself be a link
+    (tmp_path / "real").mkdir()
+    target.symlink_to(tmp_path / "real")
+    cli(env, "get", "-q", "cams", str(target))
+    assert (tmp_path / "real/notes.txt").read_text() == "hello\n"
+    assert "s3fsv cat" in cli(env, "get", "cams:notes.txt", "-", code=2)
+
+
 def test_ancestors_by_tilde(env: dict[str, str], tmp_path: Path) -> None:
     """REF~N names the N-th first parent, in every command and in mounts' REPO@REF."""
     cli(env, "init")
