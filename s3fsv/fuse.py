@@ -206,9 +206,11 @@ class Operations(mfusepy.Operations):
     def readdir_with_offset(self, path: str, offset: int, fh: int) -> list[tuple[str, Any, int]]:
         uid, gid = self.fs.uid, self.fs.gid
         here = self.fs.getattr(path)
+        # An entry without an inode number is one that readdir(3) skips.
+        parent = self.fs.getattr(os.path.dirname(path)) if path != "/" else here
         out: list[tuple[str, Any, int]] = [
             (".", stat_dict(here, uid, gid), 0),
-            ("..", {"st_mode": here.mode}, 0),
+            ("..", {"st_mode": parent.mode, "st_ino": parent.ino}, 0),
         ]
         out += [(name, stat_dict(attr, uid, gid), 0) for name, attr in self.fs.readdir(path)]
         return out

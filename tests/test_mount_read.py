@@ -79,6 +79,8 @@ def test_shell_tools(store_mount: tuple[Path, str, dict[str, bytes]]) -> None:
     snap = mp / "cams" / "commit" / cid
     listing = subprocess.run(["ls", "-lR", str(snap)], capture_output=True, text=True, check=True)
     assert "video.bin" in listing.stdout and "ünïcode-名前.txt" in listing.stdout
+    dots = subprocess.run(["ls", "-a", str(snap)], capture_output=True, text=True, check=True)
+    assert dots.stdout.split("\n")[:2] == [".", ".."]
     found = subprocess.run(
         ["find", str(snap), "-type", "f"], capture_output=True, text=True, check=True
     )
