@@ -104,11 +104,34 @@ def cmd_mount(args: argparse.Namespace) -> int:
             "--commit-on has nothing to commit here: a REPO@REF mount is read-only "
             "(a REPO@BRANCH mount takes --rw)"
         )
+    writable = not args.read_only and (source.ref is None or args.rw)
+    leftovers = _leftover_staging(store.url, source.repo, source.ref) if writable else []
     if args.foreground:
+        _tell_leftovers(leftovers)
         return daemon.serve(args, store, source, args.mountpoint)
     daemon.start(args.argv, args.mountpoint, foreground=False)
     print(f"mounted {args.source} at {Path(args.mountpoint).absolute()}", file=sys.stderr)
+    _tell_leftovers(leftovers)
     return 0
+
+
+def _leftover_staging(url: str, repo: str | None, branch: str | None) -> list[tuple[str, int]]:
+    """(REPO@BRANCH, paths) of branches this mount will show with writes that an earlier
+    mount of theirs staged and did not commit."""
+    from s3fsv.config import state_dir
+    from s3fsv.staging import leftover_staging
+
+    found = leftover_staging(state_dir() / "staging", url, repo)
+    return [(f"{r}@{b}", n) for r, b, n in found if branch in (None, b)]
+
+
+def _tell_leftovers(leftovers: list[tuple[str, int]]) -> None:
+    for branch, count in leftovers:
+        print(
+            f"s3fsv: {branch} has {count} path(s) staged by an earlier mount, shown again here "
+            "(s3fsv status lists them; commit or discard)",
+            file=sys.stderr,
+        )
 
 
 @_command("unmount")

@@ -254,6 +254,47 @@ def _unlink_all(paths: list[Path]) -> None:
             path.unlink()
 
 
+def leftover_staging(
+    root: Path, store_url: str, repo: str | None = None
+) -> list[tuple[str, str, int]]:
+    """(repo, branch, staged paths) of staging areas under ``root`` for ``store_url`` (and
+    ``repo``) that hold staged writes and that no running mount is using: what a new mount
+    of those branches will show again."""
+    found: dict[tuple[str, str], int] = {}
+    for ref_file in sorted(root.glob("*/ref")):
+        with contextlib.suppress(OSError, ValueError):
+            url, area_repo, branch = ref_file.read_text().splitlines()[:3]
+            if url != store_url or repo not in (None, area_repo):
+                continue
+            for slot in sorted(ref_file.parent.glob("slot-*")):
+                count = _unclaimed_count(slot)
+                if count:
+                    key = (area_repo, branch)
+                    found[key] = found.get(key, 0) + count
+    return [(r, b, n) for (r, b), n in sorted(found.items())]
+
+
+def _unclaimed_count(slot: Path) -> int:
+    """Staged entries in ``slot``, or 0 when a running mount holds it (or it holds none)."""
+    if not (slot / "staging.db").exists():
+        return 0
+    fd = os.open(slot / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0
+        with contextlib.closing(
+            sqlite3.connect(f"file:{slot / 'staging.db'}?mode=ro", uri=True)
+        ) as db:
+            (count,) = db.execute("SELECT count(*) FROM entries").fetchone()
+        return int(count)
+    except sqlite3.Error:
+        return 0
+    finally:
+        os.close(fd)
+
+
 def area_key(store_url: str, repo: str, branch: str) -> str:
     return hashlib.sha256(f"{store_url}\0{repo}\0{branch}".encode()).hexdigest()[:24]
 

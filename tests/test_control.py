@@ -34,7 +34,7 @@ from s3fsv.errors import (
 from s3fsv.exit_report import ExitReport, take_report
 from s3fsv.mounttable import FSTYPE, Mounted
 from s3fsv.store import Store
-from tests.mounting import mounted, run_cli
+from tests.mounting import force_unmount, mounted, run_cli
 
 
 class FakeFs:
@@ -627,10 +627,15 @@ def test_unmount_reports_what_the_daemon_did_with_staged_writes(
         lines = result.stderr.splitlines()
         assert lines[0].startswith("s3fsv: error: commit of cams@main failed: conflict")
         assert "1 staged path(s) of cams@main were not committed" in lines[-1]
-    with mounted(url, mp, env) as mp:  # a plain unmount: the writes stay staged, and it says so
+    # The next mount says it shows them again; a plain unmount says they stay staged.
+    again = run_cli("mount", url, str(mp), env=env)
+    try:
+        assert "cams@main has 1 path(s) staged by an earlier mount" in again.stderr
         assert (mp / "cams/branch/main/out.txt").read_text() == "mine"
         result = run_cli("unmount", str(mp), env=env)
         assert "1 staged path(s) of cams@main were not committed" in result.stderr
+    finally:
+        force_unmount(mp, Path(env["XDG_STATE_HOME"]))
     with mounted(url, mp, env, "--commit-on", "unmount") as mp:
         run_cli("commit", str(mp / "cams/branch/main"), "--overwrite", "-m", "mine", env=env)
         (mp / "cams/branch/main/more.txt").write_text("more")
