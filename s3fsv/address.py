@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 
 from s3fsv.errors import UsageError
@@ -38,3 +40,12 @@ def parse_address(text: str, *, default_ref: str | None = None) -> Address:
     except Exception as err:
         raise UsageError(f"bad address {text!r}: {err}") from None
     return Address(repo, ref or default_ref, path)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def shown_path(path: str) -> str:
+    """``path`` for line-oriented output: as is, or JSON-quoted when it holds a control
+    character (a newline in a name would otherwise read as two entries)."""
+    return json.dumps(path, ensure_ascii=False) if _CONTROL.search(path) else path

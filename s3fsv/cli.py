@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from s3fsv import __version__
-from s3fsv.address import parse_address
+from s3fsv.address import parse_address, shown_path
 from s3fsv.cli_mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli_parser import build_parser
 from s3fsv.config import endpoint_url, store_url
@@ -285,8 +285,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
         _print_json([entry_json(p, e) for p, e in rows])
         return 0
     for path, e in rows:
-        shown = path if args.recursive or entry.kind != "dir" else e.name
-        shown += "/" if e.kind == "dir" else (f" -> {e.target}" if e.kind == "link" else "")
+        shown = shown_path(path if args.recursive or entry.kind != "dir" else e.name)
+        if e.kind == "link":
+            shown += f" -> {shown_path(e.target)}"
+        shown += "/" if e.kind == "dir" else ""
         if args.long:
             size = e.size if e.kind != "dir" else 0
             print(f"{e.kind[0]}{e.mode:04o} {size:>12} {_iso(e.mtime_ns)}  {shown}")
@@ -442,7 +444,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def _print_diff(diff: Any) -> None:
     for mark, paths in (("A", diff.added), ("M", diff.modified), ("D", diff.deleted)):
         for path in paths:
-            print(f"{mark}\t{path}")
+            print(f"{mark}\t{shown_path(path)}")
 
 
 _COMMANDS.update(MOUNT_COMMANDS)  # mount, unmount, commit, status, discard (cli_mount.py)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from s3fsv.address import shown_path
 from s3fsv.errors import S3fsvError, UsageError
 from s3fsv.mounttable import mount_table
 
@@ -198,7 +199,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     changes = 0
     for mark, key in (("A", "added"), ("M", "modified"), ("D", "deleted")):
         for path in status.get(key) or ():
-            print(f"{mark}\t{path}")
+            print(f"{mark}\t{shown_path(path)}")
             changes += 1
     if not changes:
         where = f"{status.get('repo', '?')}@{status.get('branch', '?')}"

@@ -195,6 +195,21 @@ def test_get_never_writes_through_or_over_other_kinds(
     assert "s3fsv cat" in cli(env, "get", "cams:notes.txt", "-", code=2)
 
 
+def test_line_output_quotes_names_with_control_characters(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    src = tmp_path / "odd"
+    src.mkdir()
+    (src / "two\nlines.txt").write_text("x")
+    (src / "plain.txt").write_text("y")
+    cli(env, "init")
+    cli(env, "repo", "create", "r")
+    cli(env, "put", "-q", str(src), "r@main", "-m", "odd")
+    assert cli(env, "ls", "r").splitlines() == ["plain.txt", '"two\\nlines.txt"']
+    assert cli(env, "show", "r").splitlines()[-1] == 'A\t"two\\nlines.txt"'
+    assert json.loads(cli(env, "ls", "--json", "r"))[1]["path"] == "two\nlines.txt"
+
+
 def test_ancestors_by_tilde(env: dict[str, str], tmp_path: Path) -> None:
     """REF~N names the N-th first parent, in every command and in mounts' REPO@REF."""
     cli(env, "init")
