@@ -58,8 +58,9 @@ def scan_local(source: Path, dest: str) -> list[LocalItem]:
             raise UsageError(f"{source} is a broken symbolic link") from None
         raise UsageError(f"no such file or directory: {source}") from None
     if not stat.S_ISDIR(st.st_mode):
-        rel = dest or check_name(source.name)
-        return [_item(source, rel, st)] if _kind(st) else []
+        if _kind(st) is None:
+            raise UsageError(f"{source} is not a regular file, directory or symlink")
+        return [_item(source, dest or check_name(source.name), st)]
     items: list[LocalItem] = []
     if dest:
         items.append(_item(source, dest, st))

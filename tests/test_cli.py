@@ -159,6 +159,7 @@ def test_put_follows_a_symlinked_source_only(env: dict[str, str], tmp_path: Path
     assert cli(env, "ls", "-R", "r:ds").split("\n")[:2] == ["ds/f.txt", "ds/inner-link -> f.txt"]
     cli(env, "put", "-q", str(tmp_path / "file-link"), "r@main:one.txt", "-m", "file link")
     assert cli(env, "cat", "r:one.txt") == "data\n"
+    assert "not a regular file" in cli(env, "put", "/dev/null", "r:x", "-m", "x", code=2)
     assert "broken symbolic link" in cli(
         env, "put", str(tmp_path / "broken"), "r:b", "-m", "x", code=2
     )
