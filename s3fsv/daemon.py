@@ -33,7 +33,7 @@ from typing import Any
 from s3fsv.config import cache_dir, endpoint_url, private_dir, state_dir, store_url
 from s3fsv.errors import NotFound, S3fsvError, UsageError
 from s3fsv.exit_report import ExitReport, take_report
-from s3fsv.mounttable import mount_table
+from s3fsv.mounttable import mount_table, mounted_at
 from s3fsv.refs import check_ref_name, check_ref_spec
 from s3fsv.store import Store
 
@@ -127,9 +127,11 @@ def parse_source(text: str, endpoint: str | None) -> tuple[Store, Source]:
 
 
 def check_mountpoint(path: str) -> Path:
-    mp = Path(path).absolute()
+    """The mountpoint, resolved (the kernel mounts on the real directory, and a symlink to it
+    never counts as mounted), once checked to be an empty directory with nothing mounted."""
+    mp = Path(os.path.realpath(path))
     table = mount_table()
-    if (str(mp) in table) if table is not None else os.path.ismount(mp):
+    if mounted_at(table, mp) is not None if table is not None else os.path.ismount(mp):
         try:
             os.listdir(mp)
         except OSError as err:
@@ -221,7 +223,7 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
     from s3fsv.control import ControlServer
     from s3fsv.fuse import mount
 
-    mp = Path(mountpoint).absolute()
+    mp = Path(os.path.realpath(mountpoint))
     # Everything the daemon itself creates (logs, pid file, staging databases and their
     # journals, sockets) is for this user alone.
     os.umask(0o077)
@@ -400,14 +402,13 @@ def unmount(mountpoint: str, timeout: float | None = None) -> int:
     if table is None:
         if not os.path.ismount(mp):
             raise MountError(f"{mp} is not mounted")
-    elif str(mp) not in table:
+    elif (there := mounted_at(table, mp)) is None:
         if not os.path.lexists(mp):
             raise MountError(f"{mp}: no such file or directory")
         raise MountError(f"{mp} is not mounted")
-    elif not table[str(mp)].is_s3fsv:
-        raise MountError(
-            f"{mp} is not an s3fsv mount (it is {table[str(mp)].fstype}): use umount for it"
-        )
+    elif not there.is_s3fsv:
+        raise MountError(f"{mp} is not an s3fsv mount (it is {there.fstype}): use umount for it")
+    mp = Path(os.path.realpath(mp))  # as the mount table and the daemon have it
     pid = None
     commits = False
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):

@@ -4,6 +4,7 @@ that ``stat`` of its root fails with ENOTCONN) is still there."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +58,9 @@ def s3fsv_mounts() -> set[str] | None:
     """Mount points of s3fsv filesystems, or None when the table cannot be read."""
     table = mount_table()
     return None if table is None else {p for p, m in table.items() if m.is_s3fsv}
+
+
+def mounted_at(table: dict[str, Mounted], path: Path) -> Mounted | None:
+    """The mount at ``path`` (as given, or with symlinks resolved: the table lists real
+    paths), if any."""
+    return table.get(str(path)) or table.get(os.path.realpath(path))

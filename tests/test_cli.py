@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.mounting import alive, daemon_pids, in_mount_table, mounted, run_cli
+from tests.mounting import (
+    alive,
+    daemon_pids,
+    force_unmount,
+    in_mount_table,
+    mounted,
+    run_cli,
+)
 
 
 @pytest.fixture
@@ -386,6 +393,17 @@ def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
         cli(env, "unmount", str(mp))
         assert not in_mount_table(mp)
     assert "no such file or directory" in cli(env, "unmount", str(tmp_path / "nodir"), code=12)
+    # A mountpoint named through a symlink: the kernel mounts on the real directory.
+    (tmp_path / "real-mp").mkdir()
+    (tmp_path / "mp-link").symlink_to(tmp_path / "real-mp")
+    try:
+        cli(env, "mount", "cams@main", str(tmp_path / "mp-link"))
+        assert in_mount_table(tmp_path / "real-mp")
+        assert "is busy" in cli(env, "mount", "cams", str(tmp_path / "mp-link"), code=12)
+        cli(env, "unmount", str(tmp_path / "mp-link"))
+        assert not in_mount_table(tmp_path / "real-mp")
+    finally:
+        force_unmount(tmp_path / "real-mp", Path(env["XDG_STATE_HOME"]))
     # unmount leaves other filesystems alone, even for root.
     other = tmp_path / "tmpfs"
     other.mkdir()
