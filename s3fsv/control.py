@@ -349,8 +349,8 @@ def _no_daemon(mp: Path) -> str:
     except OSError as err:
         if err.errno == errno.ENOTCONN:
             return (
-                f"the daemon of {mp} has died; 's3fsv unmount {mp}' clears the mount, and "
-                "mounting the branch again brings back its staged writes"
+                f"the daemon of {mp} has died; mounting there again replaces the dead mount "
+                "and shows its staged writes ('s3fsv unmount' only removes it)"
             )
     return (
         f"no s3fsv daemon answers for {mp} (was it mounted by another user, "

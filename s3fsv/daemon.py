@@ -131,15 +131,16 @@ def check_mountpoint(path: str) -> Path:
     never counts as mounted), once checked to be an empty directory with nothing mounted."""
     mp = Path(os.path.realpath(path))
     table = mount_table()
-    if mounted_at(table, mp) is not None if table is not None else os.path.ismount(mp):
-        try:
-            os.listdir(mp)
-        except OSError as err:
-            if err.errno == errno.ENOTCONN:  # a FUSE mount whose daemon is gone
-                raise MountError(
-                    f"mountpoint {mp} holds a dead FUSE mount (its daemon stopped): "
-                    f"run 's3fsv unmount {mp}' first"
-                ) from None
+    there = mounted_at(table, mp) if table is not None else None
+    if there is not None and there.is_s3fsv and _is_dead(mp):
+        # Its daemon crashed or was killed; its staged writes are on disk for this mount.
+        _detach(mp)
+        print(f"s3fsv: replaced the dead mount at {mp} (its daemon had stopped)", file=sys.stderr)
+    elif there is not None if table is not None else os.path.ismount(mp):
+        if _is_dead(mp):
+            raise MountError(
+                f"mountpoint {mp} holds a dead FUSE mount (its daemon stopped): unmount it first"
+            )
         raise MountError(f"mountpoint {mp} is busy: something is already mounted there")
     if not mp.exists():
         raise MountError(f"mountpoint {mp} does not exist")
@@ -148,6 +149,23 @@ def check_mountpoint(path: str) -> Path:
     if any(mp.iterdir()):
         raise MountError(f"mountpoint {mp} is not empty")
     return mp
+
+
+def _is_dead(mp: Path) -> bool:
+    """Whether ``mp`` is a FUSE mount whose daemon is gone (its root answers ENOTCONN)."""
+    try:
+        os.listdir(mp)
+    except OSError as err:
+        return err.errno == errno.ENOTCONN
+    return False
+
+
+def _detach(mp: Path) -> None:
+    """Unmount ``mp``, lazily if programs still hold files there."""
+    for flags in ("-u", "-uz"):
+        if subprocess.run(["fusermount3", flags, str(mp)], capture_output=True).returncode == 0:
+            return
+    raise MountError(f"cannot unmount the dead mount at {mp}")
 
 
 def check_fuse() -> None:

@@ -66,10 +66,12 @@ def mount_table() -> dict[str, list[str]]:
 def in_mount_table(mountpoint: Path) -> bool:
     """Whether the kernel lists ``mountpoint`` as mounted. Unlike ``os.path.ismount``, this
     also sees a dead FUSE mount (its daemon killed), whose root fails ``stat`` (ENOTCONN)."""
-    return str(mountpoint) in mount_table()
+    table = mount_table()
+    return str(mountpoint) in table or os.path.realpath(mountpoint) in table
 
 
 def force_unmount(mountpoint: Path, state_home: Path) -> None:
+    mountpoint = Path(os.path.realpath(mountpoint))  # as the mount table lists it
     pids = daemon_pids(state_home, mountpoint)
     if in_mount_table(mountpoint):
         subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True)
