@@ -110,6 +110,9 @@ def _iso_utc(ns: int) -> str:
 @command("init")
 def cmd_init(args: argparse.Namespace) -> int:
     store = Store.init(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
+    if store.created_location:
+        kind = "bucket" if store.url.startswith("s3://") else "directory"
+        print(f"created the {kind} of {store.url}", file=sys.stderr)
     print(f"initialised {store.url}: conditional writes supported")
     return 0
 

@@ -270,12 +270,14 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
                 ref_ttl=fs.spec.ref_ttl,
                 allow_other=bool(getattr(args, "allow_other", False)),
                 fsname=f"s3fsv:{source.repo or 'store'}",
+                on_ready=lambda: _tell_ready(args, mp),
             )
         finally:
             if idle is not None:
                 idle.stop()
             log.info("unmounted %s", mp)
         report = ExitReport()
+        report.lines += idle.summary() if idle is not None else []
         if policy.kind == "unmount":  # only after a loop that ran and ended normally
             commit_staged(fs, "s3fsv: commit on unmount", report)
         for repo, branch in fs.staged_branches():
@@ -284,12 +286,22 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
                 "committed: they stay staged for the next mount of that branch "
                 "(s3fsv status, commit or discard there)"
             )
+        for line in report.lines:
+            log.log(logging.ERROR if line.startswith("error: ") else logging.INFO, "%s", line)
         report.write(exit_report_file(mp))
     finally:
         control.close()
         fs.close()
         pid_file(mp).unlink(missing_ok=True)
     return 0
+
+
+def _tell_ready(args: object, mp: Path) -> None:
+    """The line that says a mount is usable: in the log, and on stderr in the foreground."""
+    what = getattr(args, "source", "")
+    log.info("mounted %s at %s", what, mp)
+    if not getattr(args, "daemonized", False):
+        print(f"s3fsv: mounted {what} at {mp}; SIGTERM or Ctrl-C unmounts", file=sys.stderr)
 
 
 def _log_to_file(args: object, mp: Path) -> None:
@@ -363,6 +375,14 @@ class IdleCommitter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._retry_at: dict[tuple[str, str], tuple[float, float]] = {}  # -> (when, delay)
+        self.committed: dict[tuple[str, str], tuple[int, str]] = {}  # -> (how many, last id)
+
+    def summary(self) -> list[str]:
+        """One line per branch this committer committed, for the exit report."""
+        return [
+            f"committed {repo}@{branch} {n} time(s) after {self.idle:g} s idle (last: {cid})"
+            for (repo, branch), (n, cid) in sorted(self.committed.items())
+        ]
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="s3fsv-idle-commit", daemon=True)
@@ -410,6 +430,8 @@ class IdleCommitter:
                 continue
             self._retry_at.pop(key, None)
             log.info("committed %s@%s after %gs idle: %s", repo, branch, self.idle, cid)
+            if cid:
+                self.committed[key] = (self.committed.get(key, (0, ""))[0] + 1, cid)
 
 
 def unmount(mountpoint: str, timeout: float | None = None) -> int:

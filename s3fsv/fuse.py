@@ -82,8 +82,11 @@ class Operations(mfusepy.Operations):
 
     use_ns = True
 
-    def __init__(self, fs: Filesystem, *, ref_ttl: float) -> None:
+    def __init__(
+        self, fs: Filesystem, *, ref_ttl: float, on_ready: Callable[[], None] | None = None
+    ) -> None:
         self.fs = fs
+        self.on_ready = on_ready
         self.initialised = False  # the kernel accepted the session (FUSE INIT ran)
         fs.caller_pid = lambda: int(mfusepy.fuse_get_context()[2])
         self.ref_ttl = ref_ttl
@@ -186,6 +189,8 @@ class Operations(mfusepy.Operations):
 
     def init_with_config(self, conn: Any, config: Any) -> None:
         self.initialised = True
+        if self.on_ready is not None:
+            self.on_ready()
         if config is None:
             return
         timeout = IMMUTABLE_TIMEOUT if self.fs.immutable else self.ref_ttl
@@ -292,7 +297,8 @@ LIBFUSE_MAX_THREADS = 10  # libfuse's default cap on worker threads
 
 def tune_kernel_readahead(mountpoint: str, timeout: float = 30.0) -> None:
     """Raise the mount's read-ahead from the kernel's 128 KiB so sequential reads arrive in
-    1 MiB requests (an eighth of the round trips). Needs root; otherwise the default stays."""
+    1 MiB requests (an eighth of the round trips), once it is mounted. Needs root; otherwise
+    the default stays."""
     deadline = time.monotonic() + timeout
     while not os.path.ismount(mountpoint):
         if time.monotonic() > deadline:
@@ -329,8 +335,10 @@ def mount(
     allow_other: bool = False,
     debug: bool = False,
     fsname: str = "s3fsv",
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve ``fs`` at ``mountpoint`` in the foreground until unmounted."""
+    """Serve ``fs`` at ``mountpoint`` in the foreground until unmounted; ``on_ready`` is
+    called once the kernel has accepted the session (the mount is usable)."""
     options: dict[str, Any] = {
         "fsname": fsname,
         "subtype": "s3fsv",
@@ -348,7 +356,7 @@ def mount(
     threading.Thread(
         target=tune_kernel_readahead, args=(mountpoint,), name="s3fsv-readahead", daemon=True
     ).start()
-    ops = Operations(fs, ref_ttl=ref_ttl)
+    ops = Operations(fs, ref_ttl=ref_ttl, on_ready=on_ready)
     try:
         _FUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug, **options)
     except RuntimeError as err:  # libfuse's own message is already on stderr

@@ -34,6 +34,7 @@ class Store:
     def __init__(self, backend: Backend, cache: ByteCache | None = None) -> None:
         self.backend = backend
         self.cache = cache
+        self.created_location = False  # set by init: it made the bucket or directory
 
     @property
     def url(self) -> str:
@@ -64,8 +65,7 @@ class Store:
                 "(make a repo in that store instead)"
             )
         create = getattr(backend, "create_bucket_if_missing", None)
-        if create is not None:
-            create()
+        created = create() if create is not None else False
         # Keys a probe interrupted earlier left are not other data; a marker that appears while
         # we look is a concurrent init of the same store.
         if not _has_marker(backend) and _holds_other_data(backend) and not _has_marker(backend):
@@ -82,6 +82,7 @@ class Store:
             )
         store = cls(backend)
         store.check_initialised()
+        store.created_location = bool(created)
         return store
 
     def check_initialised(self) -> None:

@@ -129,7 +129,12 @@ class WriteOps:
         self.note_writer(ov)  # after success: failed calls change nothing
 
     def rename(self, old: str, new: str) -> None:
-        ov, old_inner, _ = self._writable_path(old)
+        try:
+            ov, old_inner, _ = self._writable_path(old)
+        except ReadOnly:
+            self._writable_path(new, new=True)  # both read-only: EROFS
+            # From a snapshot into a branch: EXDEV makes mv copy, as from a read-only disk.
+            raise CrossDevice(f"cannot rename across views: {old} -> {new}") from None
         if not old_inner:  # before the target is looked at: EXDEV would make mv copy a branch
             raise NotPermitted(f"a branch root cannot be renamed: {old}")
         try:

@@ -642,3 +642,10 @@ def test_unmount_reports_what_the_daemon_did_with_staged_writes(
         result = run_cli("unmount", str(mp), env=env)
         assert result.stderr.startswith("s3fsv: committed cams@main: ")
         assert "not committed" not in result.stderr
+    with mounted(url, mp, env, "--commit-on", "idle=0.2") as mp:
+        (mp / "cams/branch/main/idle.txt").write_text("idle")
+        deadline = time.monotonic() + 20
+        while len(_log_messages(url)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        result = run_cli("unmount", str(mp), env=env)
+        assert "s3fsv: committed cams@main 1 time(s) after 0.2 s idle" in result.stderr

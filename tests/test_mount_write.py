@@ -172,6 +172,13 @@ def test_unsupported_operations_fail_as_documented(
     with pytest.raises(OSError) as info:
         (branch.parent.parent / "commit" / cid / "x").write_text("x")
     assert info.value.errno == errno.EROFS
+    pinned = branch.parent.parent / "commit" / cid / "keep.txt"
+    with pytest.raises(OSError) as info:  # snapshot -> branch: mv copies
+        os.rename(pinned, branch / "kept-copy.txt")
+    assert info.value.errno == errno.EXDEV
+    with pytest.raises(OSError) as info:  # snapshot -> snapshot: nothing writable
+        os.rename(pinned, pinned.parent / "renamed.txt")
+    assert info.value.errno == errno.EROFS
     # Extended attributes are "not supported", so cp -a and mv copy in without complaint.
     (branch / "x").write_text("x")
     with pytest.raises(OSError) as info:
@@ -428,6 +435,7 @@ def test_sigterm_stops_a_foreground_mount_cleanly(
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert "error" not in err
+        assert f"s3fsv: mounted {repo_url}/cams at {mp}" in err  # the ready line
         assert not os.path.ismount(mp)
     finally:
         if proc.poll() is None:
