@@ -33,7 +33,8 @@ from s3fsv.errors import (
     UsageError,
 )
 from s3fsv.handles import Attr, OpenFile, OpenStaged, RepoState, Snapshot, inode, write_only
-from s3fsv.objects import TreeEntry, check_name, is_commit_prefix
+from s3fsv.last_good import LastGood
+from s3fsv.objects import TreeEntry, check_name, is_commit_prefix, is_object_id
 from s3fsv.overlay import BranchOverlay, LocalHandle, Node
 from s3fsv.reader import Bytes, ChunkReader, Sequential
 from s3fsv.staging import Read, SlotLock, Staging
@@ -74,6 +75,7 @@ class Filesystem(WriteOps):
         self.cache = cache
         self._repos: dict[str, RepoState] = {}
         self._repo_names: TTLCache[str, list[str]] = TTLCache(maxsize=1, ttl=spec.ref_ttl)
+        self._last_good = LastGood()  # refs and listings as last read, for store outages
         self._lock = threading.Lock()
         self._handles: dict[int, OpenFile | OpenStaged] = {}
         self._overlays: dict[tuple[str, str], BranchOverlay] = {}
@@ -194,7 +196,7 @@ class Filesystem(WriteOps):
     def _repo_list(self) -> list[str]:
         names = self._repo_names.get("")
         if names is None:
-            names = self.store.repos()
+            names = self._last_good.get("repos", self.store.repos)
             self._repo_names[""] = names
         return names
 
@@ -205,7 +207,9 @@ class Filesystem(WriteOps):
                 commit = state.heads.get(name)
                 moves = state.moves
             if commit is None:
-                fetched = state.repo.branch_head(name).commit
+                fetched = self._last_good.get(
+                    ("head", repo, name), lambda: state.repo.branch_head(name).commit
+                )
                 with state.lock:
                     if state.moves == moves:
                         state.heads[name] = commit = fetched
@@ -224,7 +228,11 @@ class Filesystem(WriteOps):
         elif section == "commit":
             if not is_commit_prefix(name):
                 raise NotFound(f"not a commit id: {name}")
-            commit = state.repo.resolve(name)
+            if is_object_id(name):  # no ref is named like this: just check the commit
+                commit = name
+                state.repo.commit_object(commit)
+            else:
+                commit = state.repo.resolve(name)
         else:
             commit = state.repo.resolve(name)
         label = f"{section}/{name}" if section != "@" else f"@{name}"
@@ -241,6 +249,12 @@ class Filesystem(WriteOps):
             recent = state.recent.get("")
         if recent is not None:
             return recent
+        recent = self._last_good.get(("recent", state.repo.name), lambda: self._walk_recent(state))
+        with state.lock:
+            state.recent[""] = recent
+        return recent
+
+    def _walk_recent(self, state: RepoState) -> list[str]:
         seen: dict[str, None] = {}
         refs = list(state.repo.refs.branches().values()) + list(state.repo.refs.tags().values())
         for head in refs:
@@ -251,10 +265,7 @@ class Filesystem(WriteOps):
                 seen[cid] = None
                 parents = state.repo.commit_object(cid).parents
                 cid = parents[0] if parents else None
-        recent = sorted(seen)
-        with state.lock:
-            state.recent[""] = recent
-        return recent
+        return sorted(seen)
 
     # -- path resolution --------------------------------------------------------------------
     def _locate(self, path: str | None) -> tuple[str, Snapshot | None, list[str]]:

@@ -345,3 +345,36 @@ def test_store_outage_gives_eio_then_recovers(
         finally:
             seaweed.start()  # type: ignore[attr-defined]
         assert (mp / "big/video.bin").read_bytes() == files["big/video.bin"]
+
+
+def test_store_outage_leaves_what_is_cached_usable(
+    seaweed: object, s3_bucket_url: str, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """On a whole-store mount, with the S3 server down: snapshots read before stay readable
+    (refs and listings as last read), branches take writes, and status answers; data never
+    read still fails with EIO."""
+    store = Store.init(s3_bucket_url)
+    repo = store.create_repo("cams", chunk_size=CHUNK)
+    files = make_tree(tmp_path / "src")
+    cid, _ = put(repo, "main", tmp_path / "src", "", "ingest")
+    env = {**env, **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}}
+    with mounted(s3_bucket_url, tmp_path / "m", env, "--ref-ttl", "0.2") as mp:
+        snap = mp / "cams/commit" / cid[:10]
+        assert (snap / "top.txt").read_bytes() == files["top.txt"]
+        branch = mp / "cams/branch/main"
+        assert "top.txt" in os.listdir(branch)
+        seaweed.stop()  # type: ignore[attr-defined]
+        try:
+            time.sleep(0.5)  # past --ref-ttl: refs and listings would be read again
+            assert (snap / "top.txt").read_bytes() == files["top.txt"]
+            assert "cams" in os.listdir(mp) and "top.txt" in os.listdir(branch)
+            (branch / "offline.txt").write_text("written while the store was down")
+            status = run_cli("status", str(branch), env=env)
+            assert status.stdout.splitlines() == ["A\toffline.txt"]
+            with pytest.raises(OSError) as info:
+                (snap / "big/video.bin").read_bytes()
+            assert info.value.errno == errno.EIO
+        finally:
+            seaweed.start()  # type: ignore[attr-defined]
+        assert (snap / "big/video.bin").read_bytes() == files["big/video.bin"]
+        run_cli("commit", str(branch), "-m", "after the outage", env=env)
