@@ -78,6 +78,7 @@ class OpenStaged:
     local: LocalHandle
     ino: int
     write_only: bool = False
+    command: str | None = None  # the command line that opened it for writing, if known
 
     def attr(self) -> Attr:
         st = os.fstat(self.local.fd)

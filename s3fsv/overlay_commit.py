@@ -220,6 +220,8 @@ class CommitOps:
 
     def record_command(self, command: str) -> None:
         """Remember a command line that wrote to this branch (at most ``MAX_COMMANDS``)."""
+        if command in self._commands:  # the common case, on every write: no lock
+            return
         with self.lock:
             if command in self._commands:
                 return

@@ -439,11 +439,9 @@ class Filesystem(WriteOps):
         if ov is not None:
             opened = ov.open_local(inner, flags)
             if isinstance(opened, LocalHandle):
-                if opened.writer:
-                    self.note_writer(ov)
-                return self._add_handle(
-                    OpenStaged(ov, opened, self._ino(snap, inner), write_only(flags))
-                )
+                command = self.note_writer(ov) if opened.writer else None
+                ino = self._ino(snap, inner)
+                return self._add_handle(OpenStaged(ov, opened, ino, write_only(flags), command))
             entry = opened
         else:
             if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):

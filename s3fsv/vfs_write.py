@@ -65,36 +65,42 @@ class WriteOps:
         if not inner:
             raise UsageError("cannot create the branch root")
         ino = self._ino(snap, inner)  # type: ignore[attr-defined]
-        handle = OpenStaged(ov, ov.create(inner, mode, flags), ino, write_only(flags))
-        self.note_writer(ov)
+        local = ov.create(inner, mode, flags)
+        command = self.note_writer(ov)
+        handle = OpenStaged(ov, local, ino, write_only(flags), command)
         return self._add_handle(handle)  # type: ignore[attr-defined]
 
     #: Returns the pid of the process making the current call (set by the FUSE adapter).
     caller_pid: Callable[[], int] | None = None
 
-    def note_writer(self, ov: BranchOverlay) -> None:
-        """Record the command line of the process writing to ``ov`` for provenance."""
+    def note_writer(self, ov: BranchOverlay) -> str | None:
+        """Record the command line of the process writing to ``ov`` for provenance; return
+        it (None when it cannot be known)."""
         if self.caller_pid is None:
-            return
+            return None
         try:
             pid = self.caller_pid()
         except (OSError, ValueError):
-            return
+            return None
         command = _COMMANDS.get(pid)
         if command is None:
             try:
                 raw = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
-                return
+                return None
             command = " ".join(p.decode(errors="replace") for p in raw.split(b"\0") if p)[:500]
             _COMMANDS[pid] = command
-        if command:
-            ov.record_command(command)
+        if not command:
+            return None
+        ov.record_command(command)
+        return command
 
     def write(self, fh: int, data: bytes, offset: int) -> int:
         handle = self._handle(fh)  # type: ignore[attr-defined]
         if not isinstance(handle, OpenStaged) or not handle.local.writer:
             raise ReadOnly("file is not open for writing")
+        if handle.command is not None:  # again after a commit, if still writing then
+            handle.overlay.record_command(handle.command)
         return handle.overlay.write(handle.local, data, offset)
 
     def truncate(self, path: str | None, length: int, fh: int | None) -> None:

@@ -242,6 +242,10 @@ def test_open_file_survives_commit(branch: Path, env: dict[str, str], repo_url: 
     repo = Store.open(repo_url).repo("cams")
     assert b"".join(repo.read_file(repo.stat(first, "log.txt"))) == b"first\n"
     assert b"".join(repo.read_file(repo.stat(second, "log.txt"))) == b"first\nsecond\n"
+    # The process still writing after the first commit is named by the second one too.
+    me = " ".join(p.decode() for p in Path("/proc/self/cmdline").read_bytes().split(b"\0") if p)
+    for cid in (first, second):
+        assert me[:500] in repo.commit_object(cid).provenance.get("commands", []), cid
 
 
 def test_write_only_descriptors_stay_coherent_with_readers(branch: Path) -> None:
