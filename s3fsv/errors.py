@@ -26,6 +26,10 @@ class NotFound(S3fsvError):
     exit_code = 3
 
 
+class BucketMissing(NotFound):
+    """The S3 bucket of a store does not exist."""
+
+
 class AlreadyExists(S3fsvError):
     """Something that may be created only once already exists."""
 

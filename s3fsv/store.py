@@ -11,6 +11,7 @@ from typing import Any
 from s3fsv.backend import Backend, open_backend
 from s3fsv.errors import (
     AlreadyExists,
+    BucketMissing,
     NotFound,
     PreconditionFailed,
     S3fsvError,
@@ -88,6 +89,8 @@ class Store:
     def check_initialised(self) -> None:
         try:
             raw = json.loads(self.backend.get(MARKER))
+        except BucketMissing as err:
+            raise BucketMissing(f"{err} (s3fsv init creates it)") from None
         except NotFound:
             raise NotFound(
                 f"{self.url} is not an s3fsv store (no {MARKER}): run 's3fsv init' first"

@@ -45,6 +45,7 @@ from s3fsv.errors import (
     StoreUnavailable,
     UsageError,
 )
+from s3fsv.store import Store
 
 # ---------------------------------------------------------------------------------------------
 # get / head
@@ -661,6 +662,9 @@ def test_s3_missing_bucket_and_create(kind: str, request: pytest.FixtureRequest)
     for op in (lambda: store.get("k"), lambda: store.put("k", b"x"), lambda: list(store.list())):
         with pytest.raises(NotFound, match=f"bucket {bucket} does not exist"):
             op()
+    # Opening a store there says so, rather than "not an s3fsv store".
+    with pytest.raises(NotFound, match=r"does not exist \(s3fsv init creates it\)"):
+        Store.open(f"s3://{bucket}/p")
     assert store.create_bucket_if_missing() is True
     try:
         assert store.create_bucket_if_missing() is False or kind == "moto"  # moto: no error

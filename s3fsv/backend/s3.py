@@ -51,6 +51,7 @@ from botocore.config import Config
 from s3fsv.backend.base import B, ObjectInfo, check_key, check_range, copy_into
 from s3fsv.errors import (
     AccessDenied,
+    BucketMissing,
     NotFound,
     PreconditionFailed,
     S3fsvError,
@@ -215,7 +216,7 @@ class S3Backend:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             message = _one_line(err.get("Message", "")) or "no message"
             if code == "NoSuchBucket":
-                return NotFound(f"bucket {self.bucket} does not exist")
+                return BucketMissing(f"bucket {self.bucket} does not exist")
             if code in _PRECONDITION_CODES or status == 412:
                 return PreconditionFailed(f"conditional write lost on {where}")
             if code in _NOT_FOUND_CODES or status == 404:
