@@ -39,6 +39,7 @@ from s3fsv.backend.s3 import _fill as s3_fill
 from s3fsv.buffers import BufferPool, aligned_address
 from s3fsv.errors import (
     AccessDenied,
+    BucketMissing,
     InvalidName,
     NotFound,
     PreconditionFailed,
@@ -691,7 +692,7 @@ def test_s3_error_translation() -> None:
         (_client_error("NoSuchKey", 404), False, NotFound, "no such key: s3://bkt/pre/k"),
         (_client_error("NoSuchKey", 404), True, PreconditionFailed, "conditional write lost"),
         (_client_error("404", 404), False, NotFound, "no such key"),
-        (_client_error("NoSuchBucket", 404), False, NotFound, "bucket bkt does not exist"),
+        (_client_error("NoSuchBucket", 404), False, BucketMissing, "bucket bkt does not exist"),
         (_client_error("PreconditionFailed", 412), False, PreconditionFailed, "lost"),
         (_client_error("ConditionalRequestConflict", 409), True, PreconditionFailed, "lost"),
         (_client_error("AccessDenied", 403), False, AccessDenied, "access denied to s3://bkt"),
