@@ -88,12 +88,14 @@ def cmd_mount(args: argparse.Namespace) -> int:
     daemon.check_fuse()
     daemon.check_mountpoint(args.mountpoint)
     with contextlib.suppress(UsageError):
-        outer, _ = find_mount(args.mountpoint)
+        outer, inner = find_mount(args.mountpoint)
         # Nested mounts tie the two daemons' unmounts and the outer branch's staging together.
-        raise daemon.MountError(
-            f"mountpoint {Path(args.mountpoint).absolute()} is inside the s3fsv mount {outer}: "
-            "choose a directory outside it"
-        )
+        # (The mountpoint itself, when it holds a dead mount, is no nesting: it gets replaced.)
+        if inner != "/":
+            raise daemon.MountError(
+                f"mountpoint {Path(args.mountpoint).absolute()} is inside the s3fsv mount "
+                f"{outer}: choose a directory outside it"
+            )
     store, source = daemon.store_for_mount(args.source, args.store, args.endpoint_url)
     pinned = (
         source.ref is not None and source.ref not in store.repo(source.repo or "").refs.branches()
@@ -108,6 +110,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     writable = not args.read_only and (source.ref is None or args.rw)
     leftovers = _leftover_staging(store.url, source.repo, source.ref) if writable else []
     if args.foreground:
+        daemon.check_mountpoint(args.mountpoint, replace_dead=True)
         _tell_leftovers(leftovers)
         return daemon.serve(args, store, source, args.mountpoint)
     daemon.start(args.argv, args.mountpoint, foreground=False)

@@ -126,14 +126,17 @@ def parse_source(text: str, endpoint: str | None) -> tuple[Store, Source]:
     return store, Source(base, last, None)
 
 
-def check_mountpoint(path: str) -> Path:
+def check_mountpoint(path: str, *, replace_dead: bool = False) -> Path:
     """The mountpoint, resolved (the kernel mounts on the real directory, and a symlink to it
-    never counts as mounted), once checked to be an empty directory with nothing mounted."""
+    never counts as mounted), once checked to be an empty directory with nothing mounted. The
+    dead mount of a crashed s3fsv daemon counts as nothing; ``replace_dead`` removes it."""
     mp = Path(os.path.realpath(path))
     table = mount_table()
     there = mounted_at(table, mp) if table is not None else None
     if there is not None and there.is_s3fsv and _is_dead(mp):
         # Its daemon crashed or was killed; its staged writes are on disk for this mount.
+        if not replace_dead:
+            return mp
         _detach(mp)
         print(f"s3fsv: replaced the dead mount at {mp} (its daemon had stopped)", file=sys.stderr)
     elif there is not None if table is not None else os.path.ismount(mp):
@@ -200,7 +203,7 @@ def start(argv: list[str], mountpoint: str, foreground: bool) -> int:
     """Validate, then either serve in this process (``foreground``) or start the daemon and wait
     until the mount is usable. ``argv`` is the mount command line to re-run in the daemon."""
     check_fuse()
-    mp = check_mountpoint(mountpoint)
+    mp = check_mountpoint(mountpoint, replace_dead=True)
     if foreground:
         return -1  # the caller serves in-process
     logf = log_file(mp)
@@ -449,6 +452,11 @@ def unmount(mountpoint: str, timeout: float | None = None) -> int:
     elif not there.is_s3fsv:
         raise MountError(f"{mp} is not an s3fsv mount (it is {there.fstype}): use umount for it")
     mp = Path(os.path.realpath(mp))  # as the mount table and the daemon have it
+    if _is_dead(mp):  # its daemon is gone: its pid file is stale (the pid may be reused)
+        _detach(mp)
+        for stale in (pid_file(mp), socket_file(mp)):
+            stale.unlink(missing_ok=True)
+        return 0
     pid = None
     commits = False
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):

@@ -48,3 +48,9 @@ class LastGood:
         if recovered:
             log.warning("the store answers again; refs and listings are current")
         return value
+
+    def remember(self, key: Hashable, value: object) -> None:
+        """Make ``value`` the last good one for ``key`` (it was learnt otherwise, e.g. this
+        process moved the branch itself)."""
+        with self._lock:
+            self._values[key] = value

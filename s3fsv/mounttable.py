@@ -54,12 +54,6 @@ def mount_table() -> dict[str, Mounted] | None:
     return found
 
 
-def s3fsv_mounts() -> set[str] | None:
-    """Mount points of s3fsv filesystems, or None when the table cannot be read."""
-    table = mount_table()
-    return None if table is None else {p for p, m in table.items() if m.is_s3fsv}
-
-
 def mounted_at(table: dict[str, Mounted], path: Path) -> Mounted | None:
     """The mount at ``path`` (as given, or with symlinks resolved: the table lists real
     paths), if any."""

@@ -32,7 +32,7 @@ from s3fsv.objects import TreeEntry
 from s3fsv.overlay_commit import CommitOps
 from s3fsv.reader import ChunkReader
 from s3fsv.repo import Repository
-from s3fsv.staging import Staged, Staging, committed_entry, watch_sets
+from s3fsv.staging import Read, Staged, Staging, committed_entry, watch_sets
 from s3fsv.tree import EMPTY_TREE, dir_entries, lookup
 from s3fsv.write_behind import WriteBehind
 
@@ -92,6 +92,7 @@ class BranchOverlay(CommitOps):
         self.commit_lock = threading.Lock()
         self.root_mtime = time.time_ns()  # the branch root's own times are not committed
         self._commands: set[str] = set()
+        self._reads: set[Read] = set()  # recorded in staging since the last commit or discard
         self.open_data: dict[str, int] = {}  # data file name -> open handles
         self.open_writers = 0
         self.hidden: HiddenFiles[Node] = HiddenFiles()  # unlinked-while-open files, see _hide

@@ -180,6 +180,7 @@ class CommitOps:
             self.staging.set_meta("stale", json.dumps(sorted(still)))
             self.staging.set_meta("base", cid)
             self.staging.clear_reads(reads)
+            self._reads.difference_update(reads)
             self.staging.set_meta("commands", "[]")
             self._commands.clear()
             self.staging.collect_garbage(self._in_use())
@@ -211,12 +212,17 @@ class CommitOps:
             # What was read and run went into the writes just dropped: it is no provenance
             # of whatever is committed next.
             self.staging.clear_reads(self.staging.reads())
+            self._reads.clear()
             self.staging.set_meta("commands", "[]")
             self._commands.clear()
         return len(entries)
 
     def record_read(self, read: Read) -> None:
+        """Record an input for the next commit (once: every open of a file reports one)."""
+        if read in self._reads:  # the common case, on every open: no lock, no database
+            return
         self.staging.record_read(read)
+        self._reads.add(read)
 
     def record_command(self, command: str) -> None:
         """Remember a command line that wrote to this branch (at most ``MAX_COMMANDS``)."""

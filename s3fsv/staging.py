@@ -159,6 +159,12 @@ class Staging:
             prefix = path + "/"
             return [e for p, e in self.entries.items() if p.startswith(prefix)]
 
+    def has_below(self, path: str) -> bool:
+        """Whether anything strictly below ``path`` is staged (stops at the first)."""
+        prefix = path + "/" if path else ""
+        with self._lock:
+            return any(p.startswith(prefix) for p in self.entries)
+
     def all(self) -> list[Staged]:
         with self._lock:
             return sorted(self.entries.values(), key=lambda e: e.path)
@@ -276,14 +282,9 @@ def leftover_staging(
 
 def _unclaimed_count(slot: Path) -> int:
     """Staged entries in ``slot``, or 0 when a running mount holds it (or it holds none)."""
-    if not (slot / "staging.db").exists():
+    if not (slot / "staging.db").exists() or _flocked(slot / "lock"):
         return 0
-    fd = os.open(slot / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return 0
         with contextlib.closing(
             sqlite3.connect(f"file:{slot / 'staging.db'}?mode=ro", uri=True)
         ) as db:
@@ -291,8 +292,19 @@ def _unclaimed_count(slot: Path) -> int:
         return int(count)
     except sqlite3.Error:
         return 0
-    finally:
-        os.close(fd)
+
+
+def _flocked(path: Path) -> bool:
+    """Whether some process holds a flock on ``path``, read from /proc/locks: taking the lock
+    to find out would make a mount starting meanwhile skip to another slot."""
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as fh:
+            table = fh.read()
+    except OSError:
+        return False
+    key = f" {os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} "
+    return any("FLOCK" in line and key in line for line in table.splitlines())
 
 
 def area_key(store_url: str, repo: str, branch: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import uuid
 from typing import Any
 
@@ -186,11 +187,15 @@ def _enclosing_store(url: str, endpoint_url: str | None) -> str | None:
         return None
     for depth in range(len(parts) - 1, top - 1, -1):
         prefix = "/".join(parts[top:depth])
+        key = f"{prefix}/{MARKER}" if prefix else MARKER
+        if scheme == "file" and not os.path.isfile(f"/{key}"):
+            continue  # (and a FIFO of that name is never opened)
         try:
-            root.head(f"{prefix}/{MARKER}" if prefix else MARKER)
-        except S3fsvError:
+            raw = json.loads(root.get(key))
+        except (S3fsvError, ValueError):
             continue
-        return f"{root_url}{'' if root_url.endswith('/') else '/'}{prefix}"
+        if isinstance(raw, dict) and raw.get("format") == "s3fsv":  # a marker, not any file
+            return f"{root_url}{'' if root_url.endswith('/') else '/'}{prefix}"
     return None
 
 

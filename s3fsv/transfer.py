@@ -220,7 +220,8 @@ def _check_target(plan: list[tuple[str, TreeEntry]], target: Path) -> None:
     for rel, entry in plan:
         local = target / rel if rel else target
         try:
-            st = local.lstat() if rel else local.stat()  # the target the user named is followed
+            # The target directory the user named may be a link; below it, none is followed.
+            st = local.lstat() if rel else local.stat()
         except FileNotFoundError:
             continue
         if stat.S_ISLNK(st.st_mode) and entry.kind != "link":

@@ -155,15 +155,10 @@ class Filesystem(WriteOps):
         log.info("staging for %s@%s in %s", snap.repo, branch, slot.path)
         return overlay
 
-    def forget_reads(self) -> None:
-        """Record reads afresh: a commit or discard just cleared them from staging."""
-        with self._lock:
-            self.reads.clear()
-
     def _record(self, read: Read) -> None:
+        """An input for every writable branch of this mount (each records it until its next
+        commit or discard); ``reads`` keeps them all, for branches written later."""
         with self._lock:
-            if read in self.reads:
-                return
             self.reads.add(read)
             overlays = list(self._overlays.values())
         for overlay in overlays:
@@ -175,6 +170,7 @@ class Filesystem(WriteOps):
         with state.lock:
             state.heads[branch] = commit
             state.moves += 1
+        self._last_good.remember(("head", repo, branch), commit)
 
     # -- repos and refs ---------------------------------------------------------------------
     def _state(self, name: str) -> RepoState:
@@ -202,7 +198,7 @@ class Filesystem(WriteOps):
 
     def _snapshot(self, repo: str, section: str, name: str) -> Snapshot:
         state = self._state(repo)
-        if section == "branch" or (section == "@" and _is_branch(state, name)):
+        if section == "branch" or (section == "@" and self._is_branch(state, name)):
             with state.lock:
                 commit = state.heads.get(name)
                 moves = state.moves
@@ -240,6 +236,15 @@ class Filesystem(WriteOps):
         with self._lock:
             self._fixed_snaps[key] = snap
         return snap
+
+    def _is_branch(self, state: RepoState, name: str) -> bool:
+        try:
+            self._last_good.get(
+                ("head", state.repo.name, name), lambda: state.repo.branch_head(name).commit
+            )
+            return True
+        except (NotFound, InvalidName):
+            return False
 
     def _tree(self, state: RepoState, commit: str) -> str:
         return state.repo.commit_object(commit).tree
@@ -395,10 +400,11 @@ class Filesystem(WriteOps):
             return list(SECTIONS)
         _, repo, section = key.split(":")
         state = self._state(repo)
+        name = state.repo.name
         if section == "branch":
-            return sorted(state.repo.refs.branches())
+            return sorted(self._last_good.get(("branches", name), state.repo.refs.branches))
         if section == "tag":
-            return sorted(state.repo.refs.tags())
+            return sorted(self._last_good.get(("tags", name), state.repo.refs.tags))
         return self._recent_commits(state)
 
     def readlink(self, path: str) -> str:
@@ -526,7 +532,7 @@ class Filesystem(WriteOps):
         if ov is not None:
             node = ov.node(inner)
             # Staged itself or changed below: no commit holds what is shown here (yet).
-            if node.staged is not None or ov.staging.below("/".join(inner)):
+            if node.staged is not None or ov.staging.has_below("/".join(inner)):
                 return {XATTR_PREFIX + "repo": snap.repo.encode(), XATTR_PREFIX + "staged": b"1"}
             entry = node.base if node.base is not None else ov.as_entry(node.staged)
         else:
@@ -563,11 +569,3 @@ def _iso_ns(when: str) -> int:
     except ValueError:
         return 0
     return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
-
-
-def _is_branch(state: RepoState, name: str) -> bool:
-    try:
-        state.repo.branch_head(name)
-        return True
-    except (NotFound, InvalidName):
-        return False

@@ -223,7 +223,6 @@ class WriteOps:
             err.args = (f"{err}. Everything stays staged: {hint}",)
             raise
         if cid is not None:
-            self.forget_reads()  # type: ignore[attr-defined]
             self.branch_moved(ov.repo.name, ov.branch, cid)  # type: ignore[attr-defined]
         return cid
 
@@ -231,9 +230,7 @@ class WriteOps:
         return self._branch_overlay(path).status()
 
     def discard(self, path: str) -> int:
-        dropped = self._branch_overlay(path).discard()
-        self.forget_reads()  # type: ignore[attr-defined]
-        return dropped
+        return self._branch_overlay(path).discard()
 
     def staged_branches(self) -> list[tuple[str, str]]:
         overlays = dict(self._overlays)  # type: ignore[attr-defined]

@@ -388,14 +388,21 @@ def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
         while alive(pid):
             time.sleep(0.05)
         assert "has died" in cli(env, "status", str(mp), code=12)
+        # Its pid file is stale (the pid may belong to another process by now): not waited on.
+        pid_json = next(Path(env["XDG_STATE_HOME"], "s3fsv", "mounts").glob("*.json"))
+        pid_json.write_text(json.dumps({**json.loads(pid_json.read_text()), "pid": os.getpid()}))
         cli(env, "unmount", str(mp))  # clears a dead mount
+        assert not pid_json.exists()
         assert not in_mount_table(mp)
         cli(env, "mount", "cams@main", str(mp))
         (pid,) = daemon_pids(Path(env["XDG_STATE_HOME"]), mp)
         os.kill(pid, signal.SIGKILL)
         while alive(pid):
             time.sleep(0.05)
-        # Mounting again replaces the dead mount, as a restarted service would need.
+        # A mount that fails its checks leaves the dead mount alone; a good one replaces it,
+        # as a restarted service needs.
+        assert "no such repo" in cli(env, "mount", "nope@main", str(mp), code=3)
+        assert in_mount_table(mp)
         again = run_cli("mount", "cams@main", str(mp), env=env)
         assert "replaced the dead mount" in again.stderr
         assert os.listdir(mp) == []

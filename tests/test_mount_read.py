@@ -362,12 +362,15 @@ def test_store_outage_leaves_what_is_cached_usable(
         snap = mp / "cams/commit" / cid[:10]
         assert (snap / "top.txt").read_bytes() == files["top.txt"]
         branch = mp / "cams/branch/main"
-        assert "top.txt" in os.listdir(branch)
+        (branch / "mine.txt").write_text("committed through the mount")
+        run_cli("commit", str(branch), "-m", "mine", env=env)
+        assert os.listdir(mp / "cams/branch") == ["main"] and os.listdir(mp / "cams/tag") == []
         seaweed.stop()  # type: ignore[attr-defined]
         try:
             time.sleep(0.5)  # past --ref-ttl: refs and listings would be read again
             assert (snap / "top.txt").read_bytes() == files["top.txt"]
-            assert "cams" in os.listdir(mp) and "top.txt" in os.listdir(branch)
+            assert "cams" in os.listdir(mp) and {"top.txt", "mine.txt"} <= set(os.listdir(branch))
+            assert os.listdir(mp / "cams/branch") == ["main"] and os.listdir(mp / "cams/tag") == []
             (branch / "offline.txt").write_text("written while the store was down")
             status = run_cli("status", str(branch), env=env)
             assert status.stdout.splitlines() == ["A\toffline.txt"]

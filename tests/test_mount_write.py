@@ -139,6 +139,11 @@ def test_provenance_is_per_commit_and_dropped_by_discard(
     subprocess.run(["cp", str(pinned), str(branch / "two")], check=True)
     second = commit(branch, env, "two")
     assert inputs(second) == [seed]
+    # A branch first written after another branch committed still lists what was read.
+    repo.create_branch("other")
+    (branch.parent / "other" / "later.txt").write_text("later")
+    other = run_cli("commit", str(branch.parent / "other"), "-m", "o", env=env).stdout.strip()
+    assert inputs(other) == [seed]
     # A discarded run leaves no inputs or commands behind for the next commit.
     subprocess.run(["cp", str(pinned), str(branch / "dropped")], check=True)
     assert "discarded 1" in run_cli("discard", str(branch), env=env).stdout
