@@ -111,6 +111,9 @@ class CommitOps:
             snapshot = self.staging.all()
             generations = dict(self.staging.generation)
             reads = self.staging.reads()
+            # Taken with the entries: a command first seen during the upload stays recorded
+            # for the next commit, with the writes it made meanwhile.
+            commands = json.loads(self.staging.get_meta("commands") or "[]")
             since = self.base_commit  # what the stale marks are relative to
             base = view if overwrite else since
             stale = self.stale()
@@ -143,7 +146,6 @@ class CommitOps:
             changes[e.path] = content.entry(e.path.rpartition("/")[2], e.mode, st.st_mtime_ns)
         prov = dict(provenance)
         prov["inputs"] = [{"repo": r.repo, "commit": r.commit, "via": r.via} for r in reads]
-        commands = json.loads(self.staging.get_meta("commands") or "[]")
         if commands:
             prov["commands"] = commands
         cid = self.repo.commit(
@@ -181,8 +183,9 @@ class CommitOps:
             self.staging.set_meta("base", cid)
             self.staging.clear_reads(reads)
             self._reads.difference_update(reads)
-            self.staging.set_meta("commands", "[]")
-            self._commands.clear()
+            later = json.loads(self.staging.get_meta("commands") or "[]")
+            self.staging.set_meta("commands", json.dumps([c for c in later if c not in commands]))
+            self._commands.difference_update(commands)
             self.staging.collect_garbage(self._in_use())
             self.early.forget(e.data for e in local if e.data not in self.open_data)
         return cid

@@ -163,3 +163,30 @@ def _refresh_during_commit(
     with state.lock:
         assert state.heads.get("main") == cid
     assert read(fs, "new.txt") == b"new"
+
+
+def test_a_command_first_seen_during_a_commit_goes_into_the_next_one(
+    fs: Filesystem, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Provenance, not conflicts, but the same machinery: what a commit records is what was
+    staged when it started; a writer that shows up while it uploads is kept for the next."""
+    import s3fsv.overlay_commit as overlay_commit
+
+    fs.caller_pid = lambda: os.getpid()
+    write(fs, "a.txt", b"a")
+    overlay = fs._overlays[("cams", "main")]
+    real_upload = overlay_commit.upload_files
+
+    def upload_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        overlay.record_command("late-writer --during-upload")
+        return real_upload(*args, **kwargs)
+
+    monkeypatch.setattr(overlay_commit, "upload_files", upload_meanwhile)
+    first = fs.commit(B, "first")
+    monkeypatch.setattr(overlay_commit, "upload_files", real_upload)
+    assert first is not None
+    assert "late-writer --during-upload" not in repo.commit_object(first).provenance["commands"]
+    write(fs, "b.txt", b"b")
+    second = fs.commit(B, "second")
+    assert second is not None
+    assert "late-writer --during-upload" in repo.commit_object(second).provenance["commands"]
