@@ -215,7 +215,9 @@ def cmd_put(args: argparse.Namespace) -> int:
         print(cid)
         where = f"{addr.repo}@{addr.ref}"
         if changed:
-            print(f"committed {_count(files, 'file')} ({total} bytes) to {where}", file=sys.stderr)
+            links = sum(1 for i in items if i.kind == "link")
+            what = _count(files, "file") + (f" and {_count(links, 'link')}" if links else "")
+            print(f"committed {what} ({total} bytes) to {where}", file=sys.stderr)
         else:
             print(f"nothing changed: {where} stays at {cid[:12]}", file=sys.stderr)
     return 0

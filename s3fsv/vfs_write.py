@@ -194,7 +194,9 @@ class WriteOps:
     def _branch_overlay(self, path: str) -> BranchOverlay:
         try:
             ov, _, _ = self._writable_path(path)
-        except (ReadOnly, NotFound):
+        except NotFound:
+            raise NotFound(f"{path} does not exist (no such branch or directory)") from None
+        except ReadOnly:
             raise UsageError(f"{path} is not inside a writable branch of this mount") from None
         return ov
 

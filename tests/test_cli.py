@@ -164,6 +164,8 @@ def test_put_follows_a_symlinked_source_only(env: dict[str, str], tmp_path: Path
     cli(env, "repo", "create", "r")
     cli(env, "put", "-q", str(tmp_path / "dataset"), "r@main:ds", "-m", "via a link")
     assert cli(env, "ls", "-R", "r:ds").split("\n")[:2] == ["ds/f.txt", "ds/inner-link -> f.txt"]
+    mixed = run_cli("put", "-q", str(real), "r@main:again", "-m", "links", env=env)
+    assert "committed 1 file and 1 link " in mixed.stderr
     cli(env, "put", "-q", str(tmp_path / "file-link"), "r@main:one.txt", "-m", "file link")
     assert cli(env, "cat", "r:one.txt") == "data\n"
     assert "not a regular file" in cli(env, "put", "/dev/null", "r:x", "-m", "x", code=2)
@@ -379,6 +381,10 @@ def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
         # Errors about a path name it as the user did, not as the daemon sees it.
         tags = str(mp / "cams" / "tag")
         assert cli(env, "status", tags, code=2).startswith(f"s3fsv: error: {tags} is not inside")
+        nosuch = str(mp / "cams" / "branch" / "nosuch")
+        assert cli(env, "commit", nosuch, "-m", "x", code=3).endswith(
+            f"{nosuch} does not exist (no such branch or directory)"
+        )
     assert "neither a store URL" in cli(env, "mount", "./cams", str(empty), code=2)
     # A bare REPO@REF names a repo of the configured store, as addresses do everywhere else.
     with mounted("cams@main", empty, env) as mp:
