@@ -31,10 +31,10 @@ from s3fsv.errors import (
     StoreUnavailable,
     UsageError,
 )
-from s3fsv.exit_report import ExitReport, take_report
+from s3fsv.exit_report import ExitReport
 from s3fsv.mounttable import FSTYPE, Mounted
 from s3fsv.store import Store
-from tests.mounting import force_unmount, mounted, run_cli
+from tests.mounting import mounted, run_cli
 
 
 class FakeFs:
@@ -482,18 +482,6 @@ def test_commit_staged_on_unmount(caplog: pytest.LogCaptureFixture) -> None:
 # -- the commands ----------------------------------------------------------------------------
 
 
-def test_exit_report_is_read_once_and_only_by_its_daemon(tmp_path: Path) -> None:
-    path = tmp_path / "x.exit.json"
-    report = ExitReport(pid=1234)
-    report.fail("commit of a@b failed: conflict", 6)
-    report.write(path)
-    assert take_report(path, 999) is None and not path.exists()  # an earlier daemon's
-    report.write(path)
-    got = take_report(path, 1234)
-    assert got is not None and got.code == 6 and got.lines == report.lines
-    assert take_report(path, 1234) is None
-
-
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in result.stderr
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
@@ -607,45 +595,3 @@ def test_commit_on_unmount(tmp_path: Path, env: dict[str, str]) -> None:
     assert _log_messages(url) == ["s3fsv: commit on unmount", "Create repository"]
     repo = Store.open(url).repo("cams")
     assert b"".join(repo.read_file(repo.stat(repo.resolve("main"), "out.txt"))) == b"result"
-
-
-def test_unmount_reports_what_the_daemon_did_with_staged_writes(
-    tmp_path: Path, env: dict[str, str]
-) -> None:
-    """``unmount`` prints the commits made on unmount, fails (exit 6) with the reason when one
-    is refused, and says which writes stay staged; a plain unmount says so too."""
-    url = f"file://{tmp_path}/store"
-    Store.init(url).create_repo("cams")
-    other = tmp_path / "theirs.txt"
-    other.write_text("theirs")
-    mp = tmp_path / "mnt"
-    with mounted(url, mp, env, "--commit-on", "unmount") as mp:
-        (mp / "cams/branch/main/out.txt").write_text("mine")
-        run_cli("--store", url, "put", "-q", str(other), "cams@main:out.txt", "-m", "x", env=env)
-        result = run_cli("unmount", str(mp), env=env, check=False)
-        assert result.returncode == 6, result.stderr
-        lines = result.stderr.splitlines()
-        assert lines[0].startswith("s3fsv: error: commit of cams@main failed: conflict")
-        assert "1 staged path(s) of cams@main were not committed" in lines[-1]
-    # The next mount says it shows them again; a plain unmount says they stay staged.
-    again = run_cli("mount", url, str(mp), env=env)
-    try:
-        assert "cams@main has 1 path(s) staged by an earlier mount" in again.stderr
-        assert (mp / "cams/branch/main/out.txt").read_text() == "mine"
-        result = run_cli("unmount", str(mp), env=env)
-        assert "1 staged path(s) of cams@main were not committed" in result.stderr
-    finally:
-        force_unmount(mp, Path(env["XDG_STATE_HOME"]))
-    with mounted(url, mp, env, "--commit-on", "unmount") as mp:
-        run_cli("commit", str(mp / "cams/branch/main"), "--overwrite", "-m", "mine", env=env)
-        (mp / "cams/branch/main/more.txt").write_text("more")
-        result = run_cli("unmount", str(mp), env=env)
-        assert result.stderr.startswith("s3fsv: committed cams@main: ")
-        assert "not committed" not in result.stderr
-    with mounted(url, mp, env, "--commit-on", "idle=0.2") as mp:
-        (mp / "cams/branch/main/idle.txt").write_text("idle")
-        deadline = time.monotonic() + 20
-        while len(_log_messages(url)) < 5 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        result = run_cli("unmount", str(mp), env=env)
-        assert "s3fsv: committed cams@main 1 time(s) after 0.2 s idle" in result.stderr
