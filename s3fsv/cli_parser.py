@@ -289,15 +289,9 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
 
     p = add("diff", "diff", "list paths added (A), modified (M) and deleted (D) from OLD to NEW")
     p.add_argument("repo", metavar="REPO", help="repo name (or REPO@OLD, then only NEW follows)")
-    p.add_argument(
-        "old", metavar="OLD", help="branch, tag or commit (id or unique prefix), ~N allowed"
-    )
-    p.add_argument(
-        "new",
-        metavar="NEW",
-        nargs="?",
-        help="branch, tag or commit (id or unique prefix), ~N allowed",
-    )
+    ref_help = "branch, tag or commit (id or unique prefix), ~N allowed"
+    p.add_argument("old", metavar="OLD", help=ref_help)
+    p.add_argument("new", metavar="NEW", nargs="?", help=ref_help)
     p.add_argument("--exit-code", action="store_true", help="exit 1 when there are differences")
     _common(p, json=True)
     return parser

@@ -19,7 +19,6 @@ as the same class on the client side (``paths`` is only present for conflicts).
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -44,6 +43,7 @@ from s3fsv.errors import (
     UnsupportedStore,
     UsageError,
 )
+from s3fsv.mounttable import is_dead
 
 log = logging.getLogger(__name__)
 
@@ -344,14 +344,11 @@ def socket_of(mountpoint: Path) -> Path:
 
 
 def _no_daemon(mp: Path) -> str:
-    try:
-        os.listdir(mp)
-    except OSError as err:
-        if err.errno == errno.ENOTCONN:
-            return (
-                f"the daemon of {mp} has died; mounting there again replaces the dead mount "
-                "and shows its staged writes ('s3fsv unmount' only removes it)"
-            )
+    if is_dead(mp):
+        return (
+            f"the daemon of {mp} has died; mounting there again replaces the dead mount "
+            "and shows its staged writes ('s3fsv unmount' only removes it)"
+        )
     return (
         f"no s3fsv daemon answers for {mp} (was it mounted by another user, "
         "with another XDG_STATE_HOME, or has its daemon died?)"

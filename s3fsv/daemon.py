@@ -14,7 +14,6 @@ the ``--commit-on`` policy: ``manual``, ``unmount`` or ``idle=SECONDS``.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
@@ -33,7 +32,7 @@ from typing import Any
 from s3fsv.config import cache_dir, endpoint_url, private_dir, state_dir, store_url
 from s3fsv.errors import NotFound, S3fsvError, UsageError
 from s3fsv.exit_report import ExitReport, take_report
-from s3fsv.mounttable import mount_table, mounted_at
+from s3fsv.mounttable import is_dead, mount_table, mounted_at
 from s3fsv.refs import check_ref_name, check_ref_spec
 from s3fsv.store import Store
 
@@ -100,6 +99,7 @@ class Source:
     store_url: str
     repo: str | None
     ref: str | None
+    commit: str | None = None  # what ``ref`` resolved to when the mount was asked for
 
 
 def parse_source(text: str, endpoint: str | None) -> tuple[Store, Source]:
@@ -111,8 +111,8 @@ def parse_source(text: str, endpoint: str | None) -> tuple[Store, Source]:
         check_ref_name(repo, "repo")
         check_ref_spec(ref)
         store = Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS)
-        store.repo(repo).resolve(ref)  # a missing ref fails here, not later in the daemon
-        return store, Source(base, repo, ref)
+        commit = store.repo(repo).resolve(ref)  # a missing ref fails here, not in the daemon
+        return store, Source(base, repo, ref, commit)
     try:
         return Store.open(text, endpoint_url=endpoint, **MOUNT_S3_OPTIONS), Source(text, None, None)
     except NotFound as first:
@@ -133,14 +133,14 @@ def check_mountpoint(path: str, *, replace_dead: bool = False) -> Path:
     mp = Path(os.path.realpath(path))
     table = mount_table()
     there = mounted_at(table, mp) if table is not None else None
-    if there is not None and there.is_s3fsv and _is_dead(mp):
+    if there is not None and there.is_s3fsv and is_dead(mp):
         # Its daemon crashed or was killed; its staged writes are on disk for this mount.
         if not replace_dead:
             return mp
         _detach(mp)
         print(f"s3fsv: replaced the dead mount at {mp} (its daemon had stopped)", file=sys.stderr)
     elif there is not None if table is not None else os.path.ismount(mp):
-        if _is_dead(mp):
+        if is_dead(mp):
             raise MountError(
                 f"mountpoint {mp} holds a dead FUSE mount (its daemon stopped): unmount it first"
             )
@@ -152,15 +152,6 @@ def check_mountpoint(path: str, *, replace_dead: bool = False) -> Path:
     if any(mp.iterdir()):
         raise MountError(f"mountpoint {mp} is not empty")
     return mp
-
-
-def _is_dead(mp: Path) -> bool:
-    """Whether ``mp`` is a FUSE mount whose daemon is gone (its root answers ENOTCONN)."""
-    try:
-        os.listdir(mp)
-    except OSError as err:
-        return err.errno == errno.ENOTCONN
-    return False
 
 
 def _detach(mp: Path) -> None:
@@ -452,7 +443,7 @@ def unmount(mountpoint: str, timeout: float | None = None) -> int:
     elif not there.is_s3fsv:
         raise MountError(f"{mp} is not an s3fsv mount (it is {there.fstype}): use umount for it")
     mp = Path(os.path.realpath(mp))  # as the mount table and the daemon have it
-    if _is_dead(mp):  # its daemon is gone: its pid file is stale (the pid may be reused)
+    if is_dead(mp):  # its daemon is gone: its pid file is stale (the pid may be reused)
         _detach(mp)
         for stale in (pid_file(mp), socket_file(mp)):
             stale.unlink(missing_ok=True)

@@ -4,6 +4,7 @@ that ``stat`` of its root fails with ENOTCONN) is still there."""
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,3 +59,12 @@ def mounted_at(table: dict[str, Mounted], path: Path) -> Mounted | None:
     """The mount at ``path`` (as given, or with symlinks resolved: the table lists real
     paths), if any."""
     return table.get(str(path)) or table.get(os.path.realpath(path))
+
+
+def is_dead(path: Path) -> bool:
+    """Whether ``path`` is a FUSE mount whose daemon is gone (its root answers ENOTCONN)."""
+    try:
+        os.listdir(path)
+    except OSError as err:
+        return err.errno == errno.ENOTCONN
+    return False

@@ -170,7 +170,7 @@ class Filesystem(WriteOps):
         with state.lock:
             state.heads[branch] = commit
             state.moves += 1
-        self._last_good.remember(("head", repo, branch), commit)
+        self._last_good.remember(_head_key(repo, branch), commit)
 
     # -- repos and refs ---------------------------------------------------------------------
     def _state(self, name: str) -> RepoState:
@@ -203,9 +203,7 @@ class Filesystem(WriteOps):
                 commit = state.heads.get(name)
                 moves = state.moves
             if commit is None:
-                fetched = self._last_good.get(
-                    ("head", repo, name), lambda: state.repo.branch_head(name).commit
-                )
+                fetched = self._branch_head(state, name)
                 with state.lock:
                     if state.moves == moves:
                         state.heads[name] = commit = fetched
@@ -237,11 +235,16 @@ class Filesystem(WriteOps):
             self._fixed_snaps[key] = snap
         return snap
 
+    def _branch_head(self, state: RepoState, name: str) -> str:
+        """The head of branch ``name`` as the store has it now (as last read, while the store
+        is unreachable)."""
+        return self._last_good.get(
+            _head_key(state.repo.name, name), lambda: state.repo.branch_head(name).commit
+        )
+
     def _is_branch(self, state: RepoState, name: str) -> bool:
         try:
-            self._last_good.get(
-                ("head", state.repo.name, name), lambda: state.repo.branch_head(name).commit
-            )
+            self._branch_head(state, name)
             return True
         except (NotFound, InvalidName):
             return False
@@ -560,6 +563,10 @@ class Filesystem(WriteOps):
             "f_favail": st.f_favail,
             "f_namemax": 255,
         }
+
+
+def _head_key(repo: str, branch: str) -> tuple[str, str, str]:
+    return ("head", repo, branch)
 
 
 def _iso_ns(when: str) -> int:
