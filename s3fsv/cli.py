@@ -258,14 +258,16 @@ def cmd_get(args: argparse.Namespace) -> int:
     addr = parse_address(args.source, default_ref="main")
     repo = _open_store(args).repo(addr.repo)
     cid = repo.resolve(addr.ref or "main")
+    plan = list(transfer.plan_get(repo, cid, addr.path))
     dest = Path(args.dest)
     into = addr.path and (args.dest.endswith("/") or dest.is_dir())
-    if into and repo.stat(cid, addr.path).kind != "dir":  # a file into a directory, as cp does
+    if into and plan[0][1].kind != "dir":  # a file into a directory, as cp does
         dest = dest / addr.path.rsplit("/", 1)[-1]
-    plan = list(transfer.plan_get(repo, cid, addr.path))
     total = sum(e.size for _, e in plan if e.kind == "file")
     with _progress_bar(total, "download", args.quiet) as bar:
-        files = transfer.get(repo, cid, addr.path, dest, threads=args.jobs, progress=bar.update)
+        files = transfer.get(
+            repo, cid, addr.path, dest, threads=args.jobs, progress=bar.update, plan=plan
+        )
     print(f"downloaded {_count(files, 'file')} ({total} bytes) from {cid[:12]}", file=sys.stderr)
     return 0
 

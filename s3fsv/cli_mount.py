@@ -115,10 +115,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
         return daemon.serve(args, store, source, args.mountpoint)
     daemon.start(args.argv, args.mountpoint, foreground=False)
     shown = args.source
-    if pinned and source.repo is not None and source.ref is not None:
-        cid = store.repo(source.repo).resolve(source.ref)
-        if not cid.startswith(source.ref):
-            shown += f" (commit {cid[:12]})"
+    if pinned and source.commit and not source.commit.startswith(source.ref or ""):
+        shown += f" (commit {source.commit[:12]})"
     print(f"mounted {shown} at {Path(args.mountpoint).absolute()}", file=sys.stderr)
     _tell_leftovers(leftovers)
     return 0

@@ -169,9 +169,12 @@ class Staging:
         with self._lock:
             return sorted(self.entries.values(), key=lambda e: e.path)
 
-    def __bool__(self) -> bool:
+    def __len__(self) -> int:
         with self._lock:
-            return bool(self.entries)
+            return len(self.entries)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

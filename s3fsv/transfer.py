@@ -184,9 +184,12 @@ def get(
     *,
     threads: int = 16,
     progress: Progress | None = None,
+    plan: list[tuple[str, TreeEntry]] | None = None,
 ) -> int:
-    """Download ``path`` of ``commit`` to ``target``; return the number of files written."""
-    plan = list(plan_get(repo, commit, path))
+    """Download ``path`` of ``commit`` to ``target``; return the number of files written.
+    ``plan``: ``plan_get(repo, commit, path)``, when the caller has it already."""
+    if plan is None:
+        plan = list(plan_get(repo, commit, path))
     top = plan[0][1]
     if top.kind != "dir" and target.is_dir():
         target = target / (path.rsplit("/", 1)[-1] or top.name)

@@ -241,7 +241,7 @@ class WriteOps:
     def staged_count(self, repo: str, branch: str) -> int:
         """How many paths ``repo@branch`` has staged in this mount."""
         ov = self._overlays.get((repo, branch))  # type: ignore[attr-defined]
-        return 0 if ov is None else len(ov.staging.all())
+        return 0 if ov is None else len(ov.staging)
 
     def idle_seconds(self, repo: str, branch: str) -> float:
         ov = self._overlays.get((repo, branch))  # type: ignore[attr-defined]
