@@ -220,13 +220,14 @@ class Filesystem(WriteOps):
         if section == "tag":
             commit = state.repo.refs.tag(name)
         elif section == "commit":
-            if not is_commit_prefix(name):
+            hexid = name.lower()  # as the command line takes ids
+            if not is_commit_prefix(hexid):
                 raise NotFound(f"not a commit id: {name}")
-            if is_object_id(name):  # no ref is named like this: just check the commit
-                commit = name
+            if is_object_id(hexid):  # no ref is named like this: just check the commit
+                commit = hexid
                 state.repo.commit_object(commit)
             else:
-                commit = state.repo.resolve(name)
+                commit = state.repo.resolve(hexid)
         else:
             commit = state.repo.resolve(name)
         label = f"{section}/{name}" if section != "@" else f"@{name}"

@@ -69,7 +69,14 @@ def test_layout_and_bytes(store_mount: tuple[Path, str, dict[str, bytes]]) -> No
     assert sorted(os.listdir(mp / "cams/branch")) == ["main"]
     assert sorted(os.listdir(mp / "cams/tag")) == ["v1"]
     assert cid in os.listdir(mp / "cams/commit")
-    for view in ("branch/main", "tag/v1", f"commit/{cid}", f"commit/{cid[:8]}"):
+    views = (
+        "branch/main",
+        "tag/v1",
+        f"commit/{cid}",
+        f"commit/{cid[:8]}",
+        f"commit/{cid[:8].upper()}",
+    )
+    for view in views:
         for rel, data in files.items():
             assert (mp / "cams" / view / rel).read_bytes() == data, (view, rel)
 
