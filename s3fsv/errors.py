@@ -26,6 +26,14 @@ class NotFound(S3fsvError):
     exit_code = 3
 
 
+class MissingObject(NotFound):
+    """A chunk or pack that a committed file refers to is missing from the store: the store is
+    damaged. Not-found for the command line (exit 3), but ``EIO`` on a mount, where ``ENOENT``
+    would say the file itself does not exist."""
+
+    errno = _errno.EIO
+
+
 class BucketMissing(NotFound):
     """The S3 bucket of a store does not exist."""
 

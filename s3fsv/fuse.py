@@ -124,7 +124,9 @@ class Operations(mfusepy.Operations):
 
     @translated
     def fsync(self, path: str, datasync: int, fi: Any) -> int:
-        self.fs.fsync(fi.fh if fi is not None else None)
+        # Handle 0: an immutable mount declines OPEN, so its files have no handle and
+        # nothing to sync.
+        self.fs.fsync(fi.fh if fi is not None and fi.fh else None)
         return 0
 
     @translated

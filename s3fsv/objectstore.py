@@ -16,7 +16,7 @@ from cachetools import LRUCache
 
 from s3fsv.backend.base import Backend, ReadsInto
 from s3fsv.buffers import POOLED_MIN, SHARED_POOL, BufferPool, ChunkData
-from s3fsv.errors import CorruptObject, NotFound, PreconditionFailed
+from s3fsv.errors import CorruptObject, MissingObject, NotFound, PreconditionFailed
 from s3fsv.objects import (
     Commit,
     Object,
@@ -98,14 +98,17 @@ class ObjectStore:
         least ``POOLED_MIN`` bytes lands in a ``Chunk`` from ``pool`` when the backend can read
         into it (see ``s3fsv.buffers``)."""
         backend = self.backend
-        if not isinstance(backend, ReadsInto):
-            return self.get_bytes(oid, fill_cache=False)
-        data = self._fetch_verified(
-            oid,
-            lambda key: backend.read_into(
-                key, lambda n: pool.take(n) if n >= POOLED_MIN else bytearray(n)
-            ),
-        )
+        try:
+            if not isinstance(backend, ReadsInto):
+                return self.get_bytes(oid, fill_cache=False)
+            data = self._fetch_verified(
+                oid,
+                lambda key: backend.read_into(
+                    key, lambda n: pool.take(n) if n >= POOLED_MIN else bytearray(n)
+                ),
+            )
+        except NotFound as err:
+            raise MissingObject(str(err)) from None
         return bytes(data) if isinstance(data, bytearray) else data
 
     def _fetch_verified(self, oid: str, read: Callable[[str], D]) -> D:
@@ -133,7 +136,7 @@ class ObjectStore:
         try:
             span = self.backend.get(self.key(pack), start, end)
         except NotFound:
-            raise NotFound(f"pack {pack} is missing from repo {self.repo!r}") from None
+            raise MissingObject(f"pack {pack} is missing from repo {self.repo!r}") from None
         view = memoryview(span)
         good: dict[str, bytes] = {}
         bad: list[str] = []
@@ -168,7 +171,10 @@ class ObjectStore:
         """The verified bytes of chunk ``idx`` of a file entry, wherever it is stored."""
         if entry.pack:
             return self.get_member(Member.of(entry))
-        return self.get_bytes(entry.chunks[idx])
+        try:
+            return self.get_bytes(entry.chunks[idx])
+        except NotFound as err:
+            raise MissingObject(str(err)) from None
 
     def location(self, oid: str) -> tuple[str, int] | None:
         """(pack, offset) of a packed chunk this process stored or read, if it knows one."""

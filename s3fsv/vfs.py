@@ -454,7 +454,8 @@ class Filesystem(WriteOps):
                 return self._add_handle(OpenStaged(ov, opened, ino, write_only(flags), command))
             entry = opened
         else:
-            if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+            # O_APPEND without write access changes nothing, as on any read-only filesystem.
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
                 raise ReadOnly(f"read-only: {path}")
             entry = self._entry(snap, inner)
             if entry.kind == "dir":

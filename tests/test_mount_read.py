@@ -182,7 +182,7 @@ def test_read_only_errors(store_mount: tuple[Path, str, dict[str, bytes]]) -> No
     with pytest.raises(NotADirectoryError):
         os.stat(snap / "top.txt" / "below")
     with pytest.raises(IsADirectoryError):
-        open(snap / "images").close()  # noqa: SIM115
+        os.open(snap / "images", os.O_WRONLY)
     with pytest.raises(OSError) as info:
         os.getxattr(snap / "top.txt", "user.s3fsv.nope")
     assert info.value.errno == errno.ENODATA
