@@ -313,6 +313,8 @@ def _log_to_file(args: object, mp: Path) -> None:
 def make_filesystem(args: object, store: Store, source: Source) -> Any:
     """The mount's ``vfs.Filesystem``, built in this one place from the mount options."""
     from s3fsv.cache import DiskCache
+    from s3fsv.outage import GuardedBackend, Outage
+    from s3fsv.store import MARKER
     from s3fsv.vfs import Filesystem, MountSpec
 
     cache = DiskCache(
@@ -320,6 +322,8 @@ def make_filesystem(args: object, store: Store, source: Source) -> Any:
         parse_size(getattr(args, "cache_size", "10G")),
     )
     store.cache = cache
+    inner = store.backend
+    store.backend = GuardedBackend(inner, Outage(lambda: inner.head(MARKER)))
     spec = MountSpec(
         source.repo,
         source.ref,

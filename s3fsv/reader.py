@@ -16,7 +16,6 @@ import ctypes
 import itertools
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +24,7 @@ from cachetools import LRUCache
 
 from s3fsv.buffers import ChunkData, aligned_address
 from s3fsv.cache import DIRECT_MIN, DiskCache
-from s3fsv.errors import CorruptObject, StoreUnavailable
+from s3fsv.errors import CorruptObject
 from s3fsv.objects import Tree, TreeEntry, TreePage
 from s3fsv.objectstore import Member, ObjectStore
 
@@ -41,7 +40,6 @@ SPAN_MAX = 8 * 1024 * 1024
 SPAN_GAP = 256 * 1024  # bytes of other members a span may read through to join two runs
 LOOKAHEAD_BYTES = 24 * 1024 * 1024  # packed files prefetched ahead of the one opened
 PLAIN_LOOKAHEAD = 16  # files stored as their own objects prefetched ahead
-FAILED_FETCH_HOLD = 5.0  # seconds a fetch that found the store unreachable answers for it
 
 
 class ChunkReader:
@@ -72,8 +70,6 @@ class ChunkReader:
         self._passed: LRUCache[str, bool] = LRUCache(maxsize=1024)  # see done_with
         self._covered: OrderedDict[str, None] = OrderedDict()  # see lookahead_due
         self._spans = 0  # span fetches queued or running
-        # Fetches that failed because the store was unreachable: (until when, error).
-        self._failed: LRUCache[str, tuple[float, BaseException]] = LRUCache(maxsize=1024)
 
     def close(self, *, wait: bool = False) -> None:
         """Stop fetching: queued work is dropped; with ``wait``, running work is waited for."""
@@ -107,8 +103,6 @@ class ChunkReader:
         except BaseException as err:
             with self._lock:
                 self._inflight.pop(oid, None)
-                if isinstance(err, StoreUnavailable):
-                    self._failed[oid] = (time.monotonic() + FAILED_FETCH_HOLD, err)
             fut.set_exception(err)
             self._release_passed([oid])
             return
@@ -126,13 +120,7 @@ class ChunkReader:
     ) -> Future[ChunkData | None]:
         with self._lock:
             fut = self._inflight.get(oid)
-            failed = self._failed.get(oid)
-            if fut is None and failed is not None and time.monotonic() < failed[0]:
-                # The kernel retries a failed read-ahead as a plain read at once: answer it
-                # with the same failure rather than wait out the store's timeouts again.
-                fut = Future()
-                fut.set_exception(failed[1])
-            elif fut is None and oid in self._recent:  # a fetch just ended: no second request
+            if fut is None and oid in self._recent:  # a fetch just ended: no second request
                 fut = Future()
                 fut.set_result(None)
             elif fut is None:

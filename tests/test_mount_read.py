@@ -388,3 +388,6 @@ def test_store_outage_leaves_what_is_cached_usable(
             seaweed.start()  # type: ignore[attr-defined]
         assert (snap / "big/video.bin").read_bytes() == files["big/video.bin"]
         run_cli("commit", str(branch), "-m", "after the outage", env=env)
+    # The mount counted the store as down (so later calls did not wait), and saw it come back.
+    log = "".join(p.read_text() for p in Path(env["XDG_STATE_HOME"]).glob("s3fsv/logs/*.log"))
+    assert "requests that need it fail at once" in log and "the store answers again" in log

@@ -1,31 +1,42 @@
-"""How the chunk reader behaves when the store cannot be reached (no FUSE, no S3 server)."""
+"""Store outages without FUSE or an S3 server: the mount's circuit breaker (``s3fsv.outage``)
+over a file store that can be switched off, alone and under the chunk reader."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from s3fsv import outage as outage_module
+from s3fsv.backend.base import ObjectInfo
 from s3fsv.backend.file import FileBackend
 from s3fsv.cache import DiskCache
 from s3fsv.errors import StoreUnavailable
 from s3fsv.objects import TreeEntry, sha256_hex
 from s3fsv.objectstore import ObjectStore
+from s3fsv.outage import GuardedBackend, Outage
 from s3fsv.reader import ChunkReader
 
 
-class FlakyBackend(FileBackend):
-    """A file store that can be switched off, counting the reads tried while it was."""
+class SwitchedBackend(FileBackend):
+    """A file store that can be switched off. ``tried`` counts the reads and listings that
+    reached it while it was off; probes (``head``) can be held at ``gate``."""
 
     down = False
-    refused = 0
+    tried = 0
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.gate = threading.Event()
+        self.gate.set()
 
     def _check(self) -> None:
         if self.down:
-            self.refused += 1
+            self.tried += 1
             raise StoreUnavailable("cannot reach the store (switched off)")
 
     def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
@@ -36,25 +47,95 @@ class FlakyBackend(FileBackend):
         self._check()
         return super().read_into(key, alloc)
 
+    def list(self, prefix: str = "") -> Iterator[str]:
+        self._check()
+        return super().list(prefix)
 
-def test_a_failed_fetch_answers_an_immediate_retry_without_waiting_again(tmp_path: Path) -> None:
+    def head(self, key: str) -> ObjectInfo:
+        self.gate.wait()
+        if self.down:
+            raise StoreUnavailable("cannot reach the store (switched off)")
+        return super().head(key)
+
+
+@pytest.fixture
+def switched(tmp_path: Path) -> Iterator[tuple[SwitchedBackend, GuardedBackend]]:
+    inner = SwitchedBackend(str(tmp_path / "store"))
+    guarded = GuardedBackend(inner, Outage(lambda: inner.head("s3fsv.json")))
+    yield inner, guarded
+    inner.gate.set()
+    guarded.outage.settle(10)
+
+
+def test_requests_fail_at_once_while_the_store_is_down(
+    switched: tuple[SwitchedBackend, GuardedBackend],
+) -> None:
+    """Only the first request waits for the store; later ones fail without reaching it,
+    listings too, until a probe finds it back. Then requests go through again."""
+    inner, guarded = switched
+    inner.put("k", b"value")
+    inner.down = True
+    for _ in range(4):
+        with pytest.raises(StoreUnavailable):
+            guarded.get("k")
+    with pytest.raises(StoreUnavailable):
+        list(guarded.list(""))
+    assert inner.tried == 1
+    inner.down = False
+    assert guarded.outage.settle(10)
+    assert guarded.get("k") == b"value"  # starts a probe, which finds the store back
+    assert list(guarded.list("")) == ["k"]
+
+
+def test_a_hung_probe_is_not_waited_for(
+    switched: tuple[SwitchedBackend, GuardedBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that accepts requests and never answers: a request waits for the probe it
+    starts only ``PROBE_WAIT``, and not at all for one already running."""
+    monkeypatch.setattr(outage_module, "PROBE_WAIT", 0.01)
+    inner, guarded = switched
+    inner.put("k", b"value")
+    inner.down = True
+    with pytest.raises(StoreUnavailable):
+        guarded.get("k")
+    inner.gate.clear()  # probes now hang
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable):
+            guarded.get("k")
+    assert not guarded.outage.settle(0)  # the probe is still hanging
+    assert inner.tried == 1
+    inner.down = False
+    inner.gate.set()
+    assert guarded.outage.settle(10)
+    assert guarded.get("k") == b"value"
+
+
+def test_reader_retries_do_not_wait_for_the_store_again(tmp_path: Path) -> None:
     """The kernel turns a failed read-ahead into a plain read of the same range at once; that
-    second read must fail from the first one's outcome, not wait out the store's timeouts a
-    second time. After the hold, a read tries the store again and succeeds once it is back."""
-    backend = FlakyBackend(str(tmp_path / "store"))
-    data = os.urandom(100_000)
-    oid = ObjectStore(backend, "r").put_bytes(data)
+    read must fail from the outage, not wait out the store's timeouts a second time. A chunk
+    in the cache stays readable throughout."""
+    inner = SwitchedBackend(str(tmp_path / "store"))
+    guarded = GuardedBackend(inner, Outage(lambda: inner.head("s3fsv.json")))
+    cached, missing = os.urandom(100_000), os.urandom(100_000)
+    cached_id = ObjectStore(inner, "r").put_bytes(cached)
+    missing_id = ObjectStore(inner, "r").put_bytes(missing)
     cache = DiskCache(tmp_path / "cache")
-    reader = ChunkReader(ObjectStore(backend, "r", cache), cache, 1 << 20, threads=2)
-    entry = TreeEntry("f", "file", 0o644, 0, len(data), sha256_hex(data), (oid,))
+    reader = ChunkReader(ObjectStore(guarded, "r", cache), cache, 1 << 20, threads=2)
+
+    def entry(data: bytes, oid: str) -> TreeEntry:
+        return TreeEntry("f", "file", 0o644, 0, len(data), sha256_hex(data), (oid,))
+
     try:
-        backend.down = True
+        assert reader.read(entry(cached, cached_id), 0, len(cached)) == cached
+        inner.down = True
         for _ in range(3):
             with pytest.raises(StoreUnavailable):
-                reader.read(entry, 0, 4096)
-        assert backend.refused == 1
-        reader._failed.clear()  # as if the hold had run out
-        backend.down = False
-        assert reader.read(entry, 0, len(data)) == data
+                reader.read(entry(missing, missing_id), 0, 4096)
+        assert inner.tried == 1
+        assert reader.read(entry(cached, cached_id), 0, len(cached)) == cached
+        inner.down = False
+        assert guarded.outage.settle(10)
+        assert reader.read(entry(missing, missing_id), 0, len(missing)) == missing
     finally:
         reader.close(wait=True)
+        guarded.outage.settle(10)

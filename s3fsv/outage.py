@@ -1,0 +1,143 @@
+"""A mount's circuit breaker for store outages.
+
+A store that stops answering costs every request its full timeout (about 60 s with a mount's
+settings). Paid once per call, a walk such as ``ls -l`` or ``find`` would hang for minutes. So
+once a request finds the store unreachable, the mount treats the store as down: requests fail
+at once with ``StoreUnavailable`` (callers then serve what they hold, or fail with ``EIO``),
+while one background probe at a time asks the store whether it answers again. A request that
+starts a probe waits briefly for it, so the first request after the store is back goes through.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from s3fsv.backend.base import Backend, ObjectInfo, copy_into
+from s3fsv.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+B = TypeVar("B")
+
+PROBE_WAIT = 1.0  # seconds a request waits for the probe it started
+
+
+class Outage:
+    """Whether the store is down, and the probe that finds out when it is back. Thread-safe.
+
+    ``probe`` is a cheap store request; it raising ``StoreUnavailable`` means still down, and
+    anything else (an answer, or another error, which is also an answer) means up."""
+
+    def __init__(self, probe: Callable[[], object]) -> None:
+        self._probe = probe
+        self._lock = threading.Lock()
+        self._error: StoreUnavailable | None = None
+        self._probing: threading.Event | None = None  # set when the running probe ends
+
+    def error(self) -> StoreUnavailable | None:
+        """The error the store failed with, while it is down; None when it is up. While it is
+        down, starts a probe when none runs and waits up to ``PROBE_WAIT`` for it; a probe
+        already running is not waited for. (A probe makes one request, with the backend's
+        retries: probes pace themselves.)"""
+        with self._lock:
+            if self._error is None:
+                return None
+            started = None
+            if self._probing is None:
+                started = self._probing = threading.Event()
+                threading.Thread(target=self._run_probe, name="s3fsv-probe", daemon=True).start()
+        if started is not None:
+            started.wait(PROBE_WAIT)
+        with self._lock:
+            return self._error
+
+    def settle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a running probe to end; True when none runs."""
+        with self._lock:
+            probing = self._probing
+        return probing is None or probing.wait(timeout)
+
+    def failed(self, err: StoreUnavailable) -> None:
+        """A request found the store unreachable."""
+        with self._lock:
+            first, self._error = self._error is None, err
+        if first:
+            log.warning("%s; until it answers, requests that need it fail at once", err)
+
+    def _run_probe(self) -> None:
+        error: StoreUnavailable | None = None
+        try:
+            self._probe()
+        except StoreUnavailable as err:
+            error = err
+        except Exception as err:  # any answer means the store is reachable
+            log.debug("store probe answered with %s", err)
+        with self._lock:
+            done, self._probing = self._probing, None
+            was_down, self._error = self._error is not None, error
+        if done is not None:
+            done.set()
+        if was_down and error is None:
+            log.warning("the store answers again")
+
+
+class GuardedBackend:
+    """A ``Backend`` whose requests fail at once while ``outage`` says the store is down, and
+    which reports requests that find it unreachable to ``outage``. Other attributes are the
+    wrapped backend's."""
+
+    def __init__(self, inner: Backend, outage: Outage) -> None:
+        self.inner = inner
+        self.outage = outage
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _call(self, fn: Callable[..., B], *args: Any, **kwargs: Any) -> B:
+        err = self.outage.error()
+        if err is not None:
+            raise StoreUnavailable(f"not asked: the store is unreachable ({err})")
+        try:
+            return fn(*args, **kwargs)
+        except StoreUnavailable as unreachable:
+            self.outage.failed(unreachable)
+            raise
+
+    def _iterate(self, fn: Callable[[str], Iterator[str]], prefix: str) -> Iterator[str]:
+        it = self._call(fn, prefix)
+        while True:
+            try:
+                item = self._call(next, it)
+            except StopIteration:
+                return
+            yield item
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        return self._call(self.inner.get, key, start, end)
+
+    def read_into(self, key: str, alloc: Callable[[int], B]) -> B:
+        read_into = getattr(self.inner, "read_into", None)
+        if read_into is None:
+            return copy_into(self.get(key), alloc)
+        return self._call(read_into, key, alloc)
+
+    def head(self, key: str) -> ObjectInfo:
+        return self._call(self.inner.head, key)
+
+    def put(self, key: str, data: bytes, **conditions: Any) -> str:
+        return self._call(self.inner.put, key, data, **conditions)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return self._iterate(self.inner.list, prefix)
+
+    def list_prefixes(self, prefix: str = "") -> Iterator[str]:
+        return self._iterate(self.inner.list_prefixes, prefix)
+
+    def delete(self, key: str) -> None:
+        self._call(self.inner.delete, key)
+
+    def close(self) -> None:
+        self.inner.close()
