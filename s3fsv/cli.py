@@ -461,11 +461,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(EXIT_CODES, __version__)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="s3fsv: %(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
+    level = getattr(logging, args.log_level.upper())
+    logging.basicConfig(level=level, format="s3fsv: %(levelname)s: %(message)s", stream=sys.stderr)
+    for library in ("botocore", "boto3", "s3transfer", "urllib3"):
+        # Their debug output holds signed request headers (the access key id among them);
+        # s3fsv's own debug lines say what a user needs.
+        logging.getLogger(library).setLevel(max(level, logging.INFO))
     handler = _COMMANDS.get(args.handler) if hasattr(args, "handler") else None
     if handler is None:
         getattr(args, "help_parser", parser).print_help(sys.stderr)

@@ -115,8 +115,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
         return daemon.serve(args, store, source, args.mountpoint)
     daemon.start(args.argv, args.mountpoint, foreground=False)
     shown = args.source
-    if pinned and source.commit and not source.commit.startswith(source.ref or ""):
-        shown += f" (commit {source.commit[:12]})"
+    if pinned and source.commit and source.commit != (source.ref or "").lower():
+        shown += f" (commit {source.commit})"  # in full: what a rerun pins to
     print(f"mounted {shown} at {Path(args.mountpoint).absolute()}", file=sys.stderr)
     _tell_leftovers(leftovers)
     return 0

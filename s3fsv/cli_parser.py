@@ -61,6 +61,33 @@ def _common(p: argparse.ArgumentParser, *, json: bool = False) -> None:
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def _global_options(p: argparse.ArgumentParser, defaults: dict[str, str] | None) -> None:
+    """--store, --endpoint-url and --log-level; with ``defaults`` None, absent ones set
+    nothing (so a subcommand's parser does not undo what was given before the command)."""
+
+    def default(name: str) -> object:
+        return argparse.SUPPRESS if defaults is None else defaults.get(name)
+
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        default=default("store"),
+        help="store URL (default: $S3FSV_STORE)",
+    )
+    p.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        default=default("endpoint_url"),
+        help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL)",
+    )
+    p.add_argument(
+        "--log-level",
+        default=default("log_level"),
+        choices=["debug", "info", "warning", "error"],
+        help="logging detail on stderr (default: warning)",
+    )
+
+
 def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="s3fsv",
@@ -69,20 +96,15 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"s3fsv {version}")
-    parser.add_argument("--store", metavar="URL", help="store URL (default: $S3FSV_STORE)")
-    parser.add_argument(
-        "--endpoint-url", metavar="URL", help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL)"
-    )
-    parser.add_argument(
-        "--log-level",
-        default="warning",
-        choices=["debug", "info", "warning", "error"],
-        help="logging detail on stderr (default: warning)",
-    )
+    _global_options(parser, {"log_level": "warning"})
+    # The same options after a command (`s3fsv mount --log-level debug ...`); given there, they
+    # win, and a command that does not give them keeps what was given before it.
+    glob = argparse.ArgumentParser(add_help=False)
+    _global_options(glob, None)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def add(name: str, handler: str, help: str, **kw: object) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
+        p = sub.add_parser(name, help=help, description=help, parents=[glob], **kw)  # type: ignore[arg-type]
         # A group (repo, branch, tag) given no action shows its own help.
         p.set_defaults(handler=handler, help_parser=p)
         return p
@@ -91,20 +113,22 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
 
     repo = add("repo", "", "manage repos (create, list)")
     repo_sub = repo.add_subparsers(title="repo commands", metavar="ACTION")
-    p = repo_sub.add_parser("create", help="create a repo with an empty branch main")
+    p = repo_sub.add_parser(
+        "create", parents=[glob], help="create a repo with an empty branch main"
+    )
     p.add_argument(
         "name",
         metavar="NAME",
         help="up to 100 letters, digits, '.', '_', '-', starting with a letter or digit",
     )
     p.set_defaults(handler="repo.create")
-    p = repo_sub.add_parser("list", help="list the repos of the store")
+    p = repo_sub.add_parser("list", parents=[glob], help="list the repos of the store")
     _common(p, json=True)
     p.set_defaults(handler="repo.list")
 
     branch = add("branch", "", "manage branches (create, list, delete)")
     branch_sub = branch.add_subparsers(title="branch commands", metavar="ACTION")
-    p = branch_sub.add_parser("create", help="create a branch")
+    p = branch_sub.add_parser("create", parents=[glob], help="create a branch")
     p.add_argument("repo", metavar="REPO", help="repo name")
     p.add_argument("name", metavar="NAME", help="branch name")
     p.add_argument(
@@ -115,11 +139,13 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         help="branch, tag or commit to start from (default: main)",
     )
     p.set_defaults(handler="branch.create")
-    p = branch_sub.add_parser("list", help="list branches and their head commits")
+    p = branch_sub.add_parser("list", parents=[glob], help="list branches and their head commits")
     p.add_argument("repo", metavar="REPO", help="repo name")
     _common(p, json=True)
     p.set_defaults(handler="branch.list")
-    p = branch_sub.add_parser("delete", help="delete a branch (its commits stay readable by id)")
+    p = branch_sub.add_parser(
+        "delete", parents=[glob], help="delete a branch (its commits stay readable by id)"
+    )
     p.add_argument("repo", metavar="REPO", help="repo name")
     p.add_argument("name", metavar="NAME", help="branch name")
     p.add_argument(
@@ -131,7 +157,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
 
     tag = add("tag", "", "manage tags (create, list); a tag never moves")
     tag_sub = tag.add_subparsers(title="tag commands", metavar="ACTION")
-    p = tag_sub.add_parser("create", help="create a tag")
+    p = tag_sub.add_parser("create", parents=[glob], help="create a tag")
     p.add_argument("repo", metavar="REPO", help="repo name")
     p.add_argument("name", metavar="NAME", help="tag name")
     p.add_argument(
@@ -142,7 +168,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         help="branch, tag or commit to tag (default: main)",
     )
     p.set_defaults(handler="tag.create")
-    p = tag_sub.add_parser("list", help="list tags and their commits")
+    p = tag_sub.add_parser("list", parents=[glob], help="list tags and their commits")
     p.add_argument("repo", metavar="REPO", help="repo name")
     _common(p, json=True)
     p.set_defaults(handler="tag.list")
@@ -185,7 +211,14 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    p = add("mount", "mount", "mount a store, a repo, or one snapshot as a directory tree")
+    p = add(
+        "mount",
+        "mount",
+        "mount a store, a repo, or one snapshot as a directory tree",
+        epilog="The daemon logs to $XDG_STATE_HOME/s3fsv/logs/mount-<dir>-<id>.log (to stderr "
+        "with --foreground). SIGTERM or SIGINT unmount it; files still open then fail with "
+        "ENOTCONN, so unmount after the programs using the mount have finished.",
+    )
     p.add_argument(
         "source",
         metavar="STORE[/REPO[@REF]]",

@@ -534,14 +534,19 @@ class Filesystem(WriteOps):
         if snap is None:
             return {}
         ov = self._overlay(snap)
+        # Linux allows user.* attributes only on files and directories: links list none.
         if ov is not None:
             node = ov.node(inner)
+            if node.kind == "link":
+                return {}
             # Staged itself or changed below: no commit holds what is shown here (yet).
             if node.staged is not None or ov.staging.has_below("/".join(inner)):
                 return {XATTR_PREFIX + "repo": snap.repo.encode(), XATTR_PREFIX + "staged": b"1"}
             entry = node.base if node.base is not None else ov.as_entry(node.staged)
         else:
             entry = self._entry(snap, inner)
+            if entry.kind == "link":
+                return {}
         out = {
             XATTR_PREFIX + "repo": snap.repo.encode(),
             XATTR_PREFIX + "commit": snap.commit.encode(),

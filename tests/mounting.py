@@ -92,12 +92,16 @@ def mounted(
     mountpoint: Path,
     env: dict[str, str],
     *options: str,
+    said: list[str] | None = None,
 ) -> Iterator[Path]:
-    """Mount ``source`` at ``mountpoint`` with ``env`` (which must set XDG_STATE_HOME)."""
+    """Mount ``source`` at ``mountpoint`` with ``env`` (which must set XDG_STATE_HOME); what
+    the mount command printed to stderr is appended to ``said``."""
     mountpoint.mkdir(parents=True, exist_ok=True)
     state_home = Path(env["XDG_STATE_HOME"])
     try:
-        run_cli("mount", source, str(mountpoint), *options, env=env)
+        result = run_cli("mount", source, str(mountpoint), *options, env=env)
+        if said is not None:
+            said.append(result.stderr)
         assert os.path.ismount(mountpoint)
         yield mountpoint
     finally:

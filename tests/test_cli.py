@@ -440,3 +440,23 @@ def test_help_explains_itself(env: dict[str, str]) -> None:
     for word in ("init", "put", "mount", "exit codes", "REPO[@REF][:PATH]", "S3FSV_STORE"):
         assert word in out
     assert "--ref-ttl" in cli(env, "mount", "--help")
+
+
+@pytest.mark.s3
+def test_global_options_after_the_command_and_debug_logs_without_credentials(
+    s3_bucket_url: str, xdg_env: dict[str, str]
+) -> None:
+    """--store and --log-level work after the command too; debug output never shows the
+    access key (the S3 library's debug lines carry signed headers)."""
+    env = {**xdg_env, **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}}
+    env.pop("S3FSV_STORE", None)
+    cli(env, "init", "--store", s3_bucket_url)
+    cli(env, "repo", "create", "cams", "--store", s3_bucket_url)
+    for args in (
+        ("--log-level", "debug", "--store", s3_bucket_url, "repo", "list"),
+        ("repo", "list", "--store", s3_bucket_url, "--log-level", "debug"),
+    ):
+        result = run_cli(*args, env=env)
+        assert result.stdout == "cams\n"
+        assert "INFO" in result.stderr  # debug and info lines were on
+        assert os.environ["AWS_ACCESS_KEY_ID"] not in result.stderr

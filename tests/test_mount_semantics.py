@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import mmap
 import os
 import socket
 import stat
@@ -84,6 +85,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     for rel, data in FILES.items():
         (root / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / "src" / rel).write_bytes(data)
+    os.symlink("top.txt", root / "src" / "link")
     first, _ = put(repo, "main", root / "src", "", "ingest")
     repo.create_tag("v1", first)
     repo.create_branch("dev", first)
@@ -129,10 +131,18 @@ def test_commit_listing_and_lookup_beyond_it(world: World) -> None:
     assert world.first in commits  # the head of tag v1
     assert world.hidden not in commits  # more than 50 first-parent steps from every head
     for name in (world.hidden, world.hidden[:8]):
-        assert sorted(os.listdir(world.store / "cams" / "commit" / name)) == ["big.bin"] + [
-            "images",
-            "top.txt",
-        ]
+        listing = sorted(os.listdir(world.store / "cams" / "commit" / name))
+        assert listing == ["big.bin", "images", "link", "top.txt"]
+
+
+def test_pinned_mount_says_which_commit(world: World, tmp_path: Path) -> None:
+    """A mount of a tag, a prefix or REF~N prints the full commit id it pinned."""
+    for ref in ("v1", world.first[:8].upper(), "dev~0", world.first):
+        said: list[str] = []
+        with mounted(f"{world.url}/cams@{ref}", tmp_path / "m", world.env, said=said):
+            pass
+        shown = f"(commit {world.first})" in said[0]
+        assert shown == (ref != world.first), (ref, said[0])
 
 
 # -- lookup ---------------------------------------------------------------------------------------
@@ -171,6 +181,21 @@ def test_open_flags_on_read_only_files(world: World, where: str) -> None:
     _open(base / "top.txt", os.O_RDONLY | os.O_APPEND)  # nothing can be written through it
     assert _errno_of(lambda: _open(base / "images", os.O_WRONLY)) == errno.EISDIR
     _open(base / "images", os.O_RDONLY)
+
+
+def test_shared_mappings(world: World) -> None:
+    """Snapshots map shared; committed files of a branch (direct I/O) only privately."""
+
+    def mapped(path: Path, access: int) -> bytes:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=access) as m:
+            return bytes(m[:])
+
+    top = FILES["top.txt"]
+    assert mapped(world.commit_dir / "top.txt", mmap.ACCESS_READ) == top
+    assert mapped(world.snap / "top.txt", mmap.ACCESS_READ) == top
+    branch_file = world.store / "cams/branch/main/top.txt"
+    assert mapped(branch_file, mmap.ACCESS_COPY) == top
+    assert _errno_of(lambda: mapped(branch_file, mmap.ACCESS_READ)) == errno.ENODEV
 
 
 # -- read -----------------------------------------------------------------------------------------
@@ -270,6 +295,11 @@ def test_xattrs_of_snapshots(world: World) -> None:
     assert os.getxattr(world.commit_dir / "images", "user.s3fsv.tree").decode() == images.tree
     assert os.getxattr(world.snap / "images", "user.s3fsv.commit").decode() == world.first
     assert _errno_of(lambda: os.getxattr(world.snap / "top.txt", "user.nope")) == errno.ENODATA
+    # Linux refuses user.* attributes on symlinks, so a link lists none it could not read.
+    assert os.listxattr(world.commit_dir / "link", follow_symlinks=False) == []
+    staged_link = world.store / "cams/branch/dev/staged-link"
+    os.symlink("top.txt", staged_link)
+    assert os.listxattr(staged_link, follow_symlinks=False) == []
 
 
 def test_xattr_changes(world: World) -> None:
