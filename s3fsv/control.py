@@ -54,7 +54,6 @@ CONNECT_TIMEOUT = 5.0
 # sun_path holds 108 bytes; longer paths are reached through /proc/self/fd/<dir fd>/<name>.
 MAX_SUN_PATH = 100
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-_UMASK_LOCK = threading.Lock()
 
 # Exit code -> the class that owns it, to raise a daemon's error again in the client.
 _ERRORS: dict[int, type[S3fsvError]] = {
@@ -169,12 +168,11 @@ class ControlServer:
         self._remove_stale()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            with _address(self.socket_path) as addr, _UMASK_LOCK:
-                old = os.umask(0o177)
-                try:
-                    sock.bind(addr)
-                finally:
-                    os.umask(old)
+            # Not by narrowing the umask around bind: that is process-wide, and a directory
+            # another thread made meanwhile (the cache's) came out 0600. The socket's directory
+            # is 0700, so nobody else can reach it before the chmod.
+            with _address(self.socket_path) as addr:
+                sock.bind(addr)
             os.chmod(self.socket_path, 0o600)
             sock.listen(16)
             sock.settimeout(0.2)  # lets the accept loop notice close()

@@ -46,6 +46,7 @@ IDLE_POLL = 1.0
 IDLE_RETRY_MAX = 600.0  # a failing idle commit is retried with backoff up to this many seconds
 # A mount must turn an unreachable store into EIO in bounded time (docs/semantics.md: read).
 MOUNT_S3_OPTIONS = {"max_attempts": 3, "connect_timeout": 3.0, "read_timeout": 15.0}
+PROBE_S3_OPTIONS = {"max_attempts": 0, "connect_timeout": 2.0, "read_timeout": 5.0}  # see outage
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
@@ -312,6 +313,7 @@ def _log_to_file(args: object, mp: Path) -> None:
 
 def make_filesystem(args: object, store: Store, source: Source) -> Any:
     """The mount's ``vfs.Filesystem``, built in this one place from the mount options."""
+    from s3fsv.backend import open_backend
     from s3fsv.cache import DiskCache
     from s3fsv.outage import GuardedBackend, Outage
     from s3fsv.store import MARKER
@@ -322,8 +324,11 @@ def make_filesystem(args: object, store: Store, source: Source) -> Any:
         parse_size(getattr(args, "cache_size", "10G")),
     )
     store.cache = cache
-    inner = store.backend
-    store.backend = GuardedBackend(inner, Outage(lambda: inner.head(MARKER)))
+    # The probe asks once, with short timeouts: a probe still in its retries when the store
+    # came back would make the first call after the outage fail.
+    endpoint = getattr(store.backend, "endpoint_url", None)
+    probe = open_backend(store.url, endpoint_url=endpoint, **PROBE_S3_OPTIONS)
+    store.backend = GuardedBackend(store.backend, Outage(lambda: probe.head(MARKER)))
     spec = MountSpec(
         source.repo,
         source.ref,

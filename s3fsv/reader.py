@@ -12,6 +12,7 @@ neighbouring files, because requests, not bytes, are what cost.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import itertools
@@ -28,6 +29,7 @@ from s3fsv.cache import DIRECT_MIN, DiskCache
 from s3fsv.errors import CorruptObject
 from s3fsv.objects import Tree, TreeEntry, TreePage
 from s3fsv.objectstore import Member, ObjectStore
+from s3fsv.tree import dir_entries
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ SPAN_MAX = 8 * 1024 * 1024
 SPAN_GAP = 256 * 1024  # bytes of other members a span may read through to join two runs
 LOOKAHEAD_BYTES = 24 * 1024 * 1024  # packed files prefetched ahead of the one opened
 PLAIN_LOOKAHEAD = 16  # files stored as their own objects prefetched ahead
+WARM_SNAPSHOT_DIRS = 512  # directories of a pinned snapshot loaded when it is mounted
 
 
 class ChunkReader:
@@ -223,6 +226,22 @@ class ChunkReader:
                     continue
                 _remember(self._recent_prefetch, tid)
             self._pool.submit(self._warm_tree, tid)
+
+    def warm_snapshot(self, root_tree: str, limit: int = WARM_SNAPSHOT_DIRS) -> None:
+        """Load, in the background, the directories of a snapshot, breadth first, up to
+        ``limit`` of them: a pinned mount's first ``ls -R``, ``find`` or ``os.walk`` then lists
+        from memory instead of opening a cache file per directory."""
+        self._pool.submit(self._walk_trees, root_tree, limit)
+
+    def _walk_trees(self, root_tree: str, limit: int) -> None:
+        pending, loaded = collections.deque([root_tree]), 0
+        try:
+            while pending and loaded < limit:
+                entries = dir_entries(self.objects, pending.popleft())
+                pending.extend(e.tree for e in entries if e.kind == "dir")
+                loaded += 1
+        except Exception as err:  # a listing that needs it will report it
+            log.debug("loading a snapshot's directories ahead stopped: %s", err)
 
     def _warm_tree(self, tree_id: str) -> None:
         try:

@@ -93,6 +93,8 @@ class Filesystem(WriteOps):
             self._state(spec.repo)  # fails early for an unknown repo
             if spec.ref is not None:
                 self.fixed = self._snapshot(spec.repo, "@", spec.ref)
+                if self.fixed.immutable:
+                    self._state(spec.repo).reader.warm_snapshot(self.fixed.tree)
 
     @property
     def immutable(self) -> bool:

@@ -139,19 +139,3 @@ def test_reader_retries_do_not_wait_for_the_store_again(tmp_path: Path) -> None:
     finally:
         reader.close(wait=True)
         guarded.outage.settle(10)
-
-
-def test_fetch_threads_start_before_they_are_needed(tmp_path: Path) -> None:
-    """A new reader starts all its fetch threads in the background: starting them inside the
-    first requests (as the pool would) costs those requests milliseconds each."""
-    inner = SwitchedBackend(str(tmp_path / "store"))
-    cache = DiskCache(tmp_path / "cache")
-    reader = ChunkReader(ObjectStore(inner, "r", cache), cache, 1 << 20, threads=6)
-    try:
-        for _ in range(500):  # bounded: up to 5 s
-            if len(reader._pool._threads) == 6:
-                break
-            threading.Event().wait(0.01)
-        assert len(reader._pool._threads) == 6
-    finally:
-        reader.close(wait=True)

@@ -1,0 +1,62 @@
+"""What a chunk reader does ahead of the first requests: start its threads, and load a pinned
+snapshot's directories (no FUSE, a file store)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from s3fsv.cache import DiskCache
+from s3fsv.objects import Tree
+from s3fsv.reader import ChunkReader
+from s3fsv.store import Store
+from s3fsv.transfer import put
+
+
+def _eventually(check: Callable[[], bool]) -> bool:
+    for _ in range(500):  # up to about 5 s
+        if check():
+            return True
+        threading.Event().wait(0.01)
+    return check()
+
+
+def test_fetch_threads_start_before_they_are_needed(tmp_path: Path) -> None:
+    """A new reader starts all its fetch threads in the background: started inside the first
+    requests (as the pool would), they cost those requests milliseconds each."""
+    repo = Store.init(f"file://{tmp_path}/store").create_repo("r")
+    cache = DiskCache(tmp_path / "cache")
+    reader = ChunkReader(repo.objects, cache, repo.chunk_size, threads=6)
+    try:
+        assert _eventually(lambda: len(reader._pool._threads) == 6)
+    finally:
+        reader.close(wait=True)
+
+
+def test_warm_snapshot_loads_directories_breadth_first_up_to_a_limit(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for d in range(3):
+        for sub in range(2):
+            (src / f"d{d}" / f"s{sub}").mkdir(parents=True)
+            (src / f"d{d}" / f"s{sub}" / "f.txt").write_text("x")
+    store = Store.init(f"file://{tmp_path}/store")
+    cid, _ = put(store.create_repo("r"), "main", src, "", "tree")
+    repo = Store.open(f"file://{tmp_path}/store").repo("r")  # nothing decoded yet
+    root = repo.commit_object(cid).tree
+    other = Store.open(f"file://{tmp_path}/store").repo("r")  # its own decoded objects
+    level1 = [e.tree for e in other.listdir(cid)]
+    level2 = [e.tree for name in ("d0", "d1", "d2") for e in other.listdir(cid, name)]
+    cache = DiskCache(tmp_path / "cache")
+    reader = ChunkReader(repo.objects, cache, repo.chunk_size, threads=2)
+
+    def decoded(tree_id: str) -> bool:
+        return isinstance(repo.objects._decoded.get(tree_id), Tree)
+
+    try:
+        reader.warm_snapshot(root, limit=4)  # the root and the three directories below it
+        assert _eventually(lambda: all(decoded(t) for t in [root, *level1]))
+        reader.close(wait=True)
+        assert not any(decoded(t) for t in level2)
+    finally:
+        reader.close(wait=True)
