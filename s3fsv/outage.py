@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -36,21 +37,24 @@ class Outage:
         self._lock = threading.Lock()
         self._error: StoreUnavailable | None = None
         self._probing: threading.Event | None = None  # set when the running probe ends
+        self._probe_started = 0.0
 
     def error(self) -> StoreUnavailable | None:
         """The error the store failed with, while it is down; None when it is up. While it is
-        down, starts a probe when none runs and waits up to ``PROBE_WAIT`` for it; a probe
-        already running is not waited for. (A probe makes one request, with the backend's
-        retries: probes pace themselves.)"""
+        down, starts a probe when none runs; waits for the probe while it is younger than
+        ``PROBE_WAIT``, so every request of the moment the store comes back goes through, and
+        none waits longer for a probe that hangs. (A probe is one request: probes pace
+        themselves by its timeouts.)"""
         with self._lock:
             if self._error is None:
                 return None
-            started = None
             if self._probing is None:
-                started = self._probing = threading.Event()
+                self._probing = threading.Event()
+                self._probe_started = time.monotonic()
                 threading.Thread(target=self._run_probe, name="s3fsv-probe", daemon=True).start()
-        if started is not None:
-            started.wait(PROBE_WAIT)
+            probing, wait = self._probing, self._probe_started + PROBE_WAIT - time.monotonic()
+        if wait > 0:
+            probing.wait(wait)
         with self._lock:
             return self._error
 

@@ -79,6 +79,7 @@ class ChunkReader:
         self._recent_prefetch: OrderedDict[str, None] = OrderedDict()
         self._passed: LRUCache[str, bool] = LRUCache(maxsize=1024)  # see done_with
         self._covered: OrderedDict[str, None] = OrderedDict()  # see lookahead_due
+        self._warmed: OrderedDict[str, None] = OrderedDict()  # see warm_snapshot
         self._spans = 0  # span fetches queued or running
 
     def _start_workers(self, threads: int) -> None:
@@ -229,8 +230,12 @@ class ChunkReader:
 
     def warm_snapshot(self, root_tree: str, limit: int = WARM_SNAPSHOT_DIRS) -> None:
         """Load, in the background, the directories of a snapshot, breadth first, up to
-        ``limit`` of them: a pinned mount's first ``ls -R``, ``find`` or ``os.walk`` then lists
-        from memory instead of opening a cache file per directory."""
+        ``limit`` of them: a first ``ls -R``, ``find`` or ``os.walk`` of it then lists from
+        memory instead of opening a cache file per directory. Once per snapshot root."""
+        with self._lock:
+            if root_tree in self._warmed:
+                return
+            _remember(self._warmed, root_tree, limit=256)
         self._pool.submit(self._walk_trees, root_tree, limit)
 
     def _walk_trees(self, root_tree: str, limit: int) -> None:

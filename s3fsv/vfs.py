@@ -390,6 +390,8 @@ class Filesystem(WriteOps):
         if entry.kind != "dir":
             raise NotADirectory(f"not a directory: {path}")
         state = self._state(snap.repo)
+        if not inner and snap.immutable:  # a walk of a commit or tag starts with its root
+            state.reader.warm_snapshot(snap.tree)
         out, children = [], list(dir_entries(state.repo.objects, entry.tree))
         state.reader.warm_trees(c.tree for c in children if c.kind == "dir")
         for child in children:

@@ -110,6 +110,39 @@ def test_a_hung_probe_is_not_waited_for(
     assert guarded.get("k") == b"value"
 
 
+def test_every_request_of_the_moment_the_store_returns_goes_through(
+    switched: tuple[SwitchedBackend, GuardedBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests that arrive while a young probe runs wait for it with the one that started
+    it (the kernel sends a read and its read-ahead together): none fails with an outage that
+    just ended."""
+    monkeypatch.setattr(outage_module, "PROBE_WAIT", 30.0)
+    inner, guarded = switched
+    inner.put("k", b"value")
+    inner.down = True
+    with pytest.raises(StoreUnavailable):
+        guarded.get("k")
+    assert guarded.outage.settle(10)
+    inner.down = False
+    inner.gate.clear()  # the next probe waits here
+    results: list[object] = []
+
+    def request() -> None:
+        try:
+            results.append(guarded.get("k"))
+        except StoreUnavailable as err:
+            results.append(err)
+
+    threads = [threading.Thread(target=request) for _ in range(3)]
+    for t in threads:
+        t.start()
+    assert not guarded.outage.settle(0.2)  # the probe is held
+    inner.gate.set()
+    for t in threads:
+        t.join(10)
+    assert results == [b"value"] * 3
+
+
 def test_reader_retries_do_not_wait_for_the_store_again(tmp_path: Path) -> None:
     """The kernel turns a failed read-ahead into a plain read of the same range at once; that
     read must fail from the outage, not wait out the store's timeouts a second time. A chunk

@@ -60,3 +60,25 @@ def test_warm_snapshot_loads_directories_breadth_first_up_to_a_limit(tmp_path: P
         assert not any(decoded(t) for t in level2)
     finally:
         reader.close(wait=True)
+
+
+def test_listing_a_snapshot_root_warms_it_once(tmp_path: Path) -> None:
+    """In a repo mount, the first listing of commit/<id> starts loading that snapshot's
+    directories; listing it again, or a lookup of it, starts nothing more."""
+    from s3fsv.vfs import Filesystem, MountSpec
+
+    (tmp_path / "src/d").mkdir(parents=True)
+    (tmp_path / "src/d/f.txt").write_text("x")
+    url = f"file://{tmp_path}/store"
+    cid, _ = put(Store.init(url).create_repo("r"), "main", tmp_path / "src", "", "tree")
+    fs = Filesystem(Store.open(url), MountSpec("r", None, 5.0), DiskCache(tmp_path / "cache"))
+    try:
+        reader = fs._state("r").reader
+        root = fs._state("r").repo.commit_object(cid).tree
+        fs.getattr(f"/commit/{cid}")
+        assert root not in reader._warmed
+        for _ in range(2):
+            assert [name for name, _ in fs.readdir(f"/commit/{cid}")] == ["d"]
+        assert list(reader._warmed) == [root]
+    finally:
+        fs.close()
