@@ -87,6 +87,14 @@ def test_requests_fail_at_once_while_the_store_is_down(
     assert list(guarded.list("")) == ["k"]
 
 
+def _fail_once(inner: SwitchedBackend, guarded: GuardedBackend) -> None:
+    """Store ``k``, switch the store off, and let one request find it down."""
+    inner.put("k", b"value")
+    inner.down = True
+    with pytest.raises(StoreUnavailable):
+        guarded.get("k")
+
+
 def test_a_hung_probe_is_not_waited_for(
     switched: tuple[SwitchedBackend, GuardedBackend], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -94,10 +102,7 @@ def test_a_hung_probe_is_not_waited_for(
     starts only ``PROBE_WAIT``, and not at all for one already running."""
     monkeypatch.setattr(outage_module, "PROBE_WAIT", 0.01)
     inner, guarded = switched
-    inner.put("k", b"value")
-    inner.down = True
-    with pytest.raises(StoreUnavailable):
-        guarded.get("k")
+    _fail_once(inner, guarded)
     inner.gate.clear()  # probes now hang
     for _ in range(3):
         with pytest.raises(StoreUnavailable):
@@ -118,10 +123,7 @@ def test_every_request_of_the_moment_the_store_returns_goes_through(
     just ended."""
     monkeypatch.setattr(outage_module, "PROBE_WAIT", 30.0)
     inner, guarded = switched
-    inner.put("k", b"value")
-    inner.down = True
-    with pytest.raises(StoreUnavailable):
-        guarded.get("k")
+    _fail_once(inner, guarded)
     assert guarded.outage.settle(10)
     inner.down = False
     inner.gate.clear()  # the next probe waits here
