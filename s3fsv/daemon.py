@@ -46,7 +46,8 @@ IDLE_POLL = 1.0
 IDLE_RETRY_MAX = 600.0  # a failing idle commit is retried with backoff up to this many seconds
 # A mount must turn an unreachable store into EIO in bounded time (docs/semantics.md: read).
 MOUNT_S3_OPTIONS = {"max_attempts": 3, "connect_timeout": 3.0, "read_timeout": 15.0}
-PROBE_S3_OPTIONS = {"max_attempts": 0, "connect_timeout": 2.0, "read_timeout": 5.0}  # see outage
+# One attempt with the mount's timeouts: a store slow to answer still counts as up.
+PROBE_S3_OPTIONS = {**MOUNT_S3_OPTIONS, "max_attempts": 0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
@@ -324,8 +325,8 @@ def make_filesystem(args: object, store: Store, source: Source) -> Any:
         parse_size(getattr(args, "cache_size", "10G")),
     )
     store.cache = cache
-    # The probe asks once, with short timeouts: a probe still in its retries when the store
-    # came back would make the first call after the outage fail.
+    # The probe asks once: one still in its retries when the store came back would make the
+    # first calls after the outage fail.
     endpoint = getattr(store.backend, "endpoint_url", None)
     probe = open_backend(store.url, endpoint_url=endpoint, **PROBE_S3_OPTIONS)
     store.backend = GuardedBackend(store.backend, Outage(lambda: probe.head(MARKER)))

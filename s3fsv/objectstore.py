@@ -235,7 +235,13 @@ class ObjectStore:
         with self._lock:
             obj = self._decoded.get(oid)
         if obj is None:
-            obj = decode(self.get_bytes(oid), self.key(oid))
+            try:
+                raw = self.get_bytes(oid)
+            except NotFound as err:
+                if kind is Commit:  # an id someone asked for: it does not exist
+                    raise
+                raise MissingObject(str(err)) from None  # what a commit refers to: damage
+            obj = decode(raw, self.key(oid))
             with self._lock:
                 self._decoded[oid] = obj
         if not isinstance(obj, kind):

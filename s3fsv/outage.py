@@ -49,9 +49,14 @@ class Outage:
             if self._error is None:
                 return None
             if self._probing is None:
+                probe = threading.Thread(target=self._run_probe, name="s3fsv-probe", daemon=True)
                 self._probing = threading.Event()
                 self._probe_started = time.monotonic()
-                threading.Thread(target=self._run_probe, name="s3fsv-probe", daemon=True).start()
+                try:
+                    probe.start()
+                except RuntimeError:  # no thread to spare now: the next request tries again
+                    self._probing = None
+                    return self._error
             probing, wait = self._probing, self._probe_started + PROBE_WAIT - time.monotonic()
         if wait > 0:
             probing.wait(wait)

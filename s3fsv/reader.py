@@ -61,6 +61,10 @@ class ChunkReader:
         self.cache = cache
         self.chunk_size = chunk_size
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3fsv-fetch")
+        # Snapshot walks (warm_snapshot) run one at a time on a thread of their own: never
+        # ahead of reads in the fetch pool's queue.
+        self._walker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3fsv-walk")
+        self._closed = False
         # The pool starts a thread per submit until it has them all, and each start costs
         # milliseconds here: inside a fresh mount's first listings (which warm the trees below
         # them) that made a find 50% slower (measured). They start now, in the background.
@@ -85,7 +89,8 @@ class ChunkReader:
     def _start_workers(self, threads: int) -> None:
         # Tasks that wait for each other keep every started thread busy, so each submit
         # starts another (an idle thread would take the next task instead).
-        barrier = threading.Barrier(threads, timeout=2)
+        # Short: real work that took a thread first leaves the others waiting this long.
+        barrier = threading.Barrier(threads, timeout=0.25)
 
         def meet() -> None:
             with contextlib.suppress(threading.BrokenBarrierError):
@@ -97,6 +102,8 @@ class ChunkReader:
 
     def close(self, *, wait: bool = False) -> None:
         """Stop fetching: queued work is dropped; with ``wait``, running work is waited for."""
+        self._closed = True  # ends a snapshot walk at its next directory
+        self._walker.shutdown(wait=wait, cancel_futures=True)
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
     def pending(self) -> int:
@@ -236,15 +243,20 @@ class ChunkReader:
             if root_tree in self._warmed:
                 return
             _remember(self._warmed, root_tree, limit=256)
-        self._pool.submit(self._walk_trees, root_tree, limit)
+        with contextlib.suppress(RuntimeError):  # closed meanwhile
+            self._walker.submit(self._walk_trees, root_tree, limit)
 
     def _walk_trees(self, root_tree: str, limit: int) -> None:
         pending, loaded = collections.deque([root_tree]), 0
         try:
-            while pending and loaded < limit:
-                entries = dir_entries(self.objects, pending.popleft())
-                pending.extend(e.tree for e in entries if e.kind == "dir")
+            while pending and loaded < limit and not self._closed:
+                # All of this directory's pages (that is the listing warmed), but no more ids
+                # queued than the limit leaves room for.
+                subdirs = [
+                    e.tree for e in dir_entries(self.objects, pending.popleft()) if e.kind == "dir"
+                ]
                 loaded += 1
+                pending.extend(subdirs[: max(limit - loaded - len(pending), 0)])
         except Exception as err:  # a listing that needs it will report it
             log.debug("loading a snapshot's directories ahead stopped: %s", err)
 

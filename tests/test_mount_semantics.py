@@ -224,10 +224,13 @@ def test_read_of_damaged_store_data_is_eio_and_logged(
     (tmp_path / "src").mkdir()
     (tmp_path / "src/big.bin").write_bytes(FILES["big.bin"])
     (tmp_path / "src/small.txt").write_bytes(b"small\n")
+    (tmp_path / "src/sub").mkdir()
+    (tmp_path / "src/sub/in.txt").write_bytes(b"in\n")
     cid, _ = put(repo, "main", tmp_path / "src", "", "x")
     big, small = repo.stat(cid, "big.bin"), repo.stat(cid, "small.txt")
     victims = {"big.bin": big.chunks[1], "small.txt": small.pack or small.chunks[0]}
-    for oid in victims.values():
+    sub_tree = repo.stat(cid, "sub").tree
+    for oid in [*victims.values(), sub_tree]:
         key = repo.objects.key(oid)
         if damage == "delete":
             repo.backend.delete(key)
@@ -236,6 +239,7 @@ def test_read_of_damaged_store_data_is_eio_and_logged(
     with mounted(f"{url}/r@{cid}", tmp_path / "mnt", env) as mp:
         for name in victims:
             assert _errno_of(lambda n=name: (mp / n).read_bytes()) == errno.EIO, name
+        assert _errno_of(lambda: os.listdir(mp / "sub")) == errno.EIO  # not "no such dir"
     log = _log_text(env)
     for oid in victims.values():  # by id, or by its key in the store
         assert oid in log or repo.objects.key(oid) in log, f"no log line names {oid}"
