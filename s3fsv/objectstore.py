@@ -98,26 +98,26 @@ class ObjectStore:
         least ``POOLED_MIN`` bytes lands in a ``Chunk`` from ``pool`` when the backend can read
         into it (see ``s3fsv.buffers``)."""
         backend = self.backend
-        try:
-            if not isinstance(backend, ReadsInto):
-                return self.get_bytes(oid, fill_cache=False)
-            data = self._fetch_verified(
-                oid,
-                lambda key: backend.read_into(
-                    key, lambda n: pool.take(n) if n >= POOLED_MIN else bytearray(n)
-                ),
-            )
-        except NotFound as err:
-            raise MissingObject(str(err)) from None
+        if not isinstance(backend, ReadsInto):
+            return self.get_bytes(oid, fill_cache=False)
+        data = self._fetch_verified(
+            oid,
+            lambda key: backend.read_into(
+                key, lambda n: pool.take(n) if n >= POOLED_MIN else bytearray(n)
+            ),
+        )
         return bytes(data) if isinstance(data, bytearray) else data
 
     def _fetch_verified(self, oid: str, read: Callable[[str], D]) -> D:
-        """``read(key)`` of object ``oid`` from the store, checked against its SHA-256."""
+        """``read(key)`` of object ``oid`` from the store, checked against its SHA-256. A
+        missing object is ``MissingObject``: objects are read because something refers to them
+        (``get`` makes a missing commit, which may be an id someone asked for, plain
+        ``NotFound``)."""
         key = self.key(oid)
         try:
             data = read(key)
         except NotFound:
-            raise NotFound(f"object {oid} is missing from repo {self.repo!r}") from None
+            raise MissingObject(f"object {oid} is missing from repo {self.repo!r}") from None
         if sha256_hex(data) != oid:  # type: ignore[arg-type]
             size = len(data)  # type: ignore[arg-type]
             raise CorruptObject(key, f"content does not match its hash ({size} bytes read)")
@@ -171,10 +171,7 @@ class ObjectStore:
         """The verified bytes of chunk ``idx`` of a file entry, wherever it is stored."""
         if entry.pack:
             return self.get_member(Member.of(entry))
-        try:
-            return self.get_bytes(entry.chunks[idx])
-        except NotFound as err:
-            raise MissingObject(str(err)) from None
+        return self.get_bytes(entry.chunks[idx])
 
     def location(self, oid: str) -> tuple[str, int] | None:
         """(pack, offset) of a packed chunk this process stored or read, if it knows one."""
@@ -237,10 +234,10 @@ class ObjectStore:
         if obj is None:
             try:
                 raw = self.get_bytes(oid)
-            except NotFound as err:
+            except MissingObject as err:
                 if kind is Commit:  # an id someone asked for: it does not exist
-                    raise
-                raise MissingObject(str(err)) from None  # what a commit refers to: damage
+                    raise NotFound(str(err)) from None
+                raise
             obj = decode(raw, self.key(oid))
             with self._lock:
                 self._decoded[oid] = obj

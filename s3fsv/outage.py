@@ -4,8 +4,8 @@ A store that stops answering costs every request its full timeout (about 60 s wi
 settings). Paid once per call, a walk such as ``ls -l`` or ``find`` would hang for minutes. So
 once a request finds the store unreachable, the mount treats the store as down: requests fail
 at once with ``StoreUnavailable`` (callers then serve what they hold, or fail with ``EIO``),
-while one background probe at a time asks the store whether it answers again. A request that
-starts a probe waits briefly for it, so the first request after the store is back goes through.
+while one background probe at a time asks the store whether it answers again. Requests made
+in a probe's first second wait for it, so those of the moment the store is back go through.
 """
 
 from __future__ import annotations
