@@ -329,7 +329,7 @@ def make_filesystem(args: object, store: Store, source: Source) -> Any:
     # first calls after the outage fail.
     endpoint = getattr(store.backend, "endpoint_url", None)
     probe = open_backend(store.url, endpoint_url=endpoint, **PROBE_S3_OPTIONS)
-    store.backend = GuardedBackend(store.backend, Outage(lambda: probe.head(MARKER)))
+    store.backend = GuardedBackend(store.backend, Outage(lambda: probe.head(MARKER)), owned=[probe])
     spec = MountSpec(
         source.repo,
         source.ref,

@@ -40,13 +40,14 @@ class LastGood:
                 remembered: T = self._values[key]
                 first, self._stale = not self._stale, True
             if first:
-                log.warning("%s; showing refs and listings as last read until it answers", err)
+                # The outage itself is a warning already (see s3fsv.outage).
+                log.info("%s; showing refs and listings as last read until it answers", err)
             return remembered
         with self._lock:
             self._values[key] = value
             recovered, self._stale = self._stale, False
         if recovered:
-            log.warning("the store answers again; refs and listings are current")
+            log.info("the store answers again; refs and listings are current")
         return value
 
     def remember(self, key: Hashable, value: object) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from s3fsv.backend.base import Backend, ObjectInfo, copy_into
@@ -96,11 +96,12 @@ class Outage:
 class GuardedBackend:
     """A ``Backend`` whose requests fail at once while ``outage`` says the store is down, and
     which reports requests that find it unreachable to ``outage``. Other attributes are the
-    wrapped backend's."""
+    wrapped backend's. ``close`` also closes ``owned`` (such as the backend the probe uses)."""
 
-    def __init__(self, inner: Backend, outage: Outage) -> None:
+    def __init__(self, inner: Backend, outage: Outage, *, owned: Sequence[Backend] = ()) -> None:
         self.inner = inner
         self.outage = outage
+        self._owned = tuple(owned)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -150,3 +151,5 @@ class GuardedBackend:
 
     def close(self) -> None:
         self.inner.close()
+        for backend in self._owned:
+            backend.close()

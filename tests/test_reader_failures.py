@@ -174,3 +174,16 @@ def test_reader_retries_do_not_wait_for_the_store_again(tmp_path: Path) -> None:
     finally:
         reader.close(wait=True)
         guarded.outage.settle(10)
+
+
+def test_closing_the_guarded_backend_closes_the_probes_backend_too(tmp_path: Path) -> None:
+    closed: list[str] = []
+
+    class Closing(FileBackend):
+        def close(self) -> None:
+            closed.append(str(self.root))
+
+    inner, probe = Closing(str(tmp_path / "a")), Closing(str(tmp_path / "b"))
+    guarded = GuardedBackend(inner, Outage(lambda: probe.head("s3fsv.json")), owned=[probe])
+    guarded.close()
+    assert closed == [str(inner.root), str(probe.root)]
