@@ -122,23 +122,32 @@ def cmd_mount(args: argparse.Namespace) -> int:
     return 0
 
 
-def _leftover_staging(url: str, repo: str | None, branch: str | None) -> list[tuple[str, int]]:
-    """(REPO@BRANCH, paths) of branches this mount will show with writes that an earlier
-    mount of theirs staged and did not commit."""
+def _leftover_staging(
+    url: str, repo: str | None, branch: str | None
+) -> list[tuple[str, list[int]]]:
+    """(REPO@BRANCH, staged paths per slot) of branches this mount will show, with writes that
+    earlier mounts of them staged and did not commit."""
     from s3fsv.config import state_dir
     from s3fsv.staging import leftover_staging
 
     found = leftover_staging(state_dir() / "staging", url, repo)
-    return [(f"{r}@{b}", n) for r, b, n in found if branch in (None, b)]
+    return [(f"{r}@{b}", counts) for r, b, counts in found if branch in (None, b)]
 
 
-def _tell_leftovers(leftovers: list[tuple[str, int]]) -> None:
-    for branch, count in leftovers:
+def _tell_leftovers(leftovers: list[tuple[str, list[int]]]) -> None:
+    for branch, (shown, *others) in leftovers:
         print(
-            f"s3fsv: {branch} has {count} path(s) staged by an earlier mount, shown again here "
+            f"s3fsv: {branch} has {shown} path(s) staged by an earlier mount, shown again here "
             "(s3fsv status lists them; commit or discard)",
             file=sys.stderr,
         )
+        if others:
+            # One mount shows one staging area: those of other concurrent earlier mounts wait.
+            print(
+                f"s3fsv: {branch} has {sum(others)} more path(s) staged by {len(others)} other "
+                "earlier mount(s); each further mount of it shows one of those sets",
+                file=sys.stderr,
+            )
 
 
 @_command("unmount")

@@ -265,27 +265,32 @@ def _unlink_all(paths: list[Path]) -> None:
 
 def leftover_staging(
     root: Path, store_url: str, repo: str | None = None
-) -> list[tuple[str, str, int]]:
-    """(repo, branch, staged paths) of staging areas under ``root`` for ``store_url`` (and
-    ``repo``) that hold staged writes and that no running mount is using: what a new mount
-    of those branches will show again."""
-    found: dict[tuple[str, str], int] = {}
+) -> list[tuple[str, str, list[int]]]:
+    """(repo, branch, staged paths per slot) of staging areas under ``root`` for ``store_url``
+    (and ``repo``) that hold staged writes that no running mount is using. A new mount of the
+    branch shows the first of those slots again (see ``SlotLock``); each further concurrent
+    mount, the next."""
+    found: dict[tuple[str, str], list[int]] = {}
     for ref_file in sorted(root.glob("*/ref")):
         with contextlib.suppress(OSError, ValueError):
             url, area_repo, branch = ref_file.read_text().splitlines()[:3]
             if url != store_url or repo not in (None, area_repo):
                 continue
-            for slot in sorted(ref_file.parent.glob("slot-*")):
-                count = _unclaimed_count(slot)
+            for slot in _slots(ref_file.parent):
+                count = 0 if _flocked(slot / "lock") else _staged_count(slot)
                 if count:
-                    key = (area_repo, branch)
-                    found[key] = found.get(key, 0) + count
-    return [(r, b, n) for (r, b), n in sorted(found.items())]
+                    found.setdefault((area_repo, branch), []).append(count)
+    return [(r, b, counts) for (r, b), counts in sorted(found.items())]
 
 
-def _unclaimed_count(slot: Path) -> int:
-    """Staged entries in ``slot``, or 0 when a running mount holds it (or it holds none)."""
-    if not (slot / "staging.db").exists() or _flocked(slot / "lock"):
+def _slots(area: Path) -> list[Path]:
+    """The slot directories of a staging area, in the order mounts claim them."""
+    return sorted(area.glob("slot-*"), key=lambda p: int(p.name.partition("-")[2] or 0))
+
+
+def _staged_count(slot: Path) -> int:
+    """Staged entries in ``slot`` (0 when it has no database or it cannot be read)."""
+    if not (slot / "staging.db").exists():
         return 0
     try:
         with contextlib.closing(
@@ -315,27 +320,50 @@ def area_key(store_url: str, repo: str, branch: str) -> str:
 
 
 class SlotLock:
-    """An exclusive, process-lifetime claim on one staging slot (released when the process
-    dies, so a crashed daemon's slot is found again by the next mount)."""
+    """An exclusive, process-lifetime claim on one staging slot of a branch (released when the
+    process dies, so a crashed daemon's slot is found again by the next mount).
+
+    Concurrent mounts of one branch each need a slot of their own. A mount takes the first free
+    slot that holds staged writes, else the first free one: writes that an earlier mount left
+    in any slot are shown again by the next mount, whichever slot it would otherwise get."""
 
     def __init__(self, root: Path, store_url: str, repo: str, branch: str) -> None:
         base = private_dir(root / area_key(store_url, repo, branch))
         (base / "ref").write_text(f"{store_url}\n{repo}\n{branch}\n")
+        empty: tuple[int, Path] | None = None  # the first free slot without staged writes
         for slot in range(MAX_SLOTS):
-            path = private_dir(base / f"slot-{slot}")
-            fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
+            path = base / f"slot-{slot}"
+            if empty is not None and not path.is_dir():
+                break  # slots are made in order: none after this one holds anything
+            fd = _lock(private_dir(path))
+            if fd is None:
                 continue
-            self.fd = fd
-            self.path = path
-            return
-        raise OSError(f"all {MAX_SLOTS} staging slots for {repo}@{branch} are in use")
+            if _staged_count(path):
+                if empty is not None:
+                    os.close(empty[0])
+                self.fd, self.path = fd, path
+                return
+            if empty is None:
+                empty = (fd, path)
+            else:
+                os.close(fd)
+        if empty is None:
+            raise OSError(f"all {MAX_SLOTS} staging slots for {repo}@{branch} are in use")
+        self.fd, self.path = empty
 
     def release(self) -> None:
         os.close(self.fd)
+
+
+def _lock(slot: Path) -> int | None:
+    """An fd holding the slot's flock, or None when another process holds it."""
+    fd = os.open(slot / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def watch_sets(staged: list[Staged]) -> tuple[set[str], set[str]]:
