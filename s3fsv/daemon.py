@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from s3fsv.config import cache_dir, endpoint_url, private_dir, state_dir, store_url
-from s3fsv.errors import NotFound, S3fsvError, UsageError
+from s3fsv.errors import AccessDenied, NotFound, S3fsvError, UsageError
 from s3fsv.exit_report import ExitReport, take_report
 from s3fsv.mounttable import is_dead, mount_table, mounted_at
 from s3fsv.refs import check_ref_name, check_ref_spec
@@ -115,12 +115,15 @@ def parse_source(text: str, endpoint: str | None) -> tuple[Store, Source]:
         store = Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS)
         commit = store.repo(repo).resolve(ref)  # a missing ref fails here, not in the daemon
         return store, Source(base, repo, ref, commit)
+    if last in (".", ".."):  # neither a store's place nor a repo: never sent to the store
+        check_ref_name(last, "repo")
     try:
         return Store.open(text, endpoint_url=endpoint, **MOUNT_S3_OPTIONS), Source(text, None, None)
-    except NotFound as first:
+    except (NotFound, AccessDenied) as first:
         if not base or base.endswith(":/") or base.endswith(":"):
             raise first from None
         try:
+            # Refused here too (wrong credentials), the error names the store, not STORE/REPO.
             store = Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS)
         except NotFound:
             raise first from None

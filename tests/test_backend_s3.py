@@ -28,9 +28,11 @@ from s3fsv.backend import Backend, open_backend
 from s3fsv.backend.base import ReadsInto
 from s3fsv.backend.s3 import S3Backend
 from s3fsv.backend.s3 import _fill as s3_fill
+from s3fsv.daemon import parse_source
 from s3fsv.errors import (
     AccessDenied,
     BucketMissing,
+    InvalidName,
     NotFound,
     PreconditionFailed,
     StoreUnavailable,
@@ -247,6 +249,31 @@ def test_s3_bad_credentials(
         assert "access denied" in msg and "check credentials" in msg and "\n" not in msg
         for secret in (bad_value, seaweed.secret_key):
             assert secret not in msg and secret not in repr(info.value)
+
+
+@pytest.mark.s3
+def test_mount_source_with_wrong_credentials_names_the_store(
+    s3_bucket_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``STORE/REPO`` is first tried as a store: refused access there must not be reported
+    as refused access to ``STORE/REPO/s3fsv.json``, which is no object of the store."""
+    Store.init(s3_bucket_url).create_repo("cams")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-credential-value-9f8e7d")
+    with pytest.raises(AccessDenied) as info:
+        parse_source(f"{s3_bucket_url}/cams", None)
+    assert f"{s3_bucket_url}/s3fsv.json" in str(info.value)
+
+
+@pytest.mark.parametrize("prefix", ["..", "a/../b", "store/.", "x\0y"])
+def test_s3_prefix_with_dot_parts_is_refused(prefix: str) -> None:
+    with pytest.raises(UsageError, match="invalid S3 prefix"):
+        S3Backend("bucket", prefix)
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_mount_source_dot_repo_is_an_invalid_name(name: str) -> None:
+    with pytest.raises(InvalidName, match="invalid repo name"):
+        parse_source(f"s3://bucket/store/{name}", "http://127.0.0.1:9")  # never asked
 
 
 def test_s3_no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

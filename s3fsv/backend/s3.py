@@ -143,6 +143,8 @@ class S3Backend:
             raise UsageError(f"invalid S3 bucket name {bucket!r}")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        if "\0" in self.prefix or any(p in (".", "..") for p in self.prefix.split("/")):
+            raise UsageError(f"invalid S3 prefix {self.prefix!r}: '.', '..' and NUL are refused")
         self._base = f"{self.prefix}/" if self.prefix else ""
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.endpoint_url = (
