@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import shlex
 import socket
 import stat
 import time
@@ -88,7 +89,11 @@ class WriteOps:
                 raw = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 return None
-            command = " ".join(p.decode(errors="replace") for p in raw.split(b"\0") if p)[:500]
+            args = raw.split(b"\0")
+            if args and not args[-1]:
+                args.pop()  # the terminating NUL
+            # Quoted as a shell would need it, so that where each argument ends is kept.
+            command = shlex.join(a.decode(errors="replace") for a in args)[:500]
             _COMMANDS[pid] = command
         if not command:
             return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -115,11 +116,14 @@ def test_provenance_names_commands_that_only_move_or_remove(
     subprocess.run(["mkdir", str(branch / "made")], check=True)
     subprocess.run(["mv", str(branch / "keep.txt"), str(branch / "made" / "kept.txt")], check=True)
     subprocess.run(["rm", str(branch / "in" / "a.txt")], check=True)
+    spaced = ["touch", "-d", "2020-01-01 00:00", str(branch / "a b")]
+    subprocess.run(spaced, check=True)
     cid = commit(branch, env, "moves only")
     commands = Store.open(repo_url).repo("cams").commit_object(cid).provenance["commands"]
     assert any(c.startswith("mkdir ") for c in commands), commands
     assert any(c.startswith("mv ") for c in commands), commands
     assert any(c.startswith("rm ") for c in commands), commands
+    assert shlex.join(spaced) in commands  # each argument whole: quoted as a shell needs it
 
 
 def test_provenance_is_per_commit_and_dropped_by_discard(
