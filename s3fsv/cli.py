@@ -402,7 +402,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     parent_tree = (
         repo.commit_object(commit.parents[0]).tree if commit.parents else repo.empty_tree()
     )
-    diff = repo.diff_trees(parent_tree, commit.tree)
+    diff = repo.diff_trees(parent_tree, commit.tree, empty_dirs=True)
     if addr.path:  # only the changes at or below PATH, as `git show REV -- PATH`
         here = addr.path
 
@@ -440,7 +440,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for ref in (old, new):
         check_ref_spec(ref)  # a malformed ~N is a usage error (2), not a missing ref (3)
     repo = _open_store(args).repo(name)
-    diff = repo.diff(old, new)
+    diff = repo.diff(old, new, empty_dirs=True)
     if args.json:
         _print_json({"added": diff.added, "modified": diff.modified, "deleted": diff.deleted})
     else:

@@ -320,7 +320,12 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     )
     _common(p, json=True)
 
-    p = add("diff", "diff", "list paths added (A), modified (M) and deleted (D) from OLD to NEW")
+    p = add(
+        "diff",
+        "diff",
+        "list paths added (A), modified (M) and deleted (D) from OLD to NEW: files, links and "
+        "empty directories",
+    )
     p.add_argument("repo", metavar="REPO", help="repo name (or REPO@OLD, then only NEW follows)")
     ref_help = "branch, tag or commit (id or unique prefix), ~N allowed"
     p.add_argument("old", metavar="OLD", help=ref_help)

@@ -29,10 +29,18 @@ from s3fsv.errors import (
     PreconditionFailed,
     UsageError,
 )
-from s3fsv.objects import Commit, Tree, TreeEntry, is_commit_prefix, is_object_id, split_path
+from s3fsv.objects import (
+    Commit,
+    Tree,
+    TreeEntry,
+    is_commit_prefix,
+    is_object_id,
+    object_id,
+    split_path,
+)
 from s3fsv.objectstore import ByteCache, ObjectStore
 from s3fsv.refs import Refs, RefValue, split_ancestry
-from s3fsv.tree import Change, apply_changes, dir_entries, resolve, walk, write_dir
+from s3fsv.tree import EMPTY_TREE, Change, apply_changes, dir_entries, resolve, walk, write_dir
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +61,8 @@ def default_author() -> str:
 
 @dataclass(frozen=True)
 class Diff:
-    """Paths of files and symlinks that differ between two trees, each list sorted."""
+    """Paths of files and symlinks that differ between two trees (and, when asked for, of
+    empty directories added or removed, which no file path shows), each list sorted."""
 
     added: list[str] = field(default_factory=list)
     modified: list[str] = field(default_factory=list)
@@ -240,19 +249,24 @@ class Repository:
         except (NotFound, NotADirectory):
             return None
 
-    def diff(self, old_ref: str, new_ref: str) -> Diff:
+    def diff(self, old_ref: str, new_ref: str, *, empty_dirs: bool = False) -> Diff:
         old = self.commit_object(self.resolve(old_ref)).tree
         new = self.commit_object(self.resolve(new_ref)).tree
-        return self.diff_trees(old, new)
+        return self.diff_trees(old, new, empty_dirs=empty_dirs)
 
-    def diff_trees(self, old_tree: str, new_tree: str) -> Diff:
+    def diff_trees(self, old_tree: str, new_tree: str, *, empty_dirs: bool = False) -> Diff:
+        """What changed from ``old_tree`` to ``new_tree``. ``empty_dirs`` adds the empty
+        directories created or removed (for people; conflict checks compare file paths)."""
         out = Diff()
-        self._diff_dir(old_tree, new_tree, "", out)
+        empty = object_id(EMPTY_TREE) if empty_dirs else None
+        self._diff_dir(old_tree, new_tree, "", out, empty)
         for lst in (out.added, out.modified, out.deleted):
             lst.sort()
         return out
 
-    def _diff_dir(self, old: str | None, new: str | None, prefix: str, out: Diff) -> None:
+    def _diff_dir(
+        self, old: str | None, new: str | None, prefix: str, out: Diff, empty: str | None
+    ) -> None:
         if old == new:
             return
         olds = {e.name: e for e in dir_entries(self.objects, old)} if old else {}
@@ -265,13 +279,17 @@ class Repository:
             a_dir = a.tree if a is not None and a.kind == "dir" else None
             b_dir = b.tree if b is not None and b.kind == "dir" else None
             if a_dir or b_dir:
-                self._diff_dir(a_dir, b_dir, path, out)
+                self._diff_dir(a_dir, b_dir, path, out, empty)
             if a is not None and a.kind != "dir" and b is not None and b.kind != "dir":
                 out.modified.append(path)
             elif a is not None and a.kind != "dir":
                 out.deleted.append(path)
             elif b is not None and b.kind != "dir":
                 out.added.append(path)
+            if empty is not None and b_dir == empty and a_dir is None:
+                out.added.append(path)
+            elif empty is not None and a_dir == empty and b_dir is None:
+                out.deleted.append(path)
 
     # -- writing ----------------------------------------------------------------------------
     def commit(

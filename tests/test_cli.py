@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from s3fsv.objects import TreeEntry
+from s3fsv.store import Store
+from s3fsv.tree import EMPTY_TREE
 from tests.mounting import (
     alive,
     daemon_pids,
@@ -242,6 +245,27 @@ def test_ancestors_by_tilde(env: dict[str, str], tmp_path: Path) -> None:
     assert "no commit of cams@main touches nosuch" in run_cli("log", "cams:nosuch", env=env).stderr
     assert cli(env, "cat", "cams@main~0:v.txt") == "version 2\n"
     assert "invalid ref name 'main~x'" in cli(env, "diff", "cams", "main~x", "main", code=2)
+
+
+def test_diff_and_show_list_empty_directories_made_or_removed(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """No file path shows an empty directory, so diff and show list it themselves (a directory
+    that only lost or gained files is shown by those files)."""
+    cli(env, "init")
+    cli(env, "repo", "create", "cams")
+    src = tmp_path / "src"
+    (src / "empty").mkdir(parents=True)
+    (src / "full").mkdir()
+    (src / "full/f.txt").write_text("f")
+    cli(env, "put", "-q", str(src), "cams@main", "-m", "dirs")
+    assert cli(env, "show", "cams@main").splitlines()[-2:] == ["A\tempty", "A\tfull/f.txt"]
+    repo = Store.open(env["S3FSV_STORE"]).repo("cams")
+    new = TreeEntry("new", "dir", 0o755, 0, tree=repo.objects.put(EMPTY_TREE))
+    repo.commit("main", {"empty": None, "full/f.txt": None, "new": new}, "rm")
+    diff = json.loads(cli(env, "diff", "cams", "main~1", "main", "--json"))
+    assert diff == {"added": ["new"], "modified": [], "deleted": ["empty", "full/f.txt"]}
+    assert "D\tempty" in cli(env, "show", "cams@main").splitlines()
 
 
 def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None:
