@@ -136,18 +136,18 @@ def _leftover_staging(
 
 def _tell_leftovers(leftovers: list[tuple[str, list[int]]]) -> None:
     for branch, (shown, *others) in leftovers:
+        # One mount shows one staging slot: those of other earlier concurrent mounts wait.
+        more = (
+            f"; {sum(others)} more in {len(others)} other staging slot(s) are shown by a mount "
+            "running alongside this one, or by the next once these are committed or discarded"
+            if others
+            else ""
+        )
         print(
             f"s3fsv: {branch} has {shown} path(s) staged by an earlier mount, shown again here "
-            "(s3fsv status lists them; commit or discard)",
+            f"(s3fsv status lists them; commit or discard){more}",
             file=sys.stderr,
         )
-        if others:
-            # One mount shows one staging area: those of other concurrent earlier mounts wait.
-            print(
-                f"s3fsv: {branch} has {sum(others)} more path(s) staged by {len(others)} other "
-                "earlier mount(s); each further mount of it shows one of those sets",
-                file=sys.stderr,
-            )
 
 
 @_command("unmount")

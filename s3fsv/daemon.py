@@ -123,10 +123,15 @@ def parse_source(text: str, endpoint: str | None) -> tuple[Store, Source]:
         if not base or base.endswith(":/") or base.endswith(":"):
             raise first from None
         try:
-            # Refused here too (wrong credentials), the error names the store, not STORE/REPO.
             store = Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS)
         except NotFound:
             raise first from None
+        except AccessDenied:
+            if not isinstance(first, AccessDenied):
+                raise
+            # Refused at both, whichever is the store (STORE, or STORE/REPO's STORE): name
+            # what was asked for, not a marker object of one guess.
+            raise AccessDenied(f"access denied to {text}: check credentials") from None
     store.repo(last)
     return store, Source(base, last, None)
 
@@ -291,6 +296,7 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
     finally:
         control.close()
         fs.close()
+        store.close()  # its clients, the outage probe's too
         pid_file(mp).unlink(missing_ok=True)
     return 0
 

@@ -100,8 +100,8 @@ class BranchOverlay(CommitOps):
         self.early = WriteBehind(repo.objects, repo.chunk_size, staging.data_path)
         if self.staging.get_meta("base") is None or not self.staging:
             self.reset_base(head()[0])  # with nothing staged, nothing can clash
-        if not self.staging:  # reads an earlier mount of this slot made, writing nothing
-            self.staging.clear_reads(self.staging.reads())
+        if not self.staging:  # what an earlier mount of this slot read and ran, staging nothing
+            self.forget_provenance()
         self._seen: set[str] = set()  # base files opened read-only (their content may be held)
         self._follow_retry = 0.0  # after a failed comparison, when to try again
         self._behind: tuple[str, str] | None = None  # (view head, base): the view lags us

@@ -214,11 +214,15 @@ class CommitOps:
             self._seen.clear()
             # What was read and run went into the writes just dropped: it is no provenance
             # of whatever is committed next.
-            self.staging.clear_reads(self.staging.reads())
-            self._reads.clear()
-            self.staging.set_meta("commands", "[]")
-            self._commands.clear()
+            self.forget_provenance()
         return len(entries)
+
+    def forget_provenance(self) -> None:
+        """Drop the reads and command lines recorded for the next commit."""
+        self.staging.clear_reads(self.staging.reads())
+        self._reads.clear()
+        self.staging.set_meta("commands", "[]")
+        self._commands.clear()
 
     def record_read(self, read: Read) -> None:
         """Record an input for the next commit (once: every open of a file reports one)."""

@@ -29,18 +29,10 @@ from s3fsv.errors import (
     PreconditionFailed,
     UsageError,
 )
-from s3fsv.objects import (
-    Commit,
-    Tree,
-    TreeEntry,
-    is_commit_prefix,
-    is_object_id,
-    object_id,
-    split_path,
-)
+from s3fsv.objects import Commit, Tree, TreeEntry, is_commit_prefix, is_object_id, split_path
 from s3fsv.objectstore import ByteCache, ObjectStore
 from s3fsv.refs import Refs, RefValue, split_ancestry
-from s3fsv.tree import EMPTY_TREE, Change, apply_changes, dir_entries, resolve, walk, write_dir
+from s3fsv.tree import EMPTY_TREE_ID, Change, apply_changes, dir_entries, resolve, walk, write_dir
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +250,7 @@ class Repository:
         """What changed from ``old_tree`` to ``new_tree``. ``empty_dirs`` adds the empty
         directories created or removed (for people; conflict checks compare file paths)."""
         out = Diff()
-        empty = object_id(EMPTY_TREE) if empty_dirs else None
+        empty = EMPTY_TREE_ID if empty_dirs else None
         self._diff_dir(old_tree, new_tree, "", out, empty)
         for lst in (out.added, out.modified, out.deleted):
             lst.sort()

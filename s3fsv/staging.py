@@ -267,25 +267,24 @@ def leftover_staging(
     root: Path, store_url: str, repo: str | None = None
 ) -> list[tuple[str, str, list[int]]]:
     """(repo, branch, staged paths per slot) of staging areas under ``root`` for ``store_url``
-    (and ``repo``) that hold staged writes that no running mount is using. A new mount of the
-    branch shows the first of those slots again (see ``SlotLock``); each further concurrent
-    mount, the next."""
+    (and ``repo``) that hold staged writes that no running mount is using, in the order
+    ``SlotLock`` takes them: a new mount of the branch shows the first."""
     found: dict[tuple[str, str], list[int]] = {}
     for ref_file in sorted(root.glob("*/ref")):
         with contextlib.suppress(OSError, ValueError):
             url, area_repo, branch = ref_file.read_text().splitlines()[:3]
             if url != store_url or repo not in (None, area_repo):
                 continue
-            for slot in _slots(ref_file.parent):
+            for slot in _slot_dirs(ref_file.parent):
                 count = 0 if _flocked(slot / "lock") else _staged_count(slot)
                 if count:
                     found.setdefault((area_repo, branch), []).append(count)
     return [(r, b, counts) for (r, b), counts in sorted(found.items())]
 
 
-def _slots(area: Path) -> list[Path]:
-    """The slot directories of a staging area, in the order mounts claim them."""
-    return sorted(area.glob("slot-*"), key=lambda p: int(p.name.partition("-")[2] or 0))
+def _slot_dirs(area: Path) -> list[Path]:
+    """Where the slots of a staging area live, in the order mounts try them."""
+    return [area / f"slot-{n}" for n in range(MAX_SLOTS)]
 
 
 def _staged_count(slot: Path) -> int:
@@ -331,22 +330,32 @@ class SlotLock:
         base = private_dir(root / area_key(store_url, repo, branch))
         (base / "ref").write_text(f"{store_url}\n{repo}\n{branch}\n")
         empty: tuple[int, Path] | None = None  # the first free slot without staged writes
-        for slot in range(MAX_SLOTS):
-            path = base / f"slot-{slot}"
-            if empty is not None and not path.is_dir():
-                break  # slots are made in order: none after this one holds anything
-            fd = _lock(private_dir(path))
-            if fd is None:
-                continue
-            if _staged_count(path):
-                if empty is not None:
-                    os.close(empty[0])
-                self.fd, self.path = fd, path
-                return
-            if empty is None:
-                empty = (fd, path)
-            else:
-                os.close(fd)
+        try:
+            for path in _slot_dirs(base):
+                made = path.is_dir()
+                if not made and empty is not None:
+                    continue  # never used: holds nothing
+                try:
+                    fd = _lock(private_dir(path))
+                except OSError:
+                    if not made:
+                        raise
+                    continue  # a slot this process cannot use (another user's, damaged)
+                if fd is None:
+                    continue
+                if _staged_count(path):
+                    if empty is not None:
+                        os.close(empty[0])
+                    self.fd, self.path = fd, path
+                    return
+                if empty is None:
+                    empty = (fd, path)
+                else:
+                    os.close(fd)
+        except BaseException:
+            if empty is not None:
+                os.close(empty[0])
+            raise
         if empty is None:
             raise OSError(f"all {MAX_SLOTS} staging slots for {repo}@{branch} are in use")
         self.fd, self.path = empty

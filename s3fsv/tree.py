@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from s3fsv.errors import InvalidName, NotADirectory, NotFound
-from s3fsv.objects import PageRef, Tree, TreeEntry, TreePage, split_path
+from s3fsv.objects import PageRef, Tree, TreeEntry, TreePage, object_id, split_path
 from s3fsv.objectstore import ObjectStore
 
 PAGE_THRESHOLD = 256
@@ -27,6 +27,7 @@ PAGE_FANOUT = 64
 DEFAULT_DIR_MODE = 0o755
 
 EMPTY_TREE = Tree()
+EMPTY_TREE_ID = object_id(EMPTY_TREE)
 
 # A change at a path: an entry to put there (replacing what was there), or None to delete the
 # path (a file, link or whole directory). A ``dir`` entry whose ``tree`` is "" means "make sure a

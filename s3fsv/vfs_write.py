@@ -92,8 +92,7 @@ class WriteOps:
             args = raw.split(b"\0")
             if args and not args[-1]:
                 args.pop()  # the terminating NUL
-            # Quoted as a shell would need it, so that where each argument ends is kept.
-            command = shlex.join(a.decode(errors="replace") for a in args)[:500]
+            command = _command_line([a.decode(errors="replace") for a in args])
             _COMMANDS[pid] = command
         if not command:
             return None
@@ -274,3 +273,18 @@ def provenance_context() -> dict[str, Any]:
     except Exception:
         user = str(os.getuid())
     return {"user": user, "host": socket.gethostname(), "tool": f"s3fsv {__version__}"}
+
+
+def _command_line(args: list[str], limit: int = 500) -> str:
+    """``args`` quoted as a shell needs them (so that where each ends is kept), whole
+    arguments only up to about ``limit`` characters, then ``...``."""
+    out: list[str] = []
+    used = 0
+    for arg in args:
+        quoted = shlex.quote(arg)
+        if used + len(quoted) > limit:
+            out.append("...")
+            break
+        out.append(quoted)
+        used += len(quoted) + 1
+    return " ".join(out)

@@ -21,6 +21,7 @@ import pytest
 
 from s3fsv.store import Store
 from s3fsv.transfer import put
+from s3fsv.vfs_write import _command_line
 from tests.mounting import (
     S3FSV,
     alive,
@@ -124,6 +125,12 @@ def test_provenance_names_commands_that_only_move_or_remove(
     assert any(c.startswith("mv ") for c in commands), commands
     assert any(c.startswith("rm ") for c in commands), commands
     assert shlex.join(spaced) in commands  # each argument whole: quoted as a shell needs it
+
+
+def test_long_command_lines_are_cut_between_arguments() -> None:
+    line = _command_line(["detect.py", "--out", "a b", *[f"img{n:04}.jpg" for n in range(100)]])
+    assert line.startswith("detect.py --out 'a b' img0000.jpg") and line.endswith(" ...")
+    assert len(line) <= 504 and shlex.split(line)[-2].startswith("img")
 
 
 def test_provenance_is_per_commit_and_dropped_by_discard(

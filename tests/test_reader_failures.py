@@ -3,6 +3,7 @@ over a file store that can be switched off, alone and under the chunk reader."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -11,15 +12,18 @@ from typing import Any
 
 import pytest
 
+from s3fsv import backend as backend_module
 from s3fsv import outage as outage_module
 from s3fsv.backend.base import ObjectInfo
 from s3fsv.backend.file import FileBackend
 from s3fsv.cache import DiskCache
+from s3fsv.daemon import Source, make_filesystem
 from s3fsv.errors import StoreUnavailable
 from s3fsv.objects import TreeEntry, sha256_hex
 from s3fsv.objectstore import ObjectStore
 from s3fsv.outage import GuardedBackend, Outage
 from s3fsv.reader import ChunkReader
+from s3fsv.store import Store
 
 
 class SwitchedBackend(FileBackend):
@@ -176,14 +180,23 @@ def test_reader_retries_do_not_wait_for_the_store_again(tmp_path: Path) -> None:
         guarded.outage.settle(10)
 
 
-def test_closing_the_guarded_backend_closes_the_probes_backend_too(tmp_path: Path) -> None:
+def test_closing_a_mounts_store_closes_the_probes_backend_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     closed: list[str] = []
 
     class Closing(FileBackend):
         def close(self) -> None:
             closed.append(str(self.root))
 
-    inner, probe = Closing(str(tmp_path / "a")), Closing(str(tmp_path / "b"))
-    guarded = GuardedBackend(inner, Outage(lambda: probe.head("s3fsv.json")), owned=[probe])
-    guarded.close()
-    assert closed == [str(inner.root), str(probe.root)]
+    url = f"file://{tmp_path}/store"
+    Store.init(url).close()
+    store = Store.open(url)
+    store.backend = Closing(str(tmp_path / "store"))
+    probe = Closing(str(tmp_path / "store"))
+    monkeypatch.setattr(backend_module, "open_backend", lambda *a, **kw: probe)
+    args = argparse.Namespace(cache_dir=str(tmp_path / "cache"), cache_size="1G")
+    fs = make_filesystem(args, store, Source(url, None, None))
+    fs.close()
+    store.close()
+    assert len(closed) == 2  # the store's own backend and the probe's

@@ -3,6 +3,8 @@ mount left in any slot are shown (and committed) by the next mount of the branch
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 from s3fsv.staging import SlotLock, Staged, Staging, leftover_staging
@@ -33,19 +35,26 @@ def test_a_mount_takes_the_free_slot_that_holds_staged_writes(tmp_path: Path) ->
     # With no staged writes anywhere, the first free slot.
     other = SlotLock(tmp_path, URL, "cams", "dev")
     assert other.path.name == "slot-0"
+    again.release()
+    other.release()
 
 
 def test_leftovers_are_counted_per_slot_in_the_order_mounts_take_them(tmp_path: Path) -> None:
-    held = [SlotLock(tmp_path, URL, "cams", "main") for _ in range(3)]
-    _stage(held[2], "x")
+    held = [SlotLock(tmp_path, URL, "cams", "main") for _ in range(4)]
+    _stage(held[3], "x")
     _stage(held[1], "y", "z")
     for slot in held:
         slot.release()
+    area = held[0].path.parent
+    shutil.rmtree(area / "slot-2")  # a gap: later slots still count
+    (area / "slot-x").mkdir()  # not a slot: ignored
     assert leftover_staging(tmp_path, URL) == [("cams", "main", [2, 1])]
     assert leftover_staging(tmp_path, URL, "other") == []
-    taken = SlotLock(tmp_path, URL, "cams", "main")
-    assert taken.path.name == "slot-1"
-    assert leftover_staging(tmp_path, URL) == [("cams", "main", [1])]
+    taken = [SlotLock(tmp_path, URL, "cams", "main") for _ in range(3)]
+    assert [t.path.name for t in taken] == ["slot-1", "slot-3", "slot-0"]
+    assert leftover_staging(tmp_path, URL) == []
+    for slot in taken:
+        slot.release()
 
 
 def test_writes_of_a_second_concurrent_mount_are_committed_by_the_next_mount(
@@ -70,7 +79,7 @@ def test_writes_of_a_second_concurrent_mount_are_committed_by_the_next_mount(
     assert b"".join(repo.read_file(entry)) == b"keep"
 
 
-def test_reads_of_a_mount_that_staged_nothing_are_not_inputs_of_a_later_commit(
+def test_what_a_mount_that_staged_nothing_read_and_ran_is_not_provenance_of_a_later_commit(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     url = f"file://{tmp_path}/store"
@@ -91,8 +100,12 @@ def test_reads_of_a_mount_that_staged_nothing_are_not_inputs_of_a_later_commit(
     with mounted(url, tmp_path / "a", env) as mp:
         assert (mp / "cams/branch/main").is_dir()  # the branch's staging slot records reads
         assert (mp / "cams/commit" / seed / "in.txt").read_text() == "in"
+        subprocess.run(["touch", str(mp / "cams/branch/main/gone")], check=True)  # commands
+        subprocess.run(["rm", str(mp / "cams/branch/main/gone")], check=True)
     with mounted(url, tmp_path / "b", env, "--commit-on", "unmount") as mp:
         (mp / "cams/branch/main/out.txt").write_text("out")
     cid = repo.resolve("main")
     assert cid != seed
-    assert repo.commit_object(cid).provenance["inputs"] == []
+    provenance = repo.commit_object(cid).provenance
+    assert provenance["inputs"] == []
+    assert not any(c.split()[0] in ("touch", "rm") for c in provenance.get("commands", []))

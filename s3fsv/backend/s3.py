@@ -52,6 +52,7 @@ from s3fsv.backend.base import B, ObjectInfo, check_key, check_range, copy_into
 from s3fsv.errors import (
     AccessDenied,
     BucketMissing,
+    InvalidName,
     NotFound,
     PreconditionFailed,
     S3fsvError,
@@ -143,8 +144,11 @@ class S3Backend:
             raise UsageError(f"invalid S3 bucket name {bucket!r}")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        if "\0" in self.prefix or any(p in (".", "..") for p in self.prefix.split("/")):
-            raise UsageError(f"invalid S3 prefix {self.prefix!r}: '.', '..' and NUL are refused")
+        if self.prefix:
+            try:
+                check_key(self.prefix)  # the rule for keys: no empty, '.' or '..' parts, no NUL
+            except InvalidName:
+                raise UsageError(f"invalid S3 prefix {self.prefix!r}") from None
         self._base = f"{self.prefix}/" if self.prefix else ""
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.endpoint_url = (
