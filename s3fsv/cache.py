@@ -84,7 +84,8 @@ class DiskCache:
         self.max_bytes = max_bytes
         self._open: LRUCache[str, _Open] = LRUCache(maxsize=256)
         self._lock = threading.RLock()
-        self._added = max_bytes  # forces one eviction scan early in this process's life
+        self._added = 0  # bytes added since the last eviction pass started
+        self._scanned = False  # a first pass (at the first addition) has started
         self._evicting = False
         self.hits = 0
         self.misses = 0
@@ -233,9 +234,11 @@ class DiskCache:
             return
         with self._lock:
             self._added += len(data) + TRAILER
-            due = self._added > self.max_bytes // 10 and not self._evicting
+            # Another process may have filled the cache: this one looks at its first addition.
+            due = not self._evicting and (self._added > self.max_bytes // 10 or not self._scanned)
             if due:
-                self._evicting = True
+                self._evicting = self._scanned = True
+                self._added = 0
         if due:
             threading.Thread(target=self._evict, name="s3fsv-evict", daemon=True).start()
 
@@ -289,17 +292,26 @@ class DiskCache:
 
     # -- eviction -------------------------------------------------------------------------------
     def _evict(self) -> None:
+        """Eviction passes, in the background, until less than a tenth of the budget was
+        added since the last one started: entries added during a pass count for the next,
+        so the cache comes back under its budget after the last addition, not only after
+        the next tenth."""
+        while True:
+            self._evict_once()
+            with self._lock:
+                if self._added <= self.max_bytes // 10:
+                    self._evicting = False
+                    return
+                self._added = 0
+
+    def _evict_once(self) -> None:
         try:
             with open(self.root / "evict.lock", "a+b") as lock:
                 os.fchmod(lock.fileno(), 0o600)
-                fcntl.flock(lock, fcntl.LOCK_EX)
+                fcntl.flock(lock, fcntl.LOCK_EX)  # one pass at a time among all processes
                 self.evict_now()
         except OSError as err:
             log.warning("cache eviction failed: %s", err)
-        finally:
-            with self._lock:
-                self._evicting = False
-                self._added = 0
 
     def evict_now(self) -> int:
         """Delete least recently used entries until the cache is under 90% of its budget;
@@ -329,8 +341,13 @@ class DiskCache:
         return freed
 
     def close(self) -> None:
+        """Forget open entries; if a pass was due or running (it stops with the process),
+        make one now, so that the cache is left within its budget."""
         with self._lock:
             self._open.clear()
+            due = self._evicting or self._added > self.max_bytes // 10
+        if due:
+            self._evict_once()
 
 
 def _write_all(fd: int, view: memoryview) -> int:

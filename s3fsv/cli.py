@@ -461,7 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(EXIT_CODES, __version__)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    level = getattr(logging, args.log_level.upper())
+    default_level = "info" if getattr(args, "handler", None) == "mount" else "warning"
+    level = getattr(logging, (args.log_level or default_level).upper())
     logging.basicConfig(level=level, format="s3fsv: %(levelname)s: %(message)s", stream=sys.stderr)
     for library in ("botocore", "boto3", "s3transfer", "urllib3"):
         # Their debug output holds signed request headers (the access key id among them);

@@ -84,7 +84,8 @@ def _global_options(p: argparse.ArgumentParser, defaults: dict[str, str] | None)
         "--log-level",
         default=default("log_level"),
         choices=["debug", "info", "warning", "error"],
-        help="logging detail on stderr (default: warning)",
+        help="logging detail on stderr (default: warning; info for mount, whose daemon logs "
+        "mounts, commits and evictions)",
     )
 
 
@@ -96,7 +97,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"s3fsv {version}")
-    _global_options(parser, {"log_level": "warning"})
+    _global_options(parser, {})  # absent: main() picks the command's default level
     # The same options after a command (`s3fsv mount --log-level debug ...`); given there, they
     # win, and a command that does not give them keeps what was given before it.
     glob = argparse.ArgumentParser(add_help=False)
@@ -240,7 +241,8 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         "--cache-size",
         default="10G",
         metavar="SIZE",
-        help="cache bound in bytes, e.g. 20G; least recently used entries go first",
+        help="cache bound: bytes, or with K, M, G or T (binary: 1K = 1024; 'MiB' and 'MB' "
+        "read the same), e.g. 20G; least recently used entries go first",
     )
     p.add_argument(
         "--ref-ttl",
@@ -325,6 +327,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         "diff",
         "list paths added (A), modified (M) and deleted (D) from OLD to NEW: files, links and "
         "empty directories",
+        usage="%(prog)s [options] REPO OLD NEW\n       %(prog)s [options] REPO@OLD NEW",
     )
     p.add_argument("repo", metavar="REPO", help="repo name (or REPO@OLD, then only NEW follows)")
     ref_help = "branch, tag or commit (id or unique prefix), ~N allowed"

@@ -273,7 +273,7 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
                 str(mp),
                 ref_ttl=fs.spec.ref_ttl,
                 allow_other=bool(getattr(args, "allow_other", False)),
-                fsname=f"s3fsv:{source.repo or 'store'}",
+                fsname=mount_name(source, pinned=fs.immutable),
                 on_ready=lambda: _tell_ready(args, mp),
             )
         finally:
@@ -299,6 +299,18 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
         store.close()  # its clients, the outage probe's too
         pid_file(mp).unlink(missing_ok=True)
     return 0
+
+
+def mount_name(source: Source, *, pinned: bool) -> str:
+    """What ``mount`` and ``/proc/mounts`` show as the mount's source: the store, and the
+    repo and ref, or for a pinned snapshot the full commit id (ops tell mounts apart by it)."""
+    name = source.store_url
+    if source.repo is not None:
+        name += f"/{source.repo}"
+        if source.ref is not None:
+            name += f"@{source.commit if pinned and source.commit else source.ref}"
+    # libfuse splits options at commas; a backslash keeps one in the value.
+    return name.replace("\\", "\\\\").replace(",", "\\,")
 
 
 def _tell_ready(args: object, mp: Path) -> None:
@@ -479,7 +491,10 @@ def unmount(mountpoint: str, timeout: float | None = None) -> int:
     if result.returncode != 0:
         msg = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"
         if "busy" in msg.lower():
-            raise MountError(f"cannot unmount {mp}: it is busy (files are open there)")
+            raise MountError(
+                f"cannot unmount {mp}: it is busy (a process has a file open or its working "
+                "directory there)"
+            )
         raise MountError(f"cannot unmount {mp}: {msg}")
     if pid is None:
         return 0

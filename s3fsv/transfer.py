@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import stat
@@ -19,7 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from s3fsv.errors import CorruptObject, InvalidName, NotADirectory, NotFound, UsageError
+from s3fsv.errors import (
+    CorruptObject,
+    InvalidName,
+    NotADirectory,
+    NotFound,
+    S3fsvError,
+    UsageError,
+)
 from s3fsv.objects import TreeEntry, check_name
 from s3fsv.repo import Repository
 from s3fsv.tree import Change
@@ -204,12 +212,28 @@ def get(
             dest.unlink(missing_ok=True)
             os.symlink(entry.target, dest)
 
+    done = itertools.count()  # files written so far (next() is atomic)
+
     def one(item: tuple[str, TreeEntry]) -> None:
         rel, entry = item
-        _download(repo, entry, target / rel if rel else target, progress)
+        dest = target / rel if rel else target
+        try:
+            _download(repo, entry, dest, progress)
+        except S3fsvError as err:
+            err.args = (f"{err} (downloading {dest})",)
+            raise
+        next(done)
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(one, files))
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(one, files))
+    except S3fsvError as err:  # the pool has finished the others by now
+        written = next(done)
+        err.args = (
+            f"{err}; {written} of {len(files)} file(s) were downloaded, each complete and "
+            "verified (files are written whole or not at all)",
+        )
+        raise
     for rel, entry in reversed(plan):
         if entry.kind == "dir" and entry.name:
             d = target / rel if rel else target

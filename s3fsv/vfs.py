@@ -102,7 +102,8 @@ class Filesystem(WriteOps):
         return self.fixed is not None and self.fixed.immutable
 
     def close(self) -> None:
-        """Release readers, staging databases and slot locks. Safe to call twice."""
+        """Release readers, staging databases, slot locks and the cache (which evicts if it
+        is over budget). Safe to call twice."""
         with self._lock:
             states, self._repos = list(self._repos.values()), {}
             overlays, self._overlays = list(self._overlays.values()), {}
@@ -115,6 +116,7 @@ class Filesystem(WriteOps):
                 overlay.staging.close()
         for slot in slots:
             slot.release()
+        self.cache.close()
 
     # -- writable branches ------------------------------------------------------------------
     def _writable(self, snap: Snapshot) -> bool:

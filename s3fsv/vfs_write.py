@@ -85,15 +85,7 @@ class WriteOps:
             return None
         command = _COMMANDS.get(pid)
         if command is None:
-            try:
-                raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                return None
-            args = raw.split(b"\0")
-            if args and not args[-1]:
-                args.pop()  # the terminating NUL
-            command = _command_line([a.decode(errors="replace") for a in args])
-            _COMMANDS[pid] = command
+            command = _COMMANDS[pid] = command_of(pid)
         if not command:
             return None
         ov.record_command(command)
@@ -273,6 +265,22 @@ def provenance_context() -> dict[str, Any]:
     except Exception:
         user = str(os.getuid())
     return {"user": user, "host": socket.gethostname(), "tool": f"s3fsv {__version__}"}
+
+
+def command_of(pid: int) -> str:
+    """How process ``pid`` was run, as a shell line that runs it again: ``cd DIR && ARGS``
+    (relative paths in ARGS need DIR); "" when it cannot be read (the process is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+    args = raw.split(b"\0")
+    if args and not args[-1]:
+        args.pop()  # the terminating NUL
+    if not args:
+        return ""  # a kernel thread, or a process that cleared its arguments
+    return f"cd {shlex.quote(cwd)} && {_command_line([a.decode(errors='replace') for a in args])}"
 
 
 def _command_line(args: list[str], limit: int = 500) -> str:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from s3fsv import transfer
 from s3fsv.backend.base import Backend, ObjectInfo
 from s3fsv.backend.memory import MemoryBackend
 from s3fsv.errors import (
@@ -73,6 +75,22 @@ def assert_corrupt(info: pytest.ExceptionInfo[CorruptObject], key: str, *words: 
     assert key in str(err)
     for word in words:
         assert word in str(err), str(err)
+
+
+def test_a_failed_download_names_the_file_and_what_was_written(
+    url: str, repo: Repository, tmp_path: Path
+) -> None:
+    commit_file(repo, "a/1-good.bin", DATA[:100])
+    cid = commit_file(repo, "a/2-bad.bin")
+    victim = repo.stat(cid, "a/2-bad.bin").chunks[1]
+    repo.backend.put(repo.objects.key(victim), b"garbage")
+    with pytest.raises(CorruptObject) as info:  # one thread: the files in name order
+        transfer.get(reopen(url), cid, "a", tmp_path / "out", threads=1)
+    message = str(info.value)
+    assert f"(downloading {tmp_path / 'out/2-bad.bin'})" in message
+    assert "1 of 2 file(s) were downloaded" in message and "\n" not in message
+    assert (tmp_path / "out/1-good.bin").read_bytes() == DATA[:100]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["1-good.bin"]  # no part file
 
 
 # -- chunks ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import os
 import random
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,52 @@ def test_eviction_keeps_the_cache_under_budget(tmp_path: Path) -> None:
     total = sum(p.stat().st_size for p in (tmp_path / "c/objects").rglob("*") if p.is_file())
     assert total <= 64 * 1024
     assert cache.get(oids[-1]) is not None  # the newest survive
+
+
+def _stored(root: Path) -> int:
+    return sum(p.stat().st_size for p in (root / "objects").rglob("*") if p.is_file())
+
+
+def test_eviction_catches_up_with_entries_added_during_a_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries added while a pass runs (after its scan) start another pass when it ends: the
+    cache gets back under budget without waiting for a tenth of the budget more."""
+    cache = DiskCache(tmp_path / "c", max_bytes=64 * 1024)
+    scanned = threading.Event()
+    proceed = threading.Event()
+    evict_now = cache.evict_now
+
+    def held_pass() -> int:
+        freed = evict_now()
+        scanned.set()
+        proceed.wait(10)
+        return freed
+
+    monkeypatch.setattr(cache, "evict_now", held_pass)
+    cache.put(*entry(0))  # the first addition starts a pass
+    assert scanned.wait(10)
+    for n in range(1, 40):  # 160 KiB while it runs
+        cache.put(*entry(n))
+    proceed.set()
+    deadline = time.monotonic() + 10
+    while cache._evicting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _stored(tmp_path / "c") <= 64 * 1024
+
+
+def test_close_evicts_when_a_pass_was_due(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that stops while a pass is due leaves the cache within its budget."""
+    cache = DiskCache(tmp_path / "c", max_bytes=64 * 1024)
+    monkeypatch.setattr(cache, "_evict", lambda: None)  # background passes never run
+    for n in range(40):
+        cache.put(*entry(n))
+    assert _stored(tmp_path / "c") > 64 * 1024
+    cache.close()
+    assert _stored(tmp_path / "c") <= 64 * 1024
+    quiet = DiskCache(tmp_path / "q", max_bytes=1)
+    quiet.close()  # added nothing: no pass
+    assert not (tmp_path / "q/evict.lock").exists()
 
 
 def test_concurrent_reads_never_return_another_entrys_bytes(tmp_path: Path) -> None:

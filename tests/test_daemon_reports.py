@@ -67,3 +67,25 @@ def test_unmount_reports_what_the_daemon_did_with_staged_writes(
             time.sleep(0.1)
         result = run_cli("unmount", str(mp), env=env)
         assert "s3fsv: committed cams@main 1 time(s) after 0.2 s idle" in result.stderr
+    # A daemon logs its commits at its default level: a node never unmounted keeps a record.
+    logs = Path(env["XDG_STATE_HOME"], "s3fsv", "logs").glob("*.log")
+    assert any("committed cams@main after 0.2s idle" in p.read_text() for p in logs)
+
+
+def test_the_mount_table_names_store_repo_and_pinned_commit(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """``mount`` and /proc/mounts tell mounts apart: the store, the repo, the ref (for a
+    pinned snapshot, the commit it resolved to)."""
+    url = f"file://{tmp_path}/my,store"
+    repo = Store.init(url).create_repo("cams")
+    head = repo.resolve("main")
+    for source, shown in (
+        (url, url),
+        (f"{url}/cams@main", f"{url}/cams@main"),
+        (f"{url}/cams@main~0", f"{url}/cams@{head}"),
+    ):
+        with mounted(source, tmp_path / "mnt", env) as mp:
+            lines = Path("/proc/self/mounts").read_text().splitlines()
+            table = {line.split()[1]: line.split()[0] for line in lines}
+            assert table[str(mp)] == shown, source

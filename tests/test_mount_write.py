@@ -21,7 +21,7 @@ import pytest
 
 from s3fsv.store import Store
 from s3fsv.transfer import put
-from s3fsv.vfs_write import _command_line
+from s3fsv.vfs_write import _command_line, command_of
 from tests.mounting import (
     S3FSV,
     alive,
@@ -121,10 +121,16 @@ def test_provenance_names_commands_that_only_move_or_remove(
     subprocess.run(spaced, check=True)
     cid = commit(branch, env, "moves only")
     commands = Store.open(repo_url).repo("cams").commit_object(cid).provenance["commands"]
-    assert any(c.startswith("mkdir ") for c in commands), commands
-    assert any(c.startswith("mv ") for c in commands), commands
-    assert any(c.startswith("rm ") for c in commands), commands
-    assert shlex.join(spaced) in commands  # each argument whole: quoted as a shell needs it
+    assert any(_run(c).startswith("mkdir ") for c in commands), commands
+    assert any(_run(c).startswith("mv ") for c in commands), commands
+    assert any(_run(c).startswith("rm ") for c in commands), commands
+    # Each argument whole (quoted as a shell needs it), after the directory it ran in.
+    assert f"cd {shlex.quote(os.getcwd())} && {shlex.join(spaced)}" in commands
+
+
+def _run(command: str) -> str:
+    """A recorded command line without its leading ``cd DIR && ``."""
+    return command.split(" && ", 1)[1]
 
 
 def test_long_command_lines_are_cut_between_arguments() -> None:
@@ -161,7 +167,7 @@ def test_provenance_is_per_commit_and_dropped_by_discard(
     subprocess.run(["touch", str(branch / "three")], check=True)
     third = commit(branch, env, "three")
     prov = repo.commit_object(third).provenance
-    assert inputs(third) == [] and not any(c.startswith("cp ") for c in prov["commands"])
+    assert inputs(third) == [] and not any(_run(c).startswith("cp ") for c in prov["commands"])
 
 
 def test_unsupported_operations_fail_as_documented(
@@ -259,9 +265,10 @@ def test_open_file_survives_commit(branch: Path, env: dict[str, str], repo_url: 
     assert b"".join(repo.read_file(repo.stat(first, "log.txt"))) == b"first\n"
     assert b"".join(repo.read_file(repo.stat(second, "log.txt"))) == b"first\nsecond\n"
     # The process still writing after the first commit is named by the second one too.
-    me = " ".join(p.decode() for p in Path("/proc/self/cmdline").read_bytes().split(b"\0") if p)
+    me = command_of(os.getpid())
+    assert me.startswith(f"cd {shlex.quote(os.getcwd())} && ")
     for cid in (first, second):
-        assert me[:500] in repo.commit_object(cid).provenance.get("commands", []), cid
+        assert me in repo.commit_object(cid).provenance.get("commands", []), cid
 
 
 def test_write_only_descriptors_stay_coherent_with_readers(branch: Path) -> None:
