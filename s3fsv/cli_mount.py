@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
     pinned = (
         source.ref is not None and source.ref not in store.repo(source.repo or "").refs.branches()
     )
+    if args.pinned_commit:  # the daemon of a pinned mount: what the command resolved and said
+        source = replace(source, ref=args.pinned_commit, commit=args.pinned_commit)
     if args.rw and (source.repo is None or source.ref is None or pinned):
         raise UsageError("--rw makes a REPO@BRANCH mount writable; this source is not a branch")
     if source.ref is not None and not args.rw and policy.kind != "manual":
@@ -113,7 +116,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
         daemon.check_mountpoint(args.mountpoint, replace_dead=True)
         _tell_leftovers(leftovers)
         return daemon.serve(args, store, source, args.mountpoint)
-    daemon.start(args.argv, args.mountpoint, foreground=False)
+    # A ref such as main~1 could name another commit by the time the daemon resolves it.
+    pin = ["--pinned-commit", source.commit] if pinned and source.commit else []
+    daemon.start([*args.argv, *pin], args.mountpoint, foreground=False)
     shown = args.source
     if pinned and source.commit and source.commit != (source.ref or "").lower():
         shown += f" (commit {source.commit})"  # in full: what a rerun pins to

@@ -265,6 +265,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         "for writing for that long)",
     )
     p.add_argument("--daemonized", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--pinned-commit", metavar="ID", help=argparse.SUPPRESS)
 
     p = add("unmount", "unmount", "unmount a mount and wait for its daemon to stop")
     p.add_argument("mountpoint", metavar="MOUNTPOINT", help="where an s3fsv mount is")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from s3fsv.exit_report import ExitReport, take_report
 from s3fsv.store import Store
-from tests.mounting import force_unmount, mounted, run_cli
+from tests.mounting import daemon_pids, force_unmount, mounted, run_cli
 
 
 def _log_messages(url: str) -> list[str]:
@@ -89,3 +89,20 @@ def test_the_mount_table_names_store_repo_and_pinned_commit(
             lines = Path("/proc/self/mounts").read_text().splitlines()
             table = {line.split()[1]: line.split()[0] for line in lines}
             assert table[str(mp)] == shown, source
+
+
+def test_a_pinned_mounts_daemon_pins_the_commit_the_command_resolved(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """``REPO@main~1`` is resolved once, by the command that prints it: the daemon is given
+    that commit, so a branch moving meanwhile cannot make it mount another one."""
+    url = f"file://{tmp_path}/store"
+    repo = Store.init(url).create_repo("cams")
+    (tmp_path / "v").write_text("one")
+    run_cli("--store", url, "put", "-q", str(tmp_path / "v"), "cams@main:v", "-m", "1", env=env)
+    parent = repo.resolve("main~1")
+    with mounted(f"{url}/cams@main~1", tmp_path / "mnt", env) as mp:
+        (pid,) = daemon_pids(Path(env["XDG_STATE_HOME"]), mp)
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[argv.index(b"--pinned-commit") + 1] == parent.encode()
+        assert not (mp / "v").exists()  # the parent commit: before v was put
