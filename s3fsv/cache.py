@@ -240,7 +240,11 @@ class DiskCache:
                 self._evicting = self._scanned = True
                 self._added = 0
         if due:
-            threading.Thread(target=self._evict, name="s3fsv-evict", daemon=True).start()
+            try:
+                threading.Thread(target=self._evict, name="s3fsv-evict", daemon=True).start()
+            except RuntimeError:  # no thread to spare: the next addition tries again
+                with self._lock:
+                    self._evicting = False
 
     def _write_direct(self, fd: int, data: ChunkData) -> int:
         """Write a block-aligned prefix of ``data`` at the start of ``fd`` with ``O_DIRECT``:
@@ -296,21 +300,29 @@ class DiskCache:
         added since the last one started: entries added during a pass count for the next,
         so the cache comes back under its budget after the last addition, not only after
         the next tenth."""
-        while True:
-            self._evict_once()
+        try:
+            while True:
+                self._evict_once()
+                with self._lock:
+                    if self._added <= self.max_bytes // 10:
+                        return
+                    self._added = 0
+        finally:
             with self._lock:
-                if self._added <= self.max_bytes // 10:
-                    self._evicting = False
-                    return
-                self._added = 0
+                self._evicting = False
 
-    def _evict_once(self) -> None:
+    def _evict_once(self, *, wait: bool = True) -> None:
+        """One pass, under the lock all processes take for it; without ``wait``, none when
+        another pass holds that lock."""
         try:
             with open(self.root / "evict.lock", "a+b") as lock:
                 os.fchmod(lock.fileno(), 0o600)
-                fcntl.flock(lock, fcntl.LOCK_EX)  # one pass at a time among all processes
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    return
                 self.evict_now()
-        except OSError as err:
+        except (OSError, ValueError) as err:  # ValueError: an entry's name was not ours
             log.warning("cache eviction failed: %s", err)
 
     def evict_now(self) -> int:
@@ -341,13 +353,14 @@ class DiskCache:
         return freed
 
     def close(self) -> None:
-        """Forget open entries; if a pass was due or running (it stops with the process),
-        make one now, so that the cache is left within its budget."""
+        """Forget open entries; if a pass was due, make one now, so that the cache is left
+        within its budget. Never waits: when another pass holds the lock (this process's own,
+        still running, or another process's), that pass does the work."""
         with self._lock:
             self._open.clear()
-            due = self._evicting or self._added > self.max_bytes // 10
+            due = self._added > self.max_bytes // 10
         if due:
-            self._evict_once()
+            self._evict_once(wait=False)
 
 
 def _write_all(fd: int, view: memoryview) -> int:

@@ -461,13 +461,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(EXIT_CODES, __version__)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    default_level = "info" if getattr(args, "handler", None) == "mount" else "warning"
-    level = getattr(logging, (args.log_level or default_level).upper())
+    mount = getattr(args, "handler", None) == "mount"
+    # A mount's daemon logs at INFO by default (mounts, commits, evictions): to its log file,
+    # and to stderr only where stderr is that file (a daemonized mount).
+    level = getattr(logging, (args.log_level or ("info" if mount else "warning")).upper())
     logging.basicConfig(level=level, format="s3fsv: %(levelname)s: %(message)s", stream=sys.stderr)
+    if args.log_level is None and mount and not getattr(args, "daemonized", False):
+        for stream in logging.getLogger().handlers:
+            stream.setLevel(logging.WARNING)
     for library in ("botocore", "boto3", "s3transfer", "urllib3"):
-        # Their debug output holds signed request headers (the access key id among them);
-        # s3fsv's own debug lines say what a user needs.
-        logging.getLogger(library).setLevel(max(level, logging.INFO))
+        # Their debug output holds signed request headers (the access key id among them), and
+        # their INFO is noise ("Found credentials..."); s3fsv's own lines say what is needed.
+        quiet = logging.INFO if level <= logging.DEBUG else logging.WARNING
+        logging.getLogger(library).setLevel(quiet)
     handler = _COMMANDS.get(args.handler) if hasattr(args, "handler") else None
     if handler is None:
         getattr(args, "help_parser", parser).print_help(sys.stderr)

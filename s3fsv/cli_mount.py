@@ -20,6 +20,7 @@ from typing import Any
 from s3fsv.address import shown_path
 from s3fsv.errors import S3fsvError, UsageError
 from s3fsv.mounttable import mount_table
+from s3fsv.objects import is_object_id
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {}
@@ -102,6 +103,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
         source.ref is not None and source.ref not in store.repo(source.repo or "").refs.branches()
     )
     if args.pinned_commit:  # the daemon of a pinned mount: what the command resolved and said
+        if not (args.daemonized and pinned and is_object_id(args.pinned_commit)):
+            raise UsageError("--pinned-commit is for the daemon a pinned mount starts")
+        store.repo(source.repo or "").commit_object(args.pinned_commit)  # it exists
         source = replace(source, ref=args.pinned_commit, commit=args.pinned_commit)
     if args.rw and (source.repo is None or source.ref is None or pinned):
         raise UsageError("--rw makes a REPO@BRANCH mount writable; this source is not a branch")

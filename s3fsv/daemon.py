@@ -131,7 +131,10 @@ def parse_source(text: str, endpoint: str | None) -> tuple[Store, Source]:
                 raise
             # Refused at both, whichever is the store (STORE, or STORE/REPO's STORE): name
             # what was asked for, not a marker object of one guess.
-            raise AccessDenied(f"access denied to {text}: check credentials") from None
+            raise AccessDenied(
+                f"access denied to {text}: check the credentials, and that a store is there "
+                "(without list permission S3 refuses what does not exist)"
+            ) from None
     store.repo(last)
     return store, Source(base, last, None)
 

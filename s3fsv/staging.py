@@ -332,7 +332,7 @@ class SlotLock:
         empty: tuple[int, Path] | None = None  # the first free slot without staged writes
         try:
             for path in _slot_dirs(base):
-                made = path.is_dir()
+                made = os.path.lexists(path)
                 if not made and empty is not None:
                     continue  # never used: holds nothing
                 try:
@@ -343,7 +343,12 @@ class SlotLock:
                     continue  # a slot this process cannot use (another user's, damaged)
                 if fd is None:
                     continue
-                if _staged_count(path):
+                try:
+                    staged = _staged_count(path)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                if staged:
                     if empty is not None:
                         os.close(empty[0])
                     self.fd, self.path = fd, path

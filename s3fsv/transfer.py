@@ -220,7 +220,8 @@ def get(
         try:
             _download(repo, entry, dest, progress)
         except S3fsvError as err:
-            err.args = (f"{err} (downloading {dest})",)
+            if str(dest) not in str(err):
+                err.args = (f"{err} (downloading {dest})",)
             raise
         next(done)
 

@@ -269,10 +269,10 @@ def provenance_context() -> dict[str, Any]:
 
 def command_of(pid: int) -> str:
     """How process ``pid`` was run, as a shell line that runs it again: ``cd DIR && ARGS``
-    (relative paths in ARGS need DIR); "" when it cannot be read (the process is gone)."""
+    (relative paths in ARGS need DIR), or ARGS alone when its directory cannot be read (another
+    user's process); "" when its arguments cannot be read (it is gone)."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return ""
     args = raw.split(b"\0")
@@ -280,17 +280,22 @@ def command_of(pid: int) -> str:
         args.pop()  # the terminating NUL
     if not args:
         return ""  # a kernel thread, or a process that cleared its arguments
-    return f"cd {shlex.quote(cwd)} && {_command_line([a.decode(errors='replace') for a in args])}"
+    line = _command_line([a.decode(errors="replace") for a in args])
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd").removesuffix(" (deleted)")
+    except OSError:
+        return line
+    return f"cd {shlex.quote(cwd)} && {line}"
 
 
 def _command_line(args: list[str], limit: int = 500) -> str:
     """``args`` quoted as a shell needs them (so that where each ends is kept), whole
-    arguments only up to about ``limit`` characters, then ``...``."""
+    arguments only up to about ``limit`` characters (the program always), then ``...``."""
     out: list[str] = []
     used = 0
     for arg in args:
         quoted = shlex.quote(arg)
-        if used + len(quoted) > limit:
+        if out and used + len(quoted) > limit:
             out.append("...")
             break
         out.append(quoted)

@@ -137,6 +137,21 @@ def test_long_command_lines_are_cut_between_arguments() -> None:
     line = _command_line(["detect.py", "--out", "a b", *[f"img{n:04}.jpg" for n in range(100)]])
     assert line.startswith("detect.py --out 'a b' img0000.jpg") and line.endswith(" ...")
     assert len(line) <= 504 and shlex.split(line)[-2].startswith("img")
+    program = "/opt/" + "x" * 600  # the program is kept, however long
+    assert _command_line([program, "arg"]) == f"{program} ..."
+
+
+def test_a_command_whose_directory_cannot_be_read_is_recorded_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    full = command_of(os.getpid())
+    assert full.startswith(f"cd {shlex.quote(os.getcwd())} && ")
+
+    def refused(path: str) -> str:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "readlink", refused)  # as for another user's process
+    assert command_of(os.getpid()) == _run(full)
 
 
 def test_provenance_is_per_commit_and_dropped_by_discard(
@@ -463,6 +478,9 @@ def test_sigterm_stops_a_foreground_mount_cleanly(
         assert proc.returncode == 0, err
         assert "error" not in err
         assert f"s3fsv: mounted {repo_url}/cams at {mp}" in err  # the ready line
+        assert "INFO" not in err  # the terminal gets warnings; the log file gets INFO
+        logs = Path(env["XDG_STATE_HOME"], "s3fsv", "logs").glob("*.log")
+        assert any("INFO s3fsv.daemon: mounting" in p.read_text() for p in logs)
         assert not os.path.ismount(mp)
     finally:
         if proc.poll() is None:

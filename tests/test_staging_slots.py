@@ -50,10 +50,11 @@ def test_leftovers_are_counted_per_slot_in_the_order_mounts_take_them(tmp_path: 
     area = held[0].path.parent
     shutil.rmtree(area / "slot-2")  # a gap: later slots still count
     (area / "slot-x").mkdir()  # not a slot: ignored
+    (area / "slot-4").write_text("")  # damaged: skipped, never fatal
     assert leftover_staging(tmp_path, URL) == [("cams", "main", [2, 1])]
     assert leftover_staging(tmp_path, URL, "other") == []
-    taken = [SlotLock(tmp_path, URL, "cams", "main") for _ in range(3)]
-    assert [t.path.name for t in taken] == ["slot-1", "slot-3", "slot-0"]
+    taken = [SlotLock(tmp_path, URL, "cams", "main") for _ in range(4)]
+    assert [t.path.name for t in taken] == ["slot-1", "slot-3", "slot-0", "slot-2"]
     assert leftover_staging(tmp_path, URL) == []
     for slot in taken:
         slot.release()
