@@ -19,7 +19,7 @@ import itertools
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from cachetools import LRUCache
@@ -245,6 +245,21 @@ class ChunkReader:
             _remember(self._warmed, root_tree, limit=256)
         with contextlib.suppress(RuntimeError):  # closed meanwhile
             self._walker.submit(self._walk_trees, root_tree, limit)
+
+    def warm_later(self, root: Callable[[], str]) -> None:
+        """``warm_snapshot`` of the tree that ``root()`` names, found in the background (it
+        may read a ref and a commit from the store)."""
+
+        def find_and_warm() -> None:
+            try:
+                tree = root()
+            except Exception as err:  # no such branch, or the store does not answer
+                log.debug("no snapshot to load ahead: %s", err)
+                return
+            self.warm_snapshot(tree)
+
+        with contextlib.suppress(RuntimeError):  # closed meanwhile
+            self._walker.submit(find_and_warm)
 
     def _walk_trees(self, root_tree: str, limit: int) -> None:
         pending, loaded = collections.deque([root_tree]), 0

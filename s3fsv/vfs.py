@@ -191,7 +191,15 @@ class Filesystem(WriteOps):
             TTLCache(maxsize=4, ttl=ttl),
         )
         with self._lock:
-            return self._repos.setdefault(name, state)
+            known = self._repos.get(name)
+            if known is None:
+                self._repos[name] = state
+        if known is not None:  # another thread got there first
+            state.reader.close()
+            return known
+        if self.spec.ref is None:  # repo/store mount: main's head (or commits sharing its dirs)
+            state.reader.warm_later(lambda: self._tree(state, self._branch_head(state, "main")))
+        return state
 
     def _repo_list(self) -> list[str]:
         names = self._repo_names.get("")

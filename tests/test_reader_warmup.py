@@ -1,5 +1,5 @@
-"""What a chunk reader does ahead of the first requests: start its threads, and load a pinned
-snapshot's directories (no FUSE, a file store)."""
+"""What a chunk reader does ahead of the first requests: start its threads, and load the
+directories of the snapshots a mount is likely to walk (no FUSE, a file store)."""
 
 from __future__ import annotations
 
@@ -62,23 +62,29 @@ def test_warm_snapshot_loads_directories_breadth_first_up_to_a_limit(tmp_path: P
         reader.close(wait=True)
 
 
-def test_listing_a_snapshot_root_warms_it_once(tmp_path: Path) -> None:
-    """In a repo mount, the first listing of commit/<id> starts loading that snapshot's
-    directories; listing it again, or a lookup of it, starts nothing more."""
+def test_a_repo_mount_warms_mains_head_and_each_commit_it_lists_once(tmp_path: Path) -> None:
+    """A repo mount starts loading the directories of main's head at once; the first listing
+    of another commit/<id> starts loading that snapshot's; listing it again, or a lookup of
+    it, starts nothing more."""
     from s3fsv.vfs import Filesystem, MountSpec
 
     (tmp_path / "src/d").mkdir(parents=True)
     (tmp_path / "src/d/f.txt").write_text("x")
     url = f"file://{tmp_path}/store"
-    cid, _ = put(Store.init(url).create_repo("r"), "main", tmp_path / "src", "", "tree")
+    repo = Store.init(url).create_repo("r")
+    old, _ = put(repo, "main", tmp_path / "src", "", "first")
+    (tmp_path / "src/d/g.txt").write_text("y")
+    head, _ = put(repo, "main", tmp_path / "src", "", "second")
     fs = Filesystem(Store.open(url), MountSpec("r", None, 5.0), DiskCache(tmp_path / "cache"))
     try:
         reader = fs._state("r").reader
-        root = fs._state("r").repo.commit_object(cid).tree
-        fs.getattr(f"/commit/{cid}")
-        assert root not in reader._warmed
+        head_root = repo.commit_object(head).tree
+        old_root = repo.commit_object(old).tree
+        assert _eventually(lambda: list(reader._warmed) == [head_root])
+        fs.getattr(f"/commit/{old}")
+        assert old_root not in reader._warmed
         for _ in range(2):
-            assert [name for name, _ in fs.readdir(f"/commit/{cid}")] == ["d"]
-        assert list(reader._warmed) == [root]
+            assert [name for name, _ in fs.readdir(f"/commit/{old}")] == ["d"]
+        assert list(reader._warmed) == [head_root, old_root]
     finally:
         fs.close()
