@@ -322,7 +322,7 @@ class DiskCache:
                 except BlockingIOError:
                     return
                 self.evict_now()
-        except (OSError, ValueError) as err:  # ValueError: an entry's name was not ours
+        except Exception as err:  # best effort: never fails a read, a write or an unmount
             log.warning("cache eviction failed: %s", err)
 
     def evict_now(self) -> int:
