@@ -56,6 +56,10 @@ def test_corrupt_and_truncated_entries_are_misses(tmp_path: Path) -> None:
     assert cache.get(oid) is None
 
 
+def _stored(root: Path) -> int:
+    return sum(p.stat().st_size for p in (root / "objects").rglob("*") if p.is_file())
+
+
 def test_eviction_keeps_the_cache_under_budget(tmp_path: Path) -> None:
     cache = DiskCache(tmp_path / "c", max_bytes=64 * 1024)
     oids = []
@@ -64,13 +68,8 @@ def test_eviction_keeps_the_cache_under_budget(tmp_path: Path) -> None:
         cache.put(oid, data)
         oids.append(oid)
     cache.evict_now()
-    total = sum(p.stat().st_size for p in (tmp_path / "c/objects").rglob("*") if p.is_file())
-    assert total <= 64 * 1024
+    assert _stored(tmp_path / "c") <= 64 * 1024
     assert cache.get(oids[-1]) is not None  # the newest survive
-
-
-def _stored(root: Path) -> int:
-    return sum(p.stat().st_size for p in (root / "objects").rglob("*") if p.is_file())
 
 
 def test_eviction_catches_up_with_entries_added_during_a_pass(
