@@ -13,7 +13,6 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,15 +97,15 @@ def cmd_mount(args: argparse.Namespace) -> int:
                 f"mountpoint {Path(args.mountpoint).absolute()} is inside the s3fsv mount "
                 f"{outer}: choose a directory outside it"
             )
-    store, source = daemon.store_for_mount(args.source, args.store, args.endpoint_url)
-    pinned = (
+    if args.pinned_commit and not (args.daemonized and is_object_id(args.pinned_commit)):
+        raise UsageError("--pinned-commit is for the daemon a pinned mount starts")
+    # The daemon of a pinned mount serves the commit the command resolved and printed.
+    store, source = daemon.store_for_mount(
+        args.source, args.store, args.endpoint_url, args.pinned_commit
+    )
+    pinned = bool(args.pinned_commit) or (
         source.ref is not None and source.ref not in store.repo(source.repo or "").refs.branches()
     )
-    if args.pinned_commit:  # the daemon of a pinned mount: what the command resolved and said
-        if not (args.daemonized and pinned and is_object_id(args.pinned_commit)):
-            raise UsageError("--pinned-commit is for the daemon a pinned mount starts")
-        store.repo(source.repo or "").commit_object(args.pinned_commit)  # it exists
-        source = replace(source, ref=args.pinned_commit, commit=args.pinned_commit)
     if args.rw and (source.repo is None or source.ref is None or pinned):
         raise UsageError("--rw makes a REPO@BRANCH mount writable; this source is not a branch")
     if source.ref is not None and not args.rw and policy.kind != "manual":

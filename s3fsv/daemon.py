@@ -104,15 +104,24 @@ class Source:
     commit: str | None = None  # what ``ref`` resolved to when the mount was asked for
 
 
-def parse_source(text: str, endpoint: str | None) -> tuple[Store, Source]:
+def parse_source(
+    text: str, endpoint: str | None, pinned: str | None = None
+) -> tuple[Store, Source]:
     """Split ``STORE[/REPO[@REF]]`` and open the store. The store is the longest prefix of the
-    URL that holds an s3fsv store marker; what follows is the repo."""
+    URL that holds an s3fsv store marker; what follows is the repo. ``pinned``, a full commit
+    id that a ``REPO@REF`` source resolved to earlier, is checked to exist and used as the ref,
+    so the ref is not resolved again (it could name another commit by now)."""
     base, _, last = text.rstrip("/").rpartition("/")
+    if pinned is not None and "@" not in last:
+        raise UsageError(f"{text} is not a REPO@REF source: it cannot be pinned")
     if "@" in last:
         repo, _, ref = last.partition("@")
         check_ref_name(repo, "repo")
         check_ref_spec(ref)
         store = Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS)
+        if pinned is not None:
+            store.repo(repo).commit_object(pinned)  # it exists
+            return store, Source(base, repo, pinned, pinned)
         commit = store.repo(repo).resolve(ref)  # a missing ref fails here, not in the daemon
         return store, Source(base, repo, ref, commit)
     if last in (".", ".."):  # neither a store's place nor a repo: never sent to the store
@@ -536,10 +545,10 @@ def _alive(pid: int) -> bool:
 
 
 def store_for_mount(
-    text: str, store_flag: str | None, endpoint_flag: str | None
+    text: str, store_flag: str | None, endpoint_flag: str | None, pinned: str | None = None
 ) -> tuple[Store, Source]:
     """``STORE[/REPO[@REF]]`` as a URL, or ``REPO[@REF]`` in the store that ``--store``,
-    ``S3FSV_STORE`` or the config file names."""
+    ``S3FSV_STORE`` or the config file names; ``pinned`` as for :func:`parse_source`."""
     if "://" not in text:
         if not text or "/" in text:
             raise UsageError(
@@ -548,4 +557,4 @@ def store_for_mount(
                 "S3FSV_STORE"
             )
         text = f"{store_url(store_flag).rstrip('/')}/{text}"
-    return parse_source(text, endpoint_url(endpoint_flag))
+    return parse_source(text, endpoint_url(endpoint_flag), pinned)

@@ -6,6 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
+from s3fsv.daemon import parse_source
+from s3fsv.errors import NotFound, UsageError
 from s3fsv.exit_report import ExitReport, take_report
 from s3fsv.store import Store
 from tests.mounting import daemon_pids, force_unmount, mounted, run_cli
@@ -106,3 +110,19 @@ def test_a_pinned_mounts_daemon_pins_the_commit_the_command_resolved(
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         assert argv[argv.index(b"--pinned-commit") + 1] == parent.encode()
         assert not (mp / "v").exists()  # the parent commit: before v was put
+
+
+def test_a_pinned_source_is_not_resolved_again(tmp_path: Path) -> None:
+    """The daemon's pin stands for the ref: a branch deleted after the command resolved it
+    does not stop the daemon, and a pin that names no commit is refused."""
+    url = f"file://{tmp_path}/store"
+    repo = Store.init(url).create_repo("cams")
+    head = repo.resolve("main")
+    repo.create_branch("short-lived")
+    repo.refs.delete_branch("short-lived")
+    _, source = parse_source(f"{url}/cams@short-lived", None, head)
+    assert (source.repo, source.ref, source.commit) == ("cams", head, head)
+    with pytest.raises(NotFound):
+        parse_source(f"{url}/cams@main", None, "0" * 64)
+    with pytest.raises(UsageError):
+        parse_source(f"{url}/cams", None, head)
