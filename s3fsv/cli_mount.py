@@ -121,7 +121,10 @@ def cmd_mount(args: argparse.Namespace) -> int:
         return daemon.serve(args, store, source, args.mountpoint)
     # A ref such as main~1 could name another commit by the time the daemon resolves it.
     pin = ["--pinned-commit", source.commit] if pinned and source.commit else []
-    daemon.start([*args.argv, *pin], args.mountpoint, foreground=False)
+    # The daemon runs from /: a relative mountpoint becomes absolute (as `ps` then shows it).
+    here = os.path.abspath(args.mountpoint)
+    argv = [here if arg == args.mountpoint else arg for arg in args.argv]
+    daemon.start([*argv, *pin], args.mountpoint, foreground=False)
     shown = args.source
     if pinned and source.commit and source.commit != (source.ref or "").lower():
         shown += f" (commit {source.commit})"  # in full: what a rerun pins to

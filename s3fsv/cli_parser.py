@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Any
 
 DESCRIPTION = """\
 Versioned data repositories on S3 (or a local directory), mountable as a directory tree.
@@ -89,8 +90,17 @@ def _global_options(p: argparse.ArgumentParser, defaults: dict[str, str] | None)
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Options only by their full names: an abbreviation such as ``--lo`` is ambiguous, and
+    one that works today would change meaning when an option is added."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="s3fsv",
         description=DESCRIPTION,
         epilog=EXAMPLES + "\n" + exit_codes,

@@ -25,8 +25,10 @@ except ModuleNotFoundError:  # Python 3.10
 
 
 def _xdg(var: str, fallback: str) -> Path:
+    # The XDG spec: a relative value is invalid and ignored. (A daemon runs from /, so a
+    # relative one would name another place there.)
     value = os.environ.get(var)
-    return Path(value) if value else Path.home() / fallback
+    return Path(value) if value and os.path.isabs(value) else Path.home() / fallback
 
 
 def config_path() -> Path:

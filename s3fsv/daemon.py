@@ -264,6 +264,8 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
     _log_to_file(args, mp)
     policy = parse_commit_on(str(getattr(args, "commit_on", "manual")))
     fs = make_filesystem(args, store, source)
+    if getattr(args, "daemonized", False):
+        os.chdir("/")  # a daemon must not keep the directory it was started from busy
     control = ControlServer(fs, socket_file(mp))
     idle = IdleCommitter(fs, policy.idle) if policy.kind == "idle" else None
     control.start()

@@ -1,18 +1,22 @@
-"""What the daemon tells the user when it stops: the exit report ``s3fsv unmount`` prints
-(commits made or failed, writes left staged) and the notice a later mount gives about them."""
+"""What the daemon tells the user when it stops (the exit report ``s3fsv unmount`` prints:
+commits made or failed, writes left staged), how it names itself (mount table, ``ps``), and how
+it is started: the pinned commit it is handed, its working directory, its paths."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from s3fsv import config
 from s3fsv.daemon import parse_source
 from s3fsv.errors import NotFound, UsageError
 from s3fsv.exit_report import ExitReport, take_report
 from s3fsv.store import Store
-from tests.mounting import daemon_pids, force_unmount, mounted, run_cli
+from tests.mounting import S3FSV, daemon_pids, force_unmount, mounted, run_cli
 
 
 def _log_messages(url: str) -> list[str]:
@@ -126,3 +130,51 @@ def test_a_pinned_source_is_not_resolved_again(tmp_path: Path) -> None:
         parse_source(f"{url}/cams@main", None, "0" * 64)
     with pytest.raises(UsageError):
         parse_source(f"{url}/cams", None, head)
+
+
+def test_the_daemon_runs_from_root_with_absolute_paths(tmp_path: Path, env: dict[str, str]) -> None:
+    """Mounted from a directory with relative paths, the daemon keeps no directory busy (its
+    cwd is /), `ps` shows the full mountpoint, and the relative cache still holds the reads."""
+    url = f"file://{tmp_path}/store"
+    Store.init(url).create_repo("cams")
+    (tmp_path / "v").write_text("one")
+    run_cli("--store", url, "put", "-q", str(tmp_path / "v"), "cams@main:v", "-m", "1", env=env)
+    work = tmp_path / "work"
+    (work / "mnt").mkdir(parents=True)
+    mp = work / "mnt"
+    try:
+        subprocess.run(
+            [*S3FSV, "mount", f"{url}/cams@main", "mnt", "--cache-dir", "cache"],
+            cwd=work,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        (pid,) = daemon_pids(Path(env["XDG_STATE_HOME"]), mp)
+        assert os.readlink(f"/proc/{pid}/cwd") == "/"
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert str(mp).encode() in argv and b"mnt" not in argv
+        assert (mp / "v").read_text() == "one"
+        assert any(p.is_file() for p in (work / "cache" / "objects").rglob("*"))
+    finally:
+        force_unmount(mp, Path(env["XDG_STATE_HOME"]))
+
+
+def test_options_are_never_abbreviated() -> None:
+    result = subprocess.run([*S3FSV, "ls", "--lo", "x"], capture_output=True, text=True)
+    assert result.returncode == 2 and "unrecognized arguments: --lo" in result.stderr
+
+
+def test_relative_xdg_directories_are_ignored(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As the XDG spec says: a daemon runs from /, where a relative one would name another
+    place than where the command ran."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert config.state_dir() == tmp_path / ".local/state/s3fsv"
+    assert config.cache_dir() == tmp_path / ".cache/s3fsv"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
+    assert config.cache_dir() == tmp_path / "c/s3fsv"
