@@ -222,8 +222,11 @@ def start(argv: list[str], mountpoint: str, foreground: bool) -> int:
     logf = log_file(mp)
     with open(logf, "ab") as out:
         os.fchmod(out.fileno(), 0o600)
+        start = out.tell()  # an earlier daemon's lines are not this one's error
+        # -P / -I: `python -m` would import an s3fsv/ found in the caller's directory first.
+        safe_path = "-P" if sys.version_info >= (3, 11) else "-I"
         child = subprocess.Popen(
-            [sys.executable, "-m", "s3fsv.cli", *argv, "--foreground", "--daemonized"],
+            [sys.executable, safe_path, "-m", "s3fsv.cli", *argv, "--foreground", "--daemonized"],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -234,17 +237,21 @@ def start(argv: list[str], mountpoint: str, foreground: bool) -> int:
         if os.path.ismount(mp):
             return 0
         if child.poll() is not None:
-            raise MountError(f"mount failed: {_last_error(logf)} (log: {logf})")
+            raise MountError(f"mount failed: {_last_error(logf, start)} (log: {logf})")
         time.sleep(0.05)
     child.terminate()
     raise MountError(f"mount did not become ready within {READY_TIMEOUT:.0f}s (log: {logf})")
 
 
-def _last_error(logf: Path) -> str:
+def _last_error(logf: Path, start: int) -> str:
+    """The error the daemon wrote to ``logf`` after offset ``start``, else its last line."""
     try:
-        lines = [ln for ln in logf.read_text(errors="replace").splitlines() if ln.strip()]
+        with open(logf, "rb") as fh:
+            fh.seek(start)
+            text = fh.read().decode(errors="replace")
     except OSError:
         return "daemon exited"
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     for line in reversed(lines[-20:]):
         if "error" in line.lower():
             return line.split("error:", 1)[-1].strip()

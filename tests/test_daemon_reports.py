@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from s3fsv import config
-from s3fsv.daemon import parse_source
+from s3fsv.daemon import _last_error, parse_source
 from s3fsv.errors import NotFound, UsageError
 from s3fsv.exit_report import ExitReport, take_report
 from s3fsv.store import Store
@@ -142,9 +143,13 @@ def test_the_daemon_runs_from_root_with_absolute_paths(tmp_path: Path, env: dict
     work = tmp_path / "work"
     (work / "mnt").mkdir(parents=True)
     mp = work / "mnt"
+    # A package of that name where the command runs is never imported by the daemon.
+    (work / "s3fsv").mkdir()
+    (work / "s3fsv" / "__init__.py").write_text("raise SystemExit('planted code ran')\n")
     try:
         subprocess.run(
-            [*S3FSV, "mount", f"{url}/cams@main", "mnt", "--cache-dir", "cache"],
+            [str(Path(sys.executable).with_name("s3fsv")), "mount", f"{url}/cams@main", "mnt"]
+            + ["--cache-dir", "cache"],
             cwd=work,
             env=env,
             check=True,
@@ -159,6 +164,16 @@ def test_the_daemon_runs_from_root_with_absolute_paths(tmp_path: Path, env: dict
         assert any(p.is_file() for p in (work / "cache" / "objects").rglob("*"))
     finally:
         force_unmount(mp, Path(env["XDG_STATE_HOME"]))
+
+
+def test_a_failed_mount_reports_its_own_error_not_an_earlier_one(tmp_path: Path) -> None:
+    logf = tmp_path / "mount.log"
+    logf.write_text("s3fsv: error: an earlier daemon's failure\n")
+    start = logf.stat().st_size
+    assert _last_error(logf, start) == "daemon exited"
+    with open(logf, "a") as fh:
+        fh.write("s3fsv: INFO: mounting\ns3fsv: error: this one\n")
+    assert _last_error(logf, start) == "this one"
 
 
 def test_options_are_never_abbreviated() -> None:
