@@ -9,6 +9,7 @@ special files ``EPERM``, ownership changes to another user ``EPERM``.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import shlex
 import socket
@@ -28,6 +29,7 @@ from s3fsv.errors import (
     NotPermitted,
     NotSupported,
     ReadOnly,
+    S3fsvError,
     UsageError,
 )
 from s3fsv.handles import OpenStaged, Snapshot, write_only
@@ -35,6 +37,7 @@ from s3fsv.handles import OpenStaged, Snapshot, write_only
 if TYPE_CHECKING:
     from s3fsv.overlay import BranchOverlay
 
+log = logging.getLogger(__name__)
 
 _UTIME_NOW, _UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2  # utimensat(2)'s special tv_nsec values
 
@@ -214,6 +217,9 @@ class WriteOps:
                     "moved after its last refresh: retry after --ref-ttl seconds"
                 )
             else:
+                # The mount shows their versions at once, so --overwrite right after this
+                # replaces what the user was just told about (not only after --ref-ttl).
+                self._refresh_branch(ov)
                 hint = (
                     "`s3fsv commit --overwrite` replaces their versions with yours, "
                     "`s3fsv discard` drops yours"
@@ -223,6 +229,15 @@ class WriteOps:
         if cid is not None:
             self.branch_moved(ov.repo.name, ov.branch, cid)  # type: ignore[attr-defined]
         return cid
+
+    def _refresh_branch(self, ov: BranchOverlay) -> None:
+        """Show the branch head the store has now, without waiting for --ref-ttl."""
+        try:
+            head = ov.repo.branch_head(ov.branch).commit
+        except S3fsvError as err:
+            log.warning("cannot refresh %s@%s: %s", ov.repo.name, ov.branch, err)
+            return
+        self.branch_moved(ov.repo.name, ov.branch, head)  # type: ignore[attr-defined]
 
     def status(self, path: str) -> dict[str, Any]:
         return self._branch_overlay(path).status()

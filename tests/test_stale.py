@@ -190,3 +190,24 @@ def test_a_command_first_seen_during_a_commit_goes_into_the_next_one(
     second = fs.commit(B, "second")
     assert second is not None
     assert "late-writer --during-upload" in repo.commit_object(second).provenance["commands"]
+
+
+def test_overwrite_right_after_a_conflict_needs_no_wait_for_the_ref_ttl(
+    tmp_path: Path, repo: Repository
+) -> None:
+    """The conflict refreshes the view: `commit --overwrite` just after it replaces the
+    versions the user was told about, with a view that would otherwise be an hour old."""
+    store = Store.open(f"file://{tmp_path}/store")
+    spec = MountSpec(ref_ttl=3600.0, staging_root=str(tmp_path / "state"))
+    fs = Filesystem(store, spec, DiskCache(tmp_path / "cache"))
+    try:
+        foreign(repo, tmp_path, "x", b"x0")
+        assert read(fs, "x") == b"x0"
+        write(fs, "x", b"mine")
+        foreign(repo, tmp_path, "x", b"theirs")
+        with pytest.raises(Conflict):
+            fs.commit(B, "mine")
+        fs.commit(B, "mine, knowingly", overwrite=True)
+        assert head_file(repo, "x") == b"mine"
+    finally:
+        fs.close()
