@@ -459,7 +459,9 @@ _COMMANDS.update(MOUNT_COMMANDS)  # mount, unmount, commit, status, discard (cli
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(EXIT_CODES, __version__)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the command they were given to, not by s3fsv as a whole
+        getattr(args, "help_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     mount = getattr(args, "handler", None) == "mount"
     # A mount's daemon logs at INFO by default (mounts, commits, evictions): to its log file,

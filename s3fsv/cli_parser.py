@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 DESCRIPTION = """\
 Versioned data repositories on S3 (or a local directory), mountable as a directory tree.
@@ -98,6 +98,10 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def error(self, message: str) -> NoReturn:
+        """One line, as every s3fsv error is; the usage is one ``--help`` away."""
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
 
 def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     parser = _Parser(
@@ -120,26 +124,29 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         p.set_defaults(handler=handler, help_parser=p)
         return p
 
+    def action(
+        group: argparse._SubParsersAction, name: str, handler: str, help: str
+    ) -> argparse.ArgumentParser:
+        p = group.add_parser(name, help=help, description=help, parents=[glob])
+        p.set_defaults(handler=handler, help_parser=p)
+        return p
+
     add("init", "init", "create the store if needed and check it supports conditional writes")
 
     repo = add("repo", "", "manage repos (create, list)")
     repo_sub = repo.add_subparsers(title="repo commands", metavar="ACTION")
-    p = repo_sub.add_parser(
-        "create", parents=[glob], help="create a repo with an empty branch main"
-    )
+    p = action(repo_sub, "create", "repo.create", "create a repo with an empty branch main")
     p.add_argument(
         "name",
         metavar="NAME",
         help="up to 100 letters, digits, '.', '_', '-', starting with a letter or digit",
     )
-    p.set_defaults(handler="repo.create")
-    p = repo_sub.add_parser("list", parents=[glob], help="list the repos of the store")
+    p = action(repo_sub, "list", "repo.list", "list the repos of the store")
     _common(p, json=True)
-    p.set_defaults(handler="repo.list")
 
     branch = add("branch", "", "manage branches (create, list, delete)")
     branch_sub = branch.add_subparsers(title="branch commands", metavar="ACTION")
-    p = branch_sub.add_parser("create", parents=[glob], help="create a branch")
+    p = action(branch_sub, "create", "branch.create", "create a branch")
     p.add_argument("repo", metavar="REPO", help="repo name")
     p.add_argument("name", metavar="NAME", help="branch name")
     p.add_argument(
@@ -149,13 +156,11 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         metavar="REF",
         help="branch, tag or commit to start from (default: main)",
     )
-    p.set_defaults(handler="branch.create")
-    p = branch_sub.add_parser("list", parents=[glob], help="list branches and their head commits")
+    p = action(branch_sub, "list", "branch.list", "list branches and their head commits")
     p.add_argument("repo", metavar="REPO", help="repo name")
     _common(p, json=True)
-    p.set_defaults(handler="branch.list")
-    p = branch_sub.add_parser(
-        "delete", parents=[glob], help="delete a branch (its commits stay readable by id)"
+    p = action(
+        branch_sub, "delete", "branch.delete", "delete a branch (its commits stay readable by id)"
     )
     p.add_argument("repo", metavar="REPO", help="repo name")
     p.add_argument("name", metavar="NAME", help="branch name")
@@ -164,11 +169,10 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         action="store_true",
         help="allow deleting main, the default branch of every address",
     )
-    p.set_defaults(handler="branch.delete")
 
     tag = add("tag", "", "manage tags (create, list); a tag never moves")
     tag_sub = tag.add_subparsers(title="tag commands", metavar="ACTION")
-    p = tag_sub.add_parser("create", parents=[glob], help="create a tag")
+    p = action(tag_sub, "create", "tag.create", "create a tag")
     p.add_argument("repo", metavar="REPO", help="repo name")
     p.add_argument("name", metavar="NAME", help="tag name")
     p.add_argument(
@@ -178,11 +182,9 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         metavar="REF",
         help="branch, tag or commit to tag (default: main)",
     )
-    p.set_defaults(handler="tag.create")
-    p = tag_sub.add_parser("list", parents=[glob], help="list tags and their commits")
+    p = action(tag_sub, "list", "tag.list", "list tags and their commits")
     p.add_argument("repo", metavar="REPO", help="repo name")
     _common(p, json=True)
-    p.set_defaults(handler="tag.list")
 
     p = add(
         "put",

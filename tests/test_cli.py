@@ -291,6 +291,11 @@ def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None
     for ttl in ("nan", "inf", "0", "-1"):
         ttl_error = run_cli("mount", "cams", str(tmp_path), "--ref-ttl", ttl, env=env, check=False)
         assert ttl_error.returncode == 2 and "positive number of seconds" in ttl_error.stderr
+        assert ttl_error.stderr.count("\n") == 1  # one line, as every error; no usage block
+    extra = run_cli("tag", "create", "cams", "v1", "main~1", env=env, check=False)
+    assert extra.stderr == (
+        "s3fsv tag create: error: unrecognized arguments: main~1 (see: s3fsv tag create --help)\n"
+    )
     assert "s3fsv init" in cli(env, "--store", f"file://{tmp_path}/empty", "ls", "cams", code=3)
     no_creds = {k: v for k, v in env.items() if not k.startswith("AWS_")}
     no_creds.update(
