@@ -20,7 +20,7 @@ from s3fsv.address import parse_address, shown_path
 from s3fsv.cli_mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli_parser import build_parser
 from s3fsv.config import endpoint_url, store_url
-from s3fsv.errors import NotFound, S3fsvError, UsageError
+from s3fsv.errors import InvalidName, NotFound, S3fsvError, UsageError
 from s3fsv.objects import Commit, TreeEntry, check_name
 from s3fsv.refs import check_ref_spec
 from s3fsv.repo import Repository
@@ -227,13 +227,15 @@ def _branch_head(repo: Repository, ref: str) -> str:
     """The head of branch ``ref``; a tag or commit there gets an error that says so."""
     try:
         return repo.branch_head(ref).commit
-    except NotFound:
+    except (NotFound, InvalidName) as not_branch:  # main~1 is no branch name, yet a commit
         if ref in repo.refs.tags():
             what = f"{ref} is a tag"
         else:
             try:
                 repo.resolve(ref)
-            except S3fsvError:
+            except S3fsvError as unresolved:
+                if isinstance(not_branch, InvalidName):
+                    raise unresolved from None  # says what main~9 lacks
                 raise NotFound(
                     f"no branch {ref!r} in repo {repo.name!r} (s3fsv branch create "
                     f"{repo.name} {ref} makes one)"

@@ -77,6 +77,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     from s3fsv import daemon
 
     daemon.parse_size(args.cache_size)
+    daemon.check_cache_dir(args.cache_dir)
     policy = daemon.parse_commit_on(args.commit_on)
     if args.read_only and policy.kind != "manual":
         raise UsageError("--commit-on has nothing to commit on a --read-only mount")
@@ -94,7 +95,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         # (The mountpoint itself, when it holds a dead mount, is no nesting: it gets replaced.)
         if inner != "/":
             raise daemon.MountError(
-                f"mountpoint {Path(args.mountpoint).absolute()} is inside the s3fsv mount "
+                f"mountpoint {os.path.abspath(args.mountpoint)} is inside the s3fsv mount "
                 f"{outer}: choose a directory outside it"
             )
     if args.pinned_commit and not (args.daemonized and is_object_id(args.pinned_commit)):
@@ -128,7 +129,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     shown = args.source
     if pinned and source.commit and source.commit != (source.ref or "").lower():
         shown += f" (commit {source.commit})"  # in full: what a rerun pins to
-    print(f"mounted {shown} at {Path(args.mountpoint).absolute()}", file=sys.stderr)
+    print(f"mounted {shown} at {here}", file=sys.stderr)
     _tell_leftovers(leftovers)
     return 0
 

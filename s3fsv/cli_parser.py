@@ -57,6 +57,12 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _message(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a commit message must say something")
+    return text
+
+
 def _common(p: argparse.ArgumentParser, *, json: bool = False) -> None:
     if json:
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -202,7 +208,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         help="where to put it; a directory's contents go below PATH, a file goes to PATH "
         "(into PATH when it ends with /)",
     )
-    p.add_argument("-m", "--message", required=True, help="commit message")
+    p.add_argument("-m", "--message", required=True, type=_message, help="commit message")
     p.add_argument(
         "-j", "--jobs", type=_positive, default=16, help="parallel uploads (default: 16)"
     )
@@ -284,7 +290,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
 
     p = add("commit", "commit", "commit the staged writes of a mounted branch as a new commit")
     p.add_argument("path", metavar="PATH", help=_WHOLE_BRANCH)
-    p.add_argument("-m", "--message", required=True, help="commit message")
+    p.add_argument("-m", "--message", required=True, type=_message, help="commit message")
     p.add_argument("--author", metavar="NAME", help="commit author (default: the mount's user)")
     p.add_argument(
         "--overwrite",

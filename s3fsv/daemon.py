@@ -14,6 +14,7 @@ the ``--commit-on`` policy: ``manual``, ``unmount`` or ``idle=SECONDS``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -182,6 +183,21 @@ def _detach(mp: Path) -> None:
         if subprocess.run(["fusermount3", flags, str(mp)], capture_output=True).returncode == 0:
             return
     raise MountError(f"cannot unmount the dead mount at {mp}")
+
+
+def check_cache_dir(path: str | None) -> Path:
+    """The cache directory (made 0700 if missing), checked to be a writable directory before
+    a daemon is started to use it."""
+    where = Path(os.path.abspath(path)) if path else cache_dir()
+    try:
+        if where.exists() and not where.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        private_dir(where)
+        if not os.access(where, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as err:
+        raise MountError(f"cannot use {where} as the cache directory: {err.strerror}") from None
+    return where
 
 
 def check_fuse() -> None:

@@ -109,7 +109,7 @@ class GuardedBackend:
     def _call(self, fn: Callable[..., B], *args: Any, **kwargs: Any) -> B:
         err = self.outage.error()
         if err is not None:
-            raise StoreUnavailable(f"not asked: the store is unreachable ({err})")
+            raise StoreUnavailable(f"the store is unreachable, so it was not asked ({err})")
         try:
             return fn(*args, **kwargs)
         except StoreUnavailable as unreachable:

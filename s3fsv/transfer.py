@@ -265,7 +265,10 @@ def _check_target(plan: list[tuple[str, TreeEntry]], target: Path) -> None:
 
 def _download(repo: Repository, entry: TreeEntry, dest: Path, progress: Progress | None) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name[:50]}.", suffix=".part", dir=dest.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name[:50]}.", suffix=".part", dir=dest.parent)
+    except OSError as err:  # about the temporary name, which the user never gave
+        raise OSError(err.errno, f"cannot write {dest}: {err.strerror}") from None
     try:
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as fh:

@@ -331,6 +331,7 @@ def test_s3_error_translation() -> None:
         (_client_error("SignatureDoesNotMatch", 403), False, AccessDenied, "access denied"),
         (_client_error("InvalidAccessKeyId", 403), False, AccessDenied, "access denied"),
         (_client_error("SlowDown", 503), False, StoreUnavailable, "SlowDown: msg SlowDown"),
+        (_client_error("InvalidBucketName", 400), False, UsageError, "invalid S3 bucket name"),
         (NoCredentialsError(), False, AccessDenied, "no AWS credentials found"),
         (EndpointConnectionError(endpoint_url="http://x"), False, StoreUnavailable, "cannot reach"),
     ]

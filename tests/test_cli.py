@@ -326,6 +326,17 @@ def test_user_mistakes_get_one_line(env: dict[str, str], tmp_path: Path) -> None
     assert "has a branch named 'main'" in cli(env, "tag", "create", "cams", "main", code=4)
     assert "looks like a commit id" in cli(env, "branch", "create", "cams", "beef", code=2)
     assert cli(env, "ls", "cams") == ""  # main is still there
+    (tmp_path / "f").write_text("f")
+    put = ("put", str(tmp_path / "f"))
+    assert "goes back past the first commit" in cli(env, *put, "cams@main~9:f", "-m", "x", code=3)
+    blank = run_cli(*put, "cams@main:f", "-m", " ", env=env, check=False)
+    assert blank.returncode == 2 and "s3fsv put: error: " in blank.stderr
+    assert "must say something" in blank.stderr and blank.stderr.count("\n") == 1
+    cli(env, *put, "cams@main:f", "-m", "f")
+    assert "main~1 is a commit, not a branch" in cli(env, *put, "cams@main~1:f", "-m", "x", code=2)
+    # The temporary file beside the target is the tool's business: the error names the target.
+    msg = cli(env, "get", "cams@main:f", "/proc/version", code=1)
+    assert msg == "s3fsv: error: cannot write /proc/version: No such file or directory"
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"jpeg")
     other = f"file://{tmp_path}/photos"
@@ -391,6 +402,9 @@ def test_mount_errors_are_clear(env: dict[str, str], tmp_path: Path) -> None:
     assert "s3fsv init" in cli(env, "mount", f"file://{tmp_path}/nostore", str(empty), code=3)
     assert "bad size" in cli(env, "mount", store, str(empty), "--cache-size", "lots", code=2)
     assert "bad size" in cli(env, "mount", store, str(empty), "--cache-size", "0", code=2)
+    for bad_cache in ("/proc/nope", str(full / "x")):  # checked before a daemon starts
+        msg = cli(env, "mount", store, str(empty), "--cache-dir", bad_cache, code=12)
+        assert msg.startswith(f"s3fsv: error: cannot use {bad_cache} as the cache directory")
     assert "contradict" in cli(env, "mount", store, str(empty), "--read-only", "--rw", code=2)
     assert "not a branch" in cli(env, "mount", f"{store}/cams", str(empty), "--rw", code=2)
     assert "the order is" in cli(env, "mount", str(empty), store, code=2)  # swapped

@@ -221,6 +221,8 @@ class S3Backend:
             code = _code(exc)
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             message = _one_line(err.get("Message", "")) or "no message"
+            if code == "InvalidBucketName":
+                return UsageError(f"invalid S3 bucket name {self.bucket!r}: {message}")
             if code == "NoSuchBucket":
                 return BucketMissing(f"bucket {self.bucket} does not exist")
             if code in _PRECONDITION_CODES or status == 412:
