@@ -22,6 +22,7 @@ from s3fsv.cli_parser import build_parser
 from s3fsv.config import endpoint_url, store_url
 from s3fsv.errors import InvalidName, NotFound, S3fsvError, UsageError
 from s3fsv.objects import Commit, TreeEntry, check_name
+from s3fsv.provenance import provenance_context
 from s3fsv.refs import check_ref_spec
 from s3fsv.repo import Repository
 from s3fsv.store import Store
@@ -207,6 +208,7 @@ def cmd_put(args: argparse.Namespace) -> int:
             progress=bar.update,
             base=before,
             items=items,
+            provenance={**provenance_context(), "uploaded": str(source.absolute())},
         )
     changed = cid != before
     if args.json:
@@ -390,6 +392,9 @@ def _provenance_lines(prov: dict[str, Any]) -> list[str]:
                     out.append(f"  {item.get('repo', '?')}@{item.get('commit', '?')}{via}")
                 else:
                     out.append(f"  {item}")
+        elif key == "commands" and isinstance(value, list):
+            out.append("commands (that wrote through the mount):")
+            out += [f"  {shown_path(str(line))}" for line in value]
         else:
             out.append(f"{key}: {json.dumps(value, ensure_ascii=False)}")
     return out

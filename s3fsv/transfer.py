@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from s3fsv.errors import (
     CorruptObject,
@@ -118,6 +119,7 @@ def put(
     author: str | None = None,
     base: str | None = None,
     items: list[LocalItem] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> tuple[str, int]:
     """Upload ``source`` below ``dest`` on ``branch`` as one commit; return (commit id, files).
 
@@ -150,7 +152,15 @@ def put(
             content = uploaded[item.rel][0]
             changes[item.rel] = content.entry(item.rel.rsplit("/", 1)[-1], item.mode, item.mtime_ns)
     files = sum(1 for i in items if i.kind == "file")
-    cid = repo.commit(branch, changes, message, author=author, base=base, allow_empty=False)
+    cid = repo.commit(
+        branch,
+        changes,
+        message,
+        author=author,
+        base=base,
+        allow_empty=False,
+        provenance=provenance,
+    )
     return cid, files
 
 

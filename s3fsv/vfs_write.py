@@ -8,20 +8,15 @@ special files ``EPERM``, ownership changes to another user ``EPERM``.
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
-import shlex
-import socket
 import stat
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 
-from s3fsv import __version__
 from s3fsv.errors import (
     Conflict,
     CrossDevice,
@@ -33,6 +28,7 @@ from s3fsv.errors import (
     UsageError,
 )
 from s3fsv.handles import OpenStaged, Snapshot, write_only
+from s3fsv.provenance import command_of, provenance_context
 
 if TYPE_CHECKING:
     from s3fsv.overlay import BranchOverlay
@@ -40,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _UTIME_NOW, _UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2  # utimensat(2)'s special tv_nsec values
+# Command lines by pid, read once per process (a TTL, because pids are reused).
+_COMMANDS: TTLCache[int, str] = TTLCache(maxsize=1024, ttl=60)
 
 
 class WriteOps:
@@ -267,52 +265,3 @@ class WriteOps:
     def commit_branch(self, repo: str, branch: str, message: str) -> str | None:
         ov = self._overlays.get((repo, branch))  # type: ignore[attr-defined]
         return None if ov is None else self._commit_overlay(ov, message, None)
-
-
-# Command lines by pid, read once per process (a TTL, because pids are reused).
-_COMMANDS: TTLCache[int, str] = TTLCache(maxsize=1024, ttl=60)
-
-
-def provenance_context() -> dict[str, Any]:
-    """Who and what made a commit from a mount, besides the inputs it read."""
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = str(os.getuid())
-    return {"user": user, "host": socket.gethostname(), "tool": f"s3fsv {__version__}"}
-
-
-def command_of(pid: int) -> str:
-    """How process ``pid`` was run, as a shell line that runs it again: ``cd DIR && ARGS``
-    (relative paths in ARGS need DIR), or ARGS alone when its directory cannot be read (another
-    user's process); "" when its arguments cannot be read (it is gone)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    args = raw.split(b"\0")
-    if args and not args[-1]:
-        args.pop()  # the terminating NUL
-    if not args:
-        return ""  # a kernel thread, or a process that cleared its arguments
-    line = _command_line([a.decode(errors="replace") for a in args])
-    try:
-        cwd = os.readlink(f"/proc/{pid}/cwd").removesuffix(" (deleted)")
-    except OSError:
-        return line
-    return f"cd {shlex.quote(cwd)} && {line}"
-
-
-def _command_line(args: list[str], limit: int = 500) -> str:
-    """``args`` quoted as a shell needs them (so that where each ends is kept), whole
-    arguments only up to about ``limit`` characters (the program always), then ``...``."""
-    out: list[str] = []
-    used = 0
-    for arg in args:
-        quoted = shlex.quote(arg)
-        if out and used + len(quoted) > limit:
-            out.append("...")
-            break
-        out.append(quoted)
-        used += len(quoted) + 1
-    return " ".join(out)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from s3fsv.cli import _provenance_lines
 from s3fsv.objects import TreeEntry
 from s3fsv.store import Store
 from s3fsv.tree import EMPTY_TREE
@@ -60,6 +61,9 @@ def test_end_to_end(env: dict[str, str], tree: Path, tmp_path: Path) -> None:
     assert json.loads(cli(env, "repo", "list", "--json")) == ["cams"]
     first = cli(env, "put", "-q", str(tree), "cams@main:data", "-m", "ingest").strip()
     assert len(first) == 64
+    shown = json.loads(cli(env, "show", "--json", f"cams@{first}"))
+    assert shown["provenance"]["uploaded"] == str(tree)  # what was uploaded, and by whom
+    assert {"user", "host", "tool"} <= set(shown["provenance"])
     listing = cli(env, "ls", "-R", "cams@main")
     assert "data/images/a/2.jpg" in listing and "data/link -> notes.txt" in listing
     entries = json.loads(cli(env, "ls", "--json", "cams:data/images/a"))
@@ -503,3 +507,19 @@ def test_global_options_after_the_command_and_debug_logs_without_credentials(
         assert result.stdout == "cams\n"
         assert "INFO" in result.stderr  # debug and info lines were on
         assert os.environ["AWS_ACCESS_KEY_ID"] not in result.stderr
+
+
+def test_provenance_shows_one_command_per_line_quoting_control_characters() -> None:
+    prov = {
+        "commands": ["cd /w && python detect.py in out", "cd /w && printf 'a\nb'"],
+        "inputs": [{"repo": "cams", "commit": "c" * 64, "via": "branch/main"}],
+        "user": "ann",
+    }
+    assert _provenance_lines(prov) == [
+        "commands (that wrote through the mount):",
+        "  cd /w && python detect.py in out",
+        "  \"cd /w && printf 'a\\nb'\"",
+        "inputs (read through the mount):",
+        f"  cams@{'c' * 64}  (via branch/main)",
+        'user: "ann"',
+    ]

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from s3fsv.provenance import _command_line, command_of
 from s3fsv.store import Store
 from s3fsv.transfer import put
-from s3fsv.vfs_write import _command_line, command_of
 from tests.mounting import (
     S3FSV,
     alive,
