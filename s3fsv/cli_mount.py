@@ -136,7 +136,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
 def _leftover_staging(
     url: str, repo: str | None, branch: str | None
-) -> list[tuple[str, list[int]]]:
+) -> list[tuple[str, list[tuple[int, int]]]]:
     """(REPO@BRANCH, staged paths per slot) of branches this mount will show, with writes that
     earlier mounts of them staged and did not commit."""
     from s3fsv.config import state_dir
@@ -146,15 +146,21 @@ def _leftover_staging(
     return [(f"{r}@{b}", counts) for r, b, counts in found if branch in (None, b)]
 
 
-def _tell_leftovers(leftovers: list[tuple[str, list[int]]]) -> None:
-    for branch, (shown, *others) in leftovers:
+def _tell_leftovers(leftovers: list[tuple[str, list[tuple[int, int]]]]) -> None:
+    for branch, ((shown, interrupted), *others) in leftovers:
         # One mount shows one staging slot: those of other earlier concurrent mounts wait.
         more = (
-            f"; {sum(others)} more in {len(others)} other staging slot(s) are shown by a mount "
-            "running alongside this one, or by the next once these are committed or discarded"
+            f"; {sum(n for n, _ in others)} more in {len(others)} other staging slot(s) are "
+            "shown by a mount running alongside this one, or by the next once these are "
+            "committed or discarded"
             if others
             else ""
         )
+        if interrupted:
+            more += (
+                f"; {interrupted} file(s) were open for writing when that mount stopped and may "
+                "be incomplete (status names them; commits refuse them until written again)"
+            )
         print(
             f"s3fsv: {branch} has {shown} path(s) staged by an earlier mount, shown again here "
             f"(s3fsv status lists them; commit or discard){more}",
@@ -228,6 +234,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         for path in status.get(key) or ():
             print(f"{mark}\t{shown_path(path)}")
             changes += 1
+    for path in status.get("interrupted") or ():
+        print(
+            f"s3fsv: {shown_path(path)} was open for writing when an earlier mount stopped and "
+            "may be incomplete: check it, then write it again or `touch` it to keep it as is",
+            file=sys.stderr,
+        )
     if not changes:
         where = f"{status.get('repo', '?')}@{status.get('branch', '?')}"
         print(f"nothing staged on {where}", file=sys.stderr)

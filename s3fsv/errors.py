@@ -69,6 +69,23 @@ class Conflict(S3fsvError):
         super().__init__(f"conflict{where}: these paths were changed concurrently: {shown}")
 
 
+class Interrupted(S3fsvError):
+    """Staged files that were open for writing when an earlier daemon stopped: they may be
+    incomplete, so a commit refuses them until they are written again (or removed)."""
+
+    errno = _errno.EBUSY
+    exit_code = 6
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.paths = sorted(set(paths))
+        shown = ", ".join(self.paths[:10]) + (" ..." if len(self.paths) > 10 else "")
+        super().__init__(
+            f"not committed (everything stays staged): {shown}: open for writing when an earlier "
+            "mount stopped, so possibly incomplete; check, then write again, `touch` to keep as "
+            "is, or remove"
+        )
+
+
 class InvalidName(S3fsvError):
     """A path component or ref name that is refused (``.``, ``..``, empty, ``/`` or NUL...)."""
 

@@ -95,6 +95,7 @@ class BranchOverlay(CommitOps):
         self._reads: set[Read] = set()  # recorded in staging since the last commit or discard
         self.open_data: dict[str, int] = {}  # data file name -> open handles
         self.open_writers = 0
+        self._writers: dict[str, int] = {}  # data file name -> open handles that may write
         self.hidden: HiddenFiles[Node] = HiddenFiles()  # unlinked-while-open files, see _hide
         self.last_write = 0.0
         self.early = WriteBehind(repo.objects, repo.chunk_size, staging.data_path)
@@ -265,6 +266,10 @@ class BranchOverlay(CommitOps):
         if h.writer:
             self.open_writers += 1
             self.last_write = time.monotonic()
+            writers = self._writers.get(h.data, 0)
+            if not writers:
+                self.staging.writing(h.data, started=True)
+            self._writers[h.data] = writers + 1
         return h
 
     def as_entry(self, s: Staged | None) -> TreeEntry:
@@ -343,6 +348,11 @@ class BranchOverlay(CommitOps):
                 self.open_data.pop(h.data, None)
             if h.writer:
                 self.open_writers = max(0, self.open_writers - 1)
+                writers = self._writers.pop(h.data, 1) - 1
+                if writers:
+                    self._writers[h.data] = writers
+                else:
+                    self.staging.writing(h.data, started=False)
 
     def fsync(self, h: LocalHandle) -> None:
         os.fsync(h.fd)

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from s3fsv.errors import Conflict, S3fsvError
+from s3fsv.errors import Conflict, Interrupted, S3fsvError
 from s3fsv.objects import TreeEntry, check_name
 from s3fsv.repo import related_paths
 from s3fsv.staging import Read, committed_entry, watch_sets
@@ -67,6 +67,7 @@ class CommitOps:
                 deleted.append(e.path)
             elif e.kind != "dir" or not in_base:
                 (modified if in_base else added).append(e.path)
+        interrupted = self.staging.interrupted()
         return {
             "repo": self.repo.name,
             "branch": self.branch,
@@ -74,6 +75,7 @@ class CommitOps:
             "added": added,
             "modified": modified,
             "deleted": deleted,
+            "interrupted": sorted(e.path for e in self.staging.all() if e.data in interrupted),
         }
 
     def _in_head(self, parts: list[str]) -> bool:
@@ -117,8 +119,12 @@ class CommitOps:
             since = self.base_commit  # what the stale marks are relative to
             base = view if overwrite else since
             stale = self.stale()
+            interrupted = self.staging.interrupted()
         if not snapshot:
             return None
+        suspect = [e.path for e in snapshot if e.data and e.data in interrupted]
+        if suspect:
+            raise Interrupted(suspect)
         mine = {e.path for e in snapshot}
         paths, ensure = watch_sets(snapshot)
         hits = related_paths(paths, stale) | (ensure & stale)

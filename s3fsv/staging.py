@@ -5,6 +5,8 @@ A staging area is a 0700 directory under the state directory::
     DIR/lock          held (flock) by the daemon using this area; a second mount takes another slot
     DIR/staging.db    SQLite in WAL mode: the staged entries, the base commit, recorded reads
     DIR/data/<name>   content of staged files, 0600, written in place by the filesystem
+    DIR/writing       '+NAME' / '-NAME' lines as a data file gets its first writer and loses its
+                      last: what was open for writing if the daemon dies
 
 Every change to the entry table is one SQLite transaction, so after a crash (``kill -9``) the
 table is exactly as of the last completed operation; file contents live in ordinary files that
@@ -40,6 +42,7 @@ from s3fsv.config import private_dir
 from s3fsv.objects import TreeEntry
 
 MAX_SLOTS = 16
+WRITING_JOURNAL_MAX = 1 << 20  # bytes of the writing journal before it is compacted
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,46 @@ class Staging:
                 chunks, row[8] or "", bool(row[9]), row[10] or "", pack, offset,
             )  # fmt: skip
             self._index(e)
+        # Files an earlier daemon of this slot died writing may be incomplete: remembered until
+        # written again (see ``interrupted``).
+        journal = root / "writing"
+        self._interrupted = set(json.loads(self.get_meta("interrupted") or "[]"))
+        self._interrupted |= _still_open(journal)
+        self._interrupted &= {e.data for e in self.entries.values() if e.data}
+        self.set_meta("interrupted", json.dumps(sorted(self._interrupted)))
+        self._writing = os.open(
+            journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        os.ftruncate(self._writing, 0)
+
+    # -- files open for writing -------------------------------------------------------------------
+    def writing(self, name: str, *, started: bool) -> None:
+        """Record that data file ``name`` got its first writer (``started``) or lost its last.
+        Not fsynced: it has to outlive the daemon (``kill -9``), not the machine; a new writer
+        makes a file whole again in the same way."""
+        with self._lock:
+            os.write(self._writing, f"{'+' if started else '-'}{name}\n".encode())
+            if not started:
+                if name in self._interrupted:
+                    self._interrupted.discard(name)
+                    self.set_meta("interrupted", json.dumps(sorted(self._interrupted)))
+                if os.fstat(self._writing).st_size > WRITING_JOURNAL_MAX:
+                    self._compact_writing()
+
+    def _compact_writing(self) -> None:
+        opened: set[str] = set()
+        with contextlib.suppress(OSError):
+            opened = _still_open(self.root / "writing")
+        os.ftruncate(self._writing, 0)
+        if opened:
+            os.write(self._writing, "".join(f"+{name}\n" for name in sorted(opened)).encode())
+
+    def interrupted(self) -> set[str]:
+        """Data files that were open for writing when an earlier daemon of this slot stopped
+        and were not written since: their content may be incomplete."""
+        with self._lock:
+            live = {e.data for e in self.entries.values() if e.data}
+            return self._interrupted & live
 
     # -- meta -----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -255,6 +298,22 @@ class Staging:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            os.close(self._writing)
+
+
+def _still_open(journal: Path) -> set[str]:
+    """The data files a ``writing`` journal leaves open."""
+    try:
+        lines = journal.read_text(errors="replace").splitlines()
+    except OSError:
+        return set()
+    opened: set[str] = set()
+    for line in lines:
+        if line.startswith("+"):
+            opened.add(line[1:])
+        elif line.startswith("-"):
+            opened.discard(line[1:])
+    return opened
 
 
 def _unlink_all(paths: list[Path]) -> None:
@@ -265,11 +324,12 @@ def _unlink_all(paths: list[Path]) -> None:
 
 def leftover_staging(
     root: Path, store_url: str, repo: str | None = None
-) -> list[tuple[str, str, list[int]]]:
-    """(repo, branch, staged paths per slot) of staging areas under ``root`` for ``store_url``
-    (and ``repo``) that hold staged writes that no running mount is using, in the order
-    ``SlotLock`` takes them: a new mount of the branch shows the first."""
-    found: dict[tuple[str, str], list[int]] = {}
+) -> list[tuple[str, str, list[tuple[int, int]]]]:
+    """(repo, branch, [(staged paths, interrupted files) per slot]) of staging areas under
+    ``root`` for ``store_url`` (and ``repo``) that hold staged writes that no running mount is
+    using, in the order ``SlotLock`` takes them: a new mount of the branch shows the first.
+    Interrupted files are those open for writing when the slot's daemon stopped."""
+    found: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for ref_file in sorted(root.glob("*/ref")):
         with contextlib.suppress(OSError, ValueError):
             url, area_repo, branch = ref_file.read_text().splitlines()[:3]
@@ -278,7 +338,9 @@ def leftover_staging(
             for slot in _slot_dirs(ref_file.parent):
                 count = 0 if _flocked(slot / "lock") else _staged_count(slot)
                 if count:
-                    found.setdefault((area_repo, branch), []).append(count)
+                    found.setdefault((area_repo, branch), []).append(
+                        (count, _interrupted_count(slot))
+                    )
     return [(r, b, counts) for (r, b), counts in sorted(found.items())]
 
 
@@ -292,13 +354,28 @@ def _staged_count(slot: Path) -> int:
     if not (slot / "staging.db").exists():
         return 0
     try:
-        with contextlib.closing(
-            sqlite3.connect(f"file:{slot / 'staging.db'}?mode=ro", uri=True)
-        ) as db:
+        with _read_only(slot) as db:
             (count,) = db.execute("SELECT count(*) FROM entries").fetchone()
         return int(count)
     except sqlite3.Error:
         return 0
+
+
+def _read_only(slot: Path) -> contextlib.closing[sqlite3.Connection]:
+    """The staging database of a slot another process may own, opened read-only."""
+    return contextlib.closing(sqlite3.connect(f"file:{slot / 'staging.db'}?mode=ro", uri=True))
+
+
+def _interrupted_count(slot: Path) -> int:
+    """Staged files in ``slot`` that were open for writing when its daemon stopped."""
+    try:
+        with _read_only(slot) as db:
+            live = {row[0] for row in db.execute("SELECT data FROM entries WHERE data != ''")}
+            row = db.execute("SELECT value FROM meta WHERE key = 'interrupted'").fetchone()
+        known = set(json.loads(row[0])) if row else set()
+    except (sqlite3.Error, ValueError, TypeError):
+        return 0
+    return len((known | _still_open(slot / "writing")) & live)
 
 
 def _flocked(path: Path) -> bool:

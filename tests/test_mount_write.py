@@ -3,6 +3,7 @@ real programs (git, tar, sqlite)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -307,11 +308,16 @@ def test_write_only_descriptors_stay_coherent_with_readers(branch: Path) -> None
     assert path.read_bytes().endswith(b"tail!")
 
 
-def test_kill_9_loses_nothing_closed(repo_url: str, tmp_path: Path, env: dict[str, str]) -> None:
+def test_kill_9_loses_nothing_closed_and_flags_what_was_open(
+    repo_url: str, tmp_path: Path, env: dict[str, str]
+) -> None:
     mp = tmp_path / "mnt"
     state = Path(env["XDG_STATE_HOME"])
     with mounted(repo_url, mp, env):
         b = mp / "cams/branch/main"
+        writer = open(b / "half.bin", "wb")  # noqa: SIM115 (still open when the daemon dies)
+        writer.write(b"h" * 1000)
+        writer.flush()
         (b / "staged.txt").write_text("survives")
         (b / "dir").mkdir()
         (b / "dir/x.bin").write_bytes(b"x" * 100_000)
@@ -329,17 +335,27 @@ def test_kill_9_loses_nothing_closed(repo_url: str, tmp_path: Path, env: dict[st
         deadline = time.monotonic() + 10
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            writer.close()
         force_unmount(mp, state)
-    with mounted(repo_url, mp, env):
+    said: list[str] = []
+    with mounted(repo_url, mp, env, said=said):
         b = mp / "cams/branch/main"
+        assert "1 file(s) were open for writing when that mount stopped" in said[0]
         assert (b / "staged.txt").read_text() == "survives"
         assert not (b / "keep.txt").exists()
         status = json.loads(run_cli("status", str(b), "--json", env=env).stdout)
-        assert {"staged.txt", "dir/x.bin"} <= set(status["added"])
+        assert {"staged.txt", "dir/x.bin", "half.bin"} <= set(status["added"])
+        assert status["interrupted"] == ["half.bin"]
+        assert "half.bin was open for writing" in run_cli("status", str(b), env=env).stderr
+        refused = run_cli("commit", str(b), "-m", "after crash", env=env, check=False)
+        assert refused.returncode == 6 and "half.bin" in refused.stderr, refused.stderr
+        assert (b / "half.bin").read_bytes() == b"h" * 1000  # nothing dropped
+        subprocess.run(["touch", str(b / "half.bin")], check=True)  # checked: keep it
         cid = commit(b, env, "after crash")
     repo = Store.open(repo_url).repo("cams")
     files = {p: b"".join(repo.read_file(e)) for p, e in repo.walk(cid) if e.kind == "file"}
-    assert files["staged.txt"] == b"survives"
+    assert files["staged.txt"] == b"survives" and files["half.bin"] == b"h" * 1000
     assert files["dir/x.bin"] == b"x" * 100_000
     assert files["in/a.txt"] == b"alpha\nappended\n"
     assert "keep.txt" not in files
