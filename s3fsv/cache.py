@@ -78,7 +78,7 @@ class DiskCache:
     """
 
     def __init__(self, root: str | os.PathLike[str], max_bytes: int = 10 * 1024**3) -> None:
-        self.root = private_dir(Path(os.path.abspath(root)))  # a daemon runs from /
+        self.root = private_dir(Path(root))
         self.objects = private_dir(self.root / "objects")
         self.tmp = private_dir(self.root / "tmp")
         self.max_bytes = max_bytes

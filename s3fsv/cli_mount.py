@@ -77,7 +77,6 @@ def cmd_mount(args: argparse.Namespace) -> int:
     from s3fsv import daemon
 
     daemon.parse_size(args.cache_size)
-    daemon.check_cache_dir(args.cache_dir)
     policy = daemon.parse_commit_on(args.commit_on)
     if args.read_only and policy.kind != "manual":
         raise UsageError("--commit-on has nothing to commit on a --read-only mount")
@@ -89,6 +88,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         )
     daemon.check_fuse()
     daemon.check_mountpoint(args.mountpoint)
+    daemon.check_cache_dir(args.cache_dir)
     with contextlib.suppress(UsageError):
         outer, inner = find_mount(args.mountpoint)
         # Nested mounts tie the two daemons' unmounts and the outer branch's staging together.
@@ -122,10 +122,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
         return daemon.serve(args, store, source, args.mountpoint)
     # A ref such as main~1 could name another commit by the time the daemon resolves it.
     pin = ["--pinned-commit", source.commit] if pinned and source.commit else []
-    # The daemon runs from /: a relative mountpoint becomes absolute (as `ps` then shows it).
     here = os.path.abspath(args.mountpoint)
-    argv = [here if arg == args.mountpoint else arg for arg in args.argv]
-    daemon.start([*argv, *pin], args.mountpoint, foreground=False)
+    daemon.start([*args.argv, *pin], args.mountpoint, foreground=False)
     shown = args.source
     if pinned and source.commit and source.commit != (source.ref or "").lower():
         shown += f" (commit {source.commit})"  # in full: what a rerun pins to

@@ -186,8 +186,8 @@ def _detach(mp: Path) -> None:
 
 
 def check_cache_dir(path: str | None) -> Path:
-    """The cache directory (made 0700 if missing), checked to be a writable directory before
-    a daemon is started to use it."""
+    """The cache directory as an absolute path (``path``, else the default), made 0700 if
+    missing, and checked to be a writable directory: before a daemon is started to use it."""
     where = Path(os.path.abspath(path)) if path else cache_dir()
     try:
         if where.exists() and not where.is_dir():
@@ -239,10 +239,8 @@ def start(argv: list[str], mountpoint: str, foreground: bool) -> int:
     with open(logf, "ab") as out:
         os.fchmod(out.fileno(), 0o600)
         start = out.tell()  # an earlier daemon's lines are not this one's error
-        # -P / -I: `python -m` would import an s3fsv/ found in the caller's directory first.
-        safe_path = "-P" if sys.version_info >= (3, 11) else "-I"
         child = subprocess.Popen(
-            [sys.executable, safe_path, "-m", "s3fsv.cli", *argv, "--foreground", "--daemonized"],
+            [sys.executable, "-c", _DAEMON_MAIN, *argv, "--foreground", "--daemonized"],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -257,6 +255,15 @@ def start(argv: list[str], mountpoint: str, foreground: bool) -> int:
         time.sleep(0.05)
     child.terminate()
     raise MountError(f"mount did not become ready within {READY_TIMEOUT:.0f}s (log: {logf})")
+
+
+# The daemon runs the s3fsv this process runs. `python -m` or `-c` would put the caller's
+# directory first on sys.path, where an s3fsv/ of anyone's making would be imported instead;
+# -I or -P would drop it but also PYTHONPATH (-I) or need Python 3.11 (-P).
+_DAEMON_MAIN = (
+    f"import sys; sys.path[0] = {str(Path(__file__).resolve().parent.parent)!r}; "
+    "from s3fsv.cli import main; sys.exit(main())"
+)
 
 
 def _last_error(logf: Path, start: int) -> str:
@@ -378,8 +385,8 @@ def make_filesystem(args: object, store: Store, source: Source) -> Any:
     from s3fsv.store import MARKER
     from s3fsv.vfs import Filesystem, MountSpec
 
-    cache = DiskCache(
-        getattr(args, "cache_dir", None) or cache_dir(),
+    cache = DiskCache(  # an absolute path: the daemon moves to / later
+        check_cache_dir(getattr(args, "cache_dir", None)),
         parse_size(getattr(args, "cache_size", "10G")),
     )
     store.cache = cache
