@@ -124,16 +124,12 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     _global_options(glob, None)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def add(name: str, handler: str, help: str, **kw: object) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, parents=[glob], **kw)  # type: ignore[arg-type]
-        # A group (repo, branch, tag) given no action shows its own help.
-        p.set_defaults(handler=handler, help_parser=p)
-        return p
-
-    def action(
-        group: argparse._SubParsersAction, name: str, handler: str, help: str
+    def add(
+        name: str, handler: str, help: str, group: Any = sub, **kw: object
     ) -> argparse.ArgumentParser:
-        p = group.add_parser(name, help=help, description=help, parents=[glob])
+        """A command (or, with ``group``, an action of repo, branch or tag), with the global
+        options; a group given no action shows its own help."""
+        p = group.add_parser(name, help=help, description=help, parents=[glob], **kw)
         p.set_defaults(handler=handler, help_parser=p)
         return p
 
@@ -141,18 +137,18 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
 
     repo = add("repo", "", "manage repos (create, list)")
     repo_sub = repo.add_subparsers(title="repo commands", metavar="ACTION")
-    p = action(repo_sub, "create", "repo.create", "create a repo with an empty branch main")
+    p = add("create", "repo.create", group=repo_sub, help="create a repo with an empty branch main")
     p.add_argument(
         "name",
         metavar="NAME",
         help="up to 100 letters, digits, '.', '_', '-', starting with a letter or digit",
     )
-    p = action(repo_sub, "list", "repo.list", "list the repos of the store")
+    p = add("list", "repo.list", group=repo_sub, help="list the repos of the store")
     _common(p, json=True)
 
     branch = add("branch", "", "manage branches (create, list, delete)")
     branch_sub = branch.add_subparsers(title="branch commands", metavar="ACTION")
-    p = action(branch_sub, "create", "branch.create", "create a branch")
+    p = add("create", "branch.create", group=branch_sub, help="create a branch")
     p.add_argument("repo", metavar="REPO", help="repo name")
     p.add_argument("name", metavar="NAME", help="branch name")
     p.add_argument(
@@ -162,11 +158,14 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         metavar="REF",
         help="branch, tag or commit to start from (default: main)",
     )
-    p = action(branch_sub, "list", "branch.list", "list branches and their head commits")
+    p = add("list", "branch.list", group=branch_sub, help="list branches and their head commits")
     p.add_argument("repo", metavar="REPO", help="repo name")
     _common(p, json=True)
-    p = action(
-        branch_sub, "delete", "branch.delete", "delete a branch (its commits stay readable by id)"
+    p = add(
+        "delete",
+        "branch.delete",
+        group=branch_sub,
+        help="delete a branch (its commits stay readable by id)",
     )
     p.add_argument("repo", metavar="REPO", help="repo name")
     p.add_argument("name", metavar="NAME", help="branch name")
@@ -178,7 +177,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
 
     tag = add("tag", "", "manage tags (create, list); a tag never moves")
     tag_sub = tag.add_subparsers(title="tag commands", metavar="ACTION")
-    p = action(tag_sub, "create", "tag.create", "create a tag")
+    p = add("create", "tag.create", group=tag_sub, help="create a tag")
     p.add_argument("repo", metavar="REPO", help="repo name")
     p.add_argument("name", metavar="NAME", help="tag name")
     p.add_argument(
@@ -188,7 +187,7 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         metavar="REF",
         help="branch, tag or commit to tag (default: main)",
     )
-    p = action(tag_sub, "list", "tag.list", "list tags and their commits")
+    p = add("list", "tag.list", group=tag_sub, help="list tags and their commits")
     p.add_argument("repo", metavar="REPO", help="repo name")
     _common(p, json=True)
 
