@@ -32,6 +32,7 @@ EXIT_CODES = """exit codes:
   4 already exists   5 lost a race       6 conflict            7 corrupt data
   8 store unreachable  9 access denied  10 unsupported store  11 read-only
  12 mount problem (mountpoint busy, no daemon answers)
+ 13 not committed: files left open for writing when a mount stopped may be incomplete
 """
 
 Handler = Callable[[argparse.Namespace], int]

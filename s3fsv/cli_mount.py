@@ -135,8 +135,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
 def _leftover_staging(
     url: str, repo: str | None, branch: str | None
 ) -> list[tuple[str, list[tuple[int, int]]]]:
-    """(REPO@BRANCH, staged paths per slot) of branches this mount will show, with writes that
-    earlier mounts of them staged and did not commit."""
+    """(REPO@BRANCH, [(staged paths, interrupted files) per slot]) of branches this mount will
+    show, with writes that earlier mounts of them staged and did not commit."""
     from s3fsv.config import state_dir
     from s3fsv.staging import leftover_staging
 

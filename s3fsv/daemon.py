@@ -324,6 +324,7 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
             if idle is not None:
                 idle.stop()
             log.info("unmounted %s", mp)
+        fs.writers_left_open()
         report = ExitReport()
         report.lines += idle.summary() if idle is not None else []
         if policy.kind == "unmount":  # only after a loop that ran and ended normally

@@ -74,7 +74,7 @@ class Interrupted(S3fsvError):
     incomplete, so a commit refuses them until they are written again (or removed)."""
 
     errno = _errno.EBUSY
-    exit_code = 6
+    exit_code = 13
 
     def __init__(self, paths: Iterable[str]) -> None:
         self.paths = sorted(set(paths))
@@ -82,7 +82,7 @@ class Interrupted(S3fsvError):
         super().__init__(
             f"not committed (everything stays staged): {shown}: open for writing when an earlier "
             "mount stopped, so possibly incomplete; check, then write again, `touch` to keep as "
-            "is, or remove"
+            "is, or remove (docs/semantics.md)"
         )
 
 

@@ -94,7 +94,6 @@ class BranchOverlay(CommitOps):
         self._commands: set[str] = set()
         self._reads: set[Read] = set()  # recorded in staging since the last commit or discard
         self.open_data: dict[str, int] = {}  # data file name -> open handles
-        self.open_writers = 0
         self._writers: dict[str, int] = {}  # data file name -> open handles that may write
         self.hidden: HiddenFiles[Node] = HiddenFiles()  # unlinked-while-open files, see _hide
         self.last_write = 0.0
@@ -245,11 +244,18 @@ class BranchOverlay(CommitOps):
                             self._seen.add(path)
                         return node.base
                     return self.as_entry(node.staged)
-                node = self._copy_up(parts, node, truncate=bool(flags & os.O_TRUNC))
+                node = self._copy_up(parts, node, truncate=bool(flags & os.O_TRUNC), writer=writing)
+            elif writing:
+                self._writer_opens(node.staged.data)
             staged = node.staged
             assert staged is not None and staged.data
             mode = os.O_RDWR if writing else os.O_RDONLY
-            fd = os.open(self.staging.data_path(staged.data), mode | os.O_CLOEXEC)
+            try:
+                fd = os.open(self.staging.data_path(staged.data), mode | os.O_CLOEXEC)
+            except BaseException:
+                if writing:
+                    self._writer_closes(staged.data)
+                raise
             if flags & os.O_TRUNC and writing:
                 self.early.will_truncate(staged.data, 0)
                 os.ftruncate(fd, 0)
@@ -262,15 +268,37 @@ class BranchOverlay(CommitOps):
             )
 
     def _opened(self, h: LocalHandle) -> LocalHandle:
+        """Count a new handle; a writer's data file was journaled (``_writer_opens``) before
+        anything changed it."""
         self.open_data[h.data] = self.open_data.get(h.data, 0) + 1
         if h.writer:
-            self.open_writers += 1
             self.last_write = time.monotonic()
-            writers = self._writers.get(h.data, 0)
-            if not writers:
-                self.staging.writing(h.data, started=True)
-            self._writers[h.data] = writers + 1
         return h
+
+    def _writer_opens(self, data: str) -> None:
+        """Journal (before a writer changes it) that ``data`` has one more open writer: should
+        the daemon die with it open, the next mount flags the file as possibly incomplete."""
+        writers = self._writers.get(data, 0)
+        if not writers:
+            self.staging.writing(data, started=True)
+        self._writers[data] = writers + 1
+
+    def _writer_closes(self, data: str) -> None:
+        writers = self._writers.pop(data, 1) - 1
+        if writers:
+            self._writers[data] = writers
+        else:
+            self.staging.writing(data, started=False)
+
+    @property
+    def open_writers(self) -> int:
+        return sum(self._writers.values())
+
+    def writers_left_open(self) -> None:
+        """The session ended with files open for writing (SIGTERM ends it without releases):
+        they count as interrupted, so no commit takes them as they are."""
+        with self.lock:
+            self.staging.interrupt(set(self._writers))
 
     def as_entry(self, s: Staged | None) -> TreeEntry:
         """The committed entry a staged entry without local data stands for."""
@@ -282,7 +310,7 @@ class BranchOverlay(CommitOps):
         assert entry is not None
         return entry
 
-    def _copy_up(self, parts: list[str], node: Node, *, truncate: bool) -> Node:
+    def _copy_up(self, parts: list[str], node: Node, *, truncate: bool, writer: bool) -> Node:
         source = node.base if node.base is not None else self.as_entry(node.staged)
         name, fd = self.staging.new_data()
         with open(fd, "r+b") as out:
@@ -292,7 +320,14 @@ class BranchOverlay(CommitOps):
             out.flush()
             os.utime(fd, ns=(source.mtime_ns, source.mtime_ns))
         staged = Staged("/".join(parts), "file", source.mode, source.mtime_ns, data=name)
-        self._put_or_rehide(staged)
+        if writer:
+            self._writer_opens(name)  # before the copy is staged: a writer is about to change it
+        try:
+            self._put_or_rehide(staged)
+        except BaseException:
+            if writer:
+                self._writer_closes(name)
+            raise
         return Node(staged, None, None)
 
     def _put_or_rehide(self, staged: Staged) -> None:
@@ -318,6 +353,7 @@ class BranchOverlay(CommitOps):
                 assert isinstance(handle, LocalHandle)
                 return handle
             name, fd = self.staging.new_data()
+            self._writer_opens(name)
             self.staging.put(Staged(path, "file", mode & 0o7777, time.time_ns(), data=name))
             self.early.started(name)
             return self._opened(
@@ -347,12 +383,7 @@ class BranchOverlay(CommitOps):
             else:
                 self.open_data.pop(h.data, None)
             if h.writer:
-                self.open_writers = max(0, self.open_writers - 1)
-                writers = self._writers.pop(h.data, 1) - 1
-                if writers:
-                    self._writers[h.data] = writers
-                else:
-                    self.staging.writing(h.data, started=False)
+                self._writer_closes(h.data)
 
     def fsync(self, h: LocalHandle) -> None:
         os.fsync(h.fd)
@@ -537,6 +568,7 @@ class BranchOverlay(CommitOps):
             if mtime_ns is not None:
                 if staged.kind == "file" and staged.data:
                     os.utime(self.staging.data_path(staged.data), ns=(mtime_ns, mtime_ns))
+                    self.staging.vouch(staged.data)  # `touch`: someone checked it
                 staged = replace(staged, mtime_ns=mtime_ns)
             self._put_or_rehide(staged)
             self.last_write = time.monotonic()

@@ -113,37 +113,58 @@ class Staging:
             self._index(e)
         # Files an earlier daemon of this slot died writing may be incomplete: remembered until
         # written again (see ``interrupted``).
-        journal = root / "writing"
+        self._journal = root / "writing"
         self._interrupted = set(json.loads(self.get_meta("interrupted") or "[]"))
-        self._interrupted |= _still_open(journal)
+        self._interrupted |= _still_open(self._journal)
         self._interrupted &= {e.data for e in self.entries.values() if e.data}
         self.set_meta("interrupted", json.dumps(sorted(self._interrupted)))
-        self._writing = os.open(
-            journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-        os.ftruncate(self._writing, 0)
+        self._open: set[str] = set()  # data files with a writer now, as journaled
+        self._writing = -1
+        self._rewrite_journal()
 
     # -- files open for writing -------------------------------------------------------------------
     def writing(self, name: str, *, started: bool) -> None:
-        """Record that data file ``name`` got its first writer (``started``) or lost its last.
-        Not fsynced: it has to outlive the daemon (``kill -9``), not the machine; a new writer
-        makes a file whole again in the same way."""
+        """Journal that data file ``name`` got its first writer (``started``), before the writer
+        changes it, or lost its last (then it is whole again). Not fsynced: the journal must
+        outlive the daemon (``kill -9``); data not yet fsynced would not outlive the machine."""
         with self._lock:
             os.write(self._writing, f"{'+' if started else '-'}{name}\n".encode())
-            if not started:
-                if name in self._interrupted:
-                    self._interrupted.discard(name)
-                    self.set_meta("interrupted", json.dumps(sorted(self._interrupted)))
-                if os.fstat(self._writing).st_size > WRITING_JOURNAL_MAX:
-                    self._compact_writing()
+            if started:
+                self._open.add(name)
+                return
+            self._open.discard(name)
+            self.vouch(name)
+            if os.fstat(self._writing).st_size > WRITING_JOURNAL_MAX:
+                self._rewrite_journal()
 
-    def _compact_writing(self) -> None:
-        opened: set[str] = set()
-        with contextlib.suppress(OSError):
-            opened = _still_open(self.root / "writing")
-        os.ftruncate(self._writing, 0)
-        if opened:
-            os.write(self._writing, "".join(f"+{name}\n" for name in sorted(opened)).encode())
+    def _rewrite_journal(self) -> None:
+        """Replace the journal by one that lists only what is open now (atomically: a crash
+        leaves the old journal or the new one)."""
+        tmp = self._journal.with_name("writing.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, "".join(f"+{name}\n" for name in sorted(self._open)).encode())
+            os.replace(tmp, self._journal)
+        except BaseException:
+            os.close(fd)
+            raise
+        if self._writing >= 0:
+            os.close(self._writing)
+        self._writing = fd
+
+    def interrupt(self, names: set[str]) -> None:
+        """Flag ``names`` as possibly incomplete (their writers never closed them)."""
+        with self._lock:
+            if names - self._interrupted:
+                self._interrupted |= names
+                self.set_meta("interrupted", json.dumps(sorted(self._interrupted)))
+
+    def vouch(self, name: str) -> None:
+        """``name`` is whole: written again, or touched by someone who checked it."""
+        with self._lock:
+            if name in self._interrupted:
+                self._interrupted.discard(name)
+                self.set_meta("interrupted", json.dumps(sorted(self._interrupted)))
 
     def interrupted(self) -> set[str]:
         """Data files that were open for writing when an earlier daemon of this slot stopped
@@ -298,7 +319,9 @@ class Staging:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-            os.close(self._writing)
+            if self._writing >= 0:
+                os.close(self._writing)
+                self._writing = -1
 
 
 def _still_open(journal: Path) -> set[str]:

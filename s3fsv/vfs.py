@@ -32,7 +32,7 @@ from s3fsv.errors import (
     S3fsvError,
     UsageError,
 )
-from s3fsv.handles import Attr, OpenFile, OpenStaged, RepoState, Snapshot, inode, write_only
+from s3fsv.handles import Attr, OpenFile, OpenStaged, RepoState, Snapshot, inode
 from s3fsv.last_good import LastGood
 from s3fsv.objects import TreeEntry, check_name, is_commit_prefix, is_object_id
 from s3fsv.overlay import BranchOverlay, LocalHandle, Node
@@ -168,8 +168,14 @@ class Filesystem(WriteOps):
         for overlay in overlays:
             overlay.record_read(read)
 
-    def branch_moved(self, repo: str, branch: str, commit: str) -> None:
-        """Show ``commit`` as the head of ``branch`` at once (after this mount committed)."""
+    def branch_moved(self, repo: str, branch: str, commit: str | None) -> None:
+        """Show ``commit`` as the head of ``branch`` at once (after this mount committed); with
+        None, read the head from the store at its next use instead of after --ref-ttl."""
+        if commit is None:
+            state = self._state(repo)
+            with state.lock:
+                state.heads.pop(branch, None)
+            return
         state = self._state(repo)
         with state.lock:
             state.heads[branch] = commit
@@ -463,9 +469,7 @@ class Filesystem(WriteOps):
         if ov is not None:
             opened = ov.open_local(inner, flags)
             if isinstance(opened, LocalHandle):
-                command = self.note_writer(ov) if opened.writer else None
-                ino = self._ino(snap, inner)
-                return self._add_handle(OpenStaged(ov, opened, ino, write_only(flags), command))
+                return self.staged_handle(ov, opened, snap, inner, flags)
             entry = opened
         else:
             # O_APPEND without write access changes nothing, as on any read-only filesystem.

@@ -8,7 +8,6 @@ special files ``EPERM``, ownership changes to another user ``EPERM``.
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 import time
@@ -24,16 +23,14 @@ from s3fsv.errors import (
     NotPermitted,
     NotSupported,
     ReadOnly,
-    S3fsvError,
     UsageError,
 )
 from s3fsv.handles import OpenStaged, Snapshot, write_only
 from s3fsv.provenance import command_of, provenance_context
 
 if TYPE_CHECKING:
-    from s3fsv.overlay import BranchOverlay
+    from s3fsv.overlay import BranchOverlay, LocalHandle
 
-log = logging.getLogger(__name__)
 
 _UTIME_NOW, _UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2  # utimensat(2)'s special tv_nsec values
 # Command lines by pid, read once per process (a TTL, because pids are reused).
@@ -66,11 +63,21 @@ class WriteOps:
         ov, inner, snap = self._writable_path(path, new=True)
         if not inner:
             raise UsageError("cannot create the branch root")
-        ino = self._ino(snap, inner)  # type: ignore[attr-defined]
-        local = ov.create(inner, mode, flags)
-        command = self.note_writer(ov)
-        handle = OpenStaged(ov, local, ino, write_only(flags), command)
-        return self._add_handle(handle)  # type: ignore[attr-defined]
+        return self.staged_handle(ov, ov.create(inner, mode, flags), snap, inner, flags)
+
+    def staged_handle(
+        self, ov: BranchOverlay, local: LocalHandle, snap: Snapshot, inner: list[str], flags: int
+    ) -> int:
+        """A file handle for the staged file ``local``; should that fail, ``local`` is released
+        (an open writer left counted would hold the file back from commits)."""
+        try:
+            command = self.note_writer(ov) if local.writer else None
+            ino = self._ino(snap, inner)  # type: ignore[attr-defined]
+            handle = OpenStaged(ov, local, ino, write_only(flags), command)
+            return self._add_handle(handle)  # type: ignore[attr-defined]
+        except BaseException:
+            ov.release(local)
+            raise
 
     #: Returns the pid of the process making the current call (set by the FUSE adapter).
     caller_pid: Callable[[], int] | None = None
@@ -209,15 +216,14 @@ class WriteOps:
         try:
             cid = ov.commit(message, author, provenance_context(), overwrite=overwrite)
         except Conflict as err:
-            if overwrite:  # theirs is newer than this mount's view: it cannot replace it unseen
+            # The mount shows the branch as the store has it now, so the advice below can be
+            # followed at once (and replaces what the user was just told about).
+            self.branch_moved(ov.repo.name, ov.branch, None)  # type: ignore[attr-defined]
+            if overwrite:  # theirs was newer than this mount's view: it cannot replace it unseen
                 hint = (
-                    "--overwrite replaces only versions this mount has shown, and the branch "
-                    "moved after its last refresh: retry after --ref-ttl seconds"
+                    "the branch moved after this mount's view of it, which is now refreshed: retry"
                 )
             else:
-                # The mount shows their versions at once, so --overwrite right after this
-                # replaces what the user was just told about (not only after --ref-ttl).
-                self._refresh_branch(ov)
                 hint = (
                     "`s3fsv commit --overwrite` replaces their versions with yours, "
                     "`s3fsv discard` drops yours"
@@ -228,20 +234,17 @@ class WriteOps:
             self.branch_moved(ov.repo.name, ov.branch, cid)  # type: ignore[attr-defined]
         return cid
 
-    def _refresh_branch(self, ov: BranchOverlay) -> None:
-        """Show the branch head the store has now, without waiting for --ref-ttl."""
-        try:
-            head = ov.repo.branch_head(ov.branch).commit
-        except S3fsvError as err:
-            log.warning("cannot refresh %s@%s: %s", ov.repo.name, ov.branch, err)
-            return
-        self.branch_moved(ov.repo.name, ov.branch, head)  # type: ignore[attr-defined]
-
     def status(self, path: str) -> dict[str, Any]:
         return self._branch_overlay(path).status()
 
     def discard(self, path: str) -> int:
         return self._branch_overlay(path).discard()
+
+    def writers_left_open(self) -> None:
+        """For after the FUSE session: files still open for writing then (SIGTERM ends a
+        session without releases) count as interrupted, so no commit takes them as they are."""
+        for ov in list(self._overlays.values()):  # type: ignore[attr-defined]
+            ov.writers_left_open()
 
     def staged_branches(self) -> list[tuple[str, str]]:
         overlays = dict(self._overlays)  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from s3fsv.provenance import _command_line, command_of
+from s3fsv.staging import _still_open
 from s3fsv.store import Store
 from s3fsv.transfer import put
 from tests.mounting import (
@@ -330,6 +331,12 @@ def test_kill_9_loses_nothing_closed_and_flags_what_was_open(
             for name in files:
                 mode = stat.S_IMODE(os.lstat(os.path.join(where, name)).st_mode)
                 assert mode & 0o077 == 0, (where, name, oct(mode))
+        # The kernel sends RELEASE after close() returns: wait until the daemon has seen every
+        # closed file closed, so only half.bin is open when it dies.
+        (journal,) = (state / "s3fsv/staging").glob("*/slot-*/writing")
+        deadline = time.monotonic() + 10
+        while len(_still_open(journal)) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         pid = daemon_pids(state)[0]
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -349,13 +356,16 @@ def test_kill_9_loses_nothing_closed_and_flags_what_was_open(
         assert status["interrupted"] == ["half.bin"]
         assert "half.bin was open for writing" in run_cli("status", str(b), env=env).stderr
         refused = run_cli("commit", str(b), "-m", "after crash", env=env, check=False)
-        assert refused.returncode == 6 and "half.bin" in refused.stderr, refused.stderr
+        assert refused.returncode == 13 and "half.bin" in refused.stderr, refused.stderr
         assert (b / "half.bin").read_bytes() == b"h" * 1000  # nothing dropped
-        subprocess.run(["touch", str(b / "half.bin")], check=True)  # checked: keep it
+        os.rename(b / "half.bin", b / "moved.bin")  # the mark goes with the content
+        status = json.loads(run_cli("status", str(b), "--json", env=env).stdout)
+        assert status["interrupted"] == ["moved.bin"]
+        subprocess.run(["touch", str(b / "moved.bin")], check=True)  # checked: keep it
         cid = commit(b, env, "after crash")
     repo = Store.open(repo_url).repo("cams")
     files = {p: b"".join(repo.read_file(e)) for p, e in repo.walk(cid) if e.kind == "file"}
-    assert files["staged.txt"] == b"survives" and files["half.bin"] == b"h" * 1000
+    assert files["staged.txt"] == b"survives" and files["moved.bin"] == b"h" * 1000
     assert files["dir/x.bin"] == b"x" * 100_000
     assert files["in/a.txt"] == b"alpha\nappended\n"
     assert "keep.txt" not in files

@@ -8,9 +8,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from s3fsv import staging as staging_module
 from s3fsv.provenance import command_of
 from s3fsv.staging import SlotLock, Staged, Staging, leftover_staging
 from s3fsv.store import Store
@@ -115,50 +112,3 @@ def test_what_a_mount_that_staged_nothing_read_and_ran_is_not_provenance_of_a_la
     provenance = repo.commit_object(cid).provenance
     assert provenance["inputs"] == []
     assert provenance.get("commands", []) == [command_of(os.getpid())]  # only this writer
-
-
-def test_files_open_for_writing_when_a_daemon_dies_stay_flagged_until_written(
-    tmp_path: Path,
-) -> None:
-    slot = tmp_path / "slot"
-    dead = Staging(slot)  # the daemon that will "die": never closed
-    for name in ("a", "b", "c"):
-        dead.put(Staged(name, "file", data=name))
-    dead.writing("a", started=True)
-    dead.writing("b", started=True)
-    dead.writing("b", started=False)  # closed before the death: whole
-    dead.writing("c", started=True)
-    dead.remove("c")  # no longer staged: nothing to flag
-    after = Staging(slot)
-    assert after.interrupted() == {"a"}
-    assert staging_module._interrupted_count(slot) == 1
-    after.close()
-    again = Staging(slot)  # a second remount still knows
-    assert again.interrupted() == {"a"}
-    again.writing("a", started=True)
-    again.writing("a", started=False)  # written (or touched) again: whole
-    assert again.interrupted() == set()
-    again.close()
-    last = Staging(slot)
-    assert last.interrupted() == set()
-    last.close()
-    dead.close()
-
-
-def test_the_writing_journal_is_compacted_keeping_what_is_open(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(staging_module, "WRITING_JOURNAL_MAX", 200)
-    slot = tmp_path / "slot"
-    staging = Staging(slot)
-    staging.put(Staged("long", "file", data="long"))
-    staging.writing("long", started=True)
-    for n in range(100):
-        staging.put(Staged(f"f{n}", "file", data=f"f{n}"))
-        staging.writing(f"f{n}", started=True)
-        staging.writing(f"f{n}", started=False)
-    assert (slot / "writing").stat().st_size < 400
-    after = Staging(slot)
-    assert after.interrupted() == {"long"}
-    after.close()
-    staging.close()
