@@ -117,7 +117,7 @@ class Staging:
         self._interrupted = set(json.loads(self.get_meta("interrupted") or "[]"))
         self._interrupted |= _still_open(self._journal)
         self._interrupted &= {e.data for e in self.entries.values() if e.data}
-        self.set_meta("interrupted", json.dumps(sorted(self._interrupted)))
+        self._save_interrupted()
         self._open: set[str] = set()  # data files with a writer now, as journaled
         self._writing = -1
         self._rewrite_journal()
@@ -157,14 +157,17 @@ class Staging:
         with self._lock:
             if names - self._interrupted:
                 self._interrupted |= names
-                self.set_meta("interrupted", json.dumps(sorted(self._interrupted)))
+                self._save_interrupted()
 
     def vouch(self, name: str) -> None:
         """``name`` is whole: written again, or touched by someone who checked it."""
         with self._lock:
             if name in self._interrupted:
                 self._interrupted.discard(name)
-                self.set_meta("interrupted", json.dumps(sorted(self._interrupted)))
+                self._save_interrupted()
+
+    def _save_interrupted(self) -> None:
+        self.set_meta("interrupted", json.dumps(sorted(self._interrupted)))
 
     def interrupted(self) -> set[str]:
         """Data files that were open for writing when an earlier daemon of this slot stopped

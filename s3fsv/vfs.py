@@ -171,13 +171,11 @@ class Filesystem(WriteOps):
     def branch_moved(self, repo: str, branch: str, commit: str | None) -> None:
         """Show ``commit`` as the head of ``branch`` at once (after this mount committed); with
         None, read the head from the store at its next use instead of after --ref-ttl."""
-        if commit is None:
-            state = self._state(repo)
-            with state.lock:
-                state.heads.pop(branch, None)
-            return
         state = self._state(repo)
         with state.lock:
+            if commit is None:
+                state.heads.pop(branch, None)
+                return
             state.heads[branch] = commit
             state.moves += 1
         self._last_good.remember(_head_key(repo, branch), commit)
