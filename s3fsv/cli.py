@@ -476,7 +476,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # and to stderr only where stderr is that file (a daemonized mount).
     level = getattr(logging, (args.log_level or ("info" if mount else "warning")).upper())
     logging.basicConfig(level=level, format="s3fsv: %(levelname)s: %(message)s", stream=sys.stderr)
-    if args.log_level is None and mount and not getattr(args, "daemonized", False):
+    # A person at a terminal sees a foreground mount's warnings; a service manager's journal
+    # gets its INFO lines too (mounts, commits).
+    daemonized = getattr(args, "daemonized", False)
+    if args.log_level is None and mount and not daemonized and sys.stderr.isatty():
         for stream in logging.getLogger().handlers:
             stream.setLevel(logging.WARNING)
     for library in ("botocore", "boto3", "s3transfer", "urllib3"):

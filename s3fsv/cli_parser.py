@@ -244,7 +244,12 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         "or just REPO[@REF] (e.g. cams@v1) in the store of --store or $S3FSV_STORE",
     )
     p.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing, empty directory")
-    p.add_argument("--foreground", action="store_true", help="stay attached; log to stderr")
+    p.add_argument(
+        "--foreground",
+        action="store_true",
+        help="stay attached (as under systemd); log to stderr as well as the log file: "
+        "warnings on a terminal, INFO otherwise (--log-level sets both)",
+    )
     p.add_argument("--read-only", action="store_true", help="refuse every write (EROFS)")
     p.add_argument(
         "--rw",
@@ -259,7 +264,8 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
         default="10G",
         metavar="SIZE",
         help="cache bound: bytes, or with K, M, G or T (binary: 1K = 1024; 'MiB' and 'MB' "
-        "read the same), e.g. 20G; least recently used entries go first",
+        "read the same), e.g. 20G (default 10G); least recently used entries go first. "
+        "Mounts sharing a cache each keep it within their own bound",
     )
     p.add_argument(
         "--ref-ttl",

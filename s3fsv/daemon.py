@@ -40,6 +40,7 @@ from s3fsv.store import Store
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0
+LOG_KEEP_BYTES = 10 * 1024 * 1024  # a mountpoint's log is rotated when a daemon starts on it
 UNMOUNT_TIMEOUT = 30.0
 # With --commit-on unmount the daemon uploads after the kernel has let go: wait for it longer.
 UNMOUNT_COMMIT_TIMEOUT = 3600.0
@@ -228,6 +229,15 @@ def log_file(mp: Path) -> Path:
     return private_dir(state_dir() / "logs") / f"mount-{mp.name or 'root'}-{_mount_id(mp)}.log"
 
 
+def rotate_log(logf: Path, keep: int = LOG_KEEP_BYTES) -> Path:
+    """``logf``, moved to ``<name>.1`` first (replacing an older one) once over ``keep`` bytes:
+    a node restarted for months keeps two logs of bounded size."""
+    with contextlib.suppress(OSError):
+        if logf.stat().st_size > keep:
+            logf.replace(logf.with_name(logf.name + ".1"))
+    return logf
+
+
 def start(argv: list[str], mountpoint: str, foreground: bool) -> int:
     """Validate, then either serve in this process (``foreground``) or start the daemon and wait
     until the mount is usable. ``argv`` is the mount command line to re-run in the daemon."""
@@ -235,12 +245,12 @@ def start(argv: list[str], mountpoint: str, foreground: bool) -> int:
     mp = check_mountpoint(mountpoint, replace_dead=True)
     if foreground:
         return -1  # the caller serves in-process
-    logf = log_file(mp)
+    logf = rotate_log(log_file(mp))
     with open(logf, "ab") as out:
         os.fchmod(out.fileno(), 0o600)
         start = out.tell()  # an earlier daemon's lines are not this one's error
         child = subprocess.Popen(
-            [sys.executable, "-c", _DAEMON_MAIN, *argv, "--foreground", "--daemonized"],
+            [*_daemon_command(), *argv, "--foreground", "--daemonized"],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -264,6 +274,15 @@ _DAEMON_MAIN = (
     f"import sys; sys.path[0] = {str(Path(__file__).resolve().parent.parent)!r}; "
     "from s3fsv.cli import main; sys.exit(main())"
 )
+
+
+def _daemon_command() -> list[str]:
+    """How to run s3fsv in the daemon: the entry point this command was started by (so that
+    `ps` shows daemons as s3fsv and `pgrep -f s3fsv` finds them), else the bootstrap."""
+    script = Path(sys.argv[0])
+    if script.name == "s3fsv" and script.is_file():
+        return [sys.executable, str(script.absolute())]
+    return [sys.executable, "-c", _DAEMON_MAIN]
 
 
 def _last_error(logf: Path, start: int) -> str:
@@ -294,6 +313,8 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
     _log_to_file(args, mp)
     policy = parse_commit_on(str(getattr(args, "commit_on", "manual")))
     fs = make_filesystem(args, store, source)
+    for repo, branch in fs.open_leftover_staging():
+        log.info("showing the writes an earlier mount left staged on %s@%s", repo, branch)
     if getattr(args, "daemonized", False):
         os.chdir("/")  # a daemon must not keep the directory it was started from busy
     control = ControlServer(fs, socket_file(mp))

@@ -259,7 +259,7 @@ class BranchOverlay(CommitOps):
             if flags & os.O_TRUNC and writing:
                 self.early.will_truncate(staged.data, 0)
                 os.ftruncate(fd, 0)
-                self._touch(fd)
+                self._rewritten(staged.data, fd)
                 self.early.started(staged.data)
             return self._opened(
                 LocalHandle(
@@ -370,6 +370,7 @@ class BranchOverlay(CommitOps):
             self.early.wrote(h.data, -1, token)
             raise
         self.early.wrote(h.data, n, token)
+        self.staging.vouch(h.data)
         h.written = True
         self.last_write = time.monotonic()
         return n
@@ -396,18 +397,20 @@ class BranchOverlay(CommitOps):
                 try:
                     self.early.will_truncate(opened.data, length)
                     os.ftruncate(opened.fd, length)
-                    self._touch(opened.fd)
+                    self._rewritten(opened.data, opened.fd)
                 finally:
                     self.release(opened)
             else:
                 self.early.will_truncate(h.data, length)
                 os.ftruncate(h.fd, length)
-                self._touch(h.fd)
+                self._rewritten(h.data, h.fd)
             self.last_write = time.monotonic()
 
-    @staticmethod
-    def _touch(fd: int) -> None:
+    def _rewritten(self, data: str, fd: int) -> None:
+        """A writer changed ``data`` in place: a new mtime, and a file that an earlier daemon
+        left incomplete counts as whole again (its writer is at work on it)."""
         os.utime(fd)
+        self.staging.vouch(data)
 
     # -- namespace changes ----------------------------------------------------------------------
     def _require_dir(self, parts: list[str]) -> Node:

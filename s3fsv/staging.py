@@ -125,7 +125,7 @@ class Staging:
     # -- files open for writing -------------------------------------------------------------------
     def writing(self, name: str, *, started: bool) -> None:
         """Journal that data file ``name`` got its first writer (``started``), before the writer
-        changes it, or lost its last (then it is whole again). Not fsynced: the journal must
+        changes it, or lost its last. Not fsynced: the journal must
         outlive the daemon (``kill -9``); data not yet fsynced would not outlive the machine."""
         with self._lock:
             os.write(self._writing, f"{'+' if started else '-'}{name}\n".encode())
@@ -133,7 +133,6 @@ class Staging:
                 self._open.add(name)
                 return
             self._open.discard(name)
-            self.vouch(name)
             if os.fstat(self._writing).st_size > WRITING_JOURNAL_MAX:
                 self._rewrite_journal()
 
@@ -161,6 +160,8 @@ class Staging:
 
     def vouch(self, name: str) -> None:
         """``name`` is whole: written again, or touched by someone who checked it."""
+        if name not in self._interrupted:  # the common case, without the lock
+            return
         with self._lock:
             if name in self._interrupted:
                 self._interrupted.discard(name)

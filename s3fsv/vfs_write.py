@@ -8,6 +8,7 @@ special files ``EPERM``, ownership changes to another user ``EPERM``.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import time
@@ -23,6 +24,7 @@ from s3fsv.errors import (
     NotPermitted,
     NotSupported,
     ReadOnly,
+    S3fsvError,
     UsageError,
 )
 from s3fsv.handles import OpenStaged, Snapshot, write_only
@@ -30,6 +32,8 @@ from s3fsv.provenance import command_of, provenance_context
 
 if TYPE_CHECKING:
     from s3fsv.overlay import BranchOverlay, LocalHandle
+
+log = logging.getLogger(__name__)
 
 
 _UTIME_NOW, _UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2  # utimensat(2)'s special tv_nsec values
@@ -239,6 +243,32 @@ class WriteOps:
 
     def discard(self, path: str) -> int:
         return self._branch_overlay(path).discard()
+
+    def open_leftover_staging(self) -> list[tuple[str, str]]:
+        """Open now, not at first use, the staging of the branches this mount writes that
+        earlier mounts left staged writes in: so that --commit-on and the unmount report see
+        them on a node whose jobs never touch those branches again. Returns (repo, branch)."""
+        from pathlib import Path
+
+        from s3fsv.config import state_dir
+        from s3fsv.staging import leftover_staging
+
+        spec = self.spec  # type: ignore[attr-defined]
+        if spec.read_only or (spec.ref is not None and not spec.rw):
+            return []
+        root = Path(spec.staging_root) if spec.staging_root else state_dir()
+        opened = []
+        for repo, branch, _ in leftover_staging(root / "staging", self.store.url, spec.repo):  # type: ignore[attr-defined]
+            if spec.ref is not None and branch != spec.ref:
+                continue
+            section = "@" if spec.ref is not None else "branch"
+            try:
+                snap = self._snapshot(repo, section, branch)  # type: ignore[attr-defined]
+                if self._overlay(snap) is not None:  # type: ignore[attr-defined]
+                    opened.append((repo, branch))
+            except S3fsvError as err:  # a branch deleted since: its writes wait in their slot
+                log.warning("staged writes of %s@%s stay in their slot: %s", repo, branch, err)
+        return opened
 
     def writers_left_open(self) -> None:
         """For after the FUSE session: files still open for writing then (SIGTERM ends a

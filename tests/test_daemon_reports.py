@@ -5,6 +5,7 @@ it is started: the pinned commit it is handed, its working directory, its paths.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from s3fsv import config
-from s3fsv.daemon import _last_error, parse_source
+from s3fsv.daemon import _last_error, parse_source, rotate_log
 from s3fsv.errors import NotFound, UsageError
 from s3fsv.exit_report import ExitReport, take_report
 from s3fsv.store import Store
@@ -79,6 +80,27 @@ def test_unmount_reports_what_the_daemon_did_with_staged_writes(
     # A daemon logs its commits at its default level: a node never unmounted keeps a record.
     logs = Path(env["XDG_STATE_HOME"], "s3fsv", "logs").glob("*.log")
     assert any("committed cams@main after 0.2s idle" in p.read_text() for p in logs)
+
+
+def test_writes_left_by_an_earlier_mount_are_committed_without_being_touched(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A node restarted after a crash: --commit-on commits what the dead mount staged even
+    when no job looks at the branch again, and holds back what it had open for writing."""
+    url = f"file://{tmp_path}/store"
+    repo = Store.init(url).create_repo("cams")
+    mp = tmp_path / "mnt"
+    state = Path(env["XDG_STATE_HOME"])
+    with mounted(url, mp, env) as mp:
+        (mp / "cams/branch/main/done.txt").write_text("done")
+        (pid,) = daemon_pids(state, mp)
+        os.kill(pid, signal.SIGKILL)
+        force_unmount(mp, state)
+    with mounted(url, mp, env, "--commit-on", "unmount") as mp:
+        result = run_cli("unmount", str(mp), env=env)  # nothing touched the branch
+        assert result.stderr.startswith("s3fsv: committed cams@main: "), result.stderr
+    head = repo.resolve("main")
+    assert b"".join(repo.read_file(repo.stat(head, "done.txt"))) == b"done"
 
 
 def test_the_mount_table_names_store_repo_and_pinned_commit(
@@ -160,6 +182,8 @@ def test_the_daemon_runs_from_root_and_never_imports_from_the_callers_directory(
         )
         (pid,) = daemon_pids(Path(env["XDG_STATE_HOME"]), mp)
         assert os.readlink(f"/proc/{pid}/cwd") == "/"
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[1] == exe.encode() and b"mount" in argv  # `pgrep -f s3fsv.*mount` finds it
         assert (mp / "branch/main/v").read_text() == "one"
         assert any(p.is_file() for p in (work / "cache" / "objects").rglob("*"))
     finally:
@@ -194,3 +218,13 @@ def test_relative_xdg_directories_are_ignored(
     assert config.cache_dir() == tmp_path / ".cache/s3fsv"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
     assert config.cache_dir() == tmp_path / "c/s3fsv"
+
+
+def test_a_mount_log_is_rotated_when_a_daemon_starts_on_it(tmp_path: Path) -> None:
+    logf = tmp_path / "mount-x.log"
+    logf.write_text("old\n" * 10)
+    assert rotate_log(logf, keep=100) == logf and logf.exists()  # under the bound: kept
+    logf.write_text("old\n" * 100)
+    rotate_log(logf, keep=100)
+    assert not logf.exists() and (tmp_path / "mount-x.log.1").read_text() == "old\n" * 100
+    assert rotate_log(tmp_path / "none.log") == tmp_path / "none.log"  # no log yet

@@ -40,7 +40,9 @@ def test_files_open_for_writing_when_a_daemon_dies_stay_flagged_until_written(
     again = Staging(slot)  # a second remount still knows
     assert again.interrupted() == {"a"}
     again.writing("a", started=True)
-    again.writing("a", started=False)  # written (or touched) again: whole
+    again.writing("a", started=False)  # opened and closed: not yet whole
+    assert again.interrupted() == {"a"}
+    again.vouch("a")  # written again, or touched
     assert again.interrupted() == set()
     again.close()
     last = Staging(slot)
@@ -108,3 +110,22 @@ def test_writing_a_flagged_file_again_clears_its_mark(fs: Filesystem) -> None:
     fs.release(fh)
     assert fs.status(B)["interrupted"] == []
     assert fs.commit(B, "rewritten") is not None
+
+
+def test_opening_for_writing_or_setting_only_atime_does_not_clear_the_mark(
+    fs: Filesystem,
+) -> None:
+    """`open(p, 'r+').close()` and `touch -a` (an O_WRONLY open, then times with the mtime
+    left out) change nothing: the file stays held back."""
+    fh = fs.create(f"{B}/half.json", 0o644, os.O_WRONLY)
+    fs.write(fh, b'{"faces": [1, 2,', 0)
+    fs.writers_left_open()
+    fs.release(fh)
+    peek = fs.open(f"{B}/half.json", os.O_RDWR)
+    fs.release(peek)
+    touch_a = fs.open(f"{B}/half.json", os.O_WRONLY)
+    fs.utimens(f"{B}/half.json", (1_000_000_000, (1 << 30) - 2))  # mtime: UTIME_OMIT
+    fs.release(touch_a)
+    assert fs.status(B)["interrupted"] == ["half.json"]
+    with pytest.raises(Interrupted):
+        fs.commit(B, "not yet")
