@@ -351,10 +351,12 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
         if policy.kind == "unmount":  # only after a loop that ran and ended normally
             commit_staged(fs, "s3fsv: commit on unmount", report)
         for repo, branch in fs.staged_branches():
+            staged, interrupted = fs.staged_count(repo, branch)
+            held = f", {interrupted} of them possibly incomplete," if interrupted else ""
             report.lines.append(
-                f"{fs.staged_count(repo, branch)} staged path(s) of {repo}@{branch} were not "
-                "committed: they stay staged for the next mount of that branch "
-                "(s3fsv status, commit or discard there)"
+                f"{staged} staged path(s) of {repo}@{branch}{held} were not committed: they "
+                "stay staged for the next mount of that branch (s3fsv status, commit or "
+                "discard there)"
             )
         for line in report.lines:
             log.log(logging.ERROR if line.startswith("error: ") else logging.INFO, "%s", line)

@@ -280,10 +280,13 @@ class WriteOps:
         overlays = dict(self._overlays)  # type: ignore[attr-defined]
         return [key for key, ov in overlays.items() if ov.staging]
 
-    def staged_count(self, repo: str, branch: str) -> int:
-        """How many paths ``repo@branch`` has staged in this mount."""
+    def staged_count(self, repo: str, branch: str) -> tuple[int, int]:
+        """How many paths ``repo@branch`` has staged in this mount, and how many of them are
+        files held back as possibly incomplete (interrupted)."""
         ov = self._overlays.get((repo, branch))  # type: ignore[attr-defined]
-        return 0 if ov is None else len(ov.staging)
+        if ov is None:
+            return 0, 0
+        return len(ov.staging), len(ov.staging.interrupted())
 
     def idle_seconds(self, repo: str, branch: str) -> float:
         ov = self._overlays.get((repo, branch))  # type: ignore[attr-defined]

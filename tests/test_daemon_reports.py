@@ -4,6 +4,7 @@ it is started: the pinned commit it is handed, its working directory, its paths.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from s3fsv import config
 from s3fsv.daemon import _last_error, parse_source, rotate_log
 from s3fsv.errors import NotFound, UsageError
 from s3fsv.exit_report import ExitReport, take_report
+from s3fsv.staging import _still_open
 from s3fsv.store import Store
 from tests.mounting import S3FSV, daemon_pids, force_unmount, mounted, run_cli
 
@@ -93,14 +95,29 @@ def test_writes_left_by_an_earlier_mount_are_committed_without_being_touched(
     state = Path(env["XDG_STATE_HOME"])
     with mounted(url, mp, env) as mp:
         (mp / "cams/branch/main/done.txt").write_text("done")
+        writer = open(mp / "cams/branch/main/half.bin", "wb")  # noqa: SIM115 (open at the kill)
+        writer.write(b"half")
+        writer.flush()
+        (journal,) = (state / "s3fsv/staging").glob("*/slot-*/writing")
+        deadline = time.monotonic() + 10  # RELEASE of done.txt comes after close() returns
+        while len(_still_open(journal)) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         (pid,) = daemon_pids(state, mp)
         os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            writer.close()
         force_unmount(mp, state)
     with mounted(url, mp, env, "--commit-on", "unmount") as mp:
-        result = run_cli("unmount", str(mp), env=env)  # nothing touched the branch
+        result = run_cli("unmount", str(mp), env=env, check=False)  # nothing touched the branch
+        assert result.returncode == 13 and "half.bin" in result.stderr, result.stderr
+        assert "2 staged path(s) of cams@main, 1 of them possibly incomplete," in result.stderr
+    with mounted(url, mp, env, "--commit-on", "unmount") as mp:
+        subprocess.run(["touch", str(mp / "cams/branch/main/half.bin")], check=True)
+        result = run_cli("unmount", str(mp), env=env)
         assert result.stderr.startswith("s3fsv: committed cams@main: "), result.stderr
     head = repo.resolve("main")
     assert b"".join(repo.read_file(repo.stat(head, "done.txt"))) == b"done"
+    assert b"".join(repo.read_file(repo.stat(head, "half.bin"))) == b"half"
 
 
 def test_the_mount_table_names_store_repo_and_pinned_commit(
