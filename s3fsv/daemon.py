@@ -230,8 +230,9 @@ def log_file(mp: Path) -> Path:
 
 
 def rotate_log(logf: Path, keep: int = LOG_KEEP_BYTES) -> Path:
-    """``logf``, moved to ``<name>.1`` first (replacing an older one) once over ``keep`` bytes:
-    a node restarted for months keeps two logs of bounded size."""
+    """``logf``, moved to ``<name>.1`` first (replacing an older one) once over ``keep`` bytes.
+    Called when a mount starts: a node restarted for months keeps two logs, each about the size
+    one daemon's run writes."""
     with contextlib.suppress(OSError):
         if logf.stat().st_size > keep:
             logf.replace(logf.with_name(logf.name + ".1"))
@@ -279,9 +280,14 @@ _DAEMON_MAIN = (
 def _daemon_command() -> list[str]:
     """How to run s3fsv in the daemon: the entry point this command was started by (so that
     `ps` shows daemons as s3fsv and `pgrep -f s3fsv` finds them), else the bootstrap."""
-    script = Path(sys.argv[0])
-    if script.name == "s3fsv" and script.is_file():
-        return [sys.executable, str(script.absolute())]
+    script = sys.argv[0]
+    main_file = getattr(sys.modules["__main__"], "__file__", None)
+    # Only a script named by its full path, and the very one running: a bare 's3fsv' (as some
+    # wrappers set argv[0]) would be looked up in the caller's directory.
+    if os.path.basename(script) == "s3fsv" and os.path.isabs(script) and main_file is not None:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(script, main_file):
+                return [sys.executable, script]
     return [sys.executable, "-c", _DAEMON_MAIN]
 
 
@@ -313,8 +319,11 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
     _log_to_file(args, mp)
     policy = parse_commit_on(str(getattr(args, "commit_on", "manual")))
     fs = make_filesystem(args, store, source)
-    for repo, branch in fs.open_leftover_staging():
-        log.info("showing the writes an earlier mount left staged on %s@%s", repo, branch)
+    if policy.kind != "manual":  # else the branch's own mounts should find them, not this one
+        for repo, branch in fs.open_leftover_staging():
+            log.info(
+                "committing on %s the writes an earlier mount left on %s@%s", policy, repo, branch
+            )
     if getattr(args, "daemonized", False):
         os.chdir("/")  # a daemon must not keep the directory it was started from busy
     control = ControlServer(fs, socket_file(mp))
@@ -396,7 +405,7 @@ def _log_to_file(args: object, mp: Path) -> None:
         for h in root.handlers:  # stderr is the log file already
             h.setFormatter(fmt)
     else:
-        handler = logging.FileHandler(log_file(mp))
+        handler = logging.FileHandler(rotate_log(log_file(mp)))
         handler.setFormatter(fmt)
         root.addHandler(handler)
 

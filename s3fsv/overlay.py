@@ -354,7 +354,12 @@ class BranchOverlay(CommitOps):
                 return handle
             name, fd = self.staging.new_data()
             self._writer_opens(name)
-            self.staging.put(Staged(path, "file", mode & 0o7777, time.time_ns(), data=name))
+            try:
+                self.staging.put(Staged(path, "file", mode & 0o7777, time.time_ns(), data=name))
+            except BaseException:
+                self._writer_closes(name)
+                os.close(fd)
+                raise
             self.early.started(name)
             return self._opened(
                 LocalHandle(path, name, fd, bool(flags & os.O_APPEND), True, mode=mode & 0o7777)
@@ -370,7 +375,8 @@ class BranchOverlay(CommitOps):
             self.early.wrote(h.data, -1, token)
             raise
         self.early.wrote(h.data, n, token)
-        self.staging.vouch(h.data)
+        if offset == 0:  # written again from the start; an append does not make it whole
+            self.staging.vouch(h.data)
         h.written = True
         self.last_write = time.monotonic()
         return n

@@ -173,11 +173,11 @@ class Filesystem(WriteOps):
         None, read the head from the store at its next use instead of after --ref-ttl."""
         state = self._state(repo)
         with state.lock:
+            state.moves += 1  # a head read before this is older than what follows
             if commit is None:
                 state.heads.pop(branch, None)
                 return
             state.heads[branch] = commit
-            state.moves += 1
         self._last_good.remember(_head_key(repo, branch), commit)
 
     # -- repos and refs ---------------------------------------------------------------------

@@ -24,7 +24,6 @@ from s3fsv.errors import (
     NotPermitted,
     NotSupported,
     ReadOnly,
-    S3fsvError,
     UsageError,
 )
 from s3fsv.handles import OpenStaged, Snapshot, write_only
@@ -264,9 +263,10 @@ class WriteOps:
             section = "@" if spec.ref is not None else "branch"
             try:
                 snap = self._snapshot(repo, section, branch)  # type: ignore[attr-defined]
-                if self._overlay(snap) is not None:  # type: ignore[attr-defined]
+                overlay = self._overlay(snap)  # type: ignore[attr-defined]
+                if overlay is not None and overlay.staging:  # (another mount may have won them)
                     opened.append((repo, branch))
-            except S3fsvError as err:  # a branch deleted since: its writes wait in their slot
+            except Exception as err:  # a branch deleted since, a slot in use: they wait there
                 log.warning("staged writes of %s@%s stay in their slot: %s", repo, branch, err)
         return opened
 

@@ -129,3 +129,18 @@ def test_opening_for_writing_or_setting_only_atime_does_not_clear_the_mark(
     assert fs.status(B)["interrupted"] == ["half.json"]
     with pytest.raises(Interrupted):
         fs.commit(B, "not yet")
+
+
+def test_an_append_keeps_the_mark_a_write_from_the_start_clears_it(fs: Filesystem) -> None:
+    fh = fs.create(f"{B}/log.txt", 0o644, os.O_WRONLY)
+    fs.write(fh, b"line 1\n", 0)
+    fs.writers_left_open()
+    fs.release(fh)
+    appender = fs.open(f"{B}/log.txt", os.O_WRONLY | os.O_APPEND)
+    fs.write(appender, b"line 9\n", 0)  # O_APPEND: lands at the end, whatever the offset
+    fs.release(appender)
+    assert fs.status(B)["interrupted"] == ["log.txt"]  # its start may still be missing
+    writer = fs.open(f"{B}/log.txt", os.O_WRONLY)
+    fs.write(writer, b"line 1\n", 0)
+    fs.release(writer)
+    assert fs.status(B)["interrupted"] == []
