@@ -117,3 +117,16 @@ def drop_page_cache() -> None:
     os.sync()
     with contextlib.suppress(OSError), open("/proc/sys/vm/drop_caches", "w") as fh:
         fh.write("3\n")
+
+
+def wait_for_open_writers(state_home: Path, count: int = 0, timeout: float = 10.0) -> None:
+    """Wait until the daemons' staging journals show ``count`` files open for writing. The
+    kernel sends RELEASE after close() returns: a daemon killed (or sent SIGTERM) before it
+    reads one counts that file as open, so holds it back as possibly incomplete."""
+    from s3fsv.staging import _still_open
+
+    deadline = time.monotonic() + timeout
+    journals = list((state_home / "s3fsv" / "staging").glob("*/slot-*/writing"))
+    while sum(len(_still_open(j)) for j in journals) != count:
+        assert time.monotonic() < deadline, f"files open for writing did not drop to {count}"
+        time.sleep(0.02)

@@ -18,9 +18,15 @@ from s3fsv import config
 from s3fsv.daemon import _last_error, parse_source, rotate_log
 from s3fsv.errors import NotFound, UsageError
 from s3fsv.exit_report import ExitReport, take_report
-from s3fsv.staging import _still_open
 from s3fsv.store import Store
-from tests.mounting import S3FSV, daemon_pids, force_unmount, mounted, run_cli
+from tests.mounting import (
+    S3FSV,
+    daemon_pids,
+    force_unmount,
+    mounted,
+    run_cli,
+    wait_for_open_writers,
+)
 
 
 def _log_messages(url: str) -> list[str]:
@@ -98,10 +104,7 @@ def test_writes_left_by_an_earlier_mount_are_committed_without_being_touched(
         writer = open(mp / "cams/branch/main/half.bin", "wb")  # noqa: SIM115 (open at the kill)
         writer.write(b"half")
         writer.flush()
-        (journal,) = (state / "s3fsv/staging").glob("*/slot-*/writing")
-        deadline = time.monotonic() + 10  # RELEASE of done.txt comes after close() returns
-        while len(_still_open(journal)) != 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_open_writers(state, 1)  # done.txt's RELEASE comes after close() returns
         (pid,) = daemon_pids(state, mp)
         os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):

@@ -80,6 +80,7 @@ from tests.mounting import (
     mount_table,
     mounted,
     run_cli,
+    wait_for_open_writers,
 )
 
 
@@ -495,6 +496,7 @@ class MountModel(RuleBasedStateMachine):
         self.close_handles()  # an unmount with open files fails (busy); closed files survive
         if crash:
             state = Path(self.env["XDG_STATE_HOME"])
+            wait_for_open_writers(state)  # closed files are closed for the daemon too
             pids = daemon_pids(state, self.mp)
             assert pids, "no daemon recorded for the mount"
             for pid in pids:

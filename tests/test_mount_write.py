@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from s3fsv.provenance import _command_line, command_of
-from s3fsv.staging import _still_open
 from s3fsv.store import Store
 from s3fsv.transfer import put
 from tests.mounting import (
@@ -32,6 +31,7 @@ from tests.mounting import (
     mount_table,
     mounted,
     run_cli,
+    wait_for_open_writers,
 )
 
 CHUNK = 64 * 1024
@@ -331,12 +331,7 @@ def test_kill_9_loses_nothing_closed_and_flags_what_was_open(
             for name in files:
                 mode = stat.S_IMODE(os.lstat(os.path.join(where, name)).st_mode)
                 assert mode & 0o077 == 0, (where, name, oct(mode))
-        # The kernel sends RELEASE after close() returns: wait until the daemon has seen every
-        # closed file closed, so only half.bin is open when it dies.
-        (journal,) = (state / "s3fsv/staging").glob("*/slot-*/writing")
-        deadline = time.monotonic() + 10
-        while len(_still_open(journal)) != 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_open_writers(state, 1)  # only half.bin is open when the daemon dies
         pid = daemon_pids(state)[0]
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -499,13 +494,7 @@ def test_sigterm_stops_a_foreground_mount_cleanly(
         while not os.path.ismount(mp) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         (mp / "branch" / "main" / "late.txt").write_text("late\n")
-        # The kernel sends RELEASE after close() returns; a SIGTERM before the daemon reads it
-        # would leave late.txt counted open, so held back as possibly incomplete.
-        state = Path(env["XDG_STATE_HOME"])
-        (journal,) = (state / "s3fsv/staging").glob("*/slot-*/writing")
-        deadline = time.monotonic() + 10
-        while _still_open(journal) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_open_writers(Path(env["XDG_STATE_HOME"]))  # late.txt is closed for it too
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
