@@ -20,9 +20,11 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 
 from cachetools import LRUCache, TTLCache
 
+from s3fsv.config import state_dir
 from s3fsv.errors import (
     InvalidName,
     IsADirectory,
@@ -124,6 +126,10 @@ class Filesystem(WriteOps):
             return False
         return snap.label.startswith("branch/") or self.spec.rw
 
+    def staging_root(self) -> Path:
+        """Where this mount's branch staging areas live."""
+        return Path(self.spec.staging_root or state_dir()) / "staging"
+
     def _overlay(self, snap: Snapshot) -> BranchOverlay | None:
         """The staging overlay of a writable branch view, created on first use."""
         if not self._writable(snap):
@@ -134,12 +140,7 @@ class Filesystem(WriteOps):
             overlay = self._overlays.get(key)
         if overlay is not None:
             return overlay
-        from pathlib import Path
-
-        from s3fsv.config import state_dir
-
-        root = Path(self.spec.staging_root) if self.spec.staging_root else state_dir()
-        slot = SlotLock(root / "staging", self.store.url, snap.repo, branch)
+        slot = SlotLock(self.staging_root(), self.store.url, snap.repo, branch)
         state = self._state(snap.repo)
 
         def head() -> tuple[str, str]:

@@ -247,22 +247,18 @@ class WriteOps:
         """Open now, not at first use, the staging of the branches this mount writes that
         earlier mounts left staged writes in: so that --commit-on and the unmount report see
         them on a node whose jobs never touch those branches again. Returns (repo, branch)."""
-        from pathlib import Path
-
-        from s3fsv.config import state_dir
         from s3fsv.staging import leftover_staging
 
         spec = self.spec  # type: ignore[attr-defined]
-        if spec.read_only or (spec.ref is not None and not spec.rw):
-            return []
-        root = Path(spec.staging_root) if spec.staging_root else state_dir()
+        root = self.staging_root()  # type: ignore[attr-defined]
         opened = []
-        for repo, branch, _ in leftover_staging(root / "staging", self.store.url, spec.repo):  # type: ignore[attr-defined]
+        for repo, branch, _ in leftover_staging(root, self.store.url, spec.repo):  # type: ignore[attr-defined]
             if spec.ref is not None and branch != spec.ref:
                 continue
             section = "@" if spec.ref is not None else "branch"
             try:
                 snap = self._snapshot(repo, section, branch)  # type: ignore[attr-defined]
+                # None for a view this mount may not write (--read-only, no --rw).
                 overlay = self._overlay(snap)  # type: ignore[attr-defined]
                 if overlay is not None and overlay.staging:  # (another mount may have won them)
                     opened.append((repo, branch))
