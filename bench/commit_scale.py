@@ -40,10 +40,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from s3fsv.backend import Backend, ObjectInfo, open_backend
-from s3fsv.objects import TreeEntry, sha256_hex
-from s3fsv.store import Store
-from s3fsv.upload import Uploader
+from s3fsv.store.backend import Backend, ObjectInfo, open_backend
+from s3fsv.store.objects import TreeEntry, sha256_hex
+from s3fsv.store.store import Store
+from s3fsv.store.upload import Uploader
 
 MAX_OBJECTS = 10
 MAX_BYTES = 256 * 1024

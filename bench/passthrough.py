@@ -166,7 +166,7 @@ def main() -> int:
     if not os.path.isdir(args.source):
         parser.error(f"not a directory: {args.source}")
     # The same kernel read-ahead as an s3fsv mount, so the ceiling stays a fair comparison.
-    from s3fsv.fuse import tune_kernel_readahead
+    from s3fsv.mount.fuse import tune_kernel_readahead
 
     threading.Thread(target=tune_kernel_readahead, args=(args.mountpoint,), daemon=True).start()
     # libfuse installs its own SIGINT/SIGTERM/SIGHUP handlers: they leave the loop and unmount.

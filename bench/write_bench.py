@@ -88,7 +88,7 @@ from write_workloads import (  # noqa: E402
     write_files,
 )
 
-from s3fsv.store import Store  # noqa: E402
+from s3fsv.store.store import Store  # noqa: E402
 
 STORE_PREFIX = "store"
 DETECT_REPO = "detect"

@@ -174,3 +174,9 @@ class NotSupported(S3fsvError):
 class CrossDevice(S3fsvError):
     errno = _errno.EXDEV
     exit_code = 2
+
+
+class MountError(S3fsvError):
+    """A mount could not be made, reached or stopped (mountpoint, FUSE, daemon)."""
+
+    exit_code = 12

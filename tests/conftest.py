@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from s3server import SeaweedServer  # noqa: E402
 
-from s3fsv.backend import Backend, open_backend  # noqa: E402
+from s3fsv.store.backend import Backend, open_backend  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # AWS environment

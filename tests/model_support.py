@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-from s3fsv.store import Store
+from s3fsv.store.store import Store
 
 CHUNK = 64 * 1024
 NAMES = ["a", "b", "c", "d1", "d2"]

@@ -34,9 +34,9 @@ def run_cli(
 
 def daemon_pids(state_home: Path, mountpoint: Path | None = None) -> list[int]:
     """Daemon pids recorded under ``state_home`` (only ``mountpoint``'s when given)."""
-    from s3fsv.daemon import _mount_id
+    from s3fsv.mount.runtime_files import mount_id
 
-    pattern = f"{_mount_id(mountpoint.absolute())}.json" if mountpoint else "*.json"
+    pattern = f"{mount_id(mountpoint.absolute())}.json" if mountpoint else "*.json"
     pids = []
     for f in (state_home / "s3fsv" / "mounts").glob(pattern):
         with contextlib.suppress(OSError, ValueError, KeyError):
@@ -123,7 +123,7 @@ def wait_for_open_writers(state_home: Path, count: int = 0, timeout: float = 10.
     """Wait until the daemons' staging journals show ``count`` files open for writing. The
     kernel sends RELEASE after close() returns: a daemon killed (or sent SIGTERM) before it
     reads one counts that file as open, so holds it back as possibly incomplete."""
-    from s3fsv.staging import _still_open
+    from s3fsv.mount.staging import _still_open
 
     deadline = time.monotonic() + timeout
     journals = list((state_home / "s3fsv" / "staging").glob("*/slot-*/writing"))

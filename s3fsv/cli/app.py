@@ -15,17 +15,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from s3fsv import __version__
-from s3fsv.address import parse_address, shown_path
-from s3fsv.cli_mount import COMMANDS as MOUNT_COMMANDS
-from s3fsv.cli_parser import build_parser
+from s3fsv.cli.mount import COMMANDS as MOUNT_COMMANDS
+from s3fsv.cli.parser import build_parser
 from s3fsv.config import endpoint_url, store_url
 from s3fsv.errors import InvalidName, NotFound, S3fsvError, UsageError
-from s3fsv.objects import Commit, TreeEntry, check_name
-from s3fsv.provenance import provenance_context
-from s3fsv.refs import check_ref_spec
-from s3fsv.repo import Repository
-from s3fsv.store import Store
+from s3fsv.store.address import parse_address, shown_path
+from s3fsv.store.objects import Commit, TreeEntry, check_name
+from s3fsv.store.provenance import provenance_context
+from s3fsv.store.refs import check_ref_spec
+from s3fsv.store.repo import Repository
+from s3fsv.store.store import Store
+from s3fsv.version import __version__
 
 EXIT_CODES = """exit codes:
   0 success          1 other error       2 bad usage or name   3 not found
@@ -187,7 +187,7 @@ def _list_refs(refs: dict[str, str], as_json: bool) -> int:
 
 @command("put")
 def cmd_put(args: argparse.Namespace) -> int:
-    from s3fsv import transfer
+    from s3fsv.store import transfer
 
     addr = parse_address(args.dest, default_ref="main")
     assert addr.ref is not None
@@ -256,7 +256,7 @@ def _count(n: int, noun: str) -> str:
 
 @command("get")
 def cmd_get(args: argparse.Namespace) -> int:
-    from s3fsv import transfer
+    from s3fsv.store import transfer
 
     if args.dest == "-":
         raise UsageError("get writes files; s3fsv cat writes one to standard output")
@@ -508,7 +508,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """The mount-side commands of ``s3fsv``: ``mount``, ``unmount``, and ``commit``, ``status`` and
 ``discard``, which reach the daemon owning a mount through its control socket.
 
-This module must not import ``s3fsv.cli``: the daemon runs as ``python -m s3fsv.cli``, where a
-second import would make a second command table. ``cli.py`` merges :data:`COMMANDS` instead.
+This module must not import ``s3fsv.cli.app``, which imports it: ``main`` merges
+:data:`COMMANDS` into its command table instead.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from s3fsv.address import shown_path
-from s3fsv.errors import S3fsvError, UsageError
-from s3fsv.mounttable import mount_table
-from s3fsv.objects import is_object_id
+from s3fsv.errors import MountError, S3fsvError, UsageError
+from s3fsv.mount.mounttable import mount_table
+from s3fsv.store.address import shown_path
+from s3fsv.store.objects import is_object_id
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {}
@@ -43,7 +43,7 @@ def _print_json(value: Any) -> None:
 
 def find_mount(path: str) -> tuple[Path, str]:
     """(mount root, absolute path inside the mount) for a path in an s3fsv mount."""
-    from s3fsv.daemon import pid_file
+    from s3fsv.mount.runtime_files import pid_file
 
     table = mount_table()
     tried = []
@@ -74,10 +74,10 @@ def find_mount(path: str) -> tuple[Path, str]:
 
 @_command("mount")
 def cmd_mount(args: argparse.Namespace) -> int:
-    from s3fsv import daemon
+    from s3fsv.mount import daemon, options
 
-    daemon.parse_size(args.cache_size)
-    policy = daemon.parse_commit_on(args.commit_on)
+    options.parse_size(args.cache_size)
+    policy = options.parse_commit_on(args.commit_on)
     if args.read_only and policy.kind != "manual":
         raise UsageError("--commit-on has nothing to commit on a --read-only mount")
     if args.read_only and args.rw:
@@ -94,7 +94,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         # Nested mounts tie the two daemons' unmounts and the outer branch's staging together.
         # (The mountpoint itself, when it holds a dead mount, is no nesting: it gets replaced.)
         if inner != "/":
-            raise daemon.MountError(
+            raise MountError(
                 f"mountpoint {os.path.abspath(args.mountpoint)} is inside the s3fsv mount "
                 f"{outer}: choose a directory outside it"
             )
@@ -138,7 +138,7 @@ def _leftover_staging(
     """(REPO@BRANCH, [(staged paths, interrupted files) per slot]) of branches this mount will
     show, with writes that earlier mounts of them staged and did not commit."""
     from s3fsv.config import state_dir
-    from s3fsv.staging import leftover_staging
+    from s3fsv.mount.staging import leftover_staging
 
     found = leftover_staging(state_dir() / "staging", url, repo)
     return [(f"{r}@{b}", counts) for r, b, counts in found if branch in (None, b)]
@@ -168,7 +168,7 @@ def _tell_leftovers(leftovers: list[tuple[str, list[tuple[int, int]]]]) -> None:
 
 @_command("unmount")
 def cmd_unmount(args: argparse.Namespace) -> int:
-    from s3fsv import daemon
+    from s3fsv.mount import daemon
 
     return daemon.unmount(args.mountpoint)
 
@@ -179,7 +179,7 @@ def cmd_unmount(args: argparse.Namespace) -> int:
 def _ask(root: Path, inner: str, shown: str, payload: dict[str, Any], **kw: Any) -> Any:
     """``control.request``, with the daemon's name for the path (``/cams/branch/main``, from
     the mount root) replaced in error messages by the path as the user gave it."""
-    from s3fsv.control import request
+    from s3fsv.mount.control import request
 
     try:
         return request(root, payload, **kw)

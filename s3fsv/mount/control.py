@@ -36,6 +36,7 @@ from s3fsv.errors import (
     Conflict,
     CorruptObject,
     Interrupted,
+    MountError,
     NotFound,
     PreconditionFailed,
     ReadOnly,
@@ -44,7 +45,8 @@ from s3fsv.errors import (
     UnsupportedStore,
     UsageError,
 )
-from s3fsv.mounttable import is_dead
+from s3fsv.mount.mounttable import is_dead
+from s3fsv.mount.runtime_files import pid_file
 
 log = logging.getLogger(__name__)
 
@@ -333,8 +335,6 @@ class ControlServer:
 
 def socket_of(mountpoint: Path) -> Path:
     """The control socket of the daemon serving ``mountpoint``, from its pid file."""
-    from s3fsv.daemon import MountError, pid_file
-
     mp = Path(mountpoint).absolute()
     try:
         info = json.loads(pid_file(mp).read_text())
@@ -359,8 +359,6 @@ def request(mountpoint: Path, payload: dict[str, Any], timeout: float | None = 6
     """Send one request to the daemon serving ``mountpoint``; return its result or raise the
     ``S3fsvError`` it answered with. ``timeout=None`` waits as long as the daemon works (a
     commit uploads everything staged); a daemon that dies still ends the wait."""
-    from s3fsv.daemon import MountError
-
     mp = Path(mountpoint).absolute()
     path = socket_of(mp)
     data = (json.dumps(payload, ensure_ascii=False) + "\n").encode()

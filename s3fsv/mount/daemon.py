@@ -15,139 +15,40 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from s3fsv.config import cache_dir, endpoint_url, private_dir, state_dir, store_url
-from s3fsv.errors import AccessDenied, NotFound, S3fsvError, UsageError
-from s3fsv.exit_report import ExitReport, take_report
-from s3fsv.mounttable import is_dead, mount_table, mounted_at
-from s3fsv.refs import check_ref_name, check_ref_spec
-from s3fsv.store import Store
+from s3fsv.config import cache_dir, endpoint_url, private_dir, store_url
+from s3fsv.errors import MountError, S3fsvError, UsageError
+from s3fsv.mount.exit_report import ExitReport, take_report
+from s3fsv.mount.mounttable import is_dead, mount_table, mounted_at
+from s3fsv.mount.options import (
+    PROBE_S3_OPTIONS,
+    Source,
+    parse_commit_on,
+    parse_size,
+    parse_source,
+)
+from s3fsv.mount.runtime_files import exit_report_file, log_file, pid_file, rotate_log, socket_file
+from s3fsv.store.store import Store
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0
-LOG_KEEP_BYTES = 10 * 1024 * 1024  # a mountpoint's log is rotated when a daemon starts on it
 UNMOUNT_TIMEOUT = 30.0
 # With --commit-on unmount the daemon uploads after the kernel has let go: wait for it longer.
 UNMOUNT_COMMIT_TIMEOUT = 3600.0
 IDLE_POLL = 1.0
 IDLE_RETRY_MAX = 600.0  # a failing idle commit is retried with backoff up to this many seconds
-# A mount must turn an unreachable store into EIO in bounded time (docs/semantics.md: read).
-MOUNT_S3_OPTIONS = {"max_attempts": 3, "connect_timeout": 3.0, "read_timeout": 15.0}
-# One attempt with the mount's timeouts: a store slow to answer still counts as up.
-PROBE_S3_OPTIONS = {**MOUNT_S3_OPTIONS, "max_attempts": 0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-
-
-class MountError(S3fsvError):
-    exit_code = 12
-
-
-def parse_size(text: str) -> int:
-    """``10G``, ``512MiB``, ``1000000`` -> bytes (binary multiples)."""
-    m = _SIZE.match(text)
-    if not m:
-        raise UsageError(f"bad size {text!r}: use e.g. 512M or 20G")
-    factor = 1024 ** " kmgt".index((m.group(2) or " ").lower())
-    size = int(float(m.group(1)) * factor)
-    if size <= 0:
-        raise UsageError(f"bad size {text!r}: a cache needs room (e.g. 512M or 20G)")
-    return size
-
-
-@dataclass(frozen=True)
-class CommitPolicy:
-    """When the daemon commits staged writes by itself: never (``manual``), after the mount
-    ends (``unmount``), or once a branch has seen no write for ``idle`` seconds."""
-
-    kind: str = "manual"
-    idle: float = 0.0
-
-    def __str__(self) -> str:
-        return f"idle={self.idle:g}" if self.kind == "idle" else self.kind
-
-
-def parse_commit_on(text: str) -> CommitPolicy:
-    """``manual``, ``unmount`` or ``idle=SECONDS`` -> a :class:`CommitPolicy`."""
-    value = text.strip().lower()
-    if value in ("manual", "unmount"):
-        return CommitPolicy(value)
-    if value.startswith("idle="):
-        try:
-            seconds = float(value[5:])
-        except ValueError:
-            seconds = -1.0
-        if seconds > 0 and seconds != float("inf"):
-            return CommitPolicy("idle", seconds)
-    raise UsageError(
-        f"bad --commit-on {text!r}: use manual, unmount or idle=SECONDS (a positive number)"
-    )
-
-
-@dataclass(frozen=True)
-class Source:
-    store_url: str
-    repo: str | None
-    ref: str | None
-    commit: str | None = None  # what ``ref`` resolved to when the mount was asked for
-
-
-def parse_source(
-    text: str, endpoint: str | None, pinned: str | None = None
-) -> tuple[Store, Source]:
-    """Split ``STORE[/REPO[@REF]]`` and open the store. The store is the longest prefix of the
-    URL that holds an s3fsv store marker; what follows is the repo. ``pinned``, a full commit
-    id that a ``REPO@REF`` source resolved to earlier, is checked to exist and used as the ref,
-    so the ref is not resolved again (it could name another commit by now)."""
-    base, _, last = text.rstrip("/").rpartition("/")
-    if pinned is not None and "@" not in last:
-        raise UsageError(f"{text} is not a REPO@REF source: it cannot be pinned")
-    if "@" in last:
-        repo, _, ref = last.partition("@")
-        check_ref_name(repo, "repo")
-        check_ref_spec(ref)
-        store = Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS)
-        if pinned is not None:
-            store.repo(repo).commit_object(pinned)  # it exists
-            return store, Source(base, repo, pinned, pinned)
-        commit = store.repo(repo).resolve(ref)  # a missing ref fails here, not in the daemon
-        return store, Source(base, repo, ref, commit)
-    if last in (".", ".."):  # neither a store's place nor a repo: never sent to the store
-        check_ref_name(last, "repo")
-    try:
-        return Store.open(text, endpoint_url=endpoint, **MOUNT_S3_OPTIONS), Source(text, None, None)
-    except (NotFound, AccessDenied) as first:
-        if not base or base.endswith(":/") or base.endswith(":"):
-            raise first from None
-        try:
-            store = Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS)
-        except NotFound:
-            raise first from None
-        except AccessDenied:
-            if not isinstance(first, AccessDenied):
-                raise
-            # Refused at both, whichever is the store (STORE, or STORE/REPO's STORE): name
-            # what was asked for, not a marker object of one guess.
-            raise AccessDenied(
-                f"access denied to {text}: check the credentials, and that a store is there "
-                "(without list permission S3 refuses what does not exist)"
-            ) from None
-    store.repo(last)
-    return store, Source(base, last, None)
 
 
 def check_mountpoint(path: str, *, replace_dead: bool = False) -> Path:
@@ -208,37 +109,6 @@ def check_fuse() -> None:
         raise MountError("FUSE is unavailable: fusermount3 not found (install the fuse3 package)")
 
 
-def _mount_id(mp: Path) -> str:
-    # Resolved, so that a client reaching the mount through a symlink finds the same files.
-    return hashlib.sha256(os.path.realpath(mp).encode()).hexdigest()[:16]
-
-
-def pid_file(mp: Path) -> Path:
-    return private_dir(state_dir() / "mounts") / f"{_mount_id(mp)}.json"
-
-
-def exit_report_file(mp: Path) -> Path:
-    return private_dir(state_dir() / "mounts") / f"{_mount_id(mp)}.exit.json"
-
-
-def socket_file(mp: Path) -> Path:
-    return private_dir(state_dir() / "mounts") / f"{_mount_id(mp)}.sock"
-
-
-def log_file(mp: Path) -> Path:
-    return private_dir(state_dir() / "logs") / f"mount-{mp.name or 'root'}-{_mount_id(mp)}.log"
-
-
-def rotate_log(logf: Path, keep: int = LOG_KEEP_BYTES) -> Path:
-    """``logf``, moved to ``<name>.1`` first (replacing an older one) once over ``keep`` bytes.
-    Called when a mount starts: a node restarted for months keeps two logs, each about the size
-    one daemon's run writes."""
-    with contextlib.suppress(OSError):
-        if logf.stat().st_size > keep:
-            logf.replace(logf.with_name(logf.name + ".1"))
-    return logf
-
-
 def start(argv: list[str], mountpoint: str, foreground: bool) -> int:
     """Validate, then either serve in this process (``foreground``) or start the daemon and wait
     until the mount is usable. ``argv`` is the mount command line to re-run in the daemon."""
@@ -272,7 +142,7 @@ def start(argv: list[str], mountpoint: str, foreground: bool) -> int:
 # directory first on sys.path, where an s3fsv/ of anyone's making would be imported instead;
 # -I or -P would drop it but also PYTHONPATH (-I) or need Python 3.11 (-P).
 _DAEMON_MAIN = (
-    f"import sys; sys.path[0] = {str(Path(__file__).resolve().parent.parent)!r}; "
+    f"import sys; sys.path[0] = {str(Path(__file__).resolve().parents[2])!r}; "
     "from s3fsv.cli import main; sys.exit(main())"
 )
 
@@ -309,8 +179,8 @@ def _last_error(logf: Path, start: int) -> str:
 def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
     """Run the filesystem in this process until it is unmounted: control socket first, then
     the FUSE loop, then the ``--commit-on unmount`` commits, then the socket goes."""
-    from s3fsv.control import ControlServer
-    from s3fsv.fuse import mount
+    from s3fsv.mount.control import ControlServer
+    from s3fsv.mount.fuse import mount
 
     mp = Path(os.path.realpath(mountpoint))
     # Everything the daemon itself creates (logs, pid file, staging databases and their
@@ -412,11 +282,11 @@ def _log_to_file(args: object, mp: Path) -> None:
 
 def make_filesystem(args: object, store: Store, source: Source) -> Any:
     """The mount's ``vfs.Filesystem``, built in this one place from the mount options."""
-    from s3fsv.backend import open_backend
-    from s3fsv.cache import DiskCache
-    from s3fsv.outage import GuardedBackend, Outage
-    from s3fsv.store import MARKER
-    from s3fsv.vfs import Filesystem, MountSpec
+    from s3fsv.mount.outage import GuardedBackend, Outage
+    from s3fsv.mount.vfs import Filesystem, MountSpec
+    from s3fsv.store.backend import open_backend
+    from s3fsv.store.cache import DiskCache
+    from s3fsv.store.store import MARKER
 
     cache = DiskCache(  # an absolute path: the daemon moves to / later
         check_cache_dir(getattr(args, "cache_dir", None)),

@@ -21,9 +21,9 @@ os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 
 import mfusepy  # noqa: E402
 
 from s3fsv.errors import S3fsvError  # noqa: E402
-from s3fsv.handles import Attr  # noqa: E402
-from s3fsv.reader import Bytes  # noqa: E402
-from s3fsv.vfs import Filesystem  # noqa: E402
+from s3fsv.mount.handles import Attr  # noqa: E402
+from s3fsv.mount.vfs import Filesystem  # noqa: E402
+from s3fsv.store.reader import Bytes  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 from cachetools import TTLCache
 
-from s3fsv.objects import TreeEntry
-from s3fsv.overlay import BranchOverlay, LocalHandle
-from s3fsv.reader import ChunkReader, Sequential
-from s3fsv.repo import Repository
+from s3fsv.mount.overlay import BranchOverlay, LocalHandle
+from s3fsv.store.objects import TreeEntry
+from s3fsv.store.reader import ChunkReader, Sequential
+from s3fsv.store.repo import Repository
 
 
 @dataclass(frozen=True)

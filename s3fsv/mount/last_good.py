@@ -40,7 +40,7 @@ class LastGood:
                 remembered: T = self._values[key]
                 first, self._stale = not self._stale, True
             if first:
-                # The outage itself is a warning already (see s3fsv.outage).
+                # The outage itself is a warning already (see s3fsv.mount.outage).
                 log.info("%s; showing refs and listings as last read until it answers", err)
             return remembered
         with self._lock:

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from s3fsv.backend.base import Backend, ObjectInfo, copy_into
 from s3fsv.errors import StoreUnavailable
+from s3fsv.store.backend.base import Backend, ObjectInfo, copy_into
 
 log = logging.getLogger(__name__)
 

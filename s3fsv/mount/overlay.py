@@ -27,14 +27,14 @@ from s3fsv.errors import (
     S3fsvError,
     UsageError,
 )
-from s3fsv.hidden import HiddenFiles
-from s3fsv.objects import TreeEntry
-from s3fsv.overlay_commit import CommitOps
-from s3fsv.reader import ChunkReader
-from s3fsv.repo import Repository
-from s3fsv.staging import Read, Staged, Staging, committed_entry, watch_sets
-from s3fsv.tree import EMPTY_TREE, dir_entries, lookup
-from s3fsv.write_behind import WriteBehind
+from s3fsv.mount.hidden import HiddenFiles
+from s3fsv.mount.overlay_commit import CommitOps
+from s3fsv.mount.staging import Read, Staged, Staging, committed_entry, watch_sets
+from s3fsv.mount.write_behind import WriteBehind
+from s3fsv.store.objects import TreeEntry
+from s3fsv.store.reader import ChunkReader
+from s3fsv.store.repo import Repository
+from s3fsv.store.tree import EMPTY_TREE, dir_entries, lookup
 
 COPY_STEP = 8 * 1024 * 1024
 HIDDEN_PREFIX = ".fuse_hidden"

@@ -11,16 +11,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from s3fsv.errors import Conflict, Interrupted, S3fsvError
-from s3fsv.objects import TreeEntry, check_name
-from s3fsv.repo import related_paths
-from s3fsv.staging import Read, committed_entry, watch_sets
-from s3fsv.tree import lookup
-from s3fsv.upload import upload_files
+from s3fsv.mount.staging import Read, committed_entry, watch_sets
+from s3fsv.store.objects import TreeEntry, check_name
+from s3fsv.store.repo import related_paths
+from s3fsv.store.tree import lookup
+from s3fsv.store.upload import upload_files
 
 if TYPE_CHECKING:
-    from s3fsv.repo import Repository
-    from s3fsv.staging import Staging
-    from s3fsv.write_behind import WriteBehind
+    from s3fsv.mount.staging import Staging
+    from s3fsv.mount.write_behind import WriteBehind
+    from s3fsv.store.repo import Repository
 
 log = logging.getLogger(__name__)
 

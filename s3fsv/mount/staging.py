@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from s3fsv.config import private_dir
-from s3fsv.objects import TreeEntry
+from s3fsv.store.objects import TreeEntry
 
 MAX_SLOTS = 16
 WRITING_JOURNAL_MAX = 1 << 20  # bytes of the writing journal before it is compacted

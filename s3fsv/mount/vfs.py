@@ -34,15 +34,15 @@ from s3fsv.errors import (
     S3fsvError,
     UsageError,
 )
-from s3fsv.handles import Attr, OpenFile, OpenStaged, RepoState, Snapshot, inode
-from s3fsv.last_good import LastGood
-from s3fsv.objects import TreeEntry, check_name, is_commit_prefix, is_object_id
-from s3fsv.overlay import BranchOverlay, LocalHandle, Node
-from s3fsv.reader import Bytes, ChunkReader, Sequential
-from s3fsv.staging import Read, SlotLock, Staging
-from s3fsv.store import Store
-from s3fsv.tree import dir_entries, lookup, root_entry, walk_after
-from s3fsv.vfs_write import WriteOps
+from s3fsv.mount.handles import Attr, OpenFile, OpenStaged, RepoState, Snapshot, inode
+from s3fsv.mount.last_good import LastGood
+from s3fsv.mount.overlay import BranchOverlay, LocalHandle, Node
+from s3fsv.mount.staging import Read, SlotLock, Staging
+from s3fsv.mount.vfs_write import WriteOps
+from s3fsv.store.objects import TreeEntry, check_name, is_commit_prefix, is_object_id
+from s3fsv.store.reader import Bytes, ChunkReader, Sequential
+from s3fsv.store.store import Store
+from s3fsv.store.tree import dir_entries, lookup, root_entry, walk_after
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Filesystem(WriteOps):
     """A mount as plain Python. Thread-safe. Methods take absolute mount paths (``/a/b``)."""
 
     def __init__(self, store: Store, spec: MountSpec, cache: object) -> None:
-        from s3fsv.cache import DiskCache
+        from s3fsv.store.cache import DiskCache
 
         if not isinstance(cache, DiskCache):
             raise TypeError("a mount needs a DiskCache")

@@ -26,11 +26,11 @@ from s3fsv.errors import (
     ReadOnly,
     UsageError,
 )
-from s3fsv.handles import OpenStaged, Snapshot, write_only
-from s3fsv.provenance import command_of, provenance_context
+from s3fsv.mount.handles import OpenStaged, Snapshot, write_only
+from s3fsv.store.provenance import command_of, provenance_context
 
 if TYPE_CHECKING:
-    from s3fsv.overlay import BranchOverlay, LocalHandle
+    from s3fsv.mount.overlay import BranchOverlay, LocalHandle
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class WriteOps:
         """Open now, not at first use, the staging of the branches this mount writes that
         earlier mounts left staged writes in: so that --commit-on and the unmount report see
         them on a node whose jobs never touch those branches again. Returns (repo, branch)."""
-        from s3fsv.staging import leftover_staging
+        from s3fsv.mount.staging import leftover_staging
 
         spec = self.spec  # type: ignore[attr-defined]
         root = self.staging_root()  # type: ignore[attr-defined]

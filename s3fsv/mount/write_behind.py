@@ -30,9 +30,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from s3fsv.objects import sha256_hex
-from s3fsv.objectstore import ObjectStore
-from s3fsv.upload import Content, Uploader
+from s3fsv.store.objects import sha256_hex
+from s3fsv.store.objectstore import ObjectStore
+from s3fsv.store.upload import Content, Uploader
 
 log = logging.getLogger(__name__)
 

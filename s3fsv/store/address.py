@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 
 from s3fsv.errors import UsageError
-from s3fsv.objects import split_path
-from s3fsv.refs import check_ref_name, check_ref_spec
+from s3fsv.store.objects import split_path
+from s3fsv.store.refs import check_ref_name, check_ref_spec
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ trailer's XXH3 whenever a process first uses an entry, or when the file's size o
 since: a truncated, foreign or corrupted file is deleted and reported as a miss, never returned.
 XXH3 runs at tens of GB/s here where SHA-256 runs at ~1.6 GB/s, which is what keeps warm reads at
 page-cache speed. Entries of at least ``DIRECT_MIN`` bytes are written with ``O_DIRECT`` where the
-filesystem allows it (straight from a page-aligned pooled chunk, see ``s3fsv.buffers``, or
+filesystem allows it (straight from a page-aligned pooled chunk, see ``s3fsv.store.buffers``, or
 through a staging buffer), so they do not also occupy the page cache: whoever just fetched such an
-object holds its bytes already (see ``s3fsv.reader``), and the kernel caches what the mount
+object holds its bytes already (see ``s3fsv.store.reader``), and the kernel caches what the mount
 serves. Filling the page cache cost more CPU than anything else in a cold 1 GiB read (measured:
 about 1.3 s of kernel copy into new pages, against 0.1 s for direct writes).
 
@@ -41,9 +41,9 @@ from pathlib import Path
 import xxhash
 from cachetools import LRUCache
 
-from s3fsv.buffers import ChunkData, aligned_address
 from s3fsv.config import private_dir
-from s3fsv.objects import is_object_id
+from s3fsv.store.buffers import ChunkData, aligned_address
+from s3fsv.store.objects import is_object_id
 
 log = logging.getLogger(__name__)
 

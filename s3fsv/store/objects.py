@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from s3fsv.buffers import Chunk
 from s3fsv.errors import CorruptObject, InvalidName, NameTooLong
+from s3fsv.store.buffers import Chunk
 
 FORMAT_VERSION = 1
 PACKED_VERSION = 2  # trees and pages holding at least one packed file entry

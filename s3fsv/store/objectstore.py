@@ -14,10 +14,10 @@ from typing import Protocol, TypeVar
 
 from cachetools import LRUCache
 
-from s3fsv.backend.base import Backend, ReadsInto
-from s3fsv.buffers import POOLED_MIN, SHARED_POOL, BufferPool, ChunkData
 from s3fsv.errors import CorruptObject, MissingObject, NotFound, PreconditionFailed
-from s3fsv.objects import (
+from s3fsv.store.backend.base import Backend, ReadsInto
+from s3fsv.store.buffers import POOLED_MIN, SHARED_POOL, BufferPool, ChunkData
+from s3fsv.store.objects import (
     Commit,
     Object,
     Tree,
@@ -49,7 +49,7 @@ class Member:
 
 
 class ByteCache(Protocol):
-    """A cache of verified object bytes keyed by object id (see ``s3fsv.cache``)."""
+    """A cache of verified object bytes keyed by object id (see ``s3fsv.store.cache``)."""
 
     def get(self, oid: str) -> bytes | None: ...
 
@@ -96,7 +96,7 @@ class ObjectStore:
         """The verified bytes of the file chunk ``oid``, fetched from the store; the cache is
         neither consulted nor filled (the reader that calls this manages it). A body of at
         least ``POOLED_MIN`` bytes lands in a ``Chunk`` from ``pool`` when the backend can read
-        into it (see ``s3fsv.buffers``)."""
+        into it (see ``s3fsv.store.buffers``)."""
         backend = self.backend
         if not isinstance(backend, ReadsInto):
             return self.get_bytes(oid, fill_cache=False)

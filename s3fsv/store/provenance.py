@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from s3fsv import __version__
+from s3fsv.version import __version__
 
 
 def provenance_context() -> dict[str, Any]:

@@ -24,12 +24,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from cachetools import LRUCache
 
-from s3fsv.buffers import ChunkData, aligned_address
-from s3fsv.cache import DIRECT_MIN, DiskCache
 from s3fsv.errors import CorruptObject
-from s3fsv.objects import Tree, TreeEntry, TreePage
-from s3fsv.objectstore import Member, ObjectStore
-from s3fsv.tree import dir_entries
+from s3fsv.store.buffers import ChunkData, aligned_address
+from s3fsv.store.cache import DIRECT_MIN, DiskCache
+from s3fsv.store.objects import Tree, TreeEntry, TreePage
+from s3fsv.store.objectstore import Member, ObjectStore
+from s3fsv.store.tree import dir_entries
 
 log = logging.getLogger(__name__)
 

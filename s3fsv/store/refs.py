@@ -11,9 +11,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from s3fsv.backend.base import Backend
 from s3fsv.errors import AlreadyExists, CorruptObject, InvalidName, NotFound, PreconditionFailed
-from s3fsv.objects import canonical_json, is_object_id
+from s3fsv.store.backend.base import Backend
+from s3fsv.store.objects import canonical_json, is_object_id
 
 _REF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 

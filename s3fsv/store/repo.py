@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from s3fsv.backend.base import Backend
 from s3fsv.errors import (
     AlreadyExists,
     Conflict,
@@ -29,10 +28,19 @@ from s3fsv.errors import (
     PreconditionFailed,
     UsageError,
 )
-from s3fsv.objects import Commit, Tree, TreeEntry, is_commit_prefix, is_object_id, split_path
-from s3fsv.objectstore import ByteCache, ObjectStore
-from s3fsv.refs import Refs, RefValue, split_ancestry
-from s3fsv.tree import EMPTY_TREE_ID, Change, apply_changes, dir_entries, resolve, walk, write_dir
+from s3fsv.store.backend.base import Backend
+from s3fsv.store.objects import Commit, Tree, TreeEntry, is_commit_prefix, is_object_id, split_path
+from s3fsv.store.objectstore import ByteCache, ObjectStore
+from s3fsv.store.refs import Refs, RefValue, split_ancestry
+from s3fsv.store.tree import (
+    EMPTY_TREE_ID,
+    Change,
+    apply_changes,
+    dir_entries,
+    resolve,
+    walk,
+    write_dir,
+)
 
 log = logging.getLogger(__name__)
 

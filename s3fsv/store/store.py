@@ -9,7 +9,6 @@ import os
 import uuid
 from typing import Any
 
-from s3fsv.backend import Backend, open_backend
 from s3fsv.errors import (
     AlreadyExists,
     BucketMissing,
@@ -18,10 +17,11 @@ from s3fsv.errors import (
     S3fsvError,
     UnsupportedStore,
 )
-from s3fsv.objects import DEFAULT_CHUNK_SIZE, FORMAT_VERSION, canonical_json
-from s3fsv.objectstore import ByteCache
-from s3fsv.refs import check_ref_name
-from s3fsv.repo import Repository, utc_now
+from s3fsv.store.backend import Backend, open_backend
+from s3fsv.store.objects import DEFAULT_CHUNK_SIZE, FORMAT_VERSION, canonical_json
+from s3fsv.store.objectstore import ByteCache
+from s3fsv.store.refs import check_ref_name
+from s3fsv.store.repo import Repository, utc_now
 
 MARKER = "s3fsv.json"
 

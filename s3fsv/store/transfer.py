@@ -29,10 +29,10 @@ from s3fsv.errors import (
     S3fsvError,
     UsageError,
 )
-from s3fsv.objects import TreeEntry, check_name
-from s3fsv.repo import Repository
-from s3fsv.tree import Change
-from s3fsv.upload import upload_files
+from s3fsv.store.objects import TreeEntry, check_name
+from s3fsv.store.repo import Repository
+from s3fsv.store.tree import Change
+from s3fsv.store.upload import upload_files
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from s3fsv.errors import InvalidName, NotADirectory, NotFound
-from s3fsv.objects import PageRef, Tree, TreeEntry, TreePage, object_id, split_path
-from s3fsv.objectstore import ObjectStore
+from s3fsv.store.objects import PageRef, Tree, TreeEntry, TreePage, object_id, split_path
+from s3fsv.store.objectstore import ObjectStore
 
 PAGE_THRESHOLD = 256
 PAGE_FANOUT = 64

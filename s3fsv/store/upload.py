@@ -18,8 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from s3fsv.objects import TreeEntry, check_name, sha256_hex
-from s3fsv.objectstore import ObjectStore
+from s3fsv.store.objects import TreeEntry, check_name, sha256_hex
+from s3fsv.store.objectstore import ObjectStore
 
 PACK_MEMBER_MAX = 1024 * 1024
 PACK_TARGET = 16 * 1024 * 1024

@@ -11,9 +11,6 @@ from typing import Any
 
 import pytest
 
-from s3fsv import transfer
-from s3fsv.backend.base import Backend, ObjectInfo
-from s3fsv.backend.memory import MemoryBackend
 from s3fsv.errors import (
     AlreadyExists,
     CorruptObject,
@@ -22,10 +19,13 @@ from s3fsv.errors import (
     NotFound,
     UnsupportedStore,
 )
-from s3fsv.objects import Commit, Tree, TreeEntry, canonical_json, encode, sha256_hex
-from s3fsv.repo import Repository
-from s3fsv.store import MARKER, Store, probe_conditional_writes
-from s3fsv.upload import Uploader
+from s3fsv.store import transfer
+from s3fsv.store.backend.base import Backend, ObjectInfo
+from s3fsv.store.backend.memory import MemoryBackend
+from s3fsv.store.objects import Commit, Tree, TreeEntry, canonical_json, encode, sha256_hex
+from s3fsv.store.repo import Repository
+from s3fsv.store.store import MARKER, Store, probe_conditional_writes
+from s3fsv.store.upload import Uploader
 
 CHUNK = 4096
 # 10240 distinct-looking bytes: three different chunks, the last one short.

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from s3fsv.cli import _provenance_lines
-from s3fsv.objects import TreeEntry
-from s3fsv.store import Store
-from s3fsv.tree import EMPTY_TREE
+from s3fsv.cli.app import _provenance_lines
+from s3fsv.store.objects import TreeEntry
+from s3fsv.store.store import Store
+from s3fsv.store.tree import EMPTY_TREE
 from tests.mounting import (
     alive,
     daemon_pids,
@@ -376,16 +376,16 @@ def test_init_refuses_store_without_conditional_writes(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """In-process: a backend that ignores conditions is refused by init with one clear line."""
-    from s3fsv import cli as cli_module
-    from s3fsv.backend.memory import MemoryBackend
-    from s3fsv.store import Store
+    from s3fsv.cli import app as cli_module
+    from s3fsv.store.backend.memory import MemoryBackend
+    from s3fsv.store.store import Store
 
     class Ignoring(MemoryBackend):
         def put(self, key: str, data: bytes, **_: object) -> str:  # type: ignore[override]
             return super().put(key, data)
 
     monkeypatch.setattr(
-        "s3fsv.store.open_backend", lambda url, **kw: Ignoring("ignoring-" + str(tmp_path))
+        "s3fsv.store.store.open_backend", lambda url, **kw: Ignoring("ignoring-" + str(tmp_path))
     )
     assert Store is not None
     assert cli_module.main(["--store", f"file://{tmp_path}/x", "init"]) == 10

@@ -21,19 +21,21 @@ from typing import Any
 
 import pytest
 
-from s3fsv import cli_mount, daemon, mounttable
-from s3fsv.control import ControlServer, request
+from s3fsv.cli import mount as cli_mount
 from s3fsv.errors import (
     Conflict,
     CorruptObject,
+    MountError,
     NotFound,
     S3fsvError,
     StoreUnavailable,
     UsageError,
 )
-from s3fsv.exit_report import ExitReport
-from s3fsv.mounttable import FSTYPE, Mounted
-from s3fsv.store import Store
+from s3fsv.mount import daemon, mounttable, options, runtime_files
+from s3fsv.mount.control import ControlServer, request
+from s3fsv.mount.exit_report import ExitReport
+from s3fsv.mount.mounttable import FSTYPE, Mounted
+from s3fsv.store.store import Store
 from tests.mounting import mounted, run_cli
 
 
@@ -93,10 +95,10 @@ def served(tmp_path: Path, state: Path) -> Iterator[tuple[Path, FakeFs, ControlS
     mp = tmp_path / "mnt"
     mp.mkdir()
     fs = FakeFs()
-    server = ControlServer(fs, daemon.socket_file(mp))
+    server = ControlServer(fs, runtime_files.socket_file(mp))
     server.start()
     info = {"pid": os.getpid(), "socket": str(server.socket_path)}
-    daemon.pid_file(mp).write_text(json.dumps(info))
+    runtime_files.pid_file(mp).write_text(json.dumps(info))
     yield mp, fs, server
     server.close()
 
@@ -146,7 +148,7 @@ def test_commit_status_discard(served: tuple[Path, FakeFs, ControlServer]) -> No
         NotFound("no such repo: x"),
         StoreUnavailable("cannot reach s3://b: timed out"),
         CorruptObject("ab" * 32, "hash mismatch"),
-        daemon.MountError("custom exit code 12"),
+        MountError("custom exit code 12"),
         S3fsvError("plain error"),
     ],
     ids=lambda e: type(e).__name__,
@@ -159,7 +161,7 @@ def test_error_round_trip(served: tuple[Path, FakeFs, ControlServer], raised: S3
     err = info.value
     assert str(err) == str(raised)
     assert err.exit_code == raised.exit_code
-    expected_cls = type(raised) if type(raised) is not daemon.MountError else S3fsvError
+    expected_cls = type(raised) if type(raised) is not MountError else S3fsvError
     assert type(err) is expected_cls
     if isinstance(raised, Conflict):
         assert isinstance(err, Conflict) and err.paths == ["a/1.json", "b/2.json"]
@@ -171,7 +173,10 @@ def test_unexpected_exception_is_an_answer(
 ) -> None:
     mp, fs, _ = served
     fs.errors["/x"] = RuntimeError("bug\nwith two lines")
-    with caplog.at_level(logging.ERROR, logger="s3fsv.control"), pytest.raises(S3fsvError) as info:
+    with (
+        caplog.at_level(logging.ERROR, logger="s3fsv.mount.control"),
+        pytest.raises(S3fsvError) as info,
+    ):
         request(mp, {"op": "status", "path": "/x"})
     assert info.value.exit_code == 1
     assert "internal error" in str(info.value) and "\n" not in str(info.value)
@@ -258,7 +263,9 @@ def test_long_socket_path(tmp_path: Path, state: Path) -> None:
     assert len(str(path)) > 108  # longer than sun_path
     mp = tmp_path / "mnt"
     with ControlServer(FakeFs(), path) as server:
-        daemon.pid_file(mp).write_text(json.dumps({"pid": 1, "socket": str(server.socket_path)}))
+        runtime_files.pid_file(mp).write_text(
+            json.dumps({"pid": 1, "socket": str(server.socket_path)})
+        )
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert request(mp, {"op": "discard", "path": "/b/main"}) == 3
     assert not path.exists()
@@ -314,10 +321,12 @@ def _exchange_as(uid: int, path: Path, line: bytes) -> dict[str, Any]:
 
 def test_no_daemon(tmp_path: Path, state: Path) -> None:
     mp = tmp_path / "mnt"
-    with pytest.raises(daemon.MountError, match=f"no s3fsv daemon answers for {mp}"):
+    with pytest.raises(MountError, match=f"no s3fsv daemon answers for {mp}"):
         request(mp, {"op": "ping"})  # no pid file
-    daemon.pid_file(mp).write_text(json.dumps({"pid": 1, "socket": str(tmp_path / "gone.sock")}))
-    with pytest.raises(daemon.MountError, match=f"no s3fsv daemon answers for {mp}"):
+    runtime_files.pid_file(mp).write_text(
+        json.dumps({"pid": 1, "socket": str(tmp_path / "gone.sock")})
+    )
+    with pytest.raises(MountError, match=f"no s3fsv daemon answers for {mp}"):
         request(mp, {"op": "ping"})  # pid file, but nobody listens
 
 
@@ -325,7 +334,7 @@ def test_closed_server_does_not_answer(served: tuple[Path, FakeFs, ControlServer
     mp, _, server = served
     server.close()
     assert not server.socket_path.exists()
-    with pytest.raises(daemon.MountError, match="no s3fsv daemon answers"):
+    with pytest.raises(MountError, match="no s3fsv daemon answers"):
         request(mp, {"op": "ping"})
 
 
@@ -368,20 +377,20 @@ def test_concurrent_requests(served: tuple[Path, FakeFs, ControlServer]) -> None
 @pytest.mark.parametrize(
     "text,expected",
     [
-        ("manual", daemon.CommitPolicy("manual")),
-        ("unmount", daemon.CommitPolicy("unmount")),
-        ("idle=30", daemon.CommitPolicy("idle", 30.0)),
-        ("IDLE=0.5", daemon.CommitPolicy("idle", 0.5)),
+        ("manual", options.CommitPolicy("manual")),
+        ("unmount", options.CommitPolicy("unmount")),
+        ("idle=30", options.CommitPolicy("idle", 30.0)),
+        ("IDLE=0.5", options.CommitPolicy("idle", 0.5)),
     ],
 )
-def test_parse_commit_on(text: str, expected: daemon.CommitPolicy) -> None:
-    assert daemon.parse_commit_on(text) == expected
+def test_parse_commit_on(text: str, expected: options.CommitPolicy) -> None:
+    assert options.parse_commit_on(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "never", "idle", "idle=", "idle=0", "idle=-3", "idle=inf"])
 def test_parse_commit_on_refuses(text: str) -> None:
     with pytest.raises(UsageError, match="--commit-on"):
-        daemon.parse_commit_on(text)
+        options.parse_commit_on(text)
 
 
 class StagedFs:
@@ -426,7 +435,7 @@ def test_idle_committer_backs_off_after_a_failure(caplog: pytest.LogCaptureFixtu
     fs.idle = {("a", "main"): float("inf")}
     fs.fail[("a", "main")] = Conflict(["x"], "main")
     committer = daemon.IdleCommitter(fs, 1)
-    with caplog.at_level(logging.ERROR, logger="s3fsv.daemon"):
+    with caplog.at_level(logging.ERROR, logger="s3fsv.mount.daemon"):
         committer.tick()
         committer.tick()  # within the backoff: not retried
     failures = [r for r in caplog.records if "idle commit of a@main failed" in r.message]
@@ -464,7 +473,7 @@ def test_commit_staged_on_unmount(caplog: pytest.LogCaptureFixture) -> None:
     fs.idle = {("a", "bad"): 0.0, ("a", "good"): 0.0}
     fs.fail[("a", "bad")] = StoreUnavailable("store down")
     report = ExitReport()
-    with caplog.at_level(logging.INFO, logger="s3fsv.daemon"):
+    with caplog.at_level(logging.INFO, logger="s3fsv.mount.daemon"):
         done = daemon.commit_staged(fs, "s3fsv: commit on unmount", report)
     assert done == {("a", "good"): "c" * 64}
     assert report.code == StoreUnavailable.exit_code

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from s3fsv import config
-from s3fsv.daemon import _last_error, parse_source, rotate_log
 from s3fsv.errors import NotFound, UsageError
-from s3fsv.exit_report import ExitReport, take_report
-from s3fsv.store import Store
+from s3fsv.mount.daemon import _last_error
+from s3fsv.mount.exit_report import ExitReport, take_report
+from s3fsv.mount.options import parse_source
+from s3fsv.mount.runtime_files import rotate_log
+from s3fsv.store.store import Store
 from tests.mounting import (
     S3FSV,
     daemon_pids,

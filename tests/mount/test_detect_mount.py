@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from s3fsv.store import Store
-from s3fsv.transfer import put
+from s3fsv.store.store import Store
+from s3fsv.store.transfer import put
 from tests.mounting import mounted, run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 
 from sample_data import copy_samples  # noqa: E402

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from s3fsv.cache import DiskCache
 from s3fsv.errors import NotFound
-from s3fsv.hidden import HiddenFiles
-from s3fsv.overlay import BranchOverlay
-from s3fsv.store import Store
-from s3fsv.vfs import Filesystem, MountSpec
+from s3fsv.mount.hidden import HiddenFiles
+from s3fsv.mount.overlay import BranchOverlay
+from s3fsv.mount.vfs import Filesystem, MountSpec
+from s3fsv.store.cache import DiskCache
+from s3fsv.store.store import Store
 
 B = "/cams/branch/main"
 HIDDEN = ".fuse_hidden0000000100000001"

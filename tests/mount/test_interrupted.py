@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from s3fsv import staging as staging_module
-from s3fsv.cache import DiskCache
 from s3fsv.errors import Interrupted
-from s3fsv.staging import Staged, Staging
-from s3fsv.store import Store
-from s3fsv.transfer import put
-from s3fsv.vfs import Filesystem, MountSpec
+from s3fsv.mount import staging as staging_module
+from s3fsv.mount.staging import Staged, Staging
+from s3fsv.mount.vfs import Filesystem, MountSpec
+from s3fsv.store.cache import DiskCache
+from s3fsv.store.store import Store
+from s3fsv.store.transfer import put
 
 B = "/cams/branch/main"
 

@@ -46,8 +46,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from s3fsv.store import Store
-from s3fsv.transfer import put
+from s3fsv.store.store import Store
+from s3fsv.store.transfer import put
 from tests.model_support import (
     CHUNK,
     FOREIGN,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from s3fsv.store import Store
-from s3fsv.transfer import put
+from s3fsv.store.store import Store
+from s3fsv.store.transfer import put
 from tests.mounting import alive, daemon_pids, drop_page_cache, mount_table, mounted, run_cli
 
 CHUNK = 64 * 1024  # small chunks so multi-chunk files and prefetch are exercised cheaply

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from s3fsv.store import Store
+from s3fsv.store.store import Store
 from tests.model_support import CHUNK, Files, api_tree
 from tests.mounting import mounted, run_cli
 

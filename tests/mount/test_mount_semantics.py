@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from s3fsv.objects import TreeEntry
-from s3fsv.repo import Repository
-from s3fsv.store import Store
-from s3fsv.transfer import put
+from s3fsv.store.objects import TreeEntry
+from s3fsv.store.repo import Repository
+from s3fsv.store.store import Store
+from s3fsv.store.transfer import put
 from tests.mounting import drop_page_cache, mounted
 
 CHUNK = 64 * 1024

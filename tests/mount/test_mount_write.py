@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from s3fsv.provenance import _command_line, command_of
-from s3fsv.store import Store
-from s3fsv.transfer import put
+from s3fsv.store.provenance import _command_line, command_of
+from s3fsv.store.store import Store
+from s3fsv.store.transfer import put
 from tests.mounting import (
     S3FSV,
     alive,
@@ -503,7 +503,7 @@ def test_sigterm_stops_a_foreground_mount_cleanly(
         # A service manager's journal (not a terminal) gets INFO lines too, never credentials.
         assert "s3fsv: INFO: committed cams@main: " in err and "credentials" not in err
         logs = Path(env["XDG_STATE_HOME"], "s3fsv", "logs").glob("*.log")
-        assert any("INFO s3fsv.daemon: mounting" in p.read_text() for p in logs)
+        assert any("INFO s3fsv.mount.daemon: mounting" in p.read_text() for p in logs)
         assert not os.path.ismount(mp)
     finally:
         if proc.poll() is None:

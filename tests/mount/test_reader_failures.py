@@ -1,4 +1,4 @@
-"""Store outages without FUSE or an S3 server: the mount's circuit breaker (``s3fsv.outage``)
+"""Store outages without FUSE or an S3 server: the mount's circuit breaker (``s3fsv.mount.outage``)
 over a file store that can be switched off, alone and under the chunk reader."""
 
 from __future__ import annotations
@@ -12,18 +12,19 @@ from typing import Any
 
 import pytest
 
-from s3fsv import backend as backend_module
-from s3fsv import outage as outage_module
-from s3fsv.backend.base import ObjectInfo
-from s3fsv.backend.file import FileBackend
-from s3fsv.cache import DiskCache
-from s3fsv.daemon import Source, make_filesystem
 from s3fsv.errors import StoreUnavailable
-from s3fsv.objects import TreeEntry, sha256_hex
-from s3fsv.objectstore import ObjectStore
-from s3fsv.outage import GuardedBackend, Outage
-from s3fsv.reader import ChunkReader
-from s3fsv.store import Store
+from s3fsv.mount import outage as outage_module
+from s3fsv.mount.daemon import make_filesystem
+from s3fsv.mount.options import Source
+from s3fsv.mount.outage import GuardedBackend, Outage
+from s3fsv.store import backend as backend_module
+from s3fsv.store.backend.base import ObjectInfo
+from s3fsv.store.backend.file import FileBackend
+from s3fsv.store.cache import DiskCache
+from s3fsv.store.objects import TreeEntry, sha256_hex
+from s3fsv.store.objectstore import ObjectStore
+from s3fsv.store.reader import ChunkReader
+from s3fsv.store.store import Store
 
 
 class SwitchedBackend(FileBackend):

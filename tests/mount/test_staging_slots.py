@@ -8,9 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from s3fsv.provenance import command_of
-from s3fsv.staging import SlotLock, Staged, Staging, leftover_staging
-from s3fsv.store import Store
+from s3fsv.mount.staging import SlotLock, Staged, Staging, leftover_staging
+from s3fsv.store.provenance import command_of
+from s3fsv.store.store import Store
 from tests.mounting import mounted, run_cli
 
 URL = "file:///nowhere/store"

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from s3fsv.cache import DiskCache
 from s3fsv.errors import Conflict
-from s3fsv.repo import Repository
-from s3fsv.store import Store
-from s3fsv.transfer import put
-from s3fsv.vfs import Filesystem, MountSpec
+from s3fsv.mount.vfs import Filesystem, MountSpec
+from s3fsv.store.cache import DiskCache
+from s3fsv.store.repo import Repository
+from s3fsv.store.store import Store
+from s3fsv.store.transfer import put
 
 B = "/cams/branch/main"
 
@@ -170,7 +170,7 @@ def test_a_command_first_seen_during_a_commit_goes_into_the_next_one(
 ) -> None:
     """Provenance, not conflicts, but the same machinery: what a commit records is what was
     staged when it started; a writer that shows up while it uploads is kept for the next."""
-    import s3fsv.overlay_commit as overlay_commit
+    import s3fsv.mount.overlay_commit as overlay_commit
 
     fs.caller_pid = lambda: os.getpid()
     write(fs, "a.txt", b"a")

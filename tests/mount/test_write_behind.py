@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from s3fsv.objects import TreeEntry
-from s3fsv.objectstore import ObjectStore
-from s3fsv.upload import Uploader, upload_files
-from s3fsv.write_behind import WriteBehind
-from tests.test_packs import CountingBackend
+from s3fsv.mount.write_behind import WriteBehind
+from s3fsv.store.objects import TreeEntry
+from s3fsv.store.objectstore import ObjectStore
+from s3fsv.store.upload import Uploader, upload_files
+from tests.store.test_packs import CountingBackend
 
 CHUNK = 64 * 1024
 

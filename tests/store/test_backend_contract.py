@@ -19,11 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from s3fsv.backend import Backend, ObjectInfo, open_backend
-from s3fsv.backend.base import ReadsInto
-from s3fsv.backend.file import FileBackend
-from s3fsv.backend.file import _translate as file_translate
-from s3fsv.buffers import BufferPool, aligned_address
 from s3fsv.errors import (
     AccessDenied,
     InvalidName,
@@ -32,6 +27,11 @@ from s3fsv.errors import (
     StoreUnavailable,
     UsageError,
 )
+from s3fsv.store.backend import Backend, ObjectInfo, open_backend
+from s3fsv.store.backend.base import ReadsInto
+from s3fsv.store.backend.file import FileBackend
+from s3fsv.store.backend.file import _translate as file_translate
+from s3fsv.store.buffers import BufferPool, aligned_address
 
 # ---------------------------------------------------------------------------------------------
 # get / head

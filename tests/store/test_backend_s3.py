@@ -24,11 +24,6 @@ from conftest import isolate_aws_env
 from s3server import SeaweedServer
 from test_backend_contract import LIST_KEYS
 
-from s3fsv.backend import Backend, open_backend
-from s3fsv.backend.base import ReadsInto
-from s3fsv.backend.s3 import S3Backend
-from s3fsv.backend.s3 import _fill as s3_fill
-from s3fsv.daemon import parse_source
 from s3fsv.errors import (
     AccessDenied,
     BucketMissing,
@@ -38,7 +33,12 @@ from s3fsv.errors import (
     StoreUnavailable,
     UsageError,
 )
-from s3fsv.store import Store
+from s3fsv.mount.options import parse_source
+from s3fsv.store.backend import Backend, open_backend
+from s3fsv.store.backend.base import ReadsInto
+from s3fsv.store.backend.s3 import S3Backend
+from s3fsv.store.backend.s3 import _fill as s3_fill
+from s3fsv.store.store import Store
 
 
 def test_s3_read_into_reuses_its_connection(

@@ -1,4 +1,4 @@
-"""Pooled, page-aligned chunk buffers (``s3fsv.buffers``) and their path through the reader:
+"""Pooled, page-aligned chunk buffers (``s3fsv.store.buffers``) and their path through the reader:
 store -> ``read_into`` -> SHA-256 -> disk cache (``O_DIRECT`` without staging) -> a borrowed
 FUSE reply."""
 
@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from s3fsv.backend.file import FileBackend
-from s3fsv.buffers import PAGE, POOLED_MIN, BufferPool, aligned_address
-from s3fsv.cache import DiskCache
 from s3fsv.errors import CorruptObject
-from s3fsv.objects import TreeEntry, sha256_hex
-from s3fsv.objectstore import ObjectStore
-from s3fsv.reader import Borrowed, ChunkReader, Sequential
+from s3fsv.store.backend.file import FileBackend
+from s3fsv.store.buffers import PAGE, POOLED_MIN, BufferPool, aligned_address
+from s3fsv.store.cache import DiskCache
+from s3fsv.store.objects import TreeEntry, sha256_hex
+from s3fsv.store.objectstore import ObjectStore
+from s3fsv.store.reader import Borrowed, ChunkReader, Sequential
 
 MiB = 1024 * 1024
 

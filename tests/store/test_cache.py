@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from s3fsv.cache import DIRECT_MIN, TRAILER, DiskCache
+from s3fsv.store.cache import DIRECT_MIN, TRAILER, DiskCache
 
 
 def entry(n: int, size: int = 4096) -> tuple[str, bytes]:

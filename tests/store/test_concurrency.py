@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from s3fsv.backend import open_backend
 from s3fsv.errors import Conflict, PreconditionFailed
-from s3fsv.objects import TreeEntry, sha256_hex
-from s3fsv.repo import Repository, related_paths
-from s3fsv.store import Store
-from s3fsv.tree import Change
+from s3fsv.store.backend import open_backend
+from s3fsv.store.objects import TreeEntry, sha256_hex
+from s3fsv.store.repo import Repository, related_paths
+from s3fsv.store.store import Store
+from s3fsv.store.tree import Change
 
 WORKERS = 8
 COMMITS_EACH = 5

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3fsv.errors import CorruptObject, InvalidName
-from s3fsv.objects import (
+from s3fsv.store.objects import (
     Commit,
     PageRef,
     Tree,

@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from s3fsv.backend.memory import MemoryBackend
-from s3fsv.cache import DiskCache
 from s3fsv.errors import CorruptObject
-from s3fsv.objects import Tree, TreeEntry
-from s3fsv.objectstore import ObjectStore
-from s3fsv.reader import LOOKAHEAD_BYTES, SPAN_MIN, ChunkReader
-from s3fsv.staging import Staged, Staging
-from s3fsv.store import Store
-from s3fsv.upload import Uploader
+from s3fsv.mount.staging import Staged, Staging
+from s3fsv.store.backend.memory import MemoryBackend
+from s3fsv.store.cache import DiskCache
+from s3fsv.store.objects import Tree, TreeEntry
+from s3fsv.store.objectstore import ObjectStore
+from s3fsv.store.reader import LOOKAHEAD_BYTES, SPAN_MIN, ChunkReader
+from s3fsv.store.store import Store
+from s3fsv.store.upload import Uploader
 
 CHUNK = 64 * 1024
 OID = "ab" * 32

@@ -7,11 +7,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from s3fsv.cache import DiskCache
-from s3fsv.objects import Tree
-from s3fsv.reader import ChunkReader
-from s3fsv.store import Store
-from s3fsv.transfer import put
+from s3fsv.store.cache import DiskCache
+from s3fsv.store.objects import Tree
+from s3fsv.store.reader import ChunkReader
+from s3fsv.store.store import Store
+from s3fsv.store.transfer import put
 
 
 def _eventually(check: Callable[[], bool]) -> bool:
@@ -66,7 +66,7 @@ def test_a_repo_mount_warms_mains_head_and_each_commit_it_lists_once(tmp_path: P
     """A repo mount starts loading the directories of main's head at once; the first listing
     of another commit/<id> starts loading that snapshot's; listing it again, or a lookup of
     it, starts nothing more."""
-    from s3fsv.vfs import Filesystem, MountSpec
+    from s3fsv.mount.vfs import Filesystem, MountSpec
 
     (tmp_path / "src/d").mkdir(parents=True)
     (tmp_path / "src/d/f.txt").write_text("x")

@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from s3fsv.errors import AlreadyExists, Conflict, NotADirectory, NotFound
-from s3fsv.objects import sha256_hex
-from s3fsv.repo import Repository
-from s3fsv.store import Store
-from s3fsv.tree import Change
-from s3fsv.upload import Uploader
+from s3fsv.store.objects import sha256_hex
+from s3fsv.store.repo import Repository
+from s3fsv.store.store import Store
+from s3fsv.store.tree import Change
+from s3fsv.store.upload import Uploader
 
 CHUNK = 4096
 MTIME = 1_600_000_000_000_000_000

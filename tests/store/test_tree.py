@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from s3fsv.backend.memory import MemoryBackend
 from s3fsv.errors import InvalidName, NotADirectory, NotFound
-from s3fsv.objects import Tree, TreeEntry, TreePage, sha256_hex
-from s3fsv.objectstore import ObjectStore
-from s3fsv.tree import (
+from s3fsv.store.backend.memory import MemoryBackend
+from s3fsv.store.objects import Tree, TreeEntry, TreePage, sha256_hex
+from s3fsv.store.objectstore import ObjectStore
+from s3fsv.store.tree import (
     DEFAULT_DIR_MODE,
     PAGE_THRESHOLD,
     Change,
@@ -377,7 +377,7 @@ def test_ensure_dir_keeps_contents_and_replacing_a_dir_drops_them() -> None:
 
 @pytest.mark.parametrize("count", [10, 3000])
 def test_entries_after_matches_a_sorted_scan(count: int) -> None:
-    from s3fsv.tree import entries_after
+    from s3fsv.store.tree import entries_after
 
     store = new_store()
     names = sorted(f"f{i:05d}" for i in range(count))
@@ -389,7 +389,7 @@ def test_entries_after_matches_a_sorted_scan(count: int) -> None:
 
 
 def test_walk_after_continues_into_the_next_directory() -> None:
-    from s3fsv.tree import walk_after
+    from s3fsv.store.tree import walk_after
 
     store = new_store()
     changes: dict[str, Change] = {f"{d}/f{i}": file_entry(f"f{i}") for d in "ab" for i in range(5)}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from s3fsv.backend.base import Backend, ObjectInfo
 from s3fsv.errors import UsageError
+from s3fsv.store.backend.base import Backend, ObjectInfo
 
 __all__ = ["Backend", "ObjectInfo", "open_backend"]
 
@@ -21,17 +21,17 @@ def open_backend(url: str, *, endpoint_url: str | None = None, **s3_options: Any
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "memory":
-        from s3fsv.backend.memory import MemoryBackend
+        from s3fsv.store.backend.memory import MemoryBackend
 
         return MemoryBackend((parts.netloc + parts.path).strip("/"))
     if scheme == "file":
-        from s3fsv.backend.file import FileBackend
+        from s3fsv.store.backend.file import FileBackend
 
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise UsageError(f"bad file URL {url!r}: use file:///absolute/path")
         return FileBackend(parts.path)
     if scheme == "s3":
-        from s3fsv.backend.s3 import S3Backend
+        from s3fsv.store.backend.s3 import S3Backend
 
         if not parts.netloc:
             raise UsageError(f"bad S3 URL {url!r}: use s3://bucket/prefix")

@@ -22,7 +22,7 @@ against each of them:
 Optionally (:class:`ReadsInto`), ``read_into(key, alloc)`` reads a whole value into memory the
 caller provides: it calls ``alloc(size)`` once, fills the writable buffer it returns and returns
 that buffer; it raises ``NotFound`` like ``get``. Large chunk bodies use it to land in aligned,
-reused memory without a copy (see :mod:`s3fsv.buffers`).
+reused memory without a copy (see :mod:`s3fsv.store.buffers`).
 """
 
 from __future__ import annotations

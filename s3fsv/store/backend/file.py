@@ -1,6 +1,7 @@
 """``file:///path``: a store in a local (or shared POSIX) directory, safe for many processes.
 
-Each key ``a/b/c`` is the file ``ROOT/a/b/c``. Besides the contract in :mod:`s3fsv.backend.base`:
+Each key ``a/b/c`` is the file ``ROOT/a/b/c``. Besides the contract in
+:mod:`s3fsv.store.backend.base`:
 
 - **Atomicity.** Every put writes a temporary file in the key's directory (mode 0600, fsynced), then
   publishes it in one step: ``os.link`` for ``if_none_match`` (fails with EEXIST if the key exists,
@@ -31,7 +32,6 @@ import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from s3fsv.backend.base import B, ObjectInfo, check_key, check_range
 from s3fsv.errors import (
     AccessDenied,
     CorruptObject,
@@ -42,6 +42,7 @@ from s3fsv.errors import (
     StoreUnavailable,
     UsageError,
 )
+from s3fsv.store.backend.base import B, ObjectInfo, check_key, check_range
 
 _RESERVED = ".s3fsv-"
 _TMP = ".s3fsv-tmp-"

@@ -6,8 +6,8 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterator
 
-from s3fsv.backend.base import B, ObjectInfo, check_key, check_range, copy_into
 from s3fsv.errors import NotFound, PreconditionFailed
+from s3fsv.store.backend.base import B, ObjectInfo, check_key, check_range, copy_into
 
 # Named stores let two Backend instances in one process share data, like two clients of one bucket.
 # Each named store has one lock shared by all its instances, so that conditional puts stay atomic

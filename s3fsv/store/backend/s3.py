@@ -1,6 +1,6 @@
 """``s3://bucket/prefix``: a store in an S3 (or S3-compatible) bucket. The only boto3 importer.
 
-Besides the contract in :mod:`s3fsv.backend.base`:
+Besides the contract in :mod:`s3fsv.store.backend.base`:
 
 - Key ``k`` is the object ``prefix/k`` (``k`` when the prefix is empty).
 - **Credentials** come from the standard boto3 chain (env, profile, SSO, instance role). The
@@ -48,7 +48,6 @@ import botocore.exceptions as bexc
 import botocore.session
 from botocore.config import Config
 
-from s3fsv.backend.base import B, ObjectInfo, check_key, check_range, copy_into
 from s3fsv.errors import (
     AccessDenied,
     BucketMissing,
@@ -59,6 +58,7 @@ from s3fsv.errors import (
     StoreUnavailable,
     UsageError,
 )
+from s3fsv.store.backend.base import B, ObjectInfo, check_key, check_range, copy_into
 
 DEFAULT_REGION = "us-east-1"
 
