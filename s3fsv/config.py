@@ -105,3 +105,18 @@ def endpoint_url(flag: str | None) -> str | None:
     if value and not re.match(r"https?://[^/\s]+", str(value)):
         raise UsageError(f"endpoint URL {value!r} must start with http:// or https://")
     return str(value) if value else None
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``10G``, ``512MiB``, ``1000000`` -> bytes (binary multiples)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise UsageError(f"bad size {text!r}: use e.g. 512M or 20G")
+    factor = 1024 ** " kmgt".index((m.group(2) or " ").lower())
+    size = int(float(m.group(1)) * factor)
+    if size <= 0:
+        raise UsageError(f"bad size {text!r}: a cache needs room (e.g. 512M or 20G)")
+    return size

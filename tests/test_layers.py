@@ -46,7 +46,11 @@ def imports_of(path: Path, name: str) -> set[str]:
     known = modules()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for guard in ast.walk(tree):  # imports for type checkers only are not dependencies
+        if isinstance(guard, ast.If) and ast.unparse(guard.test).endswith("TYPE_CHECKING"):
+            guard.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "s3fsv")
         elif isinstance(node, ast.ImportFrom):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from s3fsv.config import parse_size
 from s3fsv.errors import MountError, S3fsvError, UsageError
 from s3fsv.mount.mounttable import mount_table
 from s3fsv.store.address import shown_path
@@ -76,7 +77,7 @@ def find_mount(path: str) -> tuple[Path, str]:
 def cmd_mount(args: argparse.Namespace) -> int:
     from s3fsv.mount import daemon, options
 
-    options.parse_size(args.cache_size)
+    parse_size(args.cache_size)
     policy = options.parse_commit_on(args.commit_on)
     if args.read_only and policy.kind != "manual":
         raise UsageError("--commit-on has nothing to commit on a --read-only mount")

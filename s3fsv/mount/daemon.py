@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from s3fsv.config import cache_dir, endpoint_url, private_dir, store_url
+from s3fsv.config import cache_dir, endpoint_url, parse_size, private_dir, store_url
 from s3fsv.errors import MountError, S3fsvError, UsageError
 from s3fsv.mount.exit_report import ExitReport, take_report
 from s3fsv.mount.mounttable import is_dead, mount_table, mounted_at
@@ -35,7 +35,6 @@ from s3fsv.mount.options import (
     PROBE_S3_OPTIONS,
     Source,
     parse_commit_on,
-    parse_size,
     parse_source,
 )
 from s3fsv.mount.runtime_files import exit_report_file, log_file, pid_file, rotate_log, socket_file

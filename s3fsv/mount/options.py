@@ -3,7 +3,6 @@ and the S3 timeouts a mount uses, each parsed with a one-line error for bad inpu
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from s3fsv.errors import AccessDenied, NotFound, UsageError
@@ -14,19 +13,6 @@ from s3fsv.store.store import Store
 MOUNT_S3_OPTIONS = {"max_attempts": 3, "connect_timeout": 3.0, "read_timeout": 15.0}
 # One attempt with the mount's timeouts: a store slow to answer still counts as up.
 PROBE_S3_OPTIONS = {**MOUNT_S3_OPTIONS, "max_attempts": 0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """``10G``, ``512MiB``, ``1000000`` -> bytes (binary multiples)."""
-    m = _SIZE.match(text)
-    if not m:
-        raise UsageError(f"bad size {text!r}: use e.g. 512M or 20G")
-    factor = 1024 ** " kmgt".index((m.group(2) or " ").lower())
-    size = int(float(m.group(1)) * factor)
-    if size <= 0:
-        raise UsageError(f"bad size {text!r}: a cache needs room (e.g. 512M or 20G)")
-    return size
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import posixpath
 import socket
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from s3fsv.store.tree import (
 log = logging.getLogger(__name__)
 
 MAX_COMMIT_ATTEMPTS = 50
+MAX_LINK_HOPS = 40  # as the kernel allows
 
 
 def utc_now() -> str:
@@ -222,6 +224,23 @@ class Repository:
             offset += len(piece)
         return bytes(out)
 
+    def file_entry(self, commit_id: str, path: str, *, shown: str | None = None) -> TreeEntry:
+        """The file at ``path``, following symlinks inside the snapshot. ``UsageError`` for a
+        directory, a link that leaves the snapshot or too many links; ``shown`` is how the
+        caller named the path, for those messages."""
+        shown = shown or path
+        entry = self.stat(commit_id, path)
+        for _ in range(MAX_LINK_HOPS):
+            if entry.kind != "link":
+                break
+            path = _link_target(shown, path, entry.target)
+            entry = self.stat(commit_id, path)
+        if entry.kind == "link":
+            raise UsageError(f"{shown}: too many levels of symbolic links")
+        if entry.kind != "file":
+            raise UsageError(f"not a file: {shown}")
+        return entry
+
     def read_file(self, entry: TreeEntry) -> Iterator[bytes]:
         for idx in range(len(entry.chunks)):
             yield self.objects.file_chunk(entry, idx)
@@ -366,6 +385,14 @@ class Repository:
 
     def empty_tree(self) -> str:
         return write_dir(self.objects, [])
+
+
+def _link_target(shown: str, path: str, target: str) -> str:
+    """The snapshot path a symlink at ``path`` points to; links leaving the snapshot are refused."""
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if target.startswith("/") or joined == ".." or joined.startswith("../"):
+        raise UsageError(f"{shown} is a link to {target!r}, outside the snapshot")
+    return "" if joined == "." else joined
 
 
 def _same(a: TreeEntry | None, b: TreeEntry | None) -> bool:

@@ -133,6 +133,30 @@ def put(
     _check_same_kind(repo, branch, base, source, dest)
     if items is None:
         items = scan_local(source, dest)
+    changes = local_changes(repo, items, threads=threads, progress=progress)
+    files = sum(1 for i in items if i.kind == "file")
+    cid = repo.commit(
+        branch,
+        changes,
+        message,
+        author=author,
+        base=base,
+        allow_empty=False,
+        provenance=provenance,
+    )
+    return cid, files
+
+
+def local_changes(
+    repo: Repository,
+    items: list[LocalItem],
+    *,
+    threads: int = 16,
+    progress: Progress | None = None,
+) -> dict[str, Change]:
+    """Upload the files of ``items`` (from ``scan_local``) and return the tree entries that
+    add them, their directories and symlinks, keyed by repo path; ready to commit once this
+    returns."""
     changes: dict[str, Change] = {}
     for item in items:
         name = item.rel.rsplit("/", 1)[-1]
@@ -151,17 +175,7 @@ def put(
         if item.kind == "file":
             content = uploaded[item.rel][0]
             changes[item.rel] = content.entry(item.rel.rsplit("/", 1)[-1], item.mode, item.mtime_ns)
-    files = sum(1 for i in items if i.kind == "file")
-    cid = repo.commit(
-        branch,
-        changes,
-        message,
-        author=author,
-        base=base,
-        allow_empty=False,
-        provenance=provenance,
-    )
-    return cid, files
+    return changes
 
 
 def _check_same_kind(repo: Repository, branch: str, commit: str, source: Path, dest: str) -> None:

@@ -1,0 +1,75 @@
+"""A committed file opened for reading: a seekable raw file over the verified chunk reader."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from s3fsv.store.objects import TreeEntry
+from s3fsv.store.reader import ChunkReader, Sequential
+
+
+class RepoFile(io.RawIOBase):
+    """Read-only, seekable bytes of one committed file. Each read fetches only the chunks it
+    covers (through the shared disk cache, verified); a sequential reader gets read-ahead from
+    the chunk reader. Wrap it in ``io.BufferedReader`` for small reads (``Repo.open`` does)."""
+
+    def __init__(self, reader: ChunkReader, entry: TreeEntry, name: str) -> None:
+        super().__init__()
+        self._reader = reader
+        self._entry = entry
+        self._pos = 0
+        self._ahead = Sequential()
+        self.name = name
+
+    @property
+    def size(self) -> int:
+        return self._entry.size
+
+    @property
+    def sha256(self) -> str:
+        """The whole content's SHA-256, as the commit records it."""
+        return self._entry.sha256
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        self._checkClosed()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._checkClosed()
+        if whence == os.SEEK_SET:
+            pos = offset
+        elif whence == os.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == os.SEEK_END:
+            pos = self._entry.size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise OSError(22, "negative seek position")
+        self._pos = pos
+        return pos
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        self._checkClosed()
+        view = memoryview(buffer).cast("B")
+        self._ahead.advise(self._reader, self._entry, self._pos, len(view))
+        data = self._reader.read(self._entry, self._pos, len(view))
+        n = len(data)
+        view[:n] = data
+        self._pos += n
+        return n
+
+    def readall(self) -> bytes:
+        self._checkClosed()
+        want = max(0, self.size - self._pos)
+        self._ahead.advise(self._reader, self._entry, self._pos, want)
+        data = bytes(self._reader.read(self._entry, self._pos, want))
+        self._pos += len(data)
+        return data

@@ -1,0 +1,115 @@
+"""Opening a store from Python: the handle every other public name hangs from."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from s3fsv.api.repo import Repo
+from s3fsv.config import cache_dir as default_cache_dir
+from s3fsv.config import endpoint_url as configured_endpoint
+from s3fsv.config import parse_size, store_url
+from s3fsv.errors import UsageError
+from s3fsv.store.cache import DiskCache
+from s3fsv.store.reader import ChunkReader
+from s3fsv.store.store import Store as _Store
+
+DEFAULT_CACHE_SIZE = "10G"
+
+
+def open_store(
+    url: str | None = None,
+    *,
+    endpoint_url: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    cache_size: str | int = DEFAULT_CACHE_SIZE,
+    **s3_options: Any,
+) -> Store:
+    """Open an initialised store and return its handle.
+
+    ``url`` is ``s3://BUCKET/PREFIX`` or ``file:///PATH``; without it, the store the ``s3fsv``
+    command would use (``S3FSV_STORE``, then ``store = "..."`` in the config file). The endpoint
+    likewise comes from ``endpoint_url``, ``AWS_ENDPOINT_URL`` or the config file. Reads go
+    through the machine's shared, verified disk cache (``cache_dir``, default the one mounts
+    use), bounded to ``cache_size`` (``"10G"``, or bytes). Raises ``UsageError`` when no store
+    is configured and ``NotFound``/``AccessDenied``/``StoreUnavailable`` when it cannot be used;
+    never a boto3 exception.
+    """
+    if url is not None and not str(url).strip():
+        raise UsageError("open_store: the store URL is empty")
+    inner = _Store.open(
+        store_url(url), endpoint_url=configured_endpoint(endpoint_url), **s3_options
+    )
+    size = cache_size if isinstance(cache_size, int) else parse_size(cache_size)
+    if size <= 0:
+        raise UsageError("open_store: cache_size must be positive")
+    cache = DiskCache(Path(cache_dir) if cache_dir is not None else default_cache_dir(), size)
+    inner.cache = cache
+    return Store(inner, cache)
+
+
+class Store:
+    """An open store: a set of named repos. Thread-safe. Use it as a context manager, or call
+    :meth:`close`, to release its connections and threads."""
+
+    def __init__(self, inner: _Store, cache: DiskCache) -> None:
+        self._inner = inner
+        self._cache = cache
+        self._readers: dict[str, ChunkReader] = {}
+        self._lock = threading.Lock()
+        self._reads: dict[tuple[str, str], None] = {}  # (repo, commit) read, in order
+
+    @property
+    def url(self) -> str:
+        """The store's URL, as opened."""
+        return self._inner.url
+
+    def repos(self) -> list[str]:
+        """The names of the store's repos, sorted."""
+        return self._inner.repos()
+
+    def repo(self, name: str) -> Repo:
+        """The repo ``name``; ``NotFound`` when the store has none of that name."""
+        return Repo(self, self._inner.repo(name))
+
+    def create_repo(self, name: str) -> Repo:
+        """Create an empty repo with a ``main`` branch; ``AlreadyExists`` when it exists."""
+        return Repo(self, self._inner.create_repo(name))
+
+    def commits_read(self) -> list[dict[str, str]]:
+        """Every ``{"repo", "commit"}`` this handle has read files of, oldest first: what a
+        transaction records as its inputs."""
+        with self._lock:
+            return [{"repo": r, "commit": c} for r, c in self._reads]
+
+    def close(self) -> None:
+        """Stop background fetches and close connections. The handle is unusable after."""
+        with self._lock:
+            readers, self._readers = list(self._readers.values()), {}
+        for reader in readers:
+            reader.close()
+        self._inner.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<s3fsv.Store {self.url}>"
+
+    # -- for Repo -------------------------------------------------------------------------
+    def _reader(self, repo: Any) -> ChunkReader:
+        with self._lock:
+            reader = self._readers.get(repo.name)
+            if reader is None:
+                reader = ChunkReader(repo.objects, self._cache, repo.chunk_size, threads=8)
+                self._readers[repo.name] = reader
+            return reader
+
+    def _note_read(self, repo: str, commit: str) -> None:
+        with self._lock:
+            self._reads[(repo, commit)] = None
