@@ -67,6 +67,12 @@ class Store:
         """The store's URL, as opened."""
         return self._inner.url
 
+    @property
+    def endpoint_url(self) -> str | None:
+        """The S3 endpoint the store was opened with (None for AWS itself or a local store):
+        what another process needs, with ``url``, to open the same store."""
+        return getattr(self._inner.backend, "endpoint_url", None)
+
     def repos(self) -> list[str]:
         """The names of the store's repos, sorted."""
         return self._inner.repos()

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from s3fsv.api.refs import FileRef
 from s3fsv.errors import AlreadyExists, NotADirectory, NotFound, UsageError
 from s3fsv.store.objects import TreeEntry, split_path
 from s3fsv.store.provenance import command_of, provenance_context
@@ -47,6 +48,7 @@ class Transaction:
         message: str,
         author: str | None,
         provenance: Mapping[str, Any] | None,
+        allow_empty: bool = False,
     ) -> None:
         if not message or not message.strip():
             raise UsageError("a transaction needs a commit message")
@@ -56,6 +58,7 @@ class Transaction:
         self.message = message
         self._author = author
         self._provenance = dict(provenance or {})
+        self._allow_empty = allow_empty
         self.base: str = repo.branch_head(branch).commit
         self._base_tree = repo.commit_object(self.base).tree
         self._pending: dict[str, _Pending] = {}
@@ -92,6 +95,16 @@ class Transaction:
                 self._forget_below(rel)
             self._pending[rel] = entry
         return sum(1 for i in items if i.kind == "file")
+
+    def put(self, path: str, ref: FileRef) -> None:
+        """Place uploaded content (``Repo.upload``, possibly by another process) at ``path``,
+        made or replaced, creating its directories."""
+        path = self._path(path)
+        self._check_parents(path)
+        if self._kind(path) == "dir":
+            raise UsageError(f"cannot put {path}: it is a directory")
+        self._forget_below(path)
+        self._pending[path] = ref.entry
 
     def delete(self, path: str) -> None:
         """Delete the file, symlink or directory (with everything below it) at ``path``;
@@ -145,7 +158,7 @@ class Transaction:
                 author=self._author,
                 provenance=self._commit_provenance(),
                 base=self.base,
-                allow_empty=False,
+                allow_empty=self._allow_empty,
                 missing_ok=True,  # a rename deletes its source whether or not it existed
             )
             return self.commit_id
