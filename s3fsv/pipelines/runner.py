@@ -104,11 +104,16 @@ def order(specs: list[PipelineSpec]) -> list[PipelineSpec]:
 
 
 def run_pending(
-    store: Store, names: Iterable[str] | None, options: RunOptions, *, wait: bool = True
+    store: Store,
+    names: Iterable[str] | None,
+    options: RunOptions,
+    *,
+    wait: bool = True,
+    stop: threading.Event | None = None,
 ) -> list[dict[str, Any]]:
     """Run every pending job of the named pipelines (all when None), upstream pipelines first;
     return the job results. A pipeline whose lease another runner holds is waited for when
-    ``wait``, else skipped."""
+    ``wait``, else skipped. Once ``stop`` is set, no further job starts."""
     registry = Registry(store)
     specs = order([registry.get(n) for n in (names or registry.names())])
     results: list[dict[str, Any]] = []
@@ -121,6 +126,8 @@ def run_pending(
         else:
             try:
                 for commit in pending_inputs(store, spec):
+                    if stop is not None and stop.is_set():
+                        break
                     results.append(run_job(store, spec, commit, options, lease))
             finally:
                 lease.release()
@@ -199,7 +206,7 @@ def watch(
     are logged and the next round tries again."""
     while not stop.is_set():
         try:
-            for result in run_pending(store, names, options, wait=False):
+            for result in run_pending(store, names, options, wait=False, stop=stop):
                 if on_result is not None:
                     on_result(result)
         except LeaseLost as err:
