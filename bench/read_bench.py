@@ -69,7 +69,7 @@ from read_workloads import (  # noqa: E402
 )
 from s3server import SeaweedServer  # noqa: E402
 
-from s3fsv import transfer  # noqa: E402
+from s3fsv.store import transfer  # noqa: E402
 from s3fsv.store.store import Store  # noqa: E402
 
 STORE_PREFIX = "store"
