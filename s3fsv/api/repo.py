@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from s3fsv.api.files import RepoFile
 from s3fsv.api.refs import FileRef
 from s3fsv.api.transaction import Transaction
-from s3fsv.store.objects import Commit, TreeEntry, split_path
+from s3fsv.store.objects import Commit, TreeEntry, is_object_id, split_path
 from s3fsv.store.repo import Diff, Repository
 from s3fsv.store.transfer import local_changes, scan_local
 
@@ -110,6 +110,12 @@ class Repo:
     # -- refs and history -------------------------------------------------------------------
     def resolve(self, ref: str = "main") -> str:
         """The full commit id ``ref`` names now; ``NotFound`` when it names none."""
+        if is_object_id(ref):
+            # A full id names itself: no branch or tag may be named like a commit id
+            # (Repository.create_branch/create_tag refuse it), so no ref lookups are needed,
+            # and reads of a pinned commit cost no requests once its objects are cached.
+            self._inner.commit_object(ref)
+            return ref
         return self._inner.resolve(ref)
 
     def branches(self) -> dict[str, str]:
