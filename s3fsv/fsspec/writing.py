@@ -14,7 +14,7 @@ import io
 import os
 import tempfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from fsspec.transaction import Transaction as _FsspecTransaction
 
@@ -142,9 +142,10 @@ class S3fsvTransaction(_FsspecTransaction):
 class WriteFile(io.RawIOBase):
     """A file opened for writing (``wb``, ``xb`` or ``ab``). What is written is spooled
     locally (in memory, then a private temp file) and handed to the transaction of its
-    branch on :meth:`close`; outside ``fs.transaction`` that makes one commit per file.
-    Leaving a ``with`` block by an exception discards the file instead: a half-written
-    file is never committed."""
+    branch on :meth:`close`; outside ``fs.transaction`` that makes one commit per file. Until
+    then the file is random access like a local one (seek, read back, truncate), so writers
+    such as HDF5's can write into it. Leaving a ``with`` block by an exception discards the
+    file instead: a half-written file is never committed."""
 
     def __init__(
         self,
@@ -163,34 +164,50 @@ class WriteFile(io.RawIOBase):
         self._loc = loc
         self._batch = batch
         self._own = own  # commit on close (no fs.transaction is open)
-        self._memory: io.BytesIO | None = io.BytesIO(initial)
-        self._memory.seek(0, io.SEEK_END)
-        self._spool: io.BufferedRandom | None = None
-        self._spool_path = ""
-        self._size = len(initial)
+        self._spool: IO[bytes] = io.BytesIO(initial)
+        self._spool.seek(0, io.SEEK_END)
+        self._spool_path = ""  # set once the spool moved to a temp file
         self._discarded = False
+
+    def readable(self) -> bool:
+        return True
 
     def writable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return True
+
     def tell(self) -> int:
-        return self._size
+        self._checkClosed()
+        return self._spool.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._checkClosed()
+        return self._spool.seek(offset, whence)
+
+    def truncate(self, size: int | None = None) -> int:
+        self._checkClosed()
+        return self._spool.truncate(size)
+
+    def readinto(self, buffer: Any) -> int:
+        self._checkClosed()
+        return self._spool.readinto(buffer)  # type: ignore[attr-defined,no-any-return]
 
     def write(self, data: Any) -> int:  # type: ignore[override]
         self._checkClosed()
         view = memoryview(data).cast("B")
-        if self._memory is not None and self._size + len(view) > SPOOL_MEMORY:
-            fd, self._spool_path = tempfile.mkstemp(prefix="s3fsv-fsspec-")  # 0600
-            self._spool = os.fdopen(fd, "w+b")
-            self._spool.write(self._memory.getbuffer())
-            self._memory = None
-        if self._memory is not None:
-            self._memory.write(view)
-        else:
-            assert self._spool is not None
-            self._spool.write(view)
-        self._size += len(view)
-        return len(view)
+        if not self._spool_path and self._spool.tell() + len(view) > SPOOL_MEMORY:
+            self._to_disk()
+        return self._spool.write(view)
+
+    def _to_disk(self) -> None:
+        memory = self._spool
+        assert isinstance(memory, io.BytesIO)
+        fd, self._spool_path = tempfile.mkstemp(prefix="s3fsv-fsspec-")  # 0600
+        self._spool = os.fdopen(fd, "w+b")
+        self._spool.write(memory.getbuffer())
+        self._spool.seek(memory.tell())
 
     def commit(self) -> None:
         """fsspec's end of a transaction: a file still open is closed (and so handed over)."""
@@ -224,10 +241,9 @@ class WriteFile(io.RawIOBase):
     def _hand_over(self) -> None:
         try:
             tx = self._batch.tx(self._loc)
-            if self._memory is not None:
-                tx.write(self._loc.path, self._memory.getbuffer())
+            if isinstance(self._spool, io.BytesIO):
+                tx.write(self._loc.path, self._spool.getbuffer())
             else:
-                assert self._spool is not None
                 self._spool.flush()
                 tx.upload(self._spool_path, self._loc.path, mode=0o644)
         except BaseException:
@@ -238,12 +254,10 @@ class WriteFile(io.RawIOBase):
             self._batch.commit()
 
     def _drop_spool(self) -> None:
-        self._memory = None
-        if self._spool is not None:
-            self._spool.close()
+        self._spool.close()
+        if self._spool_path:
             with contextlib.suppress(OSError):
                 os.unlink(self._spool_path)
-            self._spool = None
 
 
 def open_for_writing(

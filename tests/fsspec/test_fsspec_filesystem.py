@@ -201,6 +201,22 @@ def test_append_and_large_writes(fs: S3fsvFileSystem) -> None:
     assert fs.cat_file("cams/big", start=-7) == big[-7:]
 
 
+@pytest.mark.parametrize("size", [1000, 9 * 1024 * 1024])  # in memory; spooled to disk
+def test_files_being_written_are_random_access(fs: S3fsvFileSystem, size: int) -> None:
+    with fs.open("cams/r.bin", "wb") as f:
+        f.write(b"x" * size)
+        f.seek(2)
+        f.write(b"AB")
+        f.seek(0)
+        assert f.read(5) == b"xxABx"
+        assert f.seek(0, 2) == size
+        f.truncate(size - 1)
+        assert f.tell() == size
+        f.seek(0, 2)
+        f.write(b"!")
+    assert fs.cat("cams/r.bin") == b"xxAB" + b"x" * (size - 5) + b"!"
+
+
 def test_copy_and_move_share_content_and_cross_repos(fs: S3fsvFileSystem) -> None:
     fs.pipe("cams/src/a", b"A" * 10)
     fs.mkdir("other")
