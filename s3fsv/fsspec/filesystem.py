@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -23,7 +21,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.spec import AbstractFileSystem
 from fsspec.utils import stringify_path
 
-from s3fsv.api import EntryInfo, Repo, Transaction, open_store
+from s3fsv.api import EntryInfo, Repo, open_store
 from s3fsv.api.store import DEFAULT_CACHE_SIZE
 from s3fsv.errors import (
     AlreadyExists,
@@ -31,12 +29,18 @@ from s3fsv.errors import (
     NotADirectory,
     NotEmpty,
     NotFound,
-    NotPermitted,
     S3fsvError,
 )
 from s3fsv.fsspec.errors import as_os_error
 from s3fsv.fsspec.paths import PROTOCOL, Location, locate, parent_of, strip_protocol
-from s3fsv.fsspec.writing import SPOOL_MEMORY, Batch, S3fsvTransaction, open_for_writing
+from s3fsv.fsspec.writing import (
+    Batch,
+    S3fsvTransaction,
+    changeable,
+    copy_bytes,
+    file_target,
+    open_for_writing,
+)
 
 # Options fsspec's own base class takes (listing caches, async loops): not store options.
 _FSSPEC_OPTIONS = (
@@ -327,7 +331,7 @@ class S3fsvFileSystem(AbstractFileSystem):
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         loc = locate(path)
         with self._writing(f"fsspec write {loc.full}") as batch:
-            tx = _file_target(batch, loc)
+            tx = file_target(batch, loc)
             if mode == "create" and tx.kind(loc.path) is not None:
                 raise AlreadyExists(f"cannot create {loc.full}: it exists")
             tx.write(loc.path, value)
@@ -339,7 +343,7 @@ class S3fsvFileSystem(AbstractFileSystem):
     def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
         loc = locate(path)
         with self._writing(f"fsspec touch {loc.full}") as batch:
-            tx = _file_target(batch, loc)
+            tx = file_target(batch, loc)
             if truncate or tx.kind(loc.path) is None:
                 tx.write(loc.path, b"")
             else:
@@ -358,7 +362,7 @@ class S3fsvFileSystem(AbstractFileSystem):
             if os.path.isdir(lpath):
                 batch.tx(loc).mkdir(loc.path)
                 return
-            tx = _file_target(batch, loc)
+            tx = file_target(batch, loc)
             if mode == "create" and tx.kind(loc.path) is not None:
                 raise AlreadyExists(f"cannot create {loc.full}: it exists")
             size = os.path.getsize(lpath)
@@ -382,7 +386,7 @@ class S3fsvFileSystem(AbstractFileSystem):
             if src.repo == dst.repo:
                 tx.copy(src.path, dst.path, ref=cid)  # shares the stored content
             else:
-                _copy_bytes(repo, cid, entry, tx, dst.path)
+                copy_bytes(repo, cid, entry, tx, dst.path)
 
     def copy(self, path1: Any, path2: Any, recursive: bool = False, **kwargs: Any) -> None:
         with self._writing(f"fsspec copy {_shown(path1)} to {_shown(path2)}"):
@@ -408,7 +412,7 @@ class S3fsvFileSystem(AbstractFileSystem):
     def rm_file(self, path: str) -> None:
         loc = locate(path)
         with self._writing(f"fsspec rm {loc.full}") as batch:
-            tx = _changeable(batch, loc)
+            tx = changeable(batch, loc)
             if tx.kind(loc.path) == "dir":
                 raise IsADirectory(f"{loc.full} is a directory: rm(path, recursive=True)")
             tx.delete(loc.path)
@@ -416,7 +420,7 @@ class S3fsvFileSystem(AbstractFileSystem):
     def rmdir(self, path: str) -> None:
         loc = locate(path)
         with self._writing(f"fsspec rmdir {loc.full}") as batch:
-            tx = _changeable(batch, loc)
+            tx = changeable(batch, loc)
             if tx.kind(loc.path) != "dir":
                 raise NotADirectory(f"{loc.full} is not a directory")
             if self.ls(loc.full, detail=False):
@@ -431,7 +435,7 @@ class S3fsvFileSystem(AbstractFileSystem):
                 paths = _topmost(paths)
             for name in reversed(paths):
                 loc = locate(name)
-                tx = _changeable(batch, loc)
+                tx = changeable(batch, loc)
                 if not recursive and tx.kind(loc.path) == "dir":
                     raise IsADirectory(f"{loc.full} is a directory: rm(path, recursive=True)")
                 tx.delete(loc.path)
@@ -508,39 +512,6 @@ def _failed(out: dict[str, Any], name: str, err: S3fsvError, on_error: str) -> N
         raise err
     if on_error == "return":
         out[name] = as_os_error(err)
-
-
-def _changeable(batch: Batch, loc: Location) -> Transaction:
-    """The transaction that can change ``loc`` (anything but a repo's root)."""
-    if not loc.path:
-        raise NotPermitted(
-            f"cannot remove {loc.full or 'the store'}: remove what it holds instead "
-            f"(fs.rm(fs.ls({loc.full!r}, detail=False), recursive=True))"
-        )
-    return batch.tx(loc)
-
-
-def _file_target(batch: Batch, loc: Location) -> Transaction:
-    """The transaction to write file ``loc`` in; ``IsADir`` when a directory is there."""
-    tx = _changeable(batch, loc)
-    if tx.kind(loc.path) == "dir":
-        raise IsADirectory(f"cannot write {loc.full}: it is a directory")
-    return tx
-
-
-def _copy_bytes(repo: Repo, cid: str, entry: EntryInfo, tx: Transaction, dst: str) -> None:
-    """Copy a file to another repo: its bytes are read and stored again there."""
-    mode = entry.mode if entry.kind == "file" else 0o644
-    if entry.size <= SPOOL_MEMORY:
-        tx.write(dst, repo.read_bytes(cid, entry.path), mode=mode)
-        return
-    fd, spool = tempfile.mkstemp(prefix="s3fsv-fsspec-")
-    try:
-        with os.fdopen(fd, "wb") as out, repo.open(cid, entry.path) as src:
-            shutil.copyfileobj(src, out, 8 * 1024 * 1024)
-        tx.upload(spool, dst, mode=mode)
-    finally:
-        os.unlink(spool)
 
 
 def _topmost(paths: list[str]) -> list[str]:

@@ -12,14 +12,22 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from fsspec.transaction import Transaction as _FsspecTransaction
 
-from s3fsv.api import Repo, Transaction
-from s3fsv.errors import AlreadyExists, IsADirectory, NotFound, ReadOnly, S3fsvError
+from s3fsv.api import EntryInfo, Repo, Transaction
+from s3fsv.errors import (
+    AlreadyExists,
+    IsADirectory,
+    NotFound,
+    NotPermitted,
+    ReadOnly,
+    S3fsvError,
+)
 from s3fsv.fsspec.errors import as_os_error
 from s3fsv.fsspec.paths import Location
 
@@ -282,3 +290,36 @@ def open_for_writing(
             batch.abort()
         raise
     return WriteFile(fs, loc, mode, batch, own=own, initial=initial)
+
+
+def changeable(batch: Batch, loc: Location) -> Transaction:
+    """The transaction that can change ``loc`` (anything but a repo's root)."""
+    if not loc.path:
+        raise NotPermitted(
+            f"cannot remove {loc.full or 'the store'}: remove what it holds instead "
+            f"(fs.rm(fs.ls({loc.full!r}, detail=False), recursive=True))"
+        )
+    return batch.tx(loc)
+
+
+def file_target(batch: Batch, loc: Location) -> Transaction:
+    """The transaction to write file ``loc`` in; ``IsADir`` when a directory is there."""
+    tx = changeable(batch, loc)
+    if tx.kind(loc.path) == "dir":
+        raise IsADirectory(f"cannot write {loc.full}: it is a directory")
+    return tx
+
+
+def copy_bytes(repo: Repo, cid: str, entry: EntryInfo, tx: Transaction, dst: str) -> None:
+    """Copy a file to another repo: its bytes are read and stored again there."""
+    mode = entry.mode if entry.kind == "file" else 0o644
+    if entry.size <= SPOOL_MEMORY:
+        tx.write(dst, repo.read_bytes(cid, entry.path), mode=mode)
+        return
+    fd, spool = tempfile.mkstemp(prefix="s3fsv-fsspec-")
+    try:
+        with os.fdopen(fd, "wb") as out, repo.open(cid, entry.path) as src:
+            shutil.copyfileobj(src, out, 8 * 1024 * 1024)
+        tx.upload(spool, dst, mode=mode)
+    finally:
+        os.unlink(spool)
