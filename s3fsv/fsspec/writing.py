@@ -273,13 +273,9 @@ def open_for_writing(
 ) -> WriteFile:
     """Open ``loc`` for writing in ``mode`` (``wb``, ``xb`` or ``ab``), checking at once that
     it is on a branch, that it is not a directory, and for ``xb`` that nothing is there."""
-    if not loc.path:
-        raise AlreadyExists(f"cannot write {loc.full}: it is the root of {loc.root}")
     try:
-        tx = batch.tx(loc)
+        tx = file_target(batch, loc)
         kind = tx.kind(loc.path)
-        if kind == "dir":
-            raise IsADirectory(f"cannot write {loc.full}: it is a directory")
         if mode.startswith("x") and kind is not None:
             raise AlreadyExists(f"cannot create {loc.full}: it exists")
         initial = b""
@@ -304,7 +300,9 @@ def changeable(batch: Batch, loc: Location) -> Transaction:
 
 def file_target(batch: Batch, loc: Location) -> Transaction:
     """The transaction to write file ``loc`` in; ``IsADir`` when a directory is there."""
-    tx = changeable(batch, loc)
+    if not loc.path:
+        raise IsADirectory(f"cannot write {loc.full or 'the store'}: it is a directory")
+    tx = batch.tx(loc)
     if tx.kind(loc.path) == "dir":
         raise IsADirectory(f"cannot write {loc.full}: it is a directory")
     return tx

@@ -157,6 +157,8 @@ def test_errors_are_the_builtin_classes(fs: S3fsvFileSystem) -> None:
         fs.open("cams/d")
     with pytest.raises(IsADirectoryError):
         fs.pipe("cams/d", b"")
+    with pytest.raises(IsADirectoryError):
+        fs.pipe("cams", b"")
     with pytest.raises(FileExistsError):
         fs.open("cams/d/f", "xb")
     with pytest.raises(FileExistsError):
