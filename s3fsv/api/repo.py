@@ -109,7 +109,8 @@ class Repo:
 
     # -- refs and history -------------------------------------------------------------------
     def resolve(self, ref: str = "main") -> str:
-        """The full commit id ``ref`` names now; ``NotFound`` when it names none."""
+        """The full commit id ``ref`` names now; ``NotFound`` when it names none. A full id
+        costs no request once its commit is cached."""
         return self._inner.resolve(ref)
 
     def branches(self) -> dict[str, str]:

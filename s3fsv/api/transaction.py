@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from s3fsv.errors import AlreadyExists, NotADirectory, NotFound, UsageError
 from s3fsv.store.objects import TreeEntry, split_path
 from s3fsv.store.provenance import command_of, provenance_context
 from s3fsv.store.repo import Repository
-from s3fsv.store.transfer import local_changes, scan_local
+from s3fsv.store.transfer import LocalItem, local_entry, scan_local
 from s3fsv.store.tree import resolve
 from s3fsv.store.upload import Content, Uploader
 
@@ -66,6 +67,7 @@ class Transaction:
         self._lock = threading.Lock()
         self.commit_id: str | None = None
         self._done = False
+        self._empty_tree: str | None = None
 
     # -- changes ----------------------------------------------------------------------------
     def write(self, path: str, data: bytes | bytearray | memoryview, *, mode: int = 0o644) -> None:
@@ -78,9 +80,14 @@ class Transaction:
         self._forget_below(path)
         self._pending[path] = (content, mode & 0o7777, time.time_ns())
 
-    def upload(self, local_path: str | os.PathLike[str], path: str) -> int:
+    def upload(
+        self, local_path: str | os.PathLike[str], path: str, *, mode: int | None = None
+    ) -> int:
         """Upload a local file to ``path``, or a local directory's contents below ``path``
-        (symlinks inside it stored as links); return the number of files uploaded."""
+        (symlinks inside it stored as links); return the number of files uploaded. Each file
+        is read during the call (it may change or go afterwards) and stored with the
+        transaction's other content, so small files share packs. ``mode`` sets the
+        permission bits of the file(s), default the local ones."""
         path = self._path(path)
         self._check_parents(path)
         items = scan_local(Path(local_path), path)
@@ -89,11 +96,18 @@ class Transaction:
                 raise UsageError(f"cannot upload a directory to {path}: it is a file")
         elif self._kind(path) == "dir":
             raise UsageError(f"cannot upload a file to {path}: it is a directory")
-        changes = local_changes(self._repo, items, threads=8)
-        for rel, entry in changes.items():
-            if entry is not None and entry.kind != "dir":
-                self._forget_below(rel)
-            self._pending[rel] = entry
+        for item in sorted(items, key=_walk_order):  # packed siblings end up side by side
+            if item.kind == "dir":
+                self._ensure_dir(item)
+                continue
+            if item.kind == "file":
+                content = self._uploader.add_file(item.local)
+                bits = item.mode if mode is None else mode
+                value: _Pending = (content, bits & 0o7777, item.mtime_ns)
+            else:
+                value = local_entry(item)
+            self._forget_below(item.rel)
+            self._pending[item.rel] = value
         return sum(1 for i in items if i.kind == "file")
 
     def put(self, path: str, ref: FileRef) -> None:
@@ -105,6 +119,23 @@ class Transaction:
             raise UsageError(f"cannot put {path}: it is a directory")
         self._forget_below(path)
         self._pending[path] = ref.entry
+
+    def mkdir(self, path: str, *, mode: int = 0o755) -> bool:
+        """Make an empty directory at ``path`` (and the directories above it). Return False,
+        changing nothing, when a directory is there already; ``AlreadyExists`` when a file or
+        symlink is."""
+        path = self._path(path)
+        self._check_parents(path)
+        kind = self._kind(path)
+        if kind == "dir":
+            return False
+        if kind is not None:
+            raise AlreadyExists(f"cannot make directory {path}: a {kind} is there")
+        name = path.rsplit("/", 1)[-1]
+        self._pending[path] = TreeEntry(
+            name, "dir", mode & 0o7777, time.time_ns(), tree=self._empty()
+        )
+        return True
 
     def delete(self, path: str) -> None:
         """Delete the file, symlink or directory (with everything below it) at ``path``;
@@ -118,25 +149,23 @@ class Transaction:
     def rename(self, old: str, new: str) -> None:
         """Move ``old`` (a file, symlink or directory) to ``new``. A file or symlink at ``new``
         is replaced; a directory there is refused with ``AlreadyExists``."""
-        old, new = self._path(old), self._path(new)
-        kind = self._kind(old)
-        if kind is None:
-            raise NotFound(f"cannot rename {old}: no such file or directory")
-        if new == old:
-            return
-        if new.startswith(old + "/"):
-            raise UsageError(f"cannot move {old} into itself ({new})")
-        if self._kind(new) == "dir":
-            raise AlreadyExists(f"cannot rename {old} to {new}: {new} is a directory")
-        self._check_parents(new)
-        moved = {p: v for p, v in self._pending.items() if p.startswith(old + "/")}
-        carried = self._value(old)
-        self._forget_below(old)
-        self._forget_below(new)
-        self._pending[old] = None
-        self._pending[new] = carried
-        for p, v in moved.items():
-            self._pending[new + p[len(old) :]] = v
+        self._carry(old, new, keep=False)
+
+    def copy(self, src: str, dst: str, *, ref: str | None = None) -> None:
+        """Copy ``src`` (a file, symlink or directory with everything below it) to ``dst``,
+        as this transaction sees it, or as commit ``ref`` of the same repo has it (any ref
+        :meth:`Repo.resolve` takes: a file can be restored from an old commit this way). The
+        copy shares the stored content, so no bytes are transferred. Replacing follows
+        :meth:`rename`'s rules."""
+        self._carry(src, dst, keep=True, ref=ref)
+
+    def kind(self, path: str) -> str | None:
+        """What ``path`` is in the base overlaid with this transaction's changes: ``"file"``,
+        ``"dir"``, ``"link"``, or None when nothing is there. The root is a directory."""
+        if self._done:
+            raise UsageError("this transaction has ended already")
+        clean = "/".join(split_path(path))
+        return "dir" if not clean else self._kind(clean)
 
     # -- ending -----------------------------------------------------------------------------
     def commit(self) -> str:
@@ -206,6 +235,67 @@ class Transaction:
         out.update(self._provenance)
         return out
 
+    def _carry(self, old: str, new: str, *, keep: bool, ref: str | None = None) -> None:
+        """Put what ``old`` holds (in this transaction, or in commit ``ref``) at ``new``; with
+        ``keep`` False, ``old`` goes (a rename)."""
+        old, new = self._path(old), self._path(new)
+        verb = "copy" if keep else "rename"
+        if ref is not None:
+            entry = self._lookup(self._repo.commit_object(self._repo.resolve(ref)).tree, old)
+            if entry is None:
+                raise NotFound(f"cannot {verb} {old}: no such file or directory in {ref}")
+            carried: _Pending = entry
+            moved: dict[str, _Pending] = {}
+        else:
+            if self._kind(old) is None:
+                raise NotFound(f"cannot {verb} {old}: no such file or directory")
+            if new == old:
+                return
+            carried = self._concrete(old)
+            moved = {p: v for p, v in self._pending.items() if p.startswith(old + "/")}
+        if ref is None and new.startswith(old + "/"):
+            raise UsageError(f"cannot {verb} {old} into itself ({new})")
+        if self._kind(new) == "dir":
+            raise AlreadyExists(f"cannot {verb} {old} to {new}: {new} is a directory")
+        self._check_parents(new)
+        if not keep:
+            self._forget_below(old)
+            self._pending[old] = None
+        self._forget_below(new)
+        self._pending[new] = carried
+        for p, v in moved.items():
+            self._pending[new + p[len(old) :]] = v
+
+    def _ensure_dir(self, item: LocalItem) -> None:
+        """Make sure a directory is at ``item.rel`` (mkdir -p), keeping what is there."""
+        current = self._pending.get(item.rel, _ABSENT)
+        if current is _ABSENT:  # the base's directory, if any, stays with its contents
+            self._pending[item.rel] = local_entry(item)
+        elif not (isinstance(current, TreeEntry) and current.kind == "dir"):
+            # Deleted or replaced in this transaction: the base's contents must not return.
+            self._pending[item.rel] = replace(local_entry(item), tree=self._empty())
+
+    def _concrete(self, path: str) -> _Pending:
+        """``_value(path)``, with a directory that need only exist made the one it stands
+        for (the base's, or an empty one): moved elsewhere, it must not pick up what is there."""
+        value = self._value(path)
+        if not _is_ensure_dir(value):
+            return value
+        assert isinstance(value, TreeEntry)
+        del self._pending[path]
+        try:
+            under = self._value(path)
+        finally:
+            self._pending[path] = value
+        tree = under.tree if isinstance(under, TreeEntry) and under.kind == "dir" else ""
+        return replace(value, tree=tree or self._empty())
+
+    def _empty(self) -> str:
+        """The id of the empty tree, stored (once per transaction)."""
+        if self._empty_tree is None:
+            self._empty_tree = self._repo.empty_tree()
+        return self._empty_tree
+
     def _value(self, path: str) -> _Pending:
         """What ``path`` itself holds in the base overlaid with this transaction, ignoring
         changes below it: new content, an entry, or None (nothing, or a directory that exists
@@ -217,6 +307,8 @@ class Transaction:
             above = self._pending.get("/".join(parts[:i]), _ABSENT)
             if above is _ABSENT:
                 continue
+            if _is_ensure_dir(above):
+                continue  # a directory that need only exist: what is below it is the base's
             if isinstance(above, TreeEntry) and above.kind == "dir":
                 return self._lookup(above.tree, "/".join(parts[i:]))
             return None
@@ -256,3 +348,13 @@ class Transaction:
 
 
 _ABSENT: Any = object()
+
+
+def _is_ensure_dir(value: object) -> bool:
+    """A pending directory entry without a tree: "make sure a directory is here", keeping
+    what the base has there (as ``Repository.commit`` applies it)."""
+    return isinstance(value, TreeEntry) and value.kind == "dir" and not value.tree
+
+
+def _walk_order(item: LocalItem) -> list[str]:
+    return item.rel.split("/")
