@@ -52,7 +52,8 @@ class CommitInfo:
 class EntryInfo:
     """One file, directory or symlink of a snapshot. ``path`` is relative to the snapshot's
     root, without a leading slash (``""`` is the root); ``sha256`` is the whole content's hash
-    (files only), equal to what ``sha256sum`` prints of the file; ``target`` is a symlink's."""
+    (files only), equal to what ``sha256sum`` prints of the file; ``target`` is a symlink's;
+    ``attrs`` and ``source`` are an imported file's attributes and original (``s3fsv import``)."""
 
     path: str
     kind: Literal["file", "dir", "link"]
@@ -62,6 +63,8 @@ class EntryInfo:
     sha256: str = ""
     target: str = ""
     tree: str = ""  # a directory's tree id: equal ids, equal contents below it
+    attrs: Mapping[str, str] = field(default_factory=dict, hash=False)  # imported: house, device
+    source: str = ""  # s3://BUCKET/KEY of the original an imported file is kept in
 
     @property
     def name(self) -> str:
@@ -79,6 +82,8 @@ class EntryInfo:
             entry.sha256,
             entry.target,
             entry.tree,
+            dict(entry.attrs),
+            entry.source.url if entry.source is not None else "",
         )
 
 

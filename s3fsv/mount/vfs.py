@@ -570,6 +570,10 @@ class Filesystem(WriteOps):
         }
         if entry.kind == "file":
             out[XATTR_PREFIX + "sha256"] = entry.sha256.encode()
+            if entry.source is not None:
+                out[XATTR_PREFIX + "source"] = entry.source.url.encode()
+            for name, value in entry.attrs:  # imported metadata: user.s3fsv.attr.house=h1234
+                out[f"{XATTR_PREFIX}attr.{name}"] = value.encode()
         elif entry.kind == "dir":
             out[XATTR_PREFIX + "tree"] = entry.tree.encode()
         return out

@@ -10,16 +10,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from cachetools import LRUCache
 
-from s3fsv.errors import CorruptObject, MissingObject, NotFound, PreconditionFailed
+from s3fsv.errors import CorruptObject, MissingObject, NotFound, PreconditionFailed, SourceChanged
 from s3fsv.store.backend.base import Backend, ReadsInto
 from s3fsv.store.buffers import POOLED_MIN, SHARED_POOL, BufferPool, ChunkData
 from s3fsv.store.objects import (
     Commit,
     Object,
+    Source,
     Tree,
     TreeEntry,
     TreePage,
@@ -29,6 +30,9 @@ from s3fsv.store.objects import (
     sha256_hex,
 )
 
+if TYPE_CHECKING:
+    from s3fsv.store.external import Sources
+
 T = TypeVar("T", Tree, TreePage, Commit)
 D = TypeVar("D")  # a body as a backend read returns it (bytes, or a caller's buffer)
 HEAD_FIRST_BYTES = 1024 * 1024
@@ -36,16 +40,31 @@ HEAD_FIRST_BYTES = 1024 * 1024
 
 @dataclass(frozen=True)
 class Member:
-    """A packed file's one chunk: ``size`` bytes at ``offset`` of ``pack``, hashing to ``oid``."""
+    """A chunk stored inside a larger object: ``size`` bytes at ``offset`` of ``pack`` (a
+    packed file), or of ``source`` (an imported original), hashing to ``oid``."""
 
     oid: str
     pack: str
     offset: int
     size: int
+    source: Source | None = None
 
     @classmethod
     def of(cls, entry: TreeEntry) -> Member:
+        """A packed file's one chunk."""
         return cls(entry.chunks[0], entry.pack, entry.pack_offset, entry.size)
+
+    @classmethod
+    def at(cls, entry: TreeEntry, idx: int, chunk_size: int) -> Member | None:
+        """Chunk ``idx`` of a file entry when it is part of another object; None when the
+        chunk is an object of its own."""
+        if entry.source is not None:
+            start = idx * chunk_size
+            size = entry.size if len(entry.chunks) == 1 else min(chunk_size, entry.size - start)
+            return cls(entry.chunks[idx], "", start, size, entry.source)
+        if entry.pack:
+            return cls.of(entry)
+        return None
 
 
 class ByteCache(Protocol):
@@ -63,10 +82,20 @@ class ObjectStore:
     processes; decoded metadata objects are also kept in a bounded in-memory LRU.
     """
 
-    def __init__(self, backend: Backend, repo: str, cache: ByteCache | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        repo: str,
+        cache: ByteCache | None = None,
+        *,
+        chunk_size: int = 0,
+        sources: Sources | None = None,
+    ) -> None:
         self.backend = backend
         self.repo = repo
         self.cache = cache
+        self.chunk_size = chunk_size
+        self._sources = sources
         self._decoded: LRUCache[str, Object] = LRUCache(maxsize=65536)
         self._known: LRUCache[str, bool] = LRUCache(maxsize=1 << 20)
         self._located: LRUCache[str, tuple[str, int]] = LRUCache(maxsize=1 << 20)
@@ -152,12 +181,26 @@ class ObjectStore:
                 self._located[m.oid] = (pack, m.offset)
         return good, bad
 
+    @property
+    def sources(self) -> Sources:
+        """Clients of the buckets imported originals are kept in (made on first use)."""
+        if self._sources is None:
+            from s3fsv.store.external import Sources  # boto3 only for stores that need it
+
+            with self._lock:
+                if self._sources is None:
+                    self._sources = Sources.beside(self.backend)
+        return self._sources
+
     def get_member(self, member: Member, *, fill_cache: bool = True) -> bytes:
-        """The verified bytes of one packed file (from the cache when it holds them)."""
+        """The verified bytes of one packed file or chunk of an imported original (from the
+        cache when it holds them)."""
         if self.cache is not None:
             data = self.cache.get(member.oid)
             if data is not None:
                 return data
+        if member.source is not None:
+            return self._get_sourced(member, fill_cache)
         good, _ = self.get_members(member.pack, [member], fill_cache=fill_cache)
         if member.oid not in good:
             raise CorruptObject(
@@ -167,10 +210,23 @@ class ObjectStore:
             )
         return good[member.oid]
 
+    def _get_sourced(self, member: Member, fill_cache: bool) -> bytes:
+        assert member.source is not None
+        data = self.sources.read(member.source, member.offset, member.offset + member.size)
+        if len(data) != member.size or sha256_hex(data) != member.oid:
+            raise SourceChanged(
+                f"the original {member.source.url} no longer holds the bytes imported "
+                f"({member.size} at offset {member.offset} do not match their SHA-256)"
+            )
+        if self.cache is not None and fill_cache:
+            self.cache.put(member.oid, data)
+        return data
+
     def file_chunk(self, entry: TreeEntry, idx: int) -> bytes:
         """The verified bytes of chunk ``idx`` of a file entry, wherever it is stored."""
-        if entry.pack:
-            return self.get_member(Member.of(entry))
+        member = Member.at(entry, idx, self.chunk_size)
+        if member is not None:
+            return self.get_member(member)
         return self.get_bytes(entry.chunks[idx])
 
     def location(self, oid: str) -> tuple[str, int] | None:

@@ -83,7 +83,7 @@ class Repository:
         self.backend = backend
         self.name = name
         self.chunk_size = chunk_size
-        self.objects = ObjectStore(backend, name, cache)
+        self.objects = ObjectStore(backend, name, cache, chunk_size=chunk_size)
         self.refs = Refs(backend, name)
 
     def init_main(self) -> str:
