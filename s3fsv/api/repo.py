@@ -109,6 +109,11 @@ class Repo:
     def name(self) -> str:
         return self._inner.name
 
+    @property
+    def chunk_size(self) -> int:
+        """Bytes per chunk of this repo's files (docs/format.md, section 7)."""
+        return self._inner.chunk_size
+
     def __repr__(self) -> str:
         return f"<s3fsv.Repo {self.name} of {self._store.url}>"
 
@@ -241,11 +246,14 @@ class Repo:
         author: str | None = None,
         provenance: Mapping[str, Any] | None = None,
         allow_empty: bool = False,
+        base: str | None = None,
     ) -> Transaction:
         """Changes to ``branch`` that become one commit. Use as a context manager: the commit is
         made when the block exits without an exception, and nothing is committed when it raises.
         See :class:`Transaction`. Changes that leave the tree as it was make no commit, unless
-        ``allow_empty``."""
+        ``allow_empty``. ``base``: the commit the changes are meant for (a full id of the
+        branch's history; default its head now): a path that changed on the branch since then
+        is a ``Conflict`` at commit time, not overwritten."""
         return Transaction(
-            self._store, self._inner, branch, message, author, provenance, allow_empty
+            self._store, self._inner, branch, message, author, provenance, allow_empty, base
         )

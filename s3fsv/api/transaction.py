@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from s3fsv.api.refs import FileRef
 from s3fsv.errors import AlreadyExists, NotADirectory, NotFound, UsageError
-from s3fsv.store.objects import TreeEntry, split_path
+from s3fsv.store.objects import Attrs, TreeEntry, check_attrs, split_path
 from s3fsv.store.provenance import command_of, provenance_context
 from s3fsv.store.repo import Repository
 from s3fsv.store.transfer import LocalItem, local_entry, scan_local
@@ -22,9 +22,9 @@ from s3fsv.store.upload import Content, Uploader
 if TYPE_CHECKING:
     from s3fsv.api.store import Store
 
-# What a path holds in the transaction: new content (uploaded, its entry made at commit), an
-# existing entry carried by a rename, or None for deleted.
-_Pending = tuple[Content, int, int] | TreeEntry | None
+# What a path holds in the transaction: new content (uploaded, its entry made at commit: mode,
+# mtime, attributes), an existing entry carried by a rename, or None for deleted.
+_Pending = tuple[Content, int, int, Attrs] | TreeEntry | None
 
 
 class Transaction:
@@ -50,6 +50,7 @@ class Transaction:
         author: str | None,
         provenance: Mapping[str, Any] | None,
         allow_empty: bool = False,
+        base: str | None = None,
     ) -> None:
         if not message or not message.strip():
             raise UsageError("a transaction needs a commit message")
@@ -60,7 +61,7 @@ class Transaction:
         self._author = author
         self._provenance = dict(provenance or {})
         self._allow_empty = allow_empty
-        self.base: str = repo.branch_head(branch).commit
+        self.base: str = base if base is not None else repo.branch_head(branch).commit
         self._base_tree = repo.commit_object(self.base).tree
         self._pending: dict[str, _Pending] = {}
         self._uploader = Uploader(repo.objects, repo.chunk_size, threads=8)
@@ -70,15 +71,30 @@ class Transaction:
         self._empty_tree: str | None = None
 
     # -- changes ----------------------------------------------------------------------------
-    def write(self, path: str, data: bytes | bytearray | memoryview, *, mode: int = 0o644) -> None:
-        """Set the content of file ``path`` (made, or replaced), creating its directories."""
+    def write(
+        self,
+        path: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        mode: int = 0o644,
+        mtime_ns: int | None = None,
+        attrs: Mapping[str, str] | None = None,
+    ) -> None:
+        """Set the content of file ``path`` (made, or replaced), creating its directories.
+        ``mtime_ns`` defaults to now; ``attrs`` are file attributes (lowercase names, short
+        string values: see ``check_attrs``), readable as ``user.s3fsv.attr.NAME`` xattrs."""
         path = self._path(path)
         self._check_parents(path)
         if self._kind(path) == "dir":
             raise UsageError(f"cannot write {path}: it is a directory")
+        try:
+            checked = check_attrs(attrs or {})
+        except ValueError as err:
+            raise UsageError(f"cannot write {path}: {err}") from None
         content = self._uploader.add_bytes(bytes(data))
         self._forget_below(path)
-        self._pending[path] = (content, mode & 0o7777, time.time_ns())
+        when = time.time_ns() if mtime_ns is None else mtime_ns
+        self._pending[path] = (content, mode & 0o7777, when, checked)
 
     def upload(
         self, local_path: str | os.PathLike[str], path: str, *, mode: int | None = None
@@ -103,7 +119,7 @@ class Transaction:
             if item.kind == "file":
                 content = self._uploader.add_file(item.local)
                 bits = item.mode if mode is None else mode
-                value: _Pending = (content, bits & 0o7777, item.mtime_ns)
+                value: _Pending = (content, bits & 0o7777, item.mtime_ns, ())
             else:
                 value = local_entry(item)
             self._forget_below(item.rel)
@@ -177,8 +193,9 @@ class Transaction:
             changes: dict[str, TreeEntry | None] = {}
             for path, value in self._pending.items():
                 if isinstance(value, tuple):
-                    content, mode, mtime_ns = value
-                    value = content.entry(path.rsplit("/", 1)[-1], mode, mtime_ns)
+                    content, mode, mtime_ns, attrs = value
+                    entry = content.entry(path.rsplit("/", 1)[-1], mode, mtime_ns)
+                    value = replace(entry, attrs=attrs) if attrs else entry
                 changes[path] = value
             self.commit_id = self._repo.commit(
                 self.branch,

@@ -7,8 +7,11 @@ Writes use ``if_none_match`` so racing writers of the same object both succeed h
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -36,6 +39,16 @@ if TYPE_CHECKING:
 T = TypeVar("T", Tree, TreePage, Commit)
 D = TypeVar("D")  # a body as a backend read returns it (bytes, or a caller's buffer)
 HEAD_FIRST_BYTES = 1024 * 1024
+
+# Garbage collection and writers (docs/ingest.md, "gc and concurrent commits"). An object this
+# process wrote or touched less than FRESH_NS ago needs nothing before a commit refers to it: gc
+# deletes nothing younger than its grace period, which is at least an hour. Any other object a
+# commit refers to (found stored already, or written by another process) is touched first; and
+# while a gc runs (its marker record is live), the commit waits SWEEP_DEADLINE_S, the longest a
+# gc may take from listing an object to deleting it, then checks the object is still there.
+FRESH_NS = 10 * 60 * 10**9
+SWEEP_DEADLINE_S = 5.0
+GC_MARKER_KEY = "_gc/running"
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,10 @@ class ObjectStore:
         self._decoded: LRUCache[str, Object] = LRUCache(maxsize=65536)
         self._known: LRUCache[str, bool] = LRUCache(maxsize=1 << 20)
         self._located: LRUCache[str, tuple[str, int]] = LRUCache(maxsize=1 << 20)
+        self._fresh: LRUCache[str, int] = LRUCache(maxsize=1 << 20)  # oid -> when written here
+        self.clock: Callable[[], int] = time.monotonic_ns
+        self.wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
+        self.sleep: Callable[[float], None] = time.sleep
         self._lock = threading.Lock()
         self.writes = 0
         self.bytes_written = 0
@@ -274,6 +291,7 @@ class ObjectStore:
             with self._lock:
                 self.writes += 1
                 self.bytes_written += len(data)
+                self._fresh[oid] = self.clock()
         except PreconditionFailed:
             pass  # same id means same bytes: another writer already stored them
         with self._lock:
@@ -281,6 +299,60 @@ class ObjectStore:
         if self.cache is not None and fill_cache:
             self.cache.put(oid, bytes(data))
         return oid
+
+    # -- staying alive through a concurrent gc ---------------------------------------------------
+    def freshen(self, oids: Iterable[str], *, threads: int = 16) -> int:
+        """Make sure the objects ``oids``, which a commit is about to refer to, survive any gc:
+        those this process did not write (or touch) lately are touched, and, while a gc runs,
+        checked again once it can no longer be deleting them. ``MissingObject`` names one that
+        is gone: the commit must not be made. Returns how many were touched."""
+        now = self.clock()
+        with self._lock:
+            stale = sorted({o for o in oids if now - self._fresh.get(o, -FRESH_NS) >= FRESH_NS})
+        touch = getattr(self.backend, "touch", None)
+        if not stale or touch is None:
+            return 0
+
+        def one(oid: str) -> None:
+            try:
+                touch(self.key(oid))
+            except NotFound:
+                raise MissingObject(
+                    f"object {oid} of repo {self.repo!r}, which this commit refers to, is gone "
+                    "(garbage-collected): upload its content again"
+                ) from None
+            with self._lock:
+                self._fresh[oid] = self.clock()
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(one, stale))
+        if self._gc_running():
+            self.sleep(SWEEP_DEADLINE_S)
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                present = list(pool.map(self._there, stale))
+            gone = [o for o, there in zip(stale, present, strict=True) if not there]
+            if gone:
+                raise MissingObject(
+                    f"object {gone[0]} of repo {self.repo!r}, which this commit refers to, was "
+                    f"garbage-collected while the commit was made ({len(gone)} object(s))"
+                )
+        return len(stale)
+
+    def _there(self, oid: str) -> bool:
+        try:
+            self.backend.head(self.key(oid))
+        except NotFound:
+            return False
+        return True
+
+    def _gc_running(self) -> bool:
+        try:
+            marker = json.loads(self.backend.get(GC_MARKER_KEY))
+        except NotFound:
+            return False
+        except ValueError:
+            return True  # unreadable: assume the worst, it only costs a wait
+        return not isinstance(marker, dict) or marker.get("expires_ms", 0) > self.wall_ms()
 
     # -- decoded objects ------------------------------------------------------------------------
     def get(self, oid: str, kind: type[T]) -> T:

@@ -342,6 +342,7 @@ class Repository:
         head = self.refs.branch(branch)
         if base is not None and base != head.commit:
             self._check_disjoint(base, head.commit, mine, ensure, branch)
+        self.objects.freshen(referenced(changes.values()))  # a concurrent gc must keep them
         for _attempt in range(MAX_COMMIT_ATTEMPTS):
             parent = self.commit_object(head.commit)
             tree = apply_changes(self.objects, parent.tree, changes, missing_ok=missing_ok)
@@ -411,6 +412,20 @@ def related_paths(mine: Iterable[str], theirs: Iterable[str]) -> set[str]:
         if p in exact or p in above or any(p[:i] in exact for i, c in enumerate(p) if c == "/"):
             found.add(p)
     return found
+
+
+def referenced(changes: Iterable[Change]) -> set[str]:
+    """The store objects that the entries of ``changes`` refer to directly: a file's chunks or
+    pack (not an imported original, which is no store object), a directory's tree."""
+    out: set[str] = set()
+    for entry in changes:
+        if entry is None or entry.source is not None:
+            continue
+        if entry.kind == "file":
+            out.update((entry.pack,) if entry.pack else entry.chunks)
+        elif entry.kind == "dir" and entry.tree:
+            out.add(entry.tree)
+    return out
 
 
 def _is_ensure_dir(change: Change) -> bool:
