@@ -44,11 +44,12 @@ HEAD_FIRST_BYTES = 1024 * 1024
 # process wrote or touched less than FRESH_NS ago needs nothing before a commit refers to it: gc
 # deletes nothing younger than its grace period, which is at least an hour. Any other object a
 # commit refers to (found stored already, or written by another process) is touched first; and
-# while a gc runs (its marker record is live), the commit waits SWEEP_DEADLINE_S, the longest a
+# while a gc runs (its lease record is live), the commit waits SWEEP_DEADLINE_S, the longest a
 # gc may take from listing an object to deleting it, then checks the object is still there.
 FRESH_NS = 10 * 60 * 10**9
 SWEEP_DEADLINE_S = 5.0
-GC_MARKER_KEY = "_gc/running"
+GC_NAMESPACE, GC_LEASE = "gc", "gc"  # the record _gc/leases/gc
+GC_MARKER_KEY = f"_{GC_NAMESPACE}/leases/{GC_LEASE}"
 
 
 @dataclass(frozen=True)
