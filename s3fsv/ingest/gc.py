@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from s3fsv.errors import S3fsvError, UsageError
 from s3fsv.ingest.retention import NAMESPACE as RETENTION
 from s3fsv.ingest.retention import kept_commits, read_rules, rule_for
-from s3fsv.ingest.tombstones import condemned
 from s3fsv.pipelines.lease import Lease
 from s3fsv.pipelines.references import referenced_objects
 from s3fsv.store.backend.base import KeyInfo, Sweepable
@@ -39,6 +38,7 @@ from s3fsv.store.objectstore import GC_LEASE, GC_NAMESPACE, SWEEP_DEADLINE_S
 from s3fsv.store.records import Records
 from s3fsv.store.repo import Repository
 from s3fsv.store.store import Store
+from s3fsv.store.tombstones import condemned
 
 log = logging.getLogger(__name__)
 

@@ -20,18 +20,26 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from s3fsv.errors import S3fsvError
-from s3fsv.store.backend.base import Backend
-from s3fsv.store.objects import is_object_id
 from s3fsv.store.records import Record, Records
+from s3fsv.store.tombstones import NAMESPACE, condemned, records, tombstones
+
+__all__ = [
+    "NAMESPACE",
+    "audit_sinks",
+    "condemned",
+    "new_id",
+    "publish",
+    "records",
+    "summary",
+    "tombstones",
+]
 
 log = logging.getLogger(__name__)
-
-NAMESPACE = "purges"
 
 audit_sinks: list[Callable[[dict[str, Any]], None]] = []
 
@@ -40,29 +48,6 @@ def new_id() -> str:
     """A tombstone id: UTC time to the second, then random, so names sort by time."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{uuid.uuid4().hex[:8]}"
-
-
-def records(backend: Backend) -> Records:
-    return Records(backend, NAMESPACE)
-
-
-def tombstones(backend: Backend, after: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every tombstone (id, value) whose id sorts after ``after``, oldest first."""
-    store = records(backend)
-    for name in store.names():
-        if name > after:
-            found = store.find(name)
-            if found is not None:
-                yield name, found.value
-
-
-def condemned(backend: Backend) -> dict[str, set[str]]:
-    """Repo -> store objects purges named as holding purged bytes (for ``gc``)."""
-    out: dict[str, set[str]] = {}
-    for _, value in tombstones(backend):
-        ids = {o for o in value.get("objects", ()) if is_object_id(o)}
-        out.setdefault(str(value.get("repo", "")), set()).update(ids)
-    return out
 
 
 def publish(store: Records, tid: str, value: dict[str, Any], etag: str | None) -> Record:

@@ -18,6 +18,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from s3fsv.errors import (
 from s3fsv.mount.handles import Attr, OpenFile, OpenStaged, RepoState, Snapshot, inode
 from s3fsv.mount.last_good import LastGood
 from s3fsv.mount.overlay import BranchOverlay, LocalHandle, Node
+from s3fsv.mount.purges import PurgeWatch, apply_purges
 from s3fsv.mount.staging import Read, SlotLock, Staging
 from s3fsv.mount.vfs_write import WriteOps
 from s3fsv.store.objects import TreeEntry, check_name, is_commit_prefix, is_object_id
@@ -90,6 +92,9 @@ class Filesystem(WriteOps):
         self._sequential: LRUCache[str, Sequential] = LRUCache(maxsize=256)
         self.uid, self.gid = os.getuid(), os.getgid()
         self.started_ns = time.time_ns()
+        self.purges = PurgeWatch(store.backend, cache, spec.ref_ttl, self._forget_chunks)
+        # Set by the FUSE adapter: drop the kernel's caches of a path (purged files).
+        self.invalidate: Callable[[str], None] | None = None
         self.fixed: Snapshot | None = None
         if spec.repo is not None:
             self._state(spec.repo)  # fails early for an unknown repo
@@ -181,6 +186,16 @@ class Filesystem(WriteOps):
             state.heads[branch] = commit
         self._last_good.remember(_head_key(repo, branch), commit)
 
+    # -- purges -----------------------------------------------------------------------------
+    def _forget_chunks(self, oids: list[str]) -> None:
+        with self._lock:
+            states = list(self._repos.values())
+        for state in states:
+            state.reader.forget(oids)
+
+    def _apply_purges(self) -> None:
+        apply_purges(self)
+
     # -- repos and refs ---------------------------------------------------------------------
     def _state(self, name: str) -> RepoState:
         with self._lock:
@@ -247,6 +262,7 @@ class Filesystem(WriteOps):
                 commit = state.repo.resolve(hexid)
         else:
             commit = state.repo.resolve(name)
+        commit = self.purges.current(commit)  # a commit a purge rewrote shows its rewrite
         label = f"{section}/{name}" if section != "@" else f"@{name}"
         snap = Snapshot(repo, commit, self._tree(state, commit), True, label)
         with self._lock:
@@ -300,6 +316,8 @@ class Filesystem(WriteOps):
         ``None`` (libfuse's null path for an open file whose directory was removed): NotFound."""
         if path is None:
             raise NotFound("the file has no path any more (its directory was removed)")
+        if self.purges.due():
+            self._apply_purges()
         parts = [p for p in path.split("/") if p]
         for p in parts:
             check_name(p)

@@ -106,6 +106,12 @@ class ChunkReader:
         self._walker.shutdown(wait=wait, cancel_futures=True)
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
+    def forget(self, oids: Iterable[str]) -> None:
+        """Drop ``oids`` from memory (a purge erased them)."""
+        with self._lock:
+            for oid in oids:
+                self._recent.pop(oid, None)
+
     def pending(self) -> int:
         """Chunks being fetched or queued for fetching right now."""
         with self._lock:
