@@ -61,6 +61,8 @@ class PurgeRequest:
     include_tags: bool = False
     cascade: bool = False
     parent: str | None = None  # the tombstone of the purge this one cascades from
+    described: tuple[str, ...] | None = None  # what the tombstone says was matched, if not
+    # the patterns themselves (a cascade matches exact output paths, which it does not keep)
 
 
 def purge(store: Store, repo_name: str, request: PurgeRequest, cache: DiskCache) -> PurgeResult:
@@ -93,7 +95,7 @@ def purge(store: Store, repo_name: str, request: PurgeRequest, cache: DiskCache)
         "started": utc_now(),
         "by": request.by,
         "reason": request.reason,
-        "match": list(request.matcher.patterns),
+        "match": list(request.described or request.matcher.patterns),
         "meta": dict(request.matcher.meta),
         "parent": request.parent,
         "counts": {
@@ -137,6 +139,7 @@ def purge(store: Store, repo_name: str, request: PurgeRequest, cache: DiskCache)
                 include_tags=request.include_tags,
                 cascade=True,
                 parent=tid,
+                described=(f"the outputs pipeline {d.pipeline} made from the files purged",),
             )
             child = purge(store, d.repo, sub, cache)
             result.cascaded.append(child)
