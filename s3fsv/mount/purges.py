@@ -1,18 +1,18 @@
 """What a mount does when it sees a purge's tombstone (``STORE/_purges/``).
 
-Every ``ref_ttl`` at most, on the next filesystem call, the mount lists the tombstones it has
-not applied yet. For each: the cache entries of the purged contents are deleted from this
-machine's cache (and from the readers' memory), and the commits the purge rewrote are
-remembered, so that a view pinned to an old commit (``commit/<id>``, a tag, a mount of
-``REPO@<id>``) shows the rewritten commit from then on: purged files are ``ENOENT``. The
-kernel's caches of such a pinned view are invalidated path by path when the adapter can.
+When it starts and every ``ref_ttl`` (at least a second) after, from a thread of its own, a
+mount lists the tombstones it has not applied yet. For each: the cache entries of the purged
+contents are deleted from this machine's cache (and from the readers' memory), and the
+commits the purge rewrote are remembered, so that a view pinned to an old commit
+(``commit/<id>``, a tag, a mount of ``REPO@<id>``) shows the rewritten commit from then on:
+purged files are ``ENOENT``. The kernel's caches of such a pinned view are invalidated path by
+path when the adapter can.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -45,19 +45,35 @@ class PurgeWatch:
         self.forget = forget  # drops chunks from the readers' memory
         self.rewritten: dict[str, str] = {}
         self.applied: set[str] = set()  # tombstones applied (a started purge waits for done)
-        self._next = 0.0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def due(self) -> bool:
-        return time.monotonic() >= self._next
+    def start(self, apply: Callable[[], None]) -> None:
+        """Call ``apply`` (which polls) now and every ``interval`` from a thread of its own:
+        never inside a filesystem call, which a store that does not answer would hold up."""
+
+        def loop() -> None:
+            while True:
+                try:
+                    apply()
+                except Exception as err:  # a mount must outlive a bad tombstone
+                    log.warning("applying purge tombstones failed: %s", err)
+                if self._stop.wait(self.interval):
+                    return
+
+        self._thread = threading.Thread(target=loop, name="s3fsv-purges", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def poll(self) -> bool:
         """Apply the finished purges not applied yet; True when there were any. A store that
         cannot be read now is tried again at the next interval."""
         with self._lock:
-            if time.monotonic() < self._next:
-                return False
-            self._next = time.monotonic() + self.interval
             try:
                 found = [
                     (tid, value)
@@ -148,9 +164,7 @@ def _invalidate(fs: Filesystem, old: Snapshot, new: Snapshot) -> None:
     except S3fsvError as err:
         log.warning("cannot list the files a purge removed from %s: %s", old.label, err)
         return
-    paths = [f"{top}/{p}" for p in sorted(diff.paths())]
-    forget = fs.invalidate
-    # Not in this call: the kernel may wait for the very request being answered (deadlock).
-    threading.Thread(
-        target=lambda: [forget(p) for p in paths], name="s3fsv-invalidate", daemon=True
-    ).start()
+    # From the purge thread, never from a filesystem call: the kernel may wait for the very
+    # request being answered (deadlock).
+    for path in sorted(diff.paths()):
+        fs.invalidate(f"{top}/{path}")

@@ -102,6 +102,7 @@ class Filesystem(WriteOps):
                 self.fixed = self._snapshot(spec.repo, "@", spec.ref)
                 if self.fixed.immutable:
                     self._state(spec.repo).reader.warm_snapshot(self.fixed.tree)
+        self.purges.start(self._apply_purges)
 
     @property
     def immutable(self) -> bool:
@@ -111,6 +112,7 @@ class Filesystem(WriteOps):
     def close(self) -> None:
         """Release readers, staging databases, slot locks and the cache (which evicts if it
         is over budget). Safe to call twice."""
+        self.purges.stop()
         with self._lock:
             states, self._repos = list(self._repos.values()), {}
             overlays, self._overlays = list(self._overlays.values()), {}
@@ -316,8 +318,6 @@ class Filesystem(WriteOps):
         ``None`` (libfuse's null path for an open file whose directory was removed): NotFound."""
         if path is None:
             raise NotFound("the file has no path any more (its directory was removed)")
-        if self.purges.due():
-            self._apply_purges()
         parts = [p for p in path.split("/") if p]
         for p in parts:
             check_name(p)
