@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 import time
@@ -63,7 +64,7 @@ class Transaction:
         self._allow_empty = allow_empty
         self.base: str = base if base is not None else repo.branch_head(branch).commit
         self._base_tree = repo.commit_object(self.base).tree
-        self._pending: dict[str, _Pending] = {}
+        self._pending = _Paths()
         self._uploader = Uploader(repo.objects, repo.chunk_size, threads=8)
         self._lock = threading.Lock()
         self.commit_id: str | None = None
@@ -269,7 +270,7 @@ class Transaction:
             if new == old:
                 return
             carried = self._concrete(old)
-            moved = {p: v for p, v in self._pending.items() if p.startswith(old + "/")}
+            moved = {p: self._pending[p] for p in self._pending.below(old)}
         if ref is None and new.startswith(old + "/"):
             raise UsageError(f"cannot {verb} {old} into itself ({new})")
         if self._kind(new) == "dir":
@@ -348,8 +349,7 @@ class Transaction:
         return "file" if isinstance(value, tuple) else value.kind
 
     def _has_pending_below(self, path: str) -> bool:
-        prefix = path + "/"
-        return any(p.startswith(prefix) and v is not None for p, v in self._pending.items())
+        return any(self._pending[p] is not None for p in self._pending.below(path))
 
     def _check_parents(self, path: str) -> None:
         parts = path.split("/")
@@ -359,12 +359,38 @@ class Transaction:
                 raise UsageError(f"cannot create {path}: {above} is not a directory")
 
     def _forget_below(self, path: str) -> None:
-        prefix = path + "/"
-        for p in [p for p in self._pending if p.startswith(prefix)]:
+        for p in self._pending.below(path):
             del self._pending[p]
 
 
 _ABSENT: Any = object()
+
+
+class _Paths(dict[str, _Pending]):
+    """Pending changes by path, the paths also kept sorted: finding those below a directory
+    is a binary search, not a scan of all (an import puts many thousands in one commit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sorted: list[str] = []
+
+    def __setitem__(self, path: str, value: _Pending) -> None:
+        if path not in self:
+            bisect.insort(self._sorted, path)
+        super().__setitem__(path, value)
+
+    def __delitem__(self, path: str) -> None:
+        super().__delitem__(path)
+        del self._sorted[bisect.bisect_left(self._sorted, path)]
+
+    def below(self, path: str) -> list[str]:
+        """The paths below directory ``path`` (contiguous in sorted order)."""
+        prefix = path + "/"
+        first = bisect.bisect_left(self._sorted, prefix)
+        last = first
+        while last < len(self._sorted) and self._sorted[last].startswith(prefix):
+            last += 1
+        return self._sorted[first:last]
 
 
 def _is_ensure_dir(value: object) -> bool:
