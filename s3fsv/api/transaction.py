@@ -6,7 +6,7 @@ import bisect
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -349,7 +349,7 @@ class Transaction:
         return "file" if isinstance(value, tuple) else value.kind
 
     def _has_pending_below(self, path: str) -> bool:
-        return any(self._pending[p] is not None for p in self._pending.below(path))
+        return self._pending.holds_below(path)
 
     def _check_parents(self, path: str) -> None:
         parts = path.split("/")
@@ -383,14 +383,20 @@ class _Paths(dict[str, _Pending]):
         super().__delitem__(path)
         del self._sorted[bisect.bisect_left(self._sorted, path)]
 
+    def _from(self, path: str) -> Iterator[str]:
+        prefix = path + "/"
+        for i in range(bisect.bisect_left(self._sorted, prefix), len(self._sorted)):
+            if not self._sorted[i].startswith(prefix):
+                return
+            yield self._sorted[i]
+
     def below(self, path: str) -> list[str]:
         """The paths below directory ``path`` (contiguous in sorted order)."""
-        prefix = path + "/"
-        first = bisect.bisect_left(self._sorted, prefix)
-        last = first
-        while last < len(self._sorted) and self._sorted[last].startswith(prefix):
-            last += 1
-        return self._sorted[first:last]
+        return list(self._from(path))
+
+    def holds_below(self, path: str) -> bool:
+        """Whether something (not a deletion) is pending below directory ``path``."""
+        return any(self[p] is not None for p in self._from(path))
 
 
 def _is_ensure_dir(value: object) -> bool:
