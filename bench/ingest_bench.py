@@ -6,7 +6,9 @@
 It starts its own SeaweedFS on 127.0.0.1. Rows and their targets:
 
 - import: a zero-copy import of N small objects (one commit; every object is fetched once and
-  hashed), against listing the same prefix with boto3 (target: at most 3x the listing);
+  hashed), against listing the same prefix with boto3 (target: at most 3x the listing), and,
+  for scale, against boto3 GETs of every object (32 threads): what any import that reads each
+  object pays at least;
 - gc: a store of M objects (half of them reachable, half garbage), ``gc --dry-run`` (mark and
   list everything) and ``gc`` (which also deletes the garbage); objects per second, no target.
 
@@ -57,16 +59,27 @@ def list_prefix(client: object, prefix: str) -> int:
     return sum(len(p.get("Contents", ())) for p in pages)
 
 
+def get_all(client: object, keys: list[str]) -> None:
+    def one(key: str) -> None:
+        client.get_object(Bucket=BUCKET, Key=key)["Body"].read()  # type: ignore[attr-defined]
+
+    with ThreadPoolExecutor(max_workers=2 * S3_THREADS) as pool:
+        list(pool.map(one, keys))
+
+
 def bench_import(server: SeaweedServer, count: int, repeat: int) -> dict[str, float]:
     client = s3_client(server)
     keys = [f"incoming/cam{i % 20:02d}/{i:06d}.jpg" for i in range(count)]
     say(f"putting {count} objects")
     put_all(client, keys, lambda key: (key * 40).encode()[:2048])
-    listing, importing = [], []
+    listing, getting, importing = [], [], []
     for rep in range(repeat):
         started = time.perf_counter()
         assert list_prefix(client, "incoming/") == count
         listing.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        get_all(client, keys)
+        getting.append(time.perf_counter() - started)
         with s3fsv.open_store(f"s3://{BUCKET}/store") as store:
             name = f"imp{rep}"
             store.create_repo(name)
@@ -75,8 +88,15 @@ def bench_import(server: SeaweedServer, count: int, repeat: int) -> dict[str, fl
             report = importer.run_once()
             importing.append(time.perf_counter() - started)
             assert report.imported == count, report
-        say(f"rep {rep + 1}: list {listing[-1]:.2f} s, import {importing[-1]:.2f} s")
-    return {"list_s": statistics.median(listing), "import_s": statistics.median(importing)}
+        say(
+            f"rep {rep + 1}: list {listing[-1]:.2f} s, get all {getting[-1]:.2f} s, "
+            f"import {importing[-1]:.2f} s"
+        )
+    return {
+        "list_s": statistics.median(listing),
+        "get_s": statistics.median(getting),
+        "import_s": statistics.median(importing),
+    }
 
 
 def build_gc_store(server: SeaweedServer, objects: int) -> None:
@@ -150,6 +170,7 @@ def main() -> int:
     missed = ratio > IMPORT_TARGET
     print(f"{'row':<34} {'value':>12} {'target':>10}")
     print(f"{f'list {count} objects (boto3)':<34} {imp['list_s']:>10.2f} s {'':>10}")
+    print(f"{f'boto3 GET of all {count} objects':<34} {imp['get_s']:>10.2f} s {'':>10}")
     print(f"{f'import {count} objects':<34} {imp['import_s']:>10.2f} s {'':>10}")
     print(f"{'import / list':<34} {ratio:>11.1f}x {f'<= {IMPORT_TARGET:.0f}x':>10}")
     print(f"{'import rate':<34} {count / imp['import_s']:>8.0f} obj/s {'':>10}")
