@@ -210,8 +210,13 @@ class Collector:
             self.backend.delete_many(old)
         self.report.probes = len(old)
 
+    def finish(self) -> None:
+        """Release the gc lease: committers stop waiting for this gc."""
+        if not self.dry_run:
+            self._marker.release()
+
     def run(self) -> GcReport:
-        """Mark, then sweep every fan-out of every repo; release the marker."""
+        """Mark, then sweep every fan-out of every repo; release the lease."""
         try:
             self.mark()
             jobs = [(repo, p) for repo in self.live for p in self.fanouts(repo)]
@@ -219,8 +224,7 @@ class Collector:
                 list(pool.map(lambda job: self.sweep(*job), jobs))
             self.sweep_probes()
         finally:
-            if not self.dry_run:
-                self._marker.release()
+            self.finish()
         return self.report
 
 

@@ -164,7 +164,7 @@ class GcAgainstCommits(RuleBasedStateMachine):
         if self.sweeps:
             self.gc.sweep("r", self.sweeps.pop())
         if not self.sweeps:
-            self.gc._marker.release()
+            self.gc.finish()
             self.gc = None
 
     @precondition(lambda self: self.gc is None)
