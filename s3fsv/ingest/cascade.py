@@ -27,8 +27,14 @@ class Downstream:
     outputs: tuple[str, ...]
 
 
-def _owns(datum: str, path: str) -> bool:
-    return datum == "" or path == datum or path.startswith(datum + "/")
+def _covering(purged: set[str]) -> set[str]:
+    """Every datum path that holds a purged file: the files, their directories, and ``""``
+    (a whole-commit datum)."""
+    out = {""}
+    for path in purged:
+        parts = path.split("/")
+        out.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return out
 
 
 def downstream(store: Store, repo: str, rewritten: set[str], purged: set[str]) -> list[Downstream]:
@@ -36,6 +42,7 @@ def downstream(store: Store, repo: str, rewritten: set[str], purged: set[str]) -
     and gave outputs to a datum holding one of the ``purged`` paths."""
     registry = Registry(store)
     records = store.records(NAMESPACE)
+    covering = _covering(purged)
     out: list[Downstream] = []
     for name in registry.names():
         spec = registry.get(name)
@@ -49,11 +56,7 @@ def downstream(store: Store, repo: str, rewritten: set[str], purged: set[str]) -
             attribution = records.find(f"{job}/attribution")
             if attribution is None:
                 continue
-            hit = [
-                info
-                for datum, info in attribution.value.items()
-                if any(_owns(datum, p) for p in purged)
-            ]
+            hit = [info for datum, info in attribution.value.items() if datum in covering]
             if not hit:
                 continue
             base = f"{spec.output_path}/" if spec.output_path else ""

@@ -15,7 +15,8 @@ outside the store: gc never touches them (``purge`` deletes those it must).
 **Concurrent commits.** gc takes its lease (``_gc/leases/gc``) before it reads any ref, and
 deletes an object only within ``SWEEP_DEADLINE_S`` of the listing that showed it old.
 A commit's own new objects are younger than any grace period; an older object it refers to is
-touched first, and waited for while a marker is live (``ObjectStore.freshen``). So no commit
+revived (touched) first, and checked after the sweep deadline while a gc runs
+(``s3fsv/store/keepalive.py``). So no commit
 ever loses an object, whatever the interleaving (``tests/ingest/test_gc_model.py``).
 """
 
@@ -28,13 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from s3fsv.errors import S3fsvError, UsageError
+from s3fsv.ingest.repack import PackMembers, follow_moved, live_bytes, repack, underused
 from s3fsv.ingest.retention import NAMESPACE as RETENTION
 from s3fsv.ingest.retention import kept_commits, read_rules, rule_for
 from s3fsv.pipelines.lease import Lease
 from s3fsv.pipelines.references import referenced_objects
 from s3fsv.store.backend.base import KeyInfo, Sweepable
+from s3fsv.store.keepalive import GC_LEASE, GC_NAMESPACE, SWEEP_DEADLINE_S
 from s3fsv.store.objects import Commit, Tree, TreePage, is_object_id
-from s3fsv.store.objectstore import GC_LEASE, GC_NAMESPACE, SWEEP_DEADLINE_S
 from s3fsv.store.records import Records
 from s3fsv.store.repo import Repository
 from s3fsv.store.store import Store
@@ -65,6 +67,8 @@ class RepoReport:
     deleted: int = 0
     freed: int = 0
     condemned: int = 0  # of those deleted, named by a purge's tombstone
+    repacked: int = 0  # packs rewritten with their live members only
+    written: int = 0  # bytes of the packs written for them
     commits: int = 0
     expired: int = 0  # commits whose files the retention rules no longer keep
 
@@ -110,9 +114,12 @@ class Collector:
         self.progress = progress
         self.report = GcReport(dry_run, grace_s)
         self.live: dict[str, set[str]] = {}
+        self.packs: dict[str, PackMembers] = {}  # repo -> reachable members of each pack
+        self.moved: dict[str, set[str]] = {}  # repo -> moved-pack records still needed
         self.kept_anywhere: set[str] = set()  # named by pipeline records: kept in every repo
         self.doomed: dict[str, set[str]] = {}
         self.started_ns = 0
+        self._repos: dict[str, Repository] = {}
         self._marker = Lease(Records(self.backend, GC_NAMESPACE), GC_LEASE, MARKER_MS)
 
     # -- mark --------------------------------------------------------------------------------
@@ -130,7 +137,8 @@ class Collector:
         retention = Records(self.backend, RETENTION)
         for name in self.store.repos():
             self.report.repos[name] = RepoReport()
-            self.live[name] = self._mark_repo(self.store.repo(name), read_rules(retention, name))
+            self._repos[name] = self.store.repo(name)
+            self.live[name] = self._mark_repo(self._repos[name], read_rules(retention, name))
 
     def _mark_repo(self, repo: Repository, rules: dict[str, int | None]) -> set[str]:
         report = self.report.repos[repo.name]
@@ -145,19 +153,27 @@ class Collector:
         report.commits = len(commits)
         report.expired = sum(1 for _, keep in commits.values() if not keep)
         trees = {c.tree for c, keep in commits.values() if keep}
-        self._walk_trees(repo, trees, live)
+        packs: PackMembers = {}
+        self._walk_trees(repo, trees, live, packs)
+        self.moved[repo.name] = follow_moved(repo, packs, live)
+        self.packs[repo.name] = packs
         return live
 
-    def _walk_trees(self, repo: Repository, roots: Iterable[str], live: set[str]) -> None:
-        """Add every tree, page, chunk and pack below ``roots`` to ``live``, level by level,
-        fetching each level's directories in parallel."""
+    def _walk_trees(
+        self, repo: Repository, roots: Iterable[str], live: set[str], packs: PackMembers
+    ) -> None:
+        """Add every tree, page, chunk and pack below ``roots`` to ``live`` (and the packed
+        members to ``packs``), level by level, fetching each level's directories in
+        parallel."""
         level = [(t, Tree) for t in set(roots) if t not in live]
         live.update(t for t, _ in level)
         with ThreadPoolExecutor(max_workers=self.threads) as pool:
             while level:
                 following: list[tuple[str, type[Tree] | type[TreePage]]] = []
-                for nodes, leaves in pool.map(lambda node: _children(repo, *node), level):
+                for nodes, leaves, members in pool.map(lambda n: _children(repo, *n), level):
                     live.update(leaves)
+                    for pack, offset, size, oid in members:
+                        packs.setdefault(pack, {})[offset] = (size, oid)
                     for node in nodes:
                         if node[0] not in live:
                             live.add(node[0])
@@ -169,20 +185,30 @@ class Collector:
         return list(self.backend.list_prefixes(f"{repo}/objects/"))
 
     def sweep(self, repo: str, prefix: str) -> None:
-        """Delete what is dead below one fan-out ``prefix``, deciding from a listing at most
-        ``SWEEP_DEADLINE_S`` old when the deletes are sent (else it lists again)."""
+        """Rewrite the underused packs and delete what is dead below one fan-out ``prefix``,
+        deciding from a listing at most ``SWEEP_DEADLINE_S`` old when the deletes are sent
+        (else it lists again: packs rewritten already are not rewritten twice)."""
         report = self.report.repos[repo]
         cutoff = self.started_ns - self.grace_ns
-        live = self.live[repo]
+        live, packs = self.live[repo], self.packs[repo]
         doomed = self.doomed.get(repo, set())
         while True:
             listed = time.monotonic()
             infos = list(self.backend.list_info(prefix))
             dead: list[KeyInfo] = []
-            young = 0
+            young = written = repacked = 0
             for info in infos:
                 oid = info.key[len(f"{repo}/objects/") :].replace("/", "")
-                if not is_object_id(oid) or oid in live or oid in self.kept_anywhere:
+                if not is_object_id(oid) or oid in self.kept_anywhere:
+                    continue
+                if oid in live:
+                    old = info.modified_ns < cutoff and oid not in doomed
+                    if old and oid in packs and underused(info.size, packs[oid]):
+                        done = live_bytes(packs[oid]) if self.dry_run else self._repack(repo, oid)
+                        if done is not None:
+                            dead.append(info)
+                            written += done
+                            repacked += 1
                     continue
                 if oid in doomed or info.modified_ns < cutoff:
                     dead.append(info)
@@ -199,8 +225,31 @@ class Collector:
         report.deleted += len(dead)
         report.freed += sum(i.size for i in dead)
         report.condemned += sum(1 for i in dead if i.key.replace("/", "")[-64:] in doomed)
+        report.repacked += repacked
+        report.written += written
         if self.progress is not None:
             self.progress(len(infos))
+
+    def _repack(self, repo: str, pack: str) -> int | None:
+        objects = self._repos[repo].objects
+        done = repack(objects, pack, self.packs[repo][pack])
+        if done is not None:
+            moved = objects.moved(pack)
+            if moved is not None:
+                self.live[repo].add(moved.pack)  # young anyway; never swept as dead
+        return done
+
+    def sweep_moved(self, repo: str) -> None:
+        """Delete moved-pack records no reachable tree needs any more."""
+        cutoff = self.started_ns - self.grace_ns
+        keep = self.moved.get(repo, set())
+        stale = [
+            i.key
+            for i in self.backend.list_info(f"{repo}/moved/")
+            if i.key not in keep and i.modified_ns < cutoff
+        ]
+        if stale and not self.dry_run:
+            self.backend.delete_many(stale)
 
     def sweep_probes(self) -> None:
         """Keys of conditional-write probes an interrupted ``init`` left behind."""
@@ -222,6 +271,8 @@ class Collector:
             jobs = [(repo, p) for repo in self.live for p in self.fanouts(repo)]
             with ThreadPoolExecutor(max_workers=max(1, self.threads // 2)) as pool:
                 list(pool.map(lambda job: self.sweep(*job), jobs))
+            for repo in self.live:
+                self.sweep_moved(repo)
             self.sweep_probes()
         finally:
             self.finish()
@@ -230,17 +281,23 @@ class Collector:
 
 def _children(
     repo: Repository, oid: str, kind: type[Tree] | type[TreePage]
-) -> tuple[list[tuple[str, type[Tree] | type[TreePage]]], list[str]]:
-    """What one tree or page refers to: the directories and pages to open next, and the chunk
-    and pack ids of its files (an imported original is no store object)."""
+) -> tuple[
+    list[tuple[str, type[Tree] | type[TreePage]]], list[str], list[tuple[str, int, int, str]]
+]:
+    """What one tree or page refers to: the directories and pages to open next, the chunk
+    and pack ids of its files (an imported original is no store object), and its packed
+    members (pack, offset, size, content id)."""
     node = repo.objects.get(oid, kind)
     nodes: list[tuple[str, type[Tree] | type[TreePage]]] = []
     if isinstance(node, Tree):
         nodes.extend((p.id, TreePage) for p in node.pages)
     leaves: list[str] = []
+    members: list[tuple[str, int, int, str]] = []
     for e in node.entries:
         if e.kind == "dir":
             nodes.append((e.tree, Tree))
         elif e.kind == "file" and e.source is None:
             leaves.extend((e.pack,) if e.pack else e.chunks)
-    return nodes, leaves
+            if e.pack:
+                members.append((e.pack, e.pack_offset, e.size, e.chunks[0]))
+    return nodes, leaves, members

@@ -11,7 +11,6 @@ some pattern (or no pattern is given) and every condition.
 from __future__ import annotations
 
 import fnmatch
-import glob
 from dataclasses import dataclass
 
 from s3fsv.errors import UsageError
@@ -36,32 +35,30 @@ def _match(pattern: tuple[str, ...], path: list[str]) -> bool:
     return bool(path) and fnmatch.fnmatchcase(path[0], head) and _match(rest, path[1:])
 
 
-def literal(path: str) -> str:
-    """A pattern that matches exactly ``path`` (and what is below it)."""
-    return glob.escape(path)
-
-
 @dataclass(frozen=True)
 class Matcher:
+    """``patterns`` (globs), or ``exact`` paths (a cascade's: matched by lookup, however many),
+    and ``meta`` conditions."""
+
     patterns: tuple[str, ...]
     meta: tuple[tuple[str, str], ...] = ()
+    exact: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
-        if not self.patterns and not self.meta:
+        if not self.patterns and not self.meta and not self.exact:
             raise UsageError("a purge needs --match PATTERN or --meta NAME=VALUE")
-        for pattern in self.patterns:
-            check_pattern(pattern)
+        parsed = tuple(check_pattern(p) for p in self.patterns)
+        object.__setattr__(self, "_parsed", parsed)
 
     def path_matches(self, path: str) -> bool:
-        """Whether ``path`` or a directory above it matches a pattern (True with none)."""
-        if not self.patterns:
+        """Whether ``path`` or a directory above it matches (True with no pattern or path)."""
+        if not self.patterns and not self.exact:
             return True
         parts = path.split("/")
-        return any(
-            _match(check_pattern(p), parts[:n])
-            for p in self.patterns
-            for n in range(1, len(parts) + 1)
-        )
+        if self.exact and any("/".join(parts[:n]) in self.exact for n in range(1, len(parts) + 1)):
+            return True
+        parsed: tuple[tuple[str, ...], ...] = self._parsed  # type: ignore[attr-defined]
+        return any(_match(p, parts[:n]) for p in parsed for n in range(1, len(parts) + 1))
 
     def matches(self, path: str, entry: TreeEntry) -> bool:
         """Whether the file (or symlink) ``entry`` at ``path`` is to be purged."""

@@ -20,7 +20,7 @@ from s3fsv.api import Store as ApiStore
 from s3fsv.errors import NotFound, PreconditionFailed, S3fsvError, UsageError
 from s3fsv.ingest import tombstones
 from s3fsv.ingest.cascade import Downstream, downstream
-from s3fsv.ingest.matching import Matcher, literal
+from s3fsv.ingest.matching import Matcher
 from s3fsv.ingest.rewrite import HistoryRewrite
 from s3fsv.store.cache import DiskCache
 from s3fsv.store.external import Sources
@@ -133,7 +133,7 @@ def purge(store: Store, repo_name: str, request: PurgeRequest, cache: DiskCache)
     if request.cascade:
         for d in below:
             sub = PurgeRequest(
-                Matcher(tuple(literal(p) for p in d.outputs)),
+                Matcher((), exact=frozenset(d.outputs)),
                 f"cascade of purge {tid} of {repo_name}: {request.reason}",
                 request.by,
                 include_tags=request.include_tags,

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -20,6 +18,7 @@ from cachetools import LRUCache
 from s3fsv.errors import CorruptObject, MissingObject, NotFound, PreconditionFailed, SourceChanged
 from s3fsv.store.backend.base import Backend, ReadsInto
 from s3fsv.store.buffers import POOLED_MIN, SHARED_POOL, BufferPool, ChunkData
+from s3fsv.store.keepalive import MOVED_HOPS, KeepAlive
 from s3fsv.store.objects import (
     Commit,
     Object,
@@ -40,16 +39,31 @@ T = TypeVar("T", Tree, TreePage, Commit)
 D = TypeVar("D")  # a body as a backend read returns it (bytes, or a caller's buffer)
 HEAD_FIRST_BYTES = 1024 * 1024
 
-# Garbage collection and writers (docs/ingest.md, "gc and concurrent commits"). An object this
-# process wrote or touched less than FRESH_NS ago needs nothing before a commit refers to it: gc
-# deletes nothing younger than its grace period, which is at least an hour. Any other object a
-# commit refers to (found stored already, or written by another process) is touched first; and
-# while a gc runs (its lease record is live), the commit waits SWEEP_DEADLINE_S, the longest a
-# gc may take from listing an object to deleting it, then checks the object is still there.
-FRESH_NS = 10 * 60 * 10**9
-SWEEP_DEADLINE_S = 5.0
-GC_NAMESPACE, GC_LEASE = "gc", "gc"  # the record _gc/leases/gc
-GC_MARKER_KEY = f"_{GC_NAMESPACE}/leases/{GC_LEASE}"
+
+@dataclass(frozen=True)
+class Moved:
+    """Where the members of a pack that gc rewrote went (docs/format.md, 7.3): ``pack``, the
+    new pack, and old offset -> (new offset, size) for each member that was kept."""
+
+    pack: str
+    members: dict[int, tuple[int, int]]
+
+    def to_json(self) -> dict[str, object]:
+        rows = [[old, new, size] for old, (new, size) in sorted(self.members.items())]
+        return {"members": rows, "pack": self.pack, "type": "moved", "v": 1}
+
+    @classmethod
+    def from_json(cls, raw: object, key: str) -> Moved:
+        try:
+            assert isinstance(raw, dict) and set(raw) == {"members", "pack", "type", "v"}
+            assert raw["type"] == "moved" and raw["v"] == 1 and is_object_id(raw["pack"])
+            members: dict[int, tuple[int, int]] = {}
+            for old, new, size in raw["members"]:
+                assert all(type(x) is int and x >= 0 for x in (old, new, size))
+                members[old] = (new, size)
+        except (AssertionError, TypeError, ValueError):
+            raise CorruptObject(key, "not a moved-pack record") from None
+        return cls(raw["pack"], members)
 
 
 @dataclass(frozen=True)
@@ -113,10 +127,8 @@ class ObjectStore:
         self._decoded: LRUCache[str, Object] = LRUCache(maxsize=65536)
         self._known: LRUCache[str, bool] = LRUCache(maxsize=1 << 20)
         self._located: LRUCache[str, tuple[str, int]] = LRUCache(maxsize=1 << 20)
-        self._fresh: LRUCache[str, int] = LRUCache(maxsize=1 << 20)  # oid -> when written here
-        self.clock: Callable[[], int] = time.monotonic_ns
-        self.wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
-        self.sleep: Callable[[float], None] = time.sleep
+        self._moved: LRUCache[str, Moved] = LRUCache(maxsize=4096)
+        self.keepalive = KeepAlive(self)  # what a concurrent gc must not delete
         self._lock = threading.Lock()
         self.writes = 0
         self.bytes_written = 0
@@ -172,18 +184,62 @@ class ObjectStore:
             self._known[oid] = True
         return data
 
+    def moved_key(self, pack: str) -> str:
+        if not is_object_id(pack):
+            raise CorruptObject(pack, "not an object id")
+        return f"{self.repo}/moved/{pack}"
+
+    def moved(self, pack: str) -> Moved | None:
+        """Where gc moved the members of ``pack``, or None when it did not."""
+        with self._lock:
+            known = self._moved.get(pack)
+        if known is not None:
+            return known  # records never change; their absence may (gc writes them)
+        key = self.moved_key(pack)
+        try:
+            found = Moved.from_json(json.loads(self.backend.get(key)), key)
+        except NotFound:
+            return None
+        except ValueError:
+            raise CorruptObject(key, "not JSON") from None
+        self.note_moved(pack, found)
+        return found
+
+    def note_moved(self, pack: str, moved: Moved | None) -> None:
+        """Set (or, with None, forget) what this process knows of where ``pack`` moved."""
+        with self._lock:
+            if moved is None:
+                self._moved.pop(pack, None)
+            else:
+                self._moved[pack] = moved
+
     def get_members(
-        self, pack: str, members: Sequence[Member], *, fill_cache: bool = True
+        self, pack: str, members: Sequence[Member], *, fill_cache: bool = True, hops: int = 0
     ) -> tuple[dict[str, bytes], list[str]]:
         """Fetch packed members of ``pack`` with one ranged read spanning them all and verify
         each on its own. Returns (oid -> bytes of those that verified, oids of those that did
-        not); with ``fill_cache``, the good ones are also put in the cache."""
+        not); with ``fill_cache``, the good ones are also put in the cache. A pack that gc
+        rewrote is read where its record says its members went."""
         start = min(m.offset for m in members)
         end = max(m.offset + m.size for m in members)
         try:
             span = self.backend.get(self.key(pack), start, end)
         except NotFound:
-            raise MissingObject(f"pack {pack} is missing from repo {self.repo!r}") from None
+            moved = self.moved(pack) if hops < MOVED_HOPS else None
+            if moved is None:
+                raise MissingObject(f"pack {pack} is missing from repo {self.repo!r}") from None
+            there = [m for m in members if moved.members.get(m.offset, (0, -1))[1] == m.size]
+            if not there:
+                raise MissingObject(
+                    f"pack {pack} of repo {self.repo!r} was rewritten without this file"
+                ) from None
+            forwarded = [
+                Member(m.oid, moved.pack, moved.members[m.offset][0], m.size) for m in there
+            ]
+            good, bad = self.get_members(
+                moved.pack, forwarded, fill_cache=fill_cache, hops=hops + 1
+            )
+            return good, bad + [m.oid for m in members if m not in there]
         view = memoryview(span)
         good: dict[str, bytes] = {}
         bad: list[str] = []
@@ -279,81 +335,51 @@ class ObjectStore:
         """Store ``data`` and return its id. Skips the upload when the object is known to exist
         (``check_exists`` adds a HEAD for objects of at least ``HEAD_FIRST_BYTES`` this process
         has not seen; smaller objects are simply put with ``if_none_match``, because a second
-        request costs more than re-sending their bytes). ``oid``, when given, must be the
-        SHA-256 of ``data`` computed by the caller. ``fill_cache=False`` keeps bulk uploads
-        from writing every byte a second time into the local read cache."""
+        request costs more than re-sending their bytes); an object stored before, and not by
+        this process lately, is revived instead (``keepalive``), so that a concurrent gc keeps
+        it. ``oid``, when given, must be the SHA-256 of ``data`` computed by the caller.
+        ``fill_cache=False`` keeps bulk uploads from writing every byte a second time into the
+        local read cache."""
         oid = oid or sha256_hex(data)
+        keep = self.keepalive
+        if keep.young(oid):
+            return oid
         with self._lock:
             known = oid in self._known
-        if known or (check_exists and len(data) >= HEAD_FIRST_BYTES and self.exists(oid)):
+        there = known or (check_exists and len(data) >= HEAD_FIRST_BYTES and self.exists(oid))
+        if there and keep.revive(oid):  # stored already, maybe long ago: made young again
             return oid
-        try:
-            self.backend.put(self.key(oid), data, if_none_match=True, content_sha256=oid)
-            with self._lock:
-                self.writes += 1
-                self.bytes_written += len(data)
-                self._fresh[oid] = self.clock()
-        except PreconditionFailed:
-            pass  # same id means same bytes: another writer already stored them
+        for _attempt in range(2):
+            try:
+                self.backend.put(self.key(oid), data, if_none_match=True, content_sha256=oid)
+                with self._lock:
+                    self.writes += 1
+                    self.bytes_written += len(data)
+                keep.wrote(oid)
+                break
+            except PreconditionFailed:  # same id means same bytes: stored already
+                if keep.revive(oid):
+                    break  # (else gc deleted it just now: store it again)
         with self._lock:
             self._known[oid] = True
         if self.cache is not None and fill_cache:
             self.cache.put(oid, bytes(data))
         return oid
 
-    # -- staying alive through a concurrent gc ---------------------------------------------------
-    def freshen(self, oids: Iterable[str], *, threads: int = 16) -> int:
-        """Make sure the objects ``oids``, which a commit is about to refer to, survive any gc:
-        those this process did not write (or touch) lately are touched, and, while a gc runs,
-        checked again once it can no longer be deleting them. ``MissingObject`` names one that
-        is gone: the commit must not be made. Returns how many were touched."""
-        now = self.clock()
-        with self._lock:
-            stale = sorted({o for o in oids if now - self._fresh.get(o, -FRESH_NS) >= FRESH_NS})
-        touch = getattr(self.backend, "touch", None)
-        if not stale or touch is None:
-            return 0
-
-        def one(oid: str) -> None:
-            try:
-                touch(self.key(oid))
-            except NotFound:
-                raise MissingObject(
-                    f"object {oid} of repo {self.repo!r}, which this commit refers to, is gone "
-                    "(garbage-collected): upload its content again"
-                ) from None
-            with self._lock:
-                self._fresh[oid] = self.clock()
-
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(one, stale))
-        if self._gc_running():
-            self.sleep(SWEEP_DEADLINE_S)
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                present = list(pool.map(self._there, stale))
-            gone = [o for o, there in zip(stale, present, strict=True) if not there]
-            if gone:
-                raise MissingObject(
-                    f"object {gone[0]} of repo {self.repo!r}, which this commit refers to, was "
-                    f"garbage-collected while the commit was made ({len(gone)} object(s))"
-                )
-        return len(stale)
-
-    def _there(self, oid: str) -> bool:
+    def stored(self, oid: str) -> bool:
+        """Whether object ``oid`` is in the store now (a HEAD; no cache)."""
         try:
             self.backend.head(self.key(oid))
         except NotFound:
             return False
         return True
 
-    def _gc_running(self) -> bool:
-        try:
-            marker = json.loads(self.backend.get(GC_MARKER_KEY))
-        except NotFound:
-            return False
-        except ValueError:
-            return True  # unreadable: assume the worst, it only costs a wait
-        return not isinstance(marker, dict) or marker.get("expires_ms", 0) > self.wall_ms()
+    def forget_pack(self, oid: str) -> None:
+        """Forget that ``oid`` exists, and any pack location in it: gc deleted it."""
+        with self._lock:
+            self._known.pop(oid, None)
+            for member in [m for m, (p, _) in self._located.items() if p == oid]:
+                del self._located[member]
 
     # -- decoded objects ------------------------------------------------------------------------
     def get(self, oid: str, kind: type[T]) -> T:

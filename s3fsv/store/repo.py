@@ -342,7 +342,10 @@ class Repository:
         head = self.refs.branch(branch)
         if base is not None and base != head.commit:
             self._check_disjoint(base, head.commit, mine, ensure, branch)
-        self.objects.freshen(referenced(changes.values()))  # a concurrent gc must keep them
+        # A concurrent gc must keep what the commit refers to (s3fsv/store/keepalive.py).
+        keep = self.objects.keepalive
+        keep.begin()
+        revived = keep.freshen(referenced(changes.values()), packed_members(changes.values()))
         for _attempt in range(MAX_COMMIT_ATTEMPTS):
             parent = self.commit_object(head.commit)
             tree = apply_changes(self.objects, parent.tree, changes, missing_ok=missing_ok)
@@ -357,6 +360,7 @@ class Repository:
                 dict(provenance or {}),
             )
             cid = self.objects.put(commit)
+            keep.settle(revived)
             try:
                 self.refs.move_branch(branch, cid, head)
                 log.info("committed %s on %s/%s", cid, self.name, branch)
@@ -425,6 +429,15 @@ def referenced(changes: Iterable[Change]) -> set[str]:
             out.update((entry.pack,) if entry.pack else entry.chunks)
         elif entry.kind == "dir" and entry.tree:
             out.add(entry.tree)
+    return out
+
+
+def packed_members(changes: Iterable[Change]) -> dict[str, set[int]]:
+    """Pack -> offsets of the members the entries of ``changes`` are."""
+    out: dict[str, set[int]] = {}
+    for entry in changes:
+        if entry is not None and entry.kind == "file" and entry.pack:
+            out.setdefault(entry.pack, set()).add(entry.pack_offset)
     return out
 
 

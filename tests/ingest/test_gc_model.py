@@ -23,6 +23,7 @@ from s3fsv.errors import MissingObject
 from s3fsv.ingest.gc import Collector
 from s3fsv.store.backend.memory import MemoryBackend
 from s3fsv.store.objects import Commit, Tree, TreeEntry
+from s3fsv.store.objectstore import Member
 from s3fsv.store.repo import Repository
 from s3fsv.store.store import Store
 from s3fsv.store.tree import dir_entries
@@ -33,6 +34,7 @@ CHUNK = 4096
 # Small files (packed) and files of two chunks (objects of their own), some the same bytes.
 CONTENTS = [b"a" * 100, b"b" * 100, b"c" * 300, bytes(range(256)) * 20, b"d" * 5000]
 PATHS = ["x", "y", "d/z", "d/w"]
+SMALL = [b"e" * 900, b"f" * 2000]  # pack members that stay dead, bigger than the live ones
 
 
 class Clock:
@@ -51,10 +53,12 @@ class Clock:
         self.ns += int(seconds * 10**9)
 
 
-def reachable(repo: Repository) -> set[str]:
+def reachable(repo: Repository) -> tuple[set[str], list[TreeEntry]]:
     """Every object the refs reach (all history: no retention rules here), walked
-    independently of gc's own marking."""
+    independently of gc's own marking, and the packed file entries among them. A pack gc
+    rewrote counts through its record: the pack its members went to is reached instead."""
     out: set[str] = set()
+    packed: list[TreeEntry] = []
     commits = list(repo.refs.branches().values()) + list(repo.refs.tags().values())
     trees: list[str] = []
     while commits:
@@ -73,9 +77,26 @@ def reachable(repo: Repository) -> set[str]:
         for e in dir_entries(repo.objects, tid):
             if e.kind == "dir":
                 trees.append(e.tree)
+            elif e.kind == "file" and e.pack:
+                packed.append(e)
+                out.add(_pack_holding(repo, e.pack))
             elif e.kind == "file":
-                out.update((e.pack,) if e.pack else e.chunks)
-    return out
+                out.update(e.chunks)
+    return out, packed
+
+
+def _pack_holding(repo: Repository, pack: str) -> str:
+    """The pack that holds what ``pack`` held: itself, or where gc moved it."""
+    for _ in range(10):
+        moved = repo.objects.moved(pack)
+        if moved is None or _stored_one(repo, pack):
+            return pack
+        pack = moved.pack
+    return pack
+
+
+def _stored_one(repo: Repository, oid: str) -> bool:
+    return oid in stored(repo)
 
 
 def stored(repo: Repository) -> dict[str, int]:
@@ -103,18 +124,25 @@ class GcAgainstCommits(RuleBasedStateMachine):
     def fresh_writer(self) -> None:
         """A new writer process: its own memory of what it wrote, on the test's clock."""
         self.writer = self.store.repo("r")
-        objects = self.writer.objects
-        objects.clock, objects.wall_ms = self.clock.now, self.clock.ms
-        objects.sleep = self.clock.sleep
+        keep = self.writer.objects.keepalive
+        keep.clock, keep.wall_ms, keep.sleep = self.clock.now, self.clock.ms, self.clock.sleep
 
     def teardown(self) -> None:
         MemoryBackend.clock = staticmethod(time.time_ns)  # type: ignore[method-assign]
 
     # -- writers -------------------------------------------------------------------------------
-    @rule(path=st.sampled_from(PATHS), content=st.sampled_from(CONTENTS))
-    def stage_write(self, path: str, content: bytes) -> None:
+    @rule(
+        path=st.sampled_from(PATHS),
+        content=st.sampled_from(CONTENTS),
+        along=st.sampled_from([b"", *SMALL]),
+    )
+    def stage_write(self, path: str, content: bytes, along: bytes) -> None:
+        """Upload ``content`` (with ``along`` in the same pack, never committed: a pack with
+        dead members, which gc rewrites) and stage it at ``path``."""
         with Uploader(self.writer.objects, CHUNK, threads=2) as up:
             got = up.add_bytes(content)
+            if along:
+                up.add_bytes(along)
             up.finish()
         self.staged[path] = got.entry(path.rsplit("/", 1)[-1], 0o644, self.clock.ns)
 
@@ -173,15 +201,19 @@ class GcAgainstCommits(RuleBasedStateMachine):
         """A gc with nothing in between: whatever is unreachable and old is gone after it."""
         started = self.clock.ns
         Collector(self.store, grace_s=GRACE_S, clock=self.clock.now, threads=2).run()
-        live = reachable(self.repo)
+        live, _ = reachable(self.repo)
         for oid, modified in stored(self.repo).items():
             assert oid in live or modified >= started - GRACE_S * 10**9, oid
 
     # -- what must always hold -----------------------------------------------------------------
     @invariant()
     def every_reachable_object_is_stored(self) -> None:
-        missing = reachable(self.repo) - set(stored(self.repo))
+        live, packed = reachable(self.repo)
+        missing = live - set(stored(self.repo))
         assert not missing, f"gc deleted reachable objects: {sorted(missing)[:3]}"
+        fresh = self.store.repo("r")  # no cache: packed files read where they are now
+        for entry in packed:
+            assert fresh.objects.get_member(Member.of(entry)) is not None
 
 
 GcAgainstCommits.TestCase.settings = settings(

@@ -6,7 +6,7 @@ import pytest
 
 from s3fsv.cli.ingest import parse_duration
 from s3fsv.errors import UsageError
-from s3fsv.ingest.matching import Matcher, literal, parse_meta
+from s3fsv.ingest.matching import Matcher, parse_meta
 from s3fsv.store.objects import TreeEntry, check_attrs
 
 FILE = TreeEntry("x.jpg", "file", 0o644, 0, 1, "ab" * 32, ("ab" * 32,))
@@ -24,12 +24,16 @@ FILE = TreeEntry("x.jpg", "file", 0o644, 0, 1, "ab" * 32, ("ab" * 32,))
         ("**/*.json", "c.json", True),
         ("h?/[ab].jpg", "h1/a.jpg", True),
         ("h?/[!ab].jpg", "h1/a.jpg", False),
-        (literal("we[ir]d*.jpg"), "we[ir]d*.jpg", True),
-        (literal("we[ir]d*.jpg"), "weid.jpg", False),
     ],
 )
 def test_patterns(pattern: str, path: str, hit: bool) -> None:
     assert Matcher((pattern,)).matches(path, FILE) is hit
+
+
+def test_exact_paths_match_themselves_and_what_is_below() -> None:
+    exact = Matcher((), exact=frozenset({"we[ir]d*.jpg", "out/h1"}))
+    assert exact.matches("we[ir]d*.jpg", FILE) and exact.matches("out/h1/a.json", FILE)
+    assert not exact.matches("weid.jpg", FILE) and not exact.matches("out/h10/a.json", FILE)
 
 
 def test_attributes_must_all_hold_and_directories_never_match() -> None:
