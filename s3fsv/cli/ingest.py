@@ -252,6 +252,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
             + (f", {r.condemned} condemned by purges" if r.condemned else "")
             + ")"
             + (f"; {r.expired} of {r.commits} commits past retention" if r.expired else "")
+            + (f"; rewrote {r.repacked} pack(s) ({r.written} bytes)" if r.repacked else "")
         )
     print(f"total: {verb} {report.deleted} object(s), {report.freed} bytes")
     return 0
