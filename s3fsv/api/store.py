@@ -13,6 +13,7 @@ from s3fsv.config import endpoint_url as configured_endpoint
 from s3fsv.config import parse_size, store_url
 from s3fsv.errors import UsageError
 from s3fsv.store.cache import DiskCache
+from s3fsv.store.events import Event, Events
 from s3fsv.store.reader import ChunkReader
 from s3fsv.store.records import Records
 from s3fsv.store.store import Store as _Store
@@ -89,6 +90,27 @@ class Store:
         """The JSON records kept under ``STORE/_<namespace>/`` (see ``s3fsv.store.records``):
         write-once slots and compare-and-swap state for coordination between processes."""
         return Records(self._inner.backend, namespace)
+
+    @property
+    def events(self) -> Events:
+        """The store's change observers (``s3fsv.store.events``): every ref change of every
+        repo opened through this handle is told to them. The audit trail subscribes here."""
+        return self._inner.events
+
+    def record_event(
+        self,
+        action: str,
+        *,
+        repo: str | None = None,
+        ref: str | None = None,
+        old: str | None = None,
+        new: str | None = None,
+        **detail: Any,
+    ) -> None:
+        """Tell the observers about something done that is not a ref change (a run started,
+        a pipeline job finished), so the audit trail records it when one is attached.
+        ``detail`` must be JSON-serialisable without floats."""
+        self._inner.events.emit(Event(action, repo, ref, old, new, detail))
 
     def commits_read(self) -> list[dict[str, str]]:
         """Every ``{"repo", "commit"}`` this handle has read files of, oldest first: what a

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from s3fsv.cli import pipelines
+from s3fsv.access.connect import attach_store
+from s3fsv.cli import access, pipelines
 from s3fsv.cli.mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli.parser import Commands, build_parser
 from s3fsv.config import endpoint_url, store_url
@@ -40,7 +41,10 @@ command = _COMMANDS.register
 
 
 def _open_store(args: argparse.Namespace) -> Store:
-    return Store.open(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
+    """The store of ``--store``, its changes recorded in its audit trail (when that is on)."""
+    store = Store.open(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
+    attach_store(store.events, store.backend)
+    return store
 
 
 def _print_json(value: Any) -> None:
@@ -435,7 +439,8 @@ def _print_diff(diff: Any) -> None:
 
 _COMMANDS.update(MOUNT_COMMANDS)  # mount, unmount, commit, status, discard (cli/mount.py)
 _COMMANDS.update(pipelines.COMMANDS)
-VERBS = [pipelines.add_verbs]  # capabilities' own command groups
+_COMMANDS.update(access.COMMANDS)
+VERBS = [pipelines.add_verbs, access.add_verbs]  # capabilities' own command groups
 
 
 def main(argv: Sequence[str] | None = None) -> int:

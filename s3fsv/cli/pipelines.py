@@ -10,7 +10,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from s3fsv.api import Store, open_store
+from s3fsv.access.connect import open_store
+from s3fsv.api import Store
 from s3fsv.cli.parser import AddCommand, Commands
 from s3fsv.config import endpoint_url, store_url
 from s3fsv.errors import UsageError
