@@ -172,7 +172,7 @@ class AccessLog:
             if name == group:
                 raise UsageError(f"group {group} cannot be its own member")
         state = self.state()
-        if state.kinds.get(group, "group") != "group":
+        if state.kinds.get(group, "group") != "group":  # declared a person or device
             raise UsageError(f"{group} is a {state.kinds[group]}, not a group")
         if add:
             self._change("group.add", group=group, members=sorted(set(add)))

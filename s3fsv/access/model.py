@@ -162,7 +162,8 @@ class AccessState:
                 change.get("prefix", ""),
                 tuple(change.get("branches", ())),
             )
-            self.kinds.setdefault(change["principal"], change.get("kind", "person"))
+            if "kind" in change:  # otherwise it may still become a group
+                self.kinds[change["principal"]] = change["kind"]
         elif op == "revoke":
             for gid in change["grants"]:
                 self.grants.pop(gid, None)

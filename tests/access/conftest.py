@@ -82,8 +82,9 @@ def world(
 ) -> Iterator[World]:
     server = iam_seaweed
     tmp = tmp_path_factory.mktemp("world")
-    saved = {k: os.environ.get(k) for k in server.env()}
-    os.environ.update(server.env())  # the admin's own credentials, for this process
+    own = {**server.env(), "S3FSV_PRINCIPAL": "root-admin"}
+    saved = {k: os.environ.get(k) for k in own}
+    os.environ.update(own)  # the admin's own credentials, for this process
     bucket, url = make_store(server, tmp)
     env = {
         **os.environ,

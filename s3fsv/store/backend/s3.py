@@ -387,7 +387,7 @@ class S3Backend:
         client = self.client
         with self._client_lock:
             if self._signer is None:
-                self._signer = boto3.session.Session(botocore_session=self._core).client(
+                self._signer = self._core.create_client(  # botocore's: it can presign too
                     "s3",
                     region_name=client.meta.region_name,
                     endpoint_url=self.endpoint_url,

@@ -1,0 +1,145 @@
+"""The audit trail: what is recorded, and that editing, deleting, reordering or overwriting a
+record is refused by the engine or found by ``audit verify``."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+import s3fsv
+from s3fsv.access.audit import NAMESPACE, AuditTrail
+from s3fsv.access.chain import Chain
+from s3fsv.store.backend.memory import MemoryBackend
+from s3fsv.store.records import Records
+from tests.access.conftest import World, make_store
+from tests.access.support import engine
+from tests.conftest import isolate_aws_env
+from tests.mounting import run_cli
+
+
+def _chain(n: int) -> tuple[Chain, MemoryBackend]:
+    backend = MemoryBackend("")
+    chain = Chain(Records(backend, "audit"), "log")
+    for i in range(n):
+        chain.append({"action": "test", "i": i})
+    return chain, backend
+
+
+def test_concurrent_writers_make_one_unbroken_chain() -> None:
+    chain, backend = _chain(1)
+    writers = [Chain(Records(backend, "audit"), "log") for _ in range(8)]  # own tails each
+
+    def write(c: Chain) -> None:
+        for i in range(10):
+            c.append({"action": "test", "i": i})
+
+    threads = [threading.Thread(target=write, args=(c,)) for c in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    verdict = chain.verify()
+    assert verdict.ok and verdict.count == 81
+
+
+@pytest.mark.parametrize(
+    ("tamper", "broken_at", "why"),
+    [
+        ("edit", 3, "does not chain onto record 2"),
+        ("delete", 2, "record 2 is missing"),
+        ("reorder", 2, "says it is record 3"),
+        ("reformat", 2, "not in canonical form"),
+    ],
+)
+def test_verify_names_the_first_broken_link(tamper: str, broken_at: int, why: str) -> None:
+    chain, backend = _chain(5)
+    key = chain.records.key(chain.slot(2))
+    raw = backend.get(key)
+    if tamper == "edit":
+        backend.put(key, raw.replace(b'"i":2', b'"i":7'))
+    elif tamper == "delete":
+        backend.delete(key)
+    elif tamper == "reorder":
+        other = chain.records.key(chain.slot(3))
+        third = backend.get(other)
+        backend.put(key, third)
+        backend.put(other, raw)
+    else:
+        backend.put(key, raw.replace(b",", b", "))
+    verdict = chain.verify()
+    assert not verdict.ok and verdict.broken_at == broken_at and why in verdict.reason
+    assert verdict.count == min(broken_at, 5)
+
+
+def test_a_replaced_last_record_is_caught_by_a_hash_noted_earlier() -> None:
+    chain, backend = _chain(3)
+    noted = (2, chain.verify().head)
+    key = chain.records.key(chain.slot(2))
+    backend.put(key, backend.get(key).replace(b'"i":2', b'"i":9'))
+    assert chain.verify().ok  # the end of a chain has nothing after it to disagree
+    verdict = chain.verify(expect=noted)
+    assert not verdict.ok and verdict.broken_at == 2
+    backend.delete(key)
+    assert "ends before record 2" in chain.verify(expect=noted).reason
+
+
+def test_the_engine_refuses_rewrites_and_keeps_locked_originals(
+    iam_seaweed: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = iam_seaweed
+    isolate_aws_env(monkeypatch, tmp_path, server.env())  # type: ignore[attr-defined]
+    bucket, url = make_store(server, tmp_path)  # type: ignore[arg-type]
+    with s3fsv.open_store(
+        url,
+        endpoint_url=server.endpoint_url,
+        cache_dir=tmp_path / "c",  # type: ignore[attr-defined]
+    ) as store:
+        trail = AuditTrail(store.records(NAMESPACE))
+        assert trail.init(retain_days=1)["detail"]["locked"] is True
+        repo = store.create_repo("cams")
+        with repo.transaction("main", message="one") as tx:
+            tx.write("a.txt", b"a")
+        s3 = server.client()  # type: ignore[attr-defined]
+        key = f"st/_audit/log/{1:012d}"
+        original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        # A write-once slot cannot be written again by anyone who asks for write-once...
+        assert (
+            engine(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"{}", IfNoneMatch="*"))
+            == 412
+        )
+        # ...and an unconditional overwrite (by the store's admin) is found by verify, while
+        # the locked original stays in the bucket, undeletable.
+        s3.put_object(Bucket=bucket, Key=key, Body=original.replace(b"repo.create", b"repo.delete"))
+        verdict = trail.verify()
+        assert verdict.broken_at == 2 and "does not chain onto record 1" in verdict.reason
+        versions = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
+        locked = [v for v in versions if not v["IsLatest"]]
+        assert len(locked) == 1
+        gone = lambda: s3.delete_object(Bucket=bucket, Key=key, VersionId=locked[0]["VersionId"])  # noqa: E731
+        assert engine(gone) == 403
+        kept = s3.get_object(Bucket=bucket, Key=key, VersionId=locked[0]["VersionId"])
+        assert kept["Body"].read() == original
+        # Deleting a record (a delete marker, in a locked bucket) leaves a gap verify names.
+        s3.delete_object(Bucket=bucket, Key=f"st/_audit/log/{3:012d}")
+        assert trail.verify().broken_at == 2  # still the first broken link
+
+
+def test_mutations_are_recorded_and_the_log_answers_who_did_what(world: World) -> None:
+    repo = world.store.repo("detections")
+    with repo.transaction("main", message="labels") as tx:
+        tx.write("labels/a.json", b"{}")
+    head = repo.resolve("main")
+    repo.create_branch("review", "main")
+    repo.create_tag("v1", "main")
+    records = world.trail.query(repo="detections", principal="root-admin")
+    actions = [(r["action"], r.get("ref"), r.get("new")) for r in records]
+    assert ("commit", "main", head) in actions
+    assert ("branch.create", "review", head) in actions and ("tag.create", "v1", head) in actions
+    commit = next(r for r in records if r["action"] == "commit" and r["new"] == head)
+    assert commit["objects"][0] == head and len(commit["objects"]) == 2
+    assert commit["tool"] == "s3fsv" and commit["version"] == s3fsv.__version__
+    shown = run_cli("audit", "log", "--repo", "detections", "--since", "1h", env=world.env).stdout
+    assert "commit" in shown and head[:12] in shown and "root-admin" in shown
+    assert run_cli("audit", "verify", env=world.env).stdout.startswith("ok: ")
