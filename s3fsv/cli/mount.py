@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from s3fsv.access.connect import attach_store, connect
 from s3fsv.cli.parser import Commands
 from s3fsv.config import parse_size
 from s3fsv.errors import MountError, S3fsvError, UsageError
@@ -94,9 +95,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if args.pinned_commit and not (args.daemonized and is_object_id(args.pinned_commit)):
         raise UsageError("--pinned-commit is for the daemon a pinned mount starts")
     # The daemon of a pinned mount serves the commit the command resolved and printed.
-    store, source = daemon.store_for_mount(
-        args.source, args.store, args.endpoint_url, args.pinned_commit
-    )
+    text, endpoint, s3, gateway = _through_gateway(args)
+    store, source = daemon.store_for_mount(text, args.store, endpoint, args.pinned_commit, **s3)
+    attach_store(store.events, store.backend, gateway)  # its changes go to the audit trail
     pinned = bool(args.pinned_commit) or (
         source.ref is not None and source.ref not in store.repo(source.repo or "").refs.branches()
     )
@@ -123,6 +124,24 @@ def cmd_mount(args: argparse.Namespace) -> int:
     print(f"mounted {shown} at {here}", file=sys.stderr)
     _tell_leftovers(leftovers)
     return 0
+
+
+def _through_gateway(args: argparse.Namespace) -> tuple[str, str | None, dict[str, Any], Any]:
+    """(source, endpoint, S3 options, gateway client or None) for ``--gateway``: the store
+    and endpoint the gateway names, and its refreshing credentials."""
+    if not args.gateway and not args.token_file:
+        return args.source, args.endpoint_url, {}, None
+    if not (args.gateway and args.token_file):
+        raise UsageError("--gateway and --token-file go together")
+    client = connect(args.gateway, None, os.path.abspath(args.token_file))
+    info = client.info()
+    text, served = args.source, str(info["store"]).rstrip("/")
+    if "://" not in text:
+        text = f"{served}/{text}"
+    elif text.rstrip("/") != served and not text.startswith(served + "/"):
+        raise UsageError(f"the gateway serves {info['store']}, not {args.source}")
+    s3 = {"credentials": client.refreshing(), "region": info.get("region")}
+    return text, info.get("endpoint_url") or args.endpoint_url, s3, client
 
 
 def _leftover_staging(

@@ -311,6 +311,14 @@ def build_parser(
         "(after the mount ends), or idle=SECONDS (a branch with no write and no file open "
         "for writing for that long)",
     )
+    p.add_argument(
+        "--gateway",
+        metavar="URL",
+        help="take the store and short-lived credentials (renewed before they expire) from "
+        "this access gateway (s3fsv serve): no cloud credentials needed; SOURCE may then be "
+        "just REPO[@REF]",
+    )
+    p.add_argument("--token-file", metavar="FILE", help="the gateway token (with --gateway)")
     p.add_argument("--daemonized", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--pinned-commit", metavar="ID", help=argparse.SUPPRESS)
 

@@ -162,7 +162,7 @@ class S3Backend:
             or os.environ.get("AWS_ENDPOINT_URL")
             or None
         )
-        self._region = region
+        self.region = region
         self.credentials = credentials
         self._config = Config(
             retries={"mode": "standard", "max_attempts": max_attempts},
@@ -201,7 +201,7 @@ class S3Backend:
                         if self.credentials is not None:
                             given_credentials(core, self.credentials)
                         session = boto3.session.Session(botocore_session=core)
-                        region = self._region or session.region_name or DEFAULT_REGION
+                        region = self.region or session.region_name or DEFAULT_REGION
                         self._client = session.client(
                             "s3",
                             region_name=region,
