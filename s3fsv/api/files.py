@@ -12,7 +12,8 @@ from s3fsv.store.reader import ChunkReader, Sequential
 class RepoFile(io.RawIOBase):
     """Read-only, seekable bytes of one committed file. Each read fetches only the chunks it
     covers (through the shared disk cache, verified); a sequential reader gets read-ahead from
-    the chunk reader. Wrap it in ``io.BufferedReader`` for small reads (``Repo.open`` does)."""
+    the chunk reader. Wrap it in ``io.BufferedReader`` for small reads (``Repo.open`` does:
+    its ``raw`` is this). ``size`` and ``sha256`` are the file's, as its commit records."""
 
     def __init__(self, reader: ChunkReader, entry: TreeEntry, name: str) -> None:
         super().__init__()
@@ -24,6 +25,7 @@ class RepoFile(io.RawIOBase):
 
     @property
     def size(self) -> int:
+        """The file's size in bytes."""
         return self._entry.size
 
     @property
@@ -57,10 +59,19 @@ class RepoFile(io.RawIOBase):
         return pos
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        """Read up to ``len(buffer)`` bytes at the position into ``buffer``; return how many
+        (0 at the end of the file). A read that ends part way into a later chunk stops at the
+        start of that chunk (a short read; read on for the rest): a buffered reader asks for
+        more than its caller wants, and a few bytes of a chunk are not worth fetching it."""
         self._checkClosed()
         view = memoryview(buffer).cast("B")
-        self._ahead.advise(self._reader, self._entry, self._pos, len(view))
-        data = self._reader.read(self._entry, self._pos, len(view))
+        end = min(self._pos + len(view), self.size)
+        boundary = end - end % self._reader.chunk_size
+        if boundary > self._pos:
+            end = boundary
+        want = max(0, end - self._pos)
+        self._ahead.advise(self._reader, self._entry, self._pos, want)
+        data = self._reader.read(self._entry, self._pos, want)
         n = len(data)
         view[:n] = data
         self._pos += n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ class CommitInfo:
 
     @classmethod
     def of(cls, cid: str, commit: Commit) -> CommitInfo:
+        # A copy: the decoded commit is shared, and changing it would change what this process
+        # takes the commit to be.
         return cls(
             cid,
             commit.tree,
@@ -40,7 +43,7 @@ class CommitInfo:
             commit.author,
             commit.time,
             commit.message,
-            commit.provenance,
+            copy.deepcopy(commit.provenance),
         )
 
 

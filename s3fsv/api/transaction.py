@@ -6,23 +6,20 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from s3fsv.errors import AlreadyExists, NotADirectory, NotFound, UsageError
+from s3fsv.api.changes import Changes, is_ensure_dir
+from s3fsv.errors import IsADirectory, NotADirectory, NotFound, UsageError
 from s3fsv.store.objects import TreeEntry, split_path
 from s3fsv.store.provenance import command_of, provenance_context
 from s3fsv.store.repo import Repository
-from s3fsv.store.transfer import local_changes, scan_local
-from s3fsv.store.tree import resolve
-from s3fsv.store.upload import Content, Uploader
+from s3fsv.store.transfer import LocalItem, local_changes, scan_local
+from s3fsv.store.upload import Uploader
 
 if TYPE_CHECKING:
     from s3fsv.api.store import Store
-
-# What a path holds in the transaction: new content (uploaded, its entry made at commit), an
-# existing entry carried by a rename, or None for deleted.
-_Pending = tuple[Content, int, int] | TreeEntry | None
 
 
 class Transaction:
@@ -36,6 +33,10 @@ class Transaction:
     paths, and nothing is committed. The commit records provenance: who, where, the command
     line of this process, and every commit this store handle has read (``inputs``).
 
+    Paths are relative to the repo's root (a leading ``/`` is ignored); ``..``, ``.``, empty
+    names and NUL are refused (``InvalidName``). Writes never follow symlinks: a path below a
+    file or a symlink is ``NotADirectory``. A change that is refused changes nothing.
+
     Not for concurrent use from several threads.
     """
 
@@ -48,92 +49,107 @@ class Transaction:
         author: str | None,
         provenance: Mapping[str, Any] | None,
     ) -> None:
-        if not message or not message.strip():
+        if not isinstance(message, str) or not message.strip():
             raise UsageError("a transaction needs a commit message")
+        _check_text(message, "the commit message")
+        if author is not None:
+            _check_text(author, "the author")
+        self._provenance = _plain_json(dict(provenance or {}), "provenance")
         self._store = store
         self._repo = repo
         self.branch = branch
         self.message = message
         self._author = author
-        self._provenance = dict(provenance or {})
         self.base: str = repo.branch_head(branch).commit
-        self._base_tree = repo.commit_object(self.base).tree
-        self._pending: dict[str, _Pending] = {}
+        self._changes = Changes(repo.objects, repo.commit_object(self.base).tree)
         self._uploader = Uploader(repo.objects, repo.chunk_size, threads=8)
         self._lock = threading.Lock()
+        self._empty_tree = ""
         self.commit_id: str | None = None
         self._done = False
 
     # -- changes ----------------------------------------------------------------------------
     def write(self, path: str, data: bytes | bytearray | memoryview, *, mode: int = 0o644) -> None:
-        """Set the content of file ``path`` (made, or replaced), creating its directories."""
+        """Set the content of file ``path`` (made, or replaced), making its directories.
+        ``IsADirectory`` when ``path`` is a directory."""
         path = self._path(path)
         self._check_parents(path)
-        if self._kind(path) == "dir":
-            raise UsageError(f"cannot write {path}: it is a directory")
+        if self._changes.kind(path) == "dir":
+            raise IsADirectory(f"cannot write {path}: it is a directory")
         content = self._uploader.add_bytes(bytes(data))
-        self._forget_below(path)
-        self._pending[path] = (content, mode & 0o7777, time.time_ns())
+        self._changes.forget_below(path)
+        self._changes.set(path, (content, mode & 0o7777, time.time_ns()))
 
     def upload(self, local_path: str | os.PathLike[str], path: str) -> int:
         """Upload a local file to ``path``, or a local directory's contents below ``path``
-        (symlinks inside it stored as links); return the number of files uploaded."""
+        (merged with what is there; symlinks inside it stored as links, not followed); return
+        the number of files uploaded. A file onto a directory is ``IsADirectory``, a directory
+        onto a file ``NotADirectory``, at ``path`` or anywhere below it, checked before
+        anything is uploaded."""
         path = self._path(path)
         self._check_parents(path)
         items = scan_local(Path(local_path), path)
-        if items[0].kind == "dir":
-            if self._kind(path) == "file":
-                raise UsageError(f"cannot upload a directory to {path}: it is a file")
-        elif self._kind(path) == "dir":
-            raise UsageError(f"cannot upload a file to {path}: it is a directory")
-        changes = local_changes(self._repo, items, threads=8)
-        for rel, entry in changes.items():
-            if entry is not None and entry.kind != "dir":
-                self._forget_below(rel)
-            self._pending[rel] = entry
+        for item in items:
+            self._check_upload_kind(item)
+        for rel, entry in local_changes(self._repo, items, threads=8).items():
+            if entry is None:
+                continue
+            if entry.kind == "dir":
+                self._make_sure_of_dir(rel, entry)
+            else:
+                self._changes.forget_below(rel)
+                self._changes.set(rel, entry)
         return sum(1 for i in items if i.kind == "file")
 
     def delete(self, path: str) -> None:
         """Delete the file, symlink or directory (with everything below it) at ``path``;
         ``NotFound`` when there is none."""
         path = self._path(path)
-        if self._kind(path) is None:
+        if self._changes.kind(path) is None:
             raise NotFound(f"cannot delete {path}: no such file or directory")
-        self._forget_below(path)
-        self._pending[path] = None
+        self._changes.forget_below(path)
+        self._changes.set(path, None)
 
     def rename(self, old: str, new: str) -> None:
-        """Move ``old`` (a file, symlink or directory) to ``new``. A file or symlink at ``new``
-        is replaced; a directory there is refused with ``AlreadyExists``."""
+        """Move ``old`` (a file, symlink or directory) to ``new``, making the directories above
+        ``new``. A file or symlink at ``new`` is replaced by a file or symlink, as
+        ``rename(2)`` does. ``NotFound`` when ``old`` does not exist, ``IsADirectory`` when
+        ``new`` is a directory, ``NotADirectory`` for a directory onto a file or symlink, and
+        ``UsageError`` for a directory into itself."""
         old, new = self._path(old), self._path(new)
-        kind = self._kind(old)
+        kind = self._changes.kind(old)
         if kind is None:
             raise NotFound(f"cannot rename {old}: no such file or directory")
         if new == old:
             return
         if new.startswith(old + "/"):
             raise UsageError(f"cannot move {old} into itself ({new})")
-        if self._kind(new) == "dir":
-            raise AlreadyExists(f"cannot rename {old} to {new}: {new} is a directory")
+        there = self._changes.kind(new)
+        if there == "dir":
+            raise IsADirectory(f"cannot rename {old} to {new}: {new} is a directory")
         self._check_parents(new)
-        moved = {p: v for p, v in self._pending.items() if p.startswith(old + "/")}
-        carried = self._value(old)
-        self._forget_below(old)
-        self._forget_below(new)
-        self._pending[old] = None
-        self._pending[new] = carried
+        if kind == "dir" and there is not None:
+            raise NotADirectory(f"cannot rename directory {old} to {new}: {new} is a {there}")
+        moved = self._changes.below(old)
+        carried = self._changes.value(old)
+        self._changes.forget_below(old)
+        self._changes.forget_below(new)
+        self._changes.set(old, None)
+        if carried is not None:  # None: a directory that only changes below it make
+            self._changes.set(new, carried)
         for p, v in moved.items():
-            self._pending[new + p[len(old) :]] = v
+            self._changes.set(new + p[len(old) :], v)
 
     # -- ending -----------------------------------------------------------------------------
     def commit(self) -> str:
-        """Make the commit and return its id (the base's when nothing changed, since no
-        commit is made then). The transaction is over afterwards, whatever the outcome."""
+        """Make the commit and return its id. When the changes leave the branch as it is, no
+        commit is made and the id is the branch head's. The transaction is over afterwards,
+        whatever the outcome."""
         self._end()
         try:
             self._uploader.finish()
             changes: dict[str, TreeEntry | None] = {}
-            for path, value in self._pending.items():
+            for path, value in self._changes.items():
                 if isinstance(value, tuple):
                     content, mode, mtime_ns = value
                     value = content.entry(path.rsplit("/", 1)[-1], mode, mtime_ns)
@@ -184,6 +200,30 @@ class Transaction:
             raise UsageError("a transaction cannot change the root directory itself")
         return clean
 
+    def _check_parents(self, path: str) -> None:
+        above = self._changes.blocking_parent(path)
+        if above is not None:
+            raise NotADirectory(f"cannot create {path}: {above} is not a directory")
+
+    def _check_upload_kind(self, item: LocalItem) -> None:
+        there = self._changes.kind(item.rel)
+        if item.kind == "dir" and there in ("file", "link"):
+            raise NotADirectory(f"cannot upload directory {item.local} to {item.rel}: a {there}")
+        if item.kind != "dir" and there == "dir":
+            raise IsADirectory(f"cannot upload {item.local} to {item.rel}: a directory")
+
+    def _make_sure_of_dir(self, path: str, entry: TreeEntry) -> None:
+        """Make ``path`` an uploaded directory: merged with the directory there (one the
+        transaction carried there by a rename, or whatever is there at commit time), but
+        empty but for what is written below it when the transaction deleted it."""
+        if not self._changes.has(path) or is_ensure_dir(self._changes.get(path)):
+            self._changes.set(path, entry)  # mkdir -p, resolved when committing
+        elif self._changes.get(path) is None:
+            if not self._empty_tree:
+                self._empty_tree = self._repo.empty_tree()
+            self._changes.set(path, replace(entry, tree=self._empty_tree))
+        # else: a directory a rename put there, kept with what it holds
+
     def _commit_provenance(self) -> dict[str, Any]:
         inputs = [{**read, "via": "api"} for read in self._store.commits_read()]
         command = command_of(os.getpid())
@@ -193,53 +233,34 @@ class Transaction:
         out.update(self._provenance)
         return out
 
-    def _value(self, path: str) -> _Pending:
-        """What ``path`` itself holds in the base overlaid with this transaction, ignoring
-        changes below it: new content, an entry, or None (nothing, or a directory that exists
-        only through files written below it)."""
-        if path in self._pending:
-            return self._pending[path]
-        parts = path.split("/")
-        for i in range(len(parts) - 1, 0, -1):  # the nearest changed directory above decides
-            above = self._pending.get("/".join(parts[:i]), _ABSENT)
-            if above is _ABSENT:
-                continue
-            if isinstance(above, TreeEntry) and above.kind == "dir":
-                return self._lookup(above.tree, "/".join(parts[i:]))
-            return None
-        return self._lookup(self._base_tree, path)
 
-    def _lookup(self, tree: str, path: str) -> TreeEntry | None:
-        try:
-            return resolve(self._repo.objects, tree, path)
-        except (NotFound, NotADirectory):
-            return None
-
-    def _kind(self, path: str) -> str | None:
-        """What ``path`` is in the base overlaid with this transaction: file, dir, link or
-        None."""
-        if self._has_pending_below(path):
-            return "dir"
-        value = self._value(path)
-        if value is None:
-            return None
-        return "file" if isinstance(value, tuple) else value.kind
-
-    def _has_pending_below(self, path: str) -> bool:
-        prefix = path + "/"
-        return any(p.startswith(prefix) and v is not None for p, v in self._pending.items())
-
-    def _check_parents(self, path: str) -> None:
-        parts = path.split("/")
-        for i in range(1, len(parts)):
-            above = "/".join(parts[:i])
-            if self._kind(above) in ("file", "link"):
-                raise UsageError(f"cannot create {path}: {above} is not a directory")
-
-    def _forget_below(self, path: str) -> None:
-        prefix = path + "/"
-        for p in [p for p in self._pending if p.startswith(prefix)]:
-            del self._pending[p]
+def _check_text(text: object, what: str) -> None:
+    if not isinstance(text, str):
+        raise UsageError(f"{what} must be a string, not {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} is not valid Unicode (a lone surrogate)") from None
 
 
-_ABSENT: Any = object()
+def _plain_json(value: Any, where: str) -> Any:
+    """``value`` as a commit can hold it (canonical JSON: no floats, string keys), tuples as
+    lists; ``UsageError`` naming where anything else is."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, str):
+        _check_text(value, where)
+        return value
+    if isinstance(value, float):
+        raise UsageError(f"{where} is a float ({value!r}): a commit holds no floats; use a string")
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UsageError(f"{where} has a key that is not a string: {key!r}")
+            _check_text(key, f"a key of {where}")
+            out[key] = _plain_json(item, f"{where}[{key!r}]")
+        return out
+    if isinstance(value, list | tuple):
+        return [_plain_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise UsageError(f"{where} is a {type(value).__name__}, which a commit cannot hold")
