@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 
@@ -34,16 +35,22 @@ class RepoFile(io.RawIOBase):
         return self._entry.sha256
 
     def readable(self) -> bool:
+        """True."""
         return True
 
     def seekable(self) -> bool:
+        """True."""
         return True
 
     def tell(self) -> int:
+        """The position the next read starts at."""
         self._checkClosed()
         return self._pos
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move to ``offset`` from the start, the position or the end (``whence`` 0, 1, 2);
+        return the new position. Past the end is allowed (reads there return ``b""``); before
+        the start is ``OSError(EINVAL)``."""
         self._checkClosed()
         if whence == os.SEEK_SET:
             pos = offset
@@ -54,7 +61,7 @@ class RepoFile(io.RawIOBase):
         else:
             raise ValueError(f"invalid whence {whence}")
         if pos < 0:
-            raise OSError(22, "negative seek position")
+            raise OSError(errno.EINVAL, "negative seek position")
         self._pos = pos
         return pos
 
@@ -78,6 +85,7 @@ class RepoFile(io.RawIOBase):
         return n
 
     def readall(self) -> bytes:
+        """Everything from the position to the end, its chunks fetched in parallel."""
         self._checkClosed()
         want = max(0, self.size - self._pos)
         self._ahead.advise(self._reader, self._entry, self._pos, want)

@@ -34,6 +34,7 @@ class CommitInfo:
 
     @classmethod
     def of(cls, cid: str, commit: Commit) -> CommitInfo:
+        """The commit object ``commit`` stored under ``cid``."""
         # A copy: the decoded commit is shared, and changing it would change what this process
         # takes the commit to be.
         return cls(
@@ -63,10 +64,12 @@ class EntryInfo:
 
     @property
     def name(self) -> str:
+        """The last part of ``path`` (``""`` for the root)."""
         return self.path.rsplit("/", 1)[-1]
 
     @classmethod
     def of(cls, path: str, entry: TreeEntry) -> EntryInfo:
+        """The tree entry ``entry`` found at ``path``."""
         size = entry.size if entry.kind != "dir" else 0
         return cls(path, entry.kind, size, entry.mode, entry.mtime_ns, entry.sha256, entry.target)
 
@@ -91,6 +94,7 @@ class Repo:
 
     @property
     def name(self) -> str:
+        """The repo's name."""
         return self._inner.name
 
     def __repr__(self) -> str:
