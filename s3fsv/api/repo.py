@@ -170,8 +170,8 @@ class Repo:
             yield EntryInfo.of(p, entry)
 
     def read_bytes(self, ref: str, path: str) -> bytes:
-        """The whole content of the file at ``path`` (symlinks inside the snapshot followed),
-        every chunk verified against its hash; ``UsageError`` for a directory."""
+        """The whole content of the file at ``path`` (a symlink there followed to its target in
+        the snapshot), every chunk verified against its hash; ``UsageError`` for a directory."""
         with self.open(ref, path) as fh:
             return fh.read()
 

@@ -208,14 +208,19 @@ class Transaction:
     def _check_upload_kind(self, item: LocalItem) -> None:
         there = self._changes.kind(item.rel)
         if item.kind == "dir" and there in ("file", "link"):
-            raise NotADirectory(f"cannot upload directory {item.local} to {item.rel}: a {there}")
+            raise NotADirectory(
+                f"cannot upload directory {item.local} to {item.rel}: {item.rel} is a {there}"
+            )
         if item.kind != "dir" and there == "dir":
-            raise IsADirectory(f"cannot upload {item.local} to {item.rel}: a directory")
+            raise IsADirectory(
+                f"cannot upload {item.local} to {item.rel}: {item.rel} is a directory"
+            )
 
     def _make_sure_of_dir(self, path: str, entry: TreeEntry) -> None:
-        """Make ``path`` an uploaded directory: merged with the directory there (one the
-        transaction carried there by a rename, or whatever is there at commit time), but
-        empty but for what is written below it when the transaction deleted it."""
+        """Make sure ``path`` is a directory for an upload: merged with the directory there
+        (one a rename of this transaction put there, or whatever is there when committing),
+        or, where this transaction deleted something, a new one holding only what it puts
+        below."""
         if not self._changes.has(path) or is_ensure_dir(self._changes.get(path)):
             self._changes.set(path, entry)  # mkdir -p, resolved when committing
         elif self._changes.get(path) is None:
