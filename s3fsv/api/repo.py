@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import copy
 import io
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from s3fsv.api.files import RepoFile
+from s3fsv.api.refs import FileRef
 from s3fsv.api.transaction import Transaction
 from s3fsv.store.objects import Commit, TreeEntry, split_path
 from s3fsv.store.repo import Diff, Repository
+from s3fsv.store.transfer import local_changes, scan_local
 
 if TYPE_CHECKING:
     from s3fsv.api.store import Store
@@ -61,6 +65,7 @@ class EntryInfo:
     mtime_ns: int
     sha256: str = ""
     target: str = ""
+    tree: str = ""  # a directory's tree id: equal ids, equal contents below it
 
     @property
     def name(self) -> str:
@@ -71,7 +76,16 @@ class EntryInfo:
     def of(cls, path: str, entry: TreeEntry) -> EntryInfo:
         """The tree entry ``entry`` found at ``path``."""
         size = entry.size if entry.kind != "dir" else 0
-        return cls(path, entry.kind, size, entry.mode, entry.mtime_ns, entry.sha256, entry.target)
+        return cls(
+            path,
+            entry.kind,
+            size,
+            entry.mode,
+            entry.mtime_ns,
+            entry.sha256,
+            entry.target,
+            entry.tree,
+        )
 
 
 def clean_path(path: str) -> str:
@@ -102,7 +116,8 @@ class Repo:
 
     # -- refs and history -------------------------------------------------------------------
     def resolve(self, ref: str = "main") -> str:
-        """The full commit id ``ref`` names now; ``NotFound`` when it names none."""
+        """The full commit id ``ref`` names now; ``NotFound`` when it names none. A full id
+        costs no request once its commit is cached."""
         return self._inner.resolve(ref)
 
     def branches(self) -> dict[str, str]:
@@ -203,7 +218,23 @@ class Repo:
             out[path] = bytes(reader.read(entry, 0, entry.size))
         return out
 
+    def read_ref(self, ref: FileRef) -> bytes:
+        """The content of an uploaded file (see :meth:`upload`), verified."""
+        if ref.kind == "link":
+            return ref.entry.target.encode()
+        reader = self._store._reader(self._inner)
+        return bytes(reader.read(ref.entry, 0, ref.size))
+
     # -- writing ----------------------------------------------------------------------------
+    def upload(self, local_path: str | os.PathLike[str], path: str = "") -> dict[str, FileRef]:
+        """Store the content of a local file, or of every file and symlink below a local
+        directory, without committing it; return the refs keyed by repo path (``path`` joined
+        with the path below ``local_path``). Needs write access to objects only, never to a
+        branch: place the refs with ``Transaction.put``."""
+        items = scan_local(Path(local_path), clean_path(path))
+        changes = local_changes(self._inner, items, threads=8)
+        return {p: FileRef(e) for p, e in changes.items() if e is not None and e.kind != "dir"}
+
     def transaction(
         self,
         branch: str = "main",
@@ -211,8 +242,12 @@ class Repo:
         message: str,
         author: str | None = None,
         provenance: Mapping[str, Any] | None = None,
+        allow_empty: bool = False,
     ) -> Transaction:
         """Changes to ``branch`` that become one commit. Use as a context manager: the commit is
         made when the block exits without an exception, and nothing is committed when it raises.
-        See :class:`Transaction`."""
-        return Transaction(self._store, self._inner, branch, message, author, provenance)
+        See :class:`Transaction`. Changes that leave the tree as it was make no commit, unless
+        ``allow_empty``."""
+        return Transaction(
+            self._store, self._inner, branch, message, author, provenance, allow_empty
+        )

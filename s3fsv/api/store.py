@@ -14,6 +14,7 @@ from s3fsv.config import parse_size, store_url
 from s3fsv.errors import UsageError
 from s3fsv.store.cache import DiskCache
 from s3fsv.store.reader import ChunkReader
+from s3fsv.store.records import Records
 from s3fsv.store.store import Store as _Store
 
 DEFAULT_CACHE_SIZE = "10G"
@@ -70,6 +71,12 @@ class Store:
         """The store's URL, as opened."""
         return self._inner.url
 
+    @property
+    def endpoint_url(self) -> str | None:
+        """The S3 endpoint the store was opened with (None for AWS itself or a local store):
+        what another process needs, with ``url``, to open the same store."""
+        return getattr(self._inner.backend, "endpoint_url", None)
+
     def repos(self) -> list[str]:
         """The names of the store's repos, sorted."""
         return self._inner.repos()
@@ -81,6 +88,11 @@ class Store:
     def create_repo(self, name: str) -> Repo:
         """Create an empty repo with a ``main`` branch; ``AlreadyExists`` when it exists."""
         return Repo(self, self._inner.create_repo(name))
+
+    def records(self, namespace: str) -> Records:
+        """The JSON records kept under ``STORE/_<namespace>/`` (see ``s3fsv.store.records``):
+        write-once slots and compare-and-swap state for coordination between processes."""
+        return Records(self._inner.backend, namespace)
 
     def commits_read(self) -> list[dict[str, str]]:
         """Every ``{"repo", "commit"}`` this handle has read files of, oldest first: what a

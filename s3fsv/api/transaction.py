@@ -10,12 +10,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from s3fsv.api.changes import Changes, is_ensure_dir
-from s3fsv.errors import IsADirectory, NotADirectory, NotFound, UsageError
+from s3fsv.api.changes import Changes, Pending, is_ensure_dir
+from s3fsv.api.refs import FileRef
+from s3fsv.errors import AlreadyExists, IsADirectory, NotADirectory, NotFound, UsageError
 from s3fsv.store.objects import TreeEntry, split_path
 from s3fsv.store.provenance import command_of, provenance_context
 from s3fsv.store.repo import Repository
-from s3fsv.store.transfer import LocalItem, local_changes, scan_local
+from s3fsv.store.transfer import LocalItem, local_entry, scan_local
+from s3fsv.store.tree import resolve
 from s3fsv.store.upload import Uploader
 
 if TYPE_CHECKING:
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class Transaction:
-    """Writes, uploads, deletes and renames on one branch, committed together.
+    """Writes, uploads, copies, deletes and renames on one branch, committed together.
 
     The branch head is read when the transaction starts; that is its :attr:`base`, and every
     path is looked up there (overlaid with the transaction's own changes). Content is uploaded
@@ -48,6 +50,7 @@ class Transaction:
         message: str,
         author: str | None,
         provenance: Mapping[str, Any] | None,
+        allow_empty: bool = False,
     ) -> None:
         if not isinstance(message, str) or not message.strip():
             raise UsageError("a transaction needs a commit message")
@@ -60,6 +63,7 @@ class Transaction:
         self.branch = branch
         self.message = message
         self._author = author
+        self._allow_empty = allow_empty
         self.base: str = repo.branch_head(branch).commit
         self._changes = Changes(repo.objects, repo.commit_object(self.base).tree)
         self._uploader = Uploader(repo.objects, repo.chunk_size, threads=8)
@@ -80,26 +84,63 @@ class Transaction:
         self._changes.forget_below(path)
         self._changes.set(path, (content, mode & 0o7777, time.time_ns()))
 
-    def upload(self, local_path: str | os.PathLike[str], path: str) -> int:
+    def upload(
+        self, local_path: str | os.PathLike[str], path: str, *, mode: int | None = None
+    ) -> int:
         """Upload a local file to ``path``, or a local directory's contents below ``path``
         (merged with what is there; symlinks inside it stored as links, not followed); return
         the number of files uploaded. A file onto a directory is ``IsADirectory``, a directory
         onto a file ``NotADirectory``, at ``path`` or anywhere below it, checked before
-        anything is uploaded."""
+        anything is uploaded. Each file is read during the call (it may change or go
+        afterwards) and stored with the transaction's other content, so small files share
+        packs. ``mode`` sets the permission bits of the file(s), default the local ones."""
         path = self._path(path)
         self._check_parents(path)
-        items = scan_local(Path(local_path), path)
-        for item in items:
+        items = sorted(scan_local(Path(local_path), path), key=_walk_order)
+        for item in items:  # packed siblings end up side by side, in walk order
             self._check_upload_kind(item)
-        for rel, entry in local_changes(self._repo, items, threads=8).items():
-            if entry is None:
-                continue
-            if entry.kind == "dir":
-                self._make_sure_of_dir(rel, entry)
+        values: list[tuple[LocalItem, Pending]] = []
+        for item in items:
+            if item.kind == "file":
+                content = self._uploader.add_file(item.local)
+                bits = item.mode if mode is None else mode
+                values.append((item, (content, bits & 0o7777, item.mtime_ns)))
             else:
-                self._changes.forget_below(rel)
-                self._changes.set(rel, entry)
+                values.append((item, local_entry(item)))
+        for item, value in values:
+            if item.kind == "dir":
+                assert isinstance(value, TreeEntry)
+                self._make_sure_of_dir(item.rel, value)
+            else:
+                self._changes.forget_below(item.rel)
+                self._changes.set(item.rel, value)
         return sum(1 for i in items if i.kind == "file")
+
+    def put(self, path: str, ref: FileRef) -> None:
+        """Place uploaded content (``Repo.upload``, possibly by another process) at ``path``,
+        made or replaced, making its directories. ``IsADirectory`` when ``path`` is a
+        directory."""
+        path = self._path(path)
+        self._check_parents(path)
+        if self._changes.kind(path) == "dir":
+            raise IsADirectory(f"cannot put {path}: it is a directory")
+        self._changes.forget_below(path)
+        self._changes.set(path, ref.entry)
+
+    def mkdir(self, path: str, *, mode: int = 0o755) -> bool:
+        """Make an empty directory at ``path`` (and the directories above it). Return False,
+        changing nothing, when a directory is there already; ``AlreadyExists`` when a file or
+        symlink is."""
+        path = self._path(path)
+        self._check_parents(path)
+        kind = self._changes.kind(path)
+        if kind == "dir":
+            return False
+        if kind is not None:
+            raise AlreadyExists(f"cannot make directory {path}: a {kind} is there")
+        name = path.rsplit("/", 1)[-1]
+        self._make_sure_of_dir(path, TreeEntry(name, "dir", mode & 0o7777, time.time_ns()))
+        return True
 
     def delete(self, path: str) -> None:
         """Delete the file, symlink or directory (with everything below it) at ``path``;
@@ -116,35 +157,29 @@ class Transaction:
         ``rename(2)`` does. ``NotFound`` when ``old`` does not exist, ``IsADirectory`` when
         ``new`` is a directory, ``NotADirectory`` for a directory onto a file or symlink, and
         ``UsageError`` for a directory into itself."""
-        old, new = self._path(old), self._path(new)
-        kind = self._changes.kind(old)
-        if kind is None:
-            raise NotFound(f"cannot rename {old}: no such file or directory")
-        if new == old:
-            return
-        if new.startswith(old + "/"):
-            raise UsageError(f"cannot move {old} into itself ({new})")
-        there = self._changes.kind(new)
-        if there == "dir":
-            raise IsADirectory(f"cannot rename {old} to {new}: {new} is a directory")
-        self._check_parents(new)
-        if kind == "dir" and there is not None:
-            raise NotADirectory(f"cannot rename directory {old} to {new}: {new} is a {there}")
-        moved = self._changes.below(old)
-        carried = self._changes.value(old)
-        self._changes.forget_below(old)
-        self._changes.forget_below(new)
-        self._changes.set(old, None)
-        if carried is not None:  # None: a directory that only changes below it make
-            self._changes.set(new, carried)
-        for p, v in moved.items():
-            self._changes.set(new + p[len(old) :], v)
+        self._carry(old, new, keep=False)
+
+    def copy(self, src: str, dst: str, *, ref: str | None = None) -> None:
+        """Copy ``src`` (a file, symlink or directory with everything below it) to ``dst``,
+        as this transaction sees it, or as commit ``ref`` of the same repo has it (any ref
+        :meth:`Repo.resolve` takes: a file can be restored from an old commit this way). The
+        copy shares the stored content, so no bytes are transferred. Replacing and refusals
+        follow :meth:`rename`'s rules."""
+        self._carry(src, dst, keep=True, ref=ref)
+
+    def kind(self, path: str) -> str | None:
+        """What ``path`` is in the base overlaid with this transaction's changes: ``"file"``,
+        ``"dir"``, ``"link"``, or None when nothing is there. The root is a directory."""
+        if self._done:
+            raise UsageError("this transaction has ended already")
+        clean = "/".join(split_path(path))
+        return "dir" if not clean else self._changes.kind(clean)
 
     # -- ending -----------------------------------------------------------------------------
     def commit(self) -> str:
         """Make the commit and return its id. When the changes leave the branch as it is, no
-        commit is made and the id is the branch head's. The transaction is over afterwards,
-        whatever the outcome."""
+        commit is made (unless the transaction allows empty commits) and the id is the branch
+        head's. The transaction is over afterwards, whatever the outcome."""
         self._end()
         try:
             self._uploader.finish()
@@ -161,7 +196,7 @@ class Transaction:
                 author=self._author,
                 provenance=self._commit_provenance(),
                 base=self.base,
-                allow_empty=False,
+                allow_empty=self._allow_empty,
                 missing_ok=True,  # a rename deletes its source whether or not it existed
             )
             return self.commit_id
@@ -217,17 +252,68 @@ class Transaction:
             )
 
     def _make_sure_of_dir(self, path: str, entry: TreeEntry) -> None:
-        """Make sure ``path`` is a directory for an upload: merged with the directory there
-        (one a rename of this transaction put there, or whatever is there when committing),
-        or, where this transaction deleted something, a new one holding only what it puts
-        below."""
+        """Make sure ``path`` is a directory (``entry``'s mode and mtime, when it is made):
+        merged with the directory there (one a rename of this transaction put there, or
+        whatever is there when committing), or, where this transaction deleted something, a
+        new one holding only what it puts below."""
         if not self._changes.has(path) or is_ensure_dir(self._changes.get(path)):
             self._changes.set(path, entry)  # mkdir -p, resolved when committing
         elif self._changes.get(path) is None:
-            if not self._empty_tree:
-                self._empty_tree = self._repo.empty_tree()
-            self._changes.set(path, replace(entry, tree=self._empty_tree))
+            self._changes.set(path, replace(entry, tree=self._empty()))
         # else: a directory a rename put there, kept with what it holds
+
+    def _carry(self, old: str, new: str, *, keep: bool, ref: str | None = None) -> None:
+        """Put what ``old`` holds (in this transaction, or in commit ``ref``) at ``new``, with
+        what is below it; with ``keep`` False, ``old`` goes (a rename)."""
+        old, new = self._path(old), self._path(new)
+        verb = "copy" if keep else "rename"
+        moved: dict[str, Pending] = {}
+        if ref is not None:
+            tree = self._repo.commit_object(self._repo.resolve(ref)).tree
+            try:
+                carried: Pending = resolve(self._repo.objects, tree, old)
+            except (NotFound, NotADirectory):
+                raise NotFound(f"cannot {verb} {old}: no such file or directory in {ref}") from None
+            kind: str | None = carried.kind
+        else:
+            kind = self._changes.kind(old)
+            if kind is None:
+                raise NotFound(f"cannot {verb} {old}: no such file or directory")
+            if new == old:
+                return
+            if new.startswith(old + "/"):
+                raise UsageError(f"cannot {verb} {old} into itself ({new})")
+            carried = self._concrete(old)
+            moved = self._changes.below(old)
+        there = self._changes.kind(new)
+        if there == "dir":
+            raise IsADirectory(f"cannot {verb} {old} to {new}: {new} is a directory")
+        self._check_parents(new)
+        if kind == "dir" and there is not None:
+            raise NotADirectory(f"cannot {verb} directory {old} to {new}: {new} is a {there}")
+        if not keep:
+            self._changes.forget_below(old)
+            self._changes.set(old, None)
+        self._changes.forget_below(new)
+        if carried is not None:  # None: a directory that only changes below it make
+            self._changes.set(new, carried)
+        for p, v in moved.items():
+            self._changes.set(new + p[len(old) :], v)
+
+    def _concrete(self, path: str) -> Pending:
+        """What ``path`` holds, a directory that need only exist made the one it stands for
+        (an empty one): moved elsewhere, it must not pick up what is there when committing."""
+        value = self._changes.value(path)
+        if is_ensure_dir(value):
+            assert isinstance(value, TreeEntry)
+            return replace(value, tree=self._empty())
+        return value
+
+    def _empty(self) -> str:
+        """The id of the empty tree, stored (once per transaction)."""
+        if not self._empty_tree:
+            self._empty_tree = self._repo.empty_tree()
+        return self._empty_tree
 
     def _commit_provenance(self) -> dict[str, Any]:
         inputs = [{**read, "via": "api"} for read in self._store.commits_read()]
@@ -237,6 +323,10 @@ class Transaction:
             out["commands"] = [command]
         out.update(self._provenance)
         return out
+
+
+def _walk_order(item: LocalItem) -> list[str]:
+    return item.rel.split("/")
 
 
 def _check_text(text: object, what: str) -> None:

@@ -1,5 +1,6 @@
-"""A stateful model test of ``Transaction``: writes, uploads, deletes and renames, committed or
-aborted, against a model of each commit as files (path -> bytes) and directories.
+"""A stateful model test of ``Transaction``: writes, uploads, deletes, renames, copies (also
+from older commits) and mkdirs, committed or aborted, against a model of each commit as files
+(path -> bytes) and directories.
 
 The model holds directories too: a directory stays when its last file goes (directories are real
 entries), and writing a file where one is must fail. After every commit the new commit is read
@@ -26,7 +27,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from s3fsv.errors import IsADirectory, NotADirectory, NotFound, S3fsvError, UsageError
+from s3fsv.errors import (
+    AlreadyExists,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    S3fsvError,
+    UsageError,
+)
 
 NAMES = ["a", "b", "c"]
 paths = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map("/".join)
@@ -68,7 +76,7 @@ class Snapshot:
     files: dict[str, bytes] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
 
-    def copy(self) -> Snapshot:
+    def clone(self) -> Snapshot:
         return Snapshot(dict(self.files), set(self.dirs))
 
     def kind(self, path: str) -> str | None:
@@ -114,29 +122,48 @@ class Snapshot:
             return (NotFound,)
         return None
 
-    def rename(self, old: str, new: str) -> Errors | None:
-        kind = self.kind(old)
+    def mkdir(self, path: str) -> Errors | None:
+        if any(a in self.files for a in ancestors(path)):
+            return (NotADirectory,)
+        if path in self.files:
+            return (AlreadyExists,)
+        self.dirs.update([path, *ancestors(path)])
+        return None
+
+    def copy(self, src: str, dst: str, origin: Snapshot | None = None) -> Errors | None:
+        """Copy ``src`` of ``origin`` (an older commit), or of this snapshot, to ``dst``."""
+        source = origin or self
+        kind = source.kind(src)
         if kind is None:
             return (NotFound,)
-        if new == old:
+        if origin is None and dst == src:
             return None
-        if below(old, new):
+        if origin is None and below(src, dst):
             return (UsageError,)
-        if new in self.dirs:
+        if dst in self.dirs:
             return (IsADirectory,)
-        if any(a in self.files for a in ancestors(new)):
+        if any(a in self.files for a in ancestors(dst)):
             return (NotADirectory,)
-        if kind == "dir" and new in self.files:
+        if kind == "dir" and dst in self.files:
             return (NotADirectory,)
         if kind == "file":
-            self.files[new] = self.files.pop(old)
+            self.files[dst] = source.files[src]
         else:
-            moved = {p for p in self.files if below(old, p)}
-            self.files.update({new + p[len(old) :]: self.files.pop(p) for p in moved})
-            dirs = {d for d in self.dirs if d == old or below(old, d)}
-            self.dirs = (self.dirs - dirs) | {new + d[len(old) :] for d in dirs}
-        self.dirs.update(ancestors(new))
+            moved = {p: v for p, v in source.files.items() if below(src, p)}
+            self.files.update({dst + p[len(src) :]: v for p, v in moved.items()})
+            self.dirs |= {dst + d[len(src) :] for d in source.dirs if d == src or below(src, d)}
+        self.dirs.update(ancestors(dst))
         return None
+
+    def rename(self, old: str, new: str) -> Errors | None:
+        if old == new or self.kind(old) is None:
+            return self.copy(old, new)
+        errors = self.copy(old, new)
+        if errors is None:  # the copy went elsewhere: the original goes
+            self.files = {p: v for p, v in self.files.items() if p != old and not below(old, p)}
+            self.dirs = {d for d in self.dirs if d != old and not below(old, d)}
+            self.dirs.update(ancestors(new))
+        return errors
 
 
 class TransactionModel(RuleBasedStateMachine):
@@ -160,7 +187,7 @@ class TransactionModel(RuleBasedStateMachine):
         self.steps += 1
         self.tx = self.repo.transaction("main", message=f"step {self.steps}")
         assert self.tx.base == self.commits[-1][0]
-        self.model = self.commits[-1][1].copy()
+        self.model = self.commits[-1][1].clone()
         self.changed = False  # a change was made (committing or aborting nothing says little)
 
     def some_path(self, data: st.DataObject) -> str:
@@ -178,6 +205,13 @@ class TransactionModel(RuleBasedStateMachine):
             return
         with pytest.raises(errors):
             action()
+
+    def target_path(self, data: st.DataObject) -> str:
+        """Where to rename or copy to: any path, sometimes in a directory not there yet."""
+        path = self.some_path(data)
+        if data.draw(st.booleans()):
+            path = f"{path}/{data.draw(st.sampled_from(NAMES))}"
+        return path
 
     def local_dir(self) -> Path:
         self.locals += 1
@@ -220,10 +254,36 @@ class TransactionModel(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def rename(self, data: st.DataObject) -> None:
-        old, new = self.some_path(data), self.some_path(data)
-        if data.draw(st.booleans()):  # into a directory that may not exist yet
-            new = f"{new}/{data.draw(st.sampled_from(NAMES))}"
+        old, new = self.some_path(data), self.target_path(data)
         self.expect(self.model.rename(old, new), lambda: self.tx.rename(old, new))
+
+    @rule(data=st.data())
+    def copy(self, data: st.DataObject) -> None:
+        src, dst = self.some_path(data), self.target_path(data)
+        self.expect(self.model.copy(src, dst), lambda: self.tx.copy(src, dst))
+
+    @rule(data=st.data())
+    def copy_from_a_commit(self, data: st.DataObject) -> None:
+        cid, snapshot = data.draw(st.sampled_from(self.commits))
+        known = snapshot.paths()
+        src = data.draw(st.sampled_from(known) if known else paths)
+        dst = self.target_path(data)
+        self.expect(self.model.copy(src, dst, snapshot), lambda: self.tx.copy(src, dst, ref=cid))
+
+    @rule(data=st.data())
+    def mkdir(self, data: st.DataObject) -> None:
+        path = self.some_path(data)
+        made = path not in self.model.dirs
+
+        def mkdir() -> None:
+            assert self.tx.mkdir(path) is made
+
+        self.expect(self.model.mkdir(path), mkdir)
+
+    @rule(data=st.data())
+    def kind(self, data: st.DataObject) -> None:
+        path = self.some_path(data)
+        assert self.tx.kind(path) == self.model.kind(path)
 
     # -- ending -----------------------------------------------------------------------------
     @precondition(lambda self: self.changed)
