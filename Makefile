@@ -58,7 +58,7 @@ $(STAMP): pyproject.toml | system-deps $(VENV)/bin/python
 # The baselines benchmarks compare with (s3fs), installed together with the rest so that pip
 # picks one set of versions that suits all of them.
 $(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(PY) -m pip install -q -e '.[test,example,bench]'
+	$(PY) -m pip install -q -e '.[test,example,gateway,bench]'
 	touch $(BENCH_STAMP)
 
 clean:

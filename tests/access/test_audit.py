@@ -3,6 +3,7 @@ record is refused by the engine or found by ``audit verify``."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -143,3 +144,33 @@ def test_mutations_are_recorded_and_the_log_answers_who_did_what(world: World) -
     shown = run_cli("audit", "log", "--repo", "detections", "--since", "1h", env=world.env).stdout
     assert "commit" in shown and head[:12] in shown and "root-admin" in shown
     assert run_cli("audit", "verify", env=world.env).stdout.startswith("ok: ")
+
+
+def test_pipeline_jobs_and_their_commits_are_recorded(tmp_path: Path) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "S3FSV_STORE": (tmp_path / "store").as_uri(),
+        "S3FSV_PRINCIPAL": "pipeline-detect",
+        "XDG_CACHE_HOME": str(tmp_path / "c"),
+        "XDG_STATE_HOME": str(tmp_path / "s"),
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+    }
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("a\n")
+    for args in (["init"], ["repo", "create", "cams"], ["repo", "create", "out"]):
+        run_cli(*args, env=env)
+    run_cli("audit", "init", "--retain-days", "1", env=env)
+    run_cli("put", str(tmp_path / "in"), "cams@main:images", "-m", "in", "-q", env=env)
+    copy = "import shutil,sys; shutil.copytree(sys.argv[1], sys.argv[2], dirs_exist_ok=True)"
+    run_cli(
+        "pipeline", "create", "--name", "copy", "--input", "cams@main:/", "--output",
+        "out@main", "--", sys.executable, "-c", copy, "{in}", "{out}", env=env,
+    )  # fmt: skip
+    run_cli("pipeline", "run", "copy", "--quiet", env=env)
+    with s3fsv.open_store(env["S3FSV_STORE"], cache_dir=tmp_path / "c") as store:
+        records = AuditTrail(store.records(NAMESPACE)).query(repo="out")
+        out_head = store.repo("out").resolve("main")
+    job = [r for r in records if r["action"] == "pipeline.job"]
+    assert len(job) == 1 and job[0]["new"] == out_head and job[0]["detail"]["state"] == "succeeded"
+    assert job[0]["principal"] == "pipeline-detect"
+    assert any(r["action"] == "commit" and r["new"] == out_head for r in records)
