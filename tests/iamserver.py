@@ -130,3 +130,28 @@ class IamSeaweedServer(SeaweedServer):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    import contextlib
+    import signal
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python tests/iamserver.py WORKDIR ENVFILE")
+    for _sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(_sig, signal.default_int_handler)
+    with IamSeaweedServer(sys.argv[1], session_seconds=900) as server:
+        assert server.gateway_keys is not None
+        lines = [f"export {k}={v}" for k, v in server.env().items()]
+        lines += [
+            f"export GATEWAY_ACCESS_KEY_ID={server.gateway_keys[0]}",
+            f"export GATEWAY_SECRET_ACCESS_KEY={server.gateway_keys[1]}",
+            f"export CEILING_ROLE_ARN={server.role_arn}",
+        ]
+        tmp = sys.argv[2] + ".tmp"
+        with open(tmp, "w") as out:
+            out.write("\n".join(lines) + "\n")
+        os.replace(tmp, sys.argv[2])  # appears whole: the reader waits for it
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()

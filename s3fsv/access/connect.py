@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from s3fsv.access.audit import NAMESPACE, AuditTrail, Sink, attach, direct_sink
 from s3fsv.access.client import GatewayClient, gateway_sink, read_token_file
 from s3fsv.api import Store
 from s3fsv.api import open_store as _open_store
+from s3fsv.config import endpoint_url as configured_endpoint
+from s3fsv.config import store_url
 from s3fsv.errors import UsageError
 from s3fsv.store.events import Events
 from s3fsv.store.records import Records
@@ -38,22 +41,10 @@ def open_store(
     if gateway is None:
         if token is not None or token_file is not None:
             raise UsageError("a token is for a gateway: give gateway= too")
-        store = _open_store(url, endpoint_url=endpoint_url, **options)
-        attach(store.events, direct_sink(AuditTrail(store.records(NAMESPACE))))
-        return store
-    client = connect(gateway, token, token_file)
-    info = client.info()
-    if url is not None and url.rstrip("/") != str(info["store"]).rstrip("/"):
-        raise UsageError(f"the gateway {gateway} serves {info['store']}, not {url}")
-    store = _open_store(
-        str(info["store"]),
-        endpoint_url=info.get("endpoint_url"),
-        credentials=client.refreshing(),
-        region=info.get("region"),
-        **options,
-    )
-    attach(store.events, gateway_sink(client))
-    return store
+        if url is not None and not str(url).strip():
+            raise UsageError("open_store: the store URL is empty")
+        return command_store(Reach(store_url(url), configured_endpoint(endpoint_url)), **options)
+    return command_store(_through(connect(gateway, token, token_file), url), **options)
 
 
 def connect(
@@ -76,3 +67,57 @@ def audit_sink_for(backend: Any, client: GatewayClient | None) -> Sink:
 def attach_store(events: Events, backend: Any, client: GatewayClient | None = None) -> None:
     """Record the changes told to ``events`` (a store-layer store's) in the audit trail."""
     attach(events, audit_sink_for(backend, client))
+
+
+@dataclass
+class Reach:
+    """How a command reaches its store: URL, endpoint, extra S3 backend options (a gateway's
+    ``credentials`` and ``region``), and the gateway client (None when direct)."""
+
+    url: str
+    endpoint_url: str | None
+    s3: dict[str, Any] = field(default_factory=dict)
+    client: GatewayClient | None = None
+
+
+def reach(
+    store: str | None = None,
+    endpoint: str | None = None,
+    gateway: str | None = None,
+    token_file: str | None = None,
+) -> Reach:
+    """The store of a command's ``--store``/``--endpoint-url``/``--gateway``/``--token-file``
+    (each falling back to ``S3FSV_STORE``, ``AWS_ENDPOINT_URL``, ``S3FSV_GATEWAY``,
+    ``S3FSV_TOKEN_FILE``). Through a gateway, the store is the gateway's (``--store``, if
+    given, must name it)."""
+    gateway = gateway or os.environ.get("S3FSV_GATEWAY") or None
+    token_file = token_file or os.environ.get("S3FSV_TOKEN_FILE") or None
+    if not gateway:
+        if token_file and not os.environ.get("S3FSV_TOKEN_FILE"):
+            raise UsageError("--token-file is the token of a --gateway: give that too")
+        return Reach(store_url(store), configured_endpoint(endpoint))
+    if not token_file:
+        raise UsageError("--gateway needs --token-file (or S3FSV_TOKEN_FILE)")
+    return _through(connect(gateway, None, os.path.abspath(os.path.expanduser(token_file))), store)
+
+
+def _through(client: GatewayClient, store: str | None) -> Reach:
+    """The store ``client``'s gateway serves (which ``store``, if given, must name)."""
+    info = client.info()
+    served = str(info["store"]).rstrip("/")
+    if store and str(store).rstrip("/") != served:
+        raise UsageError(f"the gateway {client.url} serves {served}, not {store}")
+    who = info.get("principal", "?")
+    options = {
+        "credentials": client.refreshing(),
+        "region": info.get("region"),
+        "denied_hint": f"the grants of {who} do not allow it (s3fsv access check {who} ...)",
+    }
+    return Reach(served, info.get("endpoint_url"), options, client)
+
+
+def command_store(reached: Reach, **options: Any) -> Store:
+    """The API store of a :func:`reach`, its changes going to the audit trail."""
+    store = _open_store(reached.url, endpoint_url=reached.endpoint_url, **reached.s3, **options)
+    attach(store.events, audit_sink_for(store.records(NAMESPACE).backend, reached.client))
+    return store

@@ -93,10 +93,14 @@ class Gateway:
             token = state.tokens.get(tid)
             if token is None or not hmac.compare_digest(token.sha256, token_hash(text)):
                 raise _Unauthorized("unknown token")
+            why = ""
             if token.revoked:
-                raise _Unauthorized("token revoked")
-            if token.expires and _parse(token.expires) <= datetime.now(timezone.utc):
-                raise _Unauthorized("token expired")
+                why = "token revoked"
+            elif token.expires and _parse(token.expires) <= datetime.now(timezone.utc):
+                why = "token expired"
+            if why:
+                self.refused(Caller(token.principal, f"token {tid}"), "", why)
+                raise _Unauthorized(why)
             return Caller(token.principal, f"token {tid}"), state
         if self.oidc is not None and text.count(".") == 2:
             try:
@@ -117,7 +121,15 @@ class Gateway:
             raise StoreUnavailable("the audit trail is off: nothing is issued")
         return rec
 
+    def refused(self, caller: Caller, asked: str, why: str, repo: str | None = None) -> None:
+        """Record a request refused in a known principal's name."""
+        detail = {"asked": asked, "why": why, "via": caller.via}
+        self.record(caller, {"action": "gateway.refused", "repo": repo, "detail": detail})
+
     def credentials(self, caller: Caller, state: AccessState) -> dict[str, Any]:
+        if not state.grants_of(caller.principal):
+            self.refused(caller, "credentials", "no grants")
+            raise AccessDenied(f"{caller.principal} has no grants")
         issued = self.issuer.for_principal(state, caller.principal)
         scope = [g.describe() for g in state.grants_of(caller.principal)]
         self.record(
@@ -146,6 +158,7 @@ class Gateway:
         for path in clean:
             verdict = decide(state, caller.principal, action, repo, path=path)
             if not verdict.allowed:
+                self.refused(caller, f"{method} {repo}:{path}", verdict.reason, repo)
                 raise AccessDenied(str(verdict))
         signer, left = self.issuer.signer(state, caller.principal, needed=60)
         expires = int(min(PRESIGN_SECONDS, max(left - 5, 1)))

@@ -75,7 +75,9 @@ class AccessLog:
     def _change(self, op: str, **fields: Any) -> dict[str, Any]:
         body = {"op": op, "time": utc_now(), "by": current_principal(), **stamp(), **fields}
         record = self.chain.append(body)
-        shown = {k: v for k, v in fields.items() if k != "sha256"}
+        # The trail's own "principal" is who made the change; whom it is about is "subject".
+        shown = {("subject" if k == "principal" else k): v for k, v in fields.items()}
+        shown.pop("sha256", None)
         self.store.record_event(f"access.{op}", change=record["seq"], **shown)
         return record
 

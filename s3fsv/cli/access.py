@@ -15,7 +15,7 @@ from s3fsv.access import audit as audit_mod
 from s3fsv.access import iam as iam_mod
 from s3fsv.access import policy
 from s3fsv.access.check import decide
-from s3fsv.access.connect import open_store
+from s3fsv.access.connect import command_store, reach
 from s3fsv.access.grants import AccessLog
 from s3fsv.access.model import LEVELS, check_target
 from s3fsv.api import Store
@@ -122,7 +122,9 @@ def add_verbs(add: AddCommand) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--session", metavar="PRINCIPAL", help="the gateway's session policy")
     which.add_argument("--ceiling", action="store_true", help="the ceiling role's policy")
-    which.add_argument("--gateway", action="store_true", help="the gateway's own session policy")
+    which.add_argument(
+        "--gateway-policy", action="store_true", help="the gateway's own session policy"
+    )
     p = add("apply", "access.apply", group=sub, help="push users, groups and policies to IAM")
     p.add_argument("--dry-run", action="store_true", help="only say what would change")
     p.add_argument("--name-prefix", default=iam_mod.DEFAULT_PREFIX, help="IAM name prefix")
@@ -178,7 +180,10 @@ def add_verbs(add: AddCommand) -> None:
 
 
 def _store(args: argparse.Namespace) -> Store:
-    return open_store(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
+    """The store, reached directly: grants and the audit trail are the store owner's."""
+    if args.gateway or args.token_file:
+        raise UsageError("access and audit commands use the store's own credentials, not a gateway")
+    return command_store(reach(args.store, args.endpoint_url))
 
 
 def _print_json(value: Any) -> None:
@@ -295,7 +300,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     where = policy.Location.of(url)
     if args.ceiling:
         _print_json(policy.ceiling_policy(where))
-    elif args.gateway:
+    elif args.gateway_policy:
         _print_json(policy.gateway_policy(where))
     else:
         state = AccessLog(_store(args)).state()

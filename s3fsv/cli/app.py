@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from s3fsv.access.connect import attach_store
+from s3fsv.access.connect import attach_store, reach
 from s3fsv.cli import access, pipelines
 from s3fsv.cli.mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli.parser import Commands, build_parser
@@ -41,9 +41,11 @@ command = _COMMANDS.register
 
 
 def _open_store(args: argparse.Namespace) -> Store:
-    """The store of ``--store``, its changes recorded in its audit trail (when that is on)."""
-    store = Store.open(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
-    attach_store(store.events, store.backend)
+    """The store of ``--store`` (or of ``--gateway``), its changes recorded in its audit
+    trail (when that is on)."""
+    way = reach(args.store, args.endpoint_url, args.gateway, args.token_file)
+    store = Store.open(way.url, endpoint_url=way.endpoint_url, **way.s3)
+    attach_store(store.events, store.backend, way.client)
     return store
 
 

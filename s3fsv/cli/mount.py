@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from s3fsv.access.connect import attach_store, connect
+from s3fsv.access.connect import attach_store, reach
 from s3fsv.cli.parser import Commands
 from s3fsv.config import parse_size
 from s3fsv.errors import MountError, S3fsvError, UsageError
@@ -127,21 +127,18 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
 
 def _through_gateway(args: argparse.Namespace) -> tuple[str, str | None, dict[str, Any], Any]:
-    """(source, endpoint, S3 options, gateway client or None) for ``--gateway``: the store
-    and endpoint the gateway names, and its refreshing credentials."""
-    if not args.gateway and not args.token_file:
+    """(source, endpoint, S3 options, gateway client or None): with ``--gateway``, the
+    store and endpoint it names (a bare REPO[@REF] is in its store), and its refreshing
+    credentials."""
+    if not (args.gateway or os.environ.get("S3FSV_GATEWAY")):
         return args.source, args.endpoint_url, {}, None
-    if not (args.gateway and args.token_file):
-        raise UsageError("--gateway and --token-file go together")
-    client = connect(args.gateway, None, os.path.abspath(args.token_file))
-    info = client.info()
-    text, served = args.source, str(info["store"]).rstrip("/")
+    way = reach(None, None, args.gateway, args.token_file)
+    text = args.source
     if "://" not in text:
-        text = f"{served}/{text}"
-    elif text.rstrip("/") != served and not text.startswith(served + "/"):
-        raise UsageError(f"the gateway serves {info['store']}, not {args.source}")
-    s3 = {"credentials": client.refreshing(), "region": info.get("region")}
-    return text, info.get("endpoint_url") or args.endpoint_url, s3, client
+        text = f"{way.url}/{text}"
+    elif text.rstrip("/") != way.url and not text.startswith(way.url + "/"):
+        raise UsageError(f"the gateway serves {way.url}, not {args.source}")
+    return text, way.endpoint_url, way.s3, way.client
 
 
 def _leftover_staging(

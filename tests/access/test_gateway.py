@@ -58,6 +58,11 @@ def test_an_upload_only_device_puts_below_its_prefix_and_nothing_else(
     assert engine(lambda: s3.get_object(Bucket=world.bucket, Key=world.key(stored[0]))) == 403
     issued = world.trail.query(principal="uploader", action="gateway.presign.put")
     assert issued and issued[-1]["scope"] == [f"PUT repoA:{p}" for p in stored]
+    refused = world.trail.query(principal="uploader", action="gateway.refused")
+    assert [r["detail"]["asked"] for r in refused[-2:]] == [
+        "PUT repoA:incoming/someone-else/x.jpg",
+        "GET repoA:images/a.jpg",
+    ]
 
 
 def test_a_revoked_token_is_refused_at_once(world: World) -> None:
@@ -67,6 +72,8 @@ def test_a_revoked_token_is_refused_at_once(world: World) -> None:
     world.access.revoke_token(tok.id)
     with pytest.raises(AccessDenied, match="token revoked"):
         client.credentials()
+    refused = world.trail.query(principal="reader", action="gateway.refused")
+    assert refused[-1]["detail"]["why"] == "token revoked"
     with pytest.raises(AccessDenied, match="unknown token"):
         GatewayClient(world.gateway_url, text[:-4] + "AAAA").info()
 

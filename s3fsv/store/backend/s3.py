@@ -141,6 +141,7 @@ class S3Backend:
         max_pool_connections: int = 32,
         list_mode: Literal["auto", "flat", "walk"] = "auto",
         credentials: Any = None,
+        denied_hint: str = "check credentials",
     ) -> None:
         if list_mode not in ("auto", "flat", "walk"):
             raise UsageError(f"invalid list_mode {list_mode!r}: use auto, flat or walk")
@@ -164,6 +165,7 @@ class S3Backend:
         )
         self.region = region
         self.credentials = credentials
+        self.denied_hint = denied_hint  # what an access-denied message tells the user to do
         self._config = Config(
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=connect_timeout,
@@ -242,7 +244,7 @@ class S3Backend:
                     return PreconditionFailed(f"conditional write lost on {where}: key is gone")
                 return NotFound(f"no such key: {where}")
             if code in _DENIED_CODES or status == 403:
-                return AccessDenied(f"access denied to {where}: check credentials")
+                return AccessDenied(f"access denied to {where}: {self.denied_hint}")
             return StoreUnavailable(f"S3 error on {where}: {code or status}: {message}")
         if isinstance(exc, _CREDENTIAL_ERRORS):
             if isinstance(exc, bexc.NoCredentialsError):
