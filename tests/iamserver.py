@@ -6,7 +6,8 @@ identity, an STS section whose sessions last at most ``session_seconds`` (short,
 see credentials expire and renew), and one role, the gateway's ceiling role
 (:data:`CEILING_ROLE_ARN`): everything on every bucket but deleting audit records, assumable
 only by the IAM user ``s3fsv-gateway``. ``start()`` also creates that user and an access key
-for it through the IAM API (``gateway_keys``), as an operator would.
+for it through the IAM API (``gateway_keys``), as an operator would. With ``audit_port``, the
+server sends a log record of every request there (``-s3.auditLogConfig``, fluent forward).
 """
 
 from __future__ import annotations
@@ -24,9 +25,17 @@ GATEWAY_USER = "s3fsv-gateway"
 
 
 class IamSeaweedServer(SeaweedServer):
-    def __init__(self, workdir: Any, *, session_seconds: int = 15, **kw: Any) -> None:
+    def __init__(
+        self,
+        workdir: Any,
+        *,
+        session_seconds: int = 15,
+        audit_port: int | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(workdir, **kw)
         self.session_seconds = session_seconds
+        self.audit_port = audit_port  # send every request's log record there (fluent forward)
         self.role_arn = CEILING_ROLE_ARN
         self.gateway_keys: tuple[str, str] | None = None
 
@@ -84,11 +93,16 @@ class IamSeaweedServer(SeaweedServer):
             path.chmod(0o600)
 
     def _command(self) -> list[str]:
-        return [
+        cmd = [
             *super()._command(),
             f"-s3.iam.config={self.workdir / 'iam.json'}",
             "-s3.iam.readOnly=false",
         ]
+        if self.audit_port is not None:
+            fluent = {"fluent_host": "127.0.0.1", "fluent_port": self.audit_port}
+            (self.workdir / "fluent.json").write_text(json.dumps(fluent))
+            cmd.append(f"-s3.auditLogConfig={self.workdir / 'fluent.json'}")
+        return cmd
 
     def start(self) -> IamSeaweedServer:
         super().start()

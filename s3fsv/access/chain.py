@@ -151,7 +151,31 @@ class Chain:
                     return Verdict(count - 1, prev, seq, "differs from the hash noted earlier")
         if expect is not None and expect[0] >= count:
             return Verdict(count, prev, count, f"ends before record {expect[0]} noted earlier")
+        rewritten = self._rewritten()
+        if rewritten:
+            first = rewritten[0]
+            return Verdict(
+                first,
+                prev,
+                first,
+                f"record {first} was overwritten or deleted after it was written (the "
+                "store keeps every version: list them to see the original)",
+            )
         return Verdict(count, prev)
+
+    def _rewritten(self) -> list[int]:
+        """Slots that have more than one version, where the store keeps versions (a write-once
+        slot has exactly one: any other was an overwrite or a delete)."""
+        versions = getattr(self.records.backend, "key_versions", None)
+        if versions is None:
+            return []
+        base = self.records.key(self.below) + "/"
+        found = []
+        for key, count in versions(base).items():
+            tail = key[len(base) :]
+            if count > 1 and tail.isdigit():
+                found.append(int(tail))
+        return sorted(found)
 
     def _raw_or_none(self, seq: int) -> bytes | None:
         try:

@@ -176,7 +176,21 @@ def add_verbs(add: AddCommand) -> None:
     p.add_argument("--action", metavar="PREFIX", help="e.g. commit, gateway.")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p = add("ingest", "audit.ingest", group=sub, help="fold the engine's request logs in")
-    p.add_argument("files", nargs="+", metavar="FILE", help="JSON lines of engine log records")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="JSON lines of engine requests (audit receive's, fluentd's, or CloudTrail's); "
+        "each file is read from where its last ingest stopped",
+    )
+    p = add(
+        "receive",
+        "audit.receive",
+        group=sub,
+        help="collect SeaweedFS's request log (-s3.auditLogConfig, fluent forward) into a file",
+    )
+    p.add_argument("--listen", default="127.0.0.1:24224", metavar="HOST:PORT")
+    p.add_argument("--out", required=True, metavar="FILE", help="JSON lines, appended (0600)")
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -387,9 +401,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from s3fsv.access.issuer import IssuerConfig
     from s3fsv.access.oidc import OidcConfig
 
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"bad --listen {args.listen!r}: use HOST:PORT")
+    host, port = _host_port(args.listen)
     oidc = None
     if args.oidc_issuer or args.oidc_jwks or args.oidc_audience:
         if not (args.oidc_issuer and args.oidc_jwks and args.oidc_audience):
@@ -409,7 +421,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"s3fsv gateway for {config.store_url} on http://{args.listen}", file=sys.stderr)
-    serve(gateway, host.strip("[]"), int(port))
+    serve(gateway, host, port)
     return 0
 
 
@@ -456,10 +468,33 @@ def cmd_audit_log(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command("audit.receive")
+def cmd_audit_receive(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from s3fsv.access.ingest import receive
+
+    host, port = _host_port(args.listen)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"receiving on {args.listen} into {args.out} (Ctrl-C stops)", file=sys.stderr)
+    receive(host, port, Path(args.out), stop)
+    return 0
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"bad address {text!r}: use HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
 @_command("audit.ingest")
 def cmd_audit_ingest(args: argparse.Namespace) -> int:
     from s3fsv.access.ingest import ingest_files
 
     added = ingest_files(_store(args), [Path(f) for f in args.files])
-    print(f"folded {added} engine log records into the audit trail")
+    print(f"folded {added} engine requests into the audit trail")
     return 0

@@ -5,7 +5,9 @@ principals, tokens, and a gateway serving them."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,10 +39,35 @@ PRINCIPALS = {  # name -> grants (level, repo, options)
 
 
 @pytest.fixture(scope="session")
-def iam_seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamSeaweedServer]:
-    """SeaweedFS with IAM and STS (sessions capped at 15 s) for the whole session."""
+def engine_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """``s3fsv audit receive`` in a thread: (its port, the JSON lines file it appends to)."""
+    from s3fsv.access.ingest import receive
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path_factory.mktemp("engine-log") / "requests.jsonl"
+    stop = threading.Event()
+    thread = threading.Thread(target=receive, args=("127.0.0.1", port, out, stop), daemon=True)
+    thread.start()
+    try:
+        yield port, out
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def iam_seaweed(
+    tmp_path_factory: pytest.TempPathFactory, engine_log: tuple[int, Path]
+) -> Iterator[IamSeaweedServer]:
+    """SeaweedFS with IAM and STS (sessions capped at 15 s) for the whole session, sending
+    its request log to ``engine_log``."""
     server = IamSeaweedServer(
-        tmp_path_factory.mktemp("iamweed"), grace=SEAWEED_STOP_GRACE, session_seconds=15
+        tmp_path_factory.mktemp("iamweed"),
+        grace=SEAWEED_STOP_GRACE,
+        session_seconds=15,
+        audit_port=engine_log[0],
     )
     try:
         server.start()

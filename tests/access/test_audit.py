@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,15 @@ def test_the_engine_refuses_rewrites_and_keeps_locked_originals(
         with repo.transaction("main", message="one") as tx:
             tx.write("a.txt", b"a")
         s3 = server.client()  # type: ignore[attr-defined]
+        # Even a byte-identical rewrite of the last record (which no later record vouches
+        # for) is seen: in a locked bucket a write-once slot has exactly one version.
+        last = trail.verify()
+        assert last.ok
+        tail = f"st/_audit/log/{last.count - 1:012d}"
+        same = s3.get_object(Bucket=bucket, Key=tail)["Body"].read()
+        s3.put_object(Bucket=bucket, Key=tail, Body=same)
+        verdict = trail.verify()
+        assert verdict.broken_at == last.count - 1 and "overwritten" in verdict.reason
         key = f"st/_audit/log/{1:012d}"
         original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         # A write-once slot cannot be written again by anyone who asks for write-once...
@@ -174,3 +184,36 @@ def test_pipeline_jobs_and_their_commits_are_recorded(tmp_path: Path) -> None:
     assert len(job) == 1 and job[0]["new"] == out_head and job[0]["detail"]["state"] == "succeeded"
     assert job[0]["principal"] == "pipeline-detect"
     assert any(r["action"] == "commit" and r["new"] == out_head for r in records)
+
+
+def test_engine_request_logs_are_folded_in(world: World, engine_log: tuple[int, Path]) -> None:
+    from s3fsv.access.client import GatewayClient
+    from s3fsv.access.ingest import ingest_files
+    from tests.access.support import s3_with
+
+    creds = GatewayClient(world.gateway_url, world.tokens["reader"]).credentials()
+    s3 = s3_with(world.server.endpoint_url, creds)
+    s3.get_object(Bucket=world.bucket, Key=world.key("repoA/repo.json"))
+    assert engine(lambda: s3.get_object(Bucket=world.bucket, Key=world.key("repoAB/repo.json")))
+    log = engine_log[1]
+    deadline = time.monotonic() + 20
+    wanted = ("s3fsv-ceiling/reader", "repoAB/repo.json")
+    while not any(
+        all(w in line for w in wanted)
+        for line in (log.read_text() if log.exists() else "").splitlines()
+    ):
+        assert time.monotonic() < deadline, "the engine's request log did not arrive"
+        time.sleep(0.2)
+    assert ingest_files(world.store, [log]) > 0
+    read = world.trail.query(principal="reader", action="engine.read")
+    assert any("repoA/repo.json" in r["detail"]["keys"] for r in read)
+    refused = world.trail.query(principal="reader", action="engine.read.refused")
+    assert any(r["repo"] == "repoAB" and r["detail"]["statuses"] == [403] for r in refused)
+    # A second ingest reads only what arrived since: the refused request is not counted again.
+    refused_before = len(refused)
+    ingest_files(world.store, [log])
+    again = world.trail.query(principal="reader", action="engine.read.refused")
+    assert len([r for r in again if r["repo"] == "repoAB"]) == len(
+        [r for r in refused[:refused_before] if r["repo"] == "repoAB"]
+    )
+    assert world.trail.verify().ok

@@ -370,6 +370,22 @@ class S3Backend:
                 raise
         return conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
 
+    def key_versions(self, prefix: str) -> dict[str, int]:
+        """How many versions (delete markers included) each key below ``prefix`` has, in a
+        versioned bucket: more than one means the key was overwritten or deleted (with Object
+        Lock, the earlier versions are still there). Empty when the bucket keeps none."""
+        counts: dict[str, int] = {}
+        skip = len(self._base)
+        with self._errors(prefix):
+            pages = self.client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=self._base + prefix
+            )
+            for page in pages:
+                for item in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]:
+                    key = item["Key"][skip:]
+                    counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def presign(self, method: Literal["GET", "PUT"], key: str, expires: int) -> str:
         """A URL that lets its bearer GET or PUT ``key`` for ``expires`` seconds with this
         backend's credentials (SigV4: the engine checks the signer's rights on each use)."""
