@@ -10,13 +10,14 @@ credentials from the gateway, or keys an operator creates on purpose.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from s3fsv.access.model import AccessState
 from s3fsv.access.policy import Location, identity_policies
-from s3fsv.errors import NotFound
+from s3fsv.errors import NotFound, UsageError
 from s3fsv.store.backend.aws import errors
 
 DEFAULT_PREFIX = "s3fsv-"
@@ -108,15 +109,8 @@ def apply(
                 f"create policy {pname}", iam.create_policy, PolicyName=pname, PolicyDocument=text
             )
             arn = made["Policy"]["Arn"] if made else f"(new) {pname}"
-        elif _current_document(iam, arn) != doc:
-            _drop_old_version(iam, arn, do)
-            do(
-                f"update policy {pname}",
-                iam.create_policy_version,
-                PolicyArn=arn,
-                PolicyDocument=text,
-                SetAsDefault=True,
-            )
+        elif _normal(_current_document(iam, arn)) != _normal(doc):
+            arn = _update(iam, pname, arn, text, kind, entity, do)
         field, lister, attacher, _ = _CALLS[kind]
         if pname not in _attached(getattr(iam, lister), field, entity, dry_run):
             do(
@@ -138,6 +132,57 @@ def apply(
                     )
         do(f"delete policy {pname}", iam.delete_policy, PolicyArn=arn)
     return done
+
+
+def _update(
+    iam: Any, pname: str, arn: str, text: str, kind: str, entity: str, do: Callable[..., Any]
+) -> str:
+    """Give policy ``pname`` the document ``text``: a new default version where IAM allows
+    (AWS); where it refuses one (SeaweedFS takes no Deny in a new version), the policy is
+    detached, deleted and made again (the next step attaches it), so for a moment the entity
+    has less access, never more. Returns the policy's ARN."""
+    _drop_old_version(iam, arn, do)
+    try:
+        do(
+            f"update policy {pname}",
+            iam.create_policy_version,
+            PolicyArn=arn,
+            PolicyDocument=text,
+            SetAsDefault=True,
+        )
+        return arn
+    except UsageError:
+        field, _, _, detacher = _CALLS[kind]
+        with contextlib.suppress(NotFound):
+            do(
+                f"detach {pname} from {kind} {entity}",
+                getattr(iam, detacher),
+                **{field: entity, "PolicyArn": arn},
+            )
+        do(f"delete policy {pname} (IAM refused a new version)", iam.delete_policy, PolicyArn=arn)
+        made = do(
+            f"create policy {pname}", iam.create_policy, PolicyName=pname, PolicyDocument=text
+        )
+        return str(made["Policy"]["Arn"]) if made else arn
+
+
+def _normal(value: Any) -> Any:
+    """A policy document in one spelling: IAM may return a one-element list as its element
+    (SeaweedFS does), and order within statements' lists does not matter."""
+    if isinstance(value, dict):
+        return {
+            k: sorted(_as_list(_normal(v))) if k in _LISTS else _normal(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_normal(v) for v in value]
+    return value
+
+
+_LISTS = {"Action", "NotAction", "Resource", "NotResource", "s3:prefix"}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _attached(call: Callable[..., Any], field: str, entity: str, dry_run: bool) -> set[str]:
