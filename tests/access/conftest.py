@@ -27,7 +27,6 @@ from s3fsv.access.grants import AccessLog  # noqa: E402
 from s3fsv.access.issuer import IssuerConfig  # noqa: E402
 from s3fsv.store.store import Store as StoreLayerStore  # noqa: E402
 from tests.access.support import GatewayThread  # noqa: E402
-from tests.conftest import SEAWEED_STOP_GRACE  # noqa: E402
 
 PRINCIPALS = {  # name -> grants (level, repo, options)
     "reader": [("read", "repoA", {})],
@@ -65,7 +64,7 @@ def iam_seaweed(
     its request log to ``engine_log``."""
     server = IamSeaweedServer(
         tmp_path_factory.mktemp("iamweed"),
-        grace=SEAWEED_STOP_GRACE,
+        grace=3.0,  # as tests/conftest.py's seaweed: SeaweedFS 4.48 never ends on SIGTERM
         session_seconds=15,
         audit_port=engine_log[0],
     )
