@@ -120,7 +120,7 @@ def start(argv: list[str], mountpoint: str, foreground: bool) -> int:
         os.fchmod(out.fileno(), 0o600)
         start = out.tell()  # an earlier daemon's lines are not this one's error
         child = subprocess.Popen(
-            [*_daemon_command(), *argv, "--foreground", "--daemonized"],
+            [*s3fsv_command(), *argv, "--foreground", "--daemonized"],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -146,7 +146,7 @@ _DAEMON_MAIN = (
 )
 
 
-def _daemon_command() -> list[str]:
+def s3fsv_command() -> list[str]:
     """How to run s3fsv in the daemon: the entry point this command was started by (so that
     `ps` shows daemons as s3fsv and `pgrep -f s3fsv` finds them), else the bootstrap."""
     script = sys.argv[0]
