@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from s3fsv.ops.pipeline_metrics import PipelineMetrics
 from tests.mounting import S3FSV
-from tests.pipelines.support import cli, hasher_command, toml
+from tests.pipelines.support import cli
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -24,16 +24,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_watch_serves_job_and_datum_counts(pipeline_env: dict[str, str], tmp_path: Path) -> None:
-    spec = tmp_path / "hash.toml"
-    spec.write_text(
-        toml(
-            name="hash",
-            input="cams@main:images/*",
-            output="out@main",
-            command=hasher_command(tmp_path / "hasher.py"),
-            batch=4,
-        )
-    )
+    spec = hash_spec(tmp_path, batch=4)
     cli(pipeline_env, "pipeline", "create", "-f", str(spec))
     log = tmp_path / "watch.log"
     with log.open("w") as err:
