@@ -14,7 +14,7 @@ from pathlib import Path
 
 import s3fsv
 from tests.mounting import S3FSV
-from tests.pipelines.support import cli
+from tests.pipelines.support import cli, hash_spec
 
 DEADLINE = 120.0
 

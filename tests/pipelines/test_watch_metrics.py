@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from s3fsv.ops.pipeline_metrics import PipelineMetrics
 from tests.mounting import S3FSV
-from tests.pipelines.support import cli
+from tests.pipelines.support import cli, hash_spec
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
