@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 from collections.abc import Iterator, Mapping
@@ -37,6 +38,9 @@ class CommitInfo:
 
     @classmethod
     def of(cls, cid: str, commit: Commit) -> CommitInfo:
+        """The commit object ``commit`` stored under ``cid``."""
+        # A copy: the decoded commit is shared, and changing it would change what this process
+        # takes the commit to be.
         return cls(
             cid,
             commit.tree,
@@ -44,7 +48,7 @@ class CommitInfo:
             commit.author,
             commit.time,
             commit.message,
-            commit.provenance,
+            copy.deepcopy(commit.provenance),
         )
 
 
@@ -65,10 +69,12 @@ class EntryInfo:
 
     @property
     def name(self) -> str:
+        """The last part of ``path`` (``""`` for the root)."""
         return self.path.rsplit("/", 1)[-1]
 
     @classmethod
     def of(cls, path: str, entry: TreeEntry) -> EntryInfo:
+        """The tree entry ``entry`` found at ``path``."""
         size = entry.size if entry.kind != "dir" else 0
         return cls(
             path,
@@ -102,6 +108,7 @@ class Repo:
 
     @property
     def name(self) -> str:
+        """The repo's name."""
         return self._inner.name
 
     def __repr__(self) -> str:
@@ -109,7 +116,8 @@ class Repo:
 
     # -- refs and history -------------------------------------------------------------------
     def resolve(self, ref: str = "main") -> str:
-        """The full commit id ``ref`` names now; ``NotFound`` when it names none."""
+        """The full commit id ``ref`` names now; ``NotFound`` when it names none. A full id
+        costs no request once its commit is cached."""
         return self._inner.resolve(ref)
 
     def branches(self) -> dict[str, str]:
@@ -177,8 +185,8 @@ class Repo:
             yield EntryInfo.of(p, entry)
 
     def read_bytes(self, ref: str, path: str) -> bytes:
-        """The whole content of the file at ``path`` (symlinks inside the snapshot followed),
-        every chunk verified against its hash; ``UsageError`` for a directory."""
+        """The whole content of the file at ``path`` (a symlink there followed to its target in
+        the snapshot), every chunk verified against its hash; ``UsageError`` for a directory."""
         with self.open(ref, path) as fh:
             return fh.read()
 

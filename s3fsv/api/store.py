@@ -40,13 +40,17 @@ def open_store(
     """
     if url is not None and not str(url).strip():
         raise UsageError("open_store: the store URL is empty")
-    inner = _Store.open(
-        store_url(url), endpoint_url=configured_endpoint(endpoint_url), **s3_options
-    )
     size = cache_size if isinstance(cache_size, int) else parse_size(cache_size)
     if size <= 0:
         raise UsageError("open_store: cache_size must be positive")
-    cache = DiskCache(Path(cache_dir) if cache_dir is not None else default_cache_dir(), size)
+    where = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        cache = DiskCache(where, size)
+    except OSError as err:
+        raise UsageError(f"cannot use {where} as the cache directory: {err.strerror}") from None
+    inner = _Store.open(
+        store_url(url), endpoint_url=configured_endpoint(endpoint_url), **s3_options
+    )
     inner.cache = cache
     return Store(inner, cache)
 
@@ -102,6 +106,7 @@ class Store:
             readers, self._readers = list(self._readers.values()), {}
         for reader in readers:
             reader.close()
+        self._cache.close()
         self._inner.close()
 
     def __enter__(self) -> Store:

@@ -71,6 +71,7 @@ class Diff:
     deleted: list[str] = field(default_factory=list)
 
     def paths(self) -> set[str]:
+        """Every path added, modified or deleted."""
         return set(self.added) | set(self.modified) | set(self.deleted)
 
 
