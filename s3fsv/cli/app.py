@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from s3fsv.cli import pipelines
+from s3fsv.cli import ops, pipelines
 from s3fsv.cli.mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli.parser import Commands, build_parser
 from s3fsv.config import endpoint_url, store_url
@@ -435,7 +435,8 @@ def _print_diff(diff: Any) -> None:
 
 _COMMANDS.update(MOUNT_COMMANDS)  # mount, unmount, commit, status, discard (cli/mount.py)
 _COMMANDS.update(pipelines.COMMANDS)
-VERBS = [pipelines.add_verbs]  # capabilities' own command groups
+_COMMANDS.update(ops.COMMANDS)
+VERBS = [pipelines.add_verbs, ops.add_verbs]  # capabilities' own command groups
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import hashlib
 import os
 import threading
@@ -302,6 +303,17 @@ class S3Backend:
             resp = self.client.head_object(Bucket=self.bucket, Key=full)
         return ObjectInfo(int(resp["ContentLength"]), str(resp["ETag"]))
 
+    def server_time(self, key: str) -> float | None:
+        """The store's clock, from the ``Date`` header of a HEAD of ``key`` (seconds since the
+        epoch, whole seconds), or None when the server sends no date."""
+        with self._errors(key):
+            resp = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        date = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        try:
+            return email.utils.parsedate_to_datetime(date).timestamp() if date else None
+        except (TypeError, ValueError):
+            return None
+
     def put(
         self,
         key: str,
@@ -425,3 +437,14 @@ class S3Backend:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+def credentials_method() -> str | None:
+    """Where the standard chain finds credentials here (botocore's name for it: ``env``,
+    ``shared-credentials-file``, ``iam-role``, ``assume-role``...), or None when it finds none.
+    Never the credentials themselves."""
+    try:
+        creds = botocore.session.Session().get_credentials()
+    except Exception:  # a broken profile: the store's own error says more
+        return None
+    return None if creds is None else str(creds.method)
