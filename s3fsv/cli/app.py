@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from s3fsv.access.connect import attach_store, reach
-from s3fsv.cli import access, pipelines
+from s3fsv.cli import access, ops, pipelines
 from s3fsv.cli.mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli.parser import Commands, build_parser
 from s3fsv.config import endpoint_url, store_url
@@ -441,8 +441,9 @@ def _print_diff(diff: Any) -> None:
 
 _COMMANDS.update(MOUNT_COMMANDS)  # mount, unmount, commit, status, discard (cli/mount.py)
 _COMMANDS.update(pipelines.COMMANDS)
+_COMMANDS.update(ops.COMMANDS)
 _COMMANDS.update(access.COMMANDS)
-VERBS = [pipelines.add_verbs, access.add_verbs]  # capabilities' own command groups
+VERBS = [pipelines.add_verbs, ops.add_verbs, access.add_verbs]  # capabilities' own groups
 
 
 def main(argv: Sequence[str] | None = None) -> int:

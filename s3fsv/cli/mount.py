@@ -72,6 +72,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
     parse_size(args.cache_size)
     policy = options.parse_commit_on(args.commit_on)
+    if args.metrics_addr is not None:
+        options.parse_listen_address(args.metrics_addr)
     if args.read_only and policy.kind != "manual":
         raise UsageError("--commit-on has nothing to commit on a --read-only mount")
     if args.read_only and args.rw:
@@ -236,6 +238,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(status)
         return 0
+    if isinstance(status.get("mount"), dict):
+        _print_health(status["mount"])
+        if "repo" not in status:  # the root of a mount that is no single writable branch
+            return 0
     changes = 0
     for mark, key in (("A", "added"), ("M", "modified"), ("D", "deleted")):
         for path in status.get(key) or ():
@@ -251,6 +257,74 @@ def cmd_status(args: argparse.Namespace) -> int:
         where = f"{status.get('repo', '?')}@{status.get('branch', '?')}"
         print(f"nothing staged on {where}", file=sys.stderr)
     return 0
+
+
+def _print_health(h: dict[str, Any]) -> None:
+    """The health report of ``s3fsv status MOUNTPOINT``, one aspect per line."""
+    view, store, cache = h.get("view") or {}, h.get("store") or {}, h.get("cache") or {}
+    if view.get("kind") == "commit":
+        shows = f"commit {view.get('commit')} (pinned)"
+    elif view.get("kind") == "branch":
+        rw = "writable" if view.get("writable") else "read-only"
+        shows = f"branch {view.get('branch')} at {str(view.get('head'))[:12]} ({rw})"
+    else:
+        heads = view.get("heads") or {}
+        shows = f"{view.get('kind')}; branch heads read: " + (
+            ", ".join(f"{b} at {c[:12]}" for b, c in heads.items()) or "none yet"
+        )
+    if store.get("reachable"):
+        reach = f"reachable, round trip {store.get('rtt_ms')} ms"
+    else:
+        reach = f"UNREACHABLE: {store.get('error')}"
+    if store.get("outage"):
+        reach += f" (outage since {store['outage']['since']})"
+    staged = h.get("staged") or []
+    error = h.get("last_error")
+    rows = [
+        ("mount", f"{h.get('mountpoint')} (pid {h.get('pid')}, s3fsv {h.get('version')})"),
+        ("source", str(h.get("source"))),
+        ("shows", shows),
+        ("store", f"{store.get('url')}: {reach}; {store.get('outages', 0)} outage(s) seen"),
+        (
+            "cache",
+            f"{cache.get('dir')}: {_size(cache.get('used_bytes'))} of "
+            f"{_size(cache.get('limit_bytes'))}",
+        ),
+        (
+            "staged",
+            "; ".join(
+                f"{s['repo']}@{s['branch']}: {s['paths']} path(s), {_size(s['bytes'])}"
+                + (f", {s['interrupted']} possibly incomplete" if s.get("interrupted") else "")
+                for s in staged
+            )
+            or "nothing",
+        ),
+        ("last error", f"{error['time']}: {error['message']}" if error else "none"),
+        ("uptime", f"{_duration(h.get('uptime_s'))} (since {h.get('started')})"),
+        ("commit on", str(h.get("commit_on"))),
+        ("metrics", f"http://{h['metrics']}/metrics" if h.get("metrics") else "off"),
+    ]
+    for name, value in rows:
+        print(f"{name + ':':<12}{value}")
+
+
+def _size(n: object) -> str:
+    value = float(n) if isinstance(n, (int, float)) else 0.0
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value} B"
+
+
+def _duration(seconds: object) -> str:
+    s = int(seconds) if isinstance(seconds, (int, float)) else 0
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    parts = [f"{days}d"] if days else []
+    parts += [f"{hours}h"] if days or hours else []
+    return " ".join([*parts, f"{minutes}m", f"{s}s"])
 
 
 @_command("discard")

@@ -97,3 +97,15 @@ def parse_source(
             ) from None
     store.repo(last)
     return store, Source(base, last, None)
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0 picks a free one) -> (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise UsageError(
+            f"bad metrics address {text!r}: use HOST:PORT, e.g. 127.0.0.1:9108 (0 as the port "
+            "picks a free one)"
+        )
+    return host, int(port)

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cachetools import LRUCache, TTLCache
 
@@ -67,11 +68,15 @@ class MountSpec:
 class Filesystem(WriteOps):
     """A mount as plain Python. Thread-safe. Methods take absolute mount paths (``/a/b``)."""
 
-    def __init__(self, store: Store, spec: MountSpec, cache: object) -> None:
+    def __init__(
+        self, store: Store, spec: MountSpec, cache: object, *, metrics: Any = None
+    ) -> None:
+        """``metrics``: a ``metrics.MountMetrics`` to record reads and commits in, or None."""
         from s3fsv.store.cache import DiskCache
 
         if not isinstance(cache, DiskCache):
             raise TypeError("a mount needs a DiskCache")
+        self.metrics = metrics
         self.store = store
         self.spec = spec
         self.cache = cache
@@ -181,6 +186,17 @@ class Filesystem(WriteOps):
             state.heads[branch] = commit
         self._last_good.remember(_head_key(repo, branch), commit)
 
+    def known_heads(self) -> dict[tuple[str, str], str]:
+        """The branch heads this mount shows now, as last read (at most ``ref_ttl`` ago);
+        branches not looked at since then are left out."""
+        with self._lock:
+            states = dict(self._repos)
+        out = {}
+        for name, state in states.items():
+            with state.lock:
+                out.update({(name, b): c for b, c in list(state.heads.items())})
+        return out
+
     # -- repos and refs ---------------------------------------------------------------------
     def _state(self, name: str) -> RepoState:
         with self._lock:
@@ -191,7 +207,7 @@ class Filesystem(WriteOps):
         ttl = self.spec.ref_ttl
         state = RepoState(
             repo,
-            ChunkReader(repo.objects, self.cache, repo.chunk_size),
+            ChunkReader(repo.objects, self.cache, repo.chunk_size, meter=self.metrics),
             TTLCache(maxsize=1024, ttl=ttl),
             TTLCache(maxsize=4, ttl=ttl),
         )

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import hashlib
 import os
 import threading
@@ -314,6 +315,17 @@ class S3Backend:
             resp = self.client.head_object(Bucket=self.bucket, Key=full)
         return ObjectInfo(int(resp["ContentLength"]), str(resp["ETag"]))
 
+    def server_time(self, key: str) -> float | None:
+        """The store's clock, from the ``Date`` header of a HEAD of ``key`` (seconds since the
+        epoch, whole seconds), or None when the server sends no date."""
+        with self._errors(key):
+            resp = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        date = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        try:
+            return email.utils.parsedate_to_datetime(date).timestamp() if date else None
+        except (TypeError, ValueError):
+            return None
+
     def put(
         self,
         key: str,
@@ -534,3 +546,14 @@ def given_credentials(core: botocore.session.Session, credentials: Any) -> None:
     chain would otherwise pick up environment variables or a profile first)."""
     resolver = botocore.credentials.CredentialResolver(providers=[_Given(credentials)])
     core.register_component("credential_provider", resolver)
+
+
+def credentials_method() -> str | None:
+    """Where the standard chain finds credentials here (botocore's name for it: ``env``,
+    ``shared-credentials-file``, ``iam-role``, ``assume-role``...), or None when it finds none.
+    Never the credentials themselves."""
+    try:
+        creds = botocore.session.Session().get_credentials()
+    except Exception:  # a broken profile: the store's own error says more
+        return None
+    return None if creds is None else str(creds.method)
