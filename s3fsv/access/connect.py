@@ -85,15 +85,19 @@ def reach(
     endpoint: str | None = None,
     gateway: str | None = None,
     token_file: str | None = None,
+    *,
+    environment: bool = True,
 ) -> Reach:
     """The store of a command's ``--store``/``--endpoint-url``/``--gateway``/``--token-file``
     (each falling back to ``S3FSV_STORE``, ``AWS_ENDPOINT_URL``, ``S3FSV_GATEWAY``,
     ``S3FSV_TOKEN_FILE``). Through a gateway, the store is the gateway's (``--store``, if
-    given, must name it)."""
-    gateway = gateway or os.environ.get("S3FSV_GATEWAY") or None
-    token_file = token_file or os.environ.get("S3FSV_TOKEN_FILE") or None
+    given, must name it). ``environment=False`` ignores the two ``S3FSV_`` gateway variables
+    (for the store owner's own commands)."""
+    env = os.environ if environment else {}
+    gateway = gateway or env.get("S3FSV_GATEWAY") or None
+    token_file = token_file or env.get("S3FSV_TOKEN_FILE") or None
     if not gateway:
-        if token_file and not os.environ.get("S3FSV_TOKEN_FILE"):
+        if token_file and not env.get("S3FSV_TOKEN_FILE"):
             raise UsageError("--token-file is the token of a --gateway: give that too")
         return Reach(store_url(store), configured_endpoint(endpoint))
     if not token_file:

@@ -197,7 +197,7 @@ def _store(args: argparse.Namespace) -> Store:
     """The store, reached directly: grants and the audit trail are the store owner's."""
     if args.gateway or args.token_file:
         raise UsageError("access and audit commands use the store's own credentials, not a gateway")
-    return command_store(reach(args.store, args.endpoint_url))
+    return command_store(reach(args.store, args.endpoint_url, environment=False))
 
 
 def _print_json(value: Any) -> None:
