@@ -15,7 +15,7 @@ PY=${PY:-$PWD/.venv/bin/python}
 WORK=$(mktemp -d /tmp/s3fsv-access-demo.XXXXXX)
 export XDG_STATE_HOME=$WORK/state XDG_CACHE_HOME=$WORK/cache XDG_CONFIG_HOME=$WORK/config
 export S3FSV_PRINCIPAL=ops          # the store's owner, using the store's own credentials
-SERVER=""; GATEWAY=""
+SERVER=""; GATEWAY=""; RECEIVER=""
 s3fsv() { "$PY" -m s3fsv.cli "$@"; }
 step() { printf '\n== %s\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
@@ -36,12 +36,18 @@ cleanup() {
 	done
 	[ -n "$GATEWAY" ] && kill "$GATEWAY" 2>/dev/null && wait "$GATEWAY" 2>/dev/null || true
 	[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
+	[ -n "$RECEIVER" ] && kill "$RECEIVER" 2>/dev/null && wait "$RECEIVER" 2>/dev/null || true
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
+free_port() { "$PY" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"; }
+
 step "a storage engine that enforces IAM policies and issues STS sessions (SeaweedFS, loopback)"
-"$PY" tests/iamserver.py "$WORK/weed" "$WORK/server.env" > "$WORK/weed.out" 2>&1 &
+LOG_PORT=$(free_port)  # the engine sends a record of every request here
+s3fsv audit receive --listen "127.0.0.1:$LOG_PORT" --out "$WORK/requests.jsonl" 2> /dev/null &
+RECEIVER=$!
+"$PY" tests/iamserver.py "$WORK/weed" "$WORK/server.env" "$LOG_PORT" > "$WORK/weed.out" 2>&1 &
 SERVER=$!
 for _ in $(seq 600); do [ -s "$WORK/server.env" ] && break; sleep 0.1; done
 # shellcheck disable=SC1091
@@ -74,7 +80,7 @@ for who in alice bob cam-17 pipeline-detect; do
 done
 
 step "the gateway: its own credentials may only assume the ceiling role"
-PORT=$("$PY" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
+PORT=$(free_port)
 GW=http://127.0.0.1:$PORT
 AWS_ACCESS_KEY_ID=$GATEWAY_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$GATEWAY_SECRET_ACCESS_KEY \
 	"$PY" -m s3fsv.cli serve --role-arn "$CEILING_ROLE_ARN" --listen "127.0.0.1:$PORT" \
@@ -133,5 +139,9 @@ try as alice "$PY" -m s3fsv.cli ls cams
 
 step "the audit trail: who read and wrote what, and when"
 show s3fsv audit log
-show s3fsv audit log --principal bob
+sleep 1  # the engine's last request records are in flight
+show s3fsv audit ingest "$WORK/requests.jsonl"
+step "what the engine itself saw of bob and cam-17, request by request, folded in"
+show s3fsv audit log --principal bob --action engine.
+show s3fsv audit log --principal cam-17 --action engine.
 show s3fsv audit verify

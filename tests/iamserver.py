@@ -151,11 +151,12 @@ if __name__ == "__main__":
     import signal
     import sys
 
-    if len(sys.argv) != 3:
-        sys.exit("usage: python tests/iamserver.py WORKDIR ENVFILE")
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: python tests/iamserver.py WORKDIR ENVFILE [REQUEST_LOG_PORT]")
     for _sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(_sig, signal.default_int_handler)
-    with IamSeaweedServer(sys.argv[1], session_seconds=900) as server:
+    port = int(sys.argv[3]) if len(sys.argv) == 4 else None
+    with IamSeaweedServer(sys.argv[1], session_seconds=900, audit_port=port) as server:
         assert server.gateway_keys is not None
         lines = [f"export {k}={v}" for k, v in server.env().items()]
         lines += [

@@ -232,6 +232,14 @@ def parse_since(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
+def _brief(value: Any) -> str:
+    """A detail value for one line: long lists cut to their first three items."""
+    if isinstance(value, list):
+        shown = ",".join(str(v) for v in value[:3])
+        return f"[{shown}{f',+{len(value) - 3} more' if len(value) > 3 else ''}]"
+    return str(value)
+
+
 def summarize(records: Iterable[Mapping[str, Any]]) -> list[str]:
     """One line per record, for people: time, who, what, where."""
     lines = []
@@ -248,9 +256,7 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[str]:
             extra += f" until {rec['expires']}"
         detail = rec.get("detail") or {}
         if detail:
-            extra += " " + " ".join(
-                f"{k}={v}" for k, v in sorted(detail.items()) if k not in ("principal",)
-            )
+            extra += " " + " ".join(f"{k}={_brief(v)}" for k, v in sorted(detail.items()))
         who = rec.get("principal", "?")
         if rec.get("session") not in (None, "direct", who):
             who += f"/{rec['session']}"

@@ -12,7 +12,8 @@ file's ``{"Records": [...]}``.
 Only requests on the store's bucket below its prefix are kept. They are grouped by principal
 (the STS session name, i.e. the principal the gateway issued the credentials to, or the IAM
 user), repo, kind (``engine.read``, ``engine.write``, ``engine.delete``, ``engine.list``)
-and outcome, one record per group (and per 200 keys), with the keys, the count, the status
+and outcome (``.refused`` for 401 and 403, ``.failed`` for other errors, such as a 404), one
+record per group (and per 200 keys), with the keys, the count, the status
 codes and the first and last request time. A cursor per file (``_audit/ingest/<id>``,
 compare-and-swap) makes a second ingest of the same file add only what is new.
 """
@@ -123,13 +124,20 @@ def _kind(op: str, key: str) -> str:
     return "list" if kind == "read" and not key else kind
 
 
+def _outcome(status: int) -> str:
+    """ "" for success, ".refused" for 401/403, ".failed" for any other answer."""
+    if 200 <= status < 300:
+        return ""
+    return ".refused" if status in (401, 403) else ".failed"
+
+
 def _iso(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def summarize(requests: Iterable[dict[str, Any]], where: Location) -> list[dict[str, Any]]:
     """Audit record fields for the requests on ``where``'s keys, grouped (module docstring)."""
-    groups: dict[tuple[str, str, str, bool], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for req in requests:
         if req["bucket"] != where.bucket:
             continue
@@ -137,19 +145,18 @@ def summarize(requests: Iterable[dict[str, Any]], where: Location) -> list[dict[
         if key and not key.startswith(where.prefix):
             continue
         rest = key[len(where.prefix) :]
-        top, _, below = rest.partition("/")
-        repo = below.partition("/")[0] if top == "_uploads" else top
-        ok = 200 <= req["status"] < 300
-        groups[(req["principal"], repo, _kind(req["op"], key), ok)].append(req)
+        top, slash, below = rest.partition("/")
+        repo = (below.partition("/")[0] if top == "_uploads" else top) if slash else ""
+        groups[(req["principal"], repo, _kind(req["op"], key), _outcome(req["status"]))].append(req)
     out = []
-    for (principal, repo, kind, ok), reqs in sorted(groups.items()):
+    for (principal, repo, kind, outcome), reqs in sorted(groups.items()):
         reqs.sort(key=lambda r: r["time"])
         keys = sorted({r["key"][len(where.prefix) :] for r in reqs if r["key"]})
         for start in range(0, max(len(keys), 1), KEYS_PER_RECORD):
             out.append(
                 {
                     "principal": principal,
-                    "action": f"engine.{kind}" + ("" if ok else ".refused"),
+                    "action": f"engine.{kind}{outcome}",
                     "repo": repo or None,
                     "detail": {
                         "count": len(reqs),

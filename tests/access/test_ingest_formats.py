@@ -28,6 +28,8 @@ def test_requests_are_grouped_by_principal_repo_kind_and_outcome() -> None:
         _seaweed("alice", "REST.GET.OBJECT", "st/cams/objects/aa/1"),
         _seaweed("alice", "REST.GET.OBJECT", "st/cams/objects/aa/2"),
         _seaweed("alice", "REST.GET.OBJECT", "st/camsB/repo.json", 403),
+        _seaweed("alice", "REST.GET.OBJECT", "st/cams/missing", 404),
+        _seaweed("alice", "REST.GET.OBJECT", "st/s3fsv.json"),  # the store marker: no repo
         _seaweed("alice", "REST.GET.OBJECT", ""),  # a listing
         _seaweed("cam-17", "REST.PUT.OBJECT", "st/_uploads/cams/incoming/cam-17/a.jpg"),
         _seaweed("alice", "REST.GET.OBJECT", "other/cams/x"),  # not this store
@@ -39,6 +41,8 @@ def test_requests_are_grouped_by_principal_repo_kind_and_outcome() -> None:
     assert set(brief) == {
         ("alice", "engine.read", "cams"),
         ("alice", "engine.read.refused", "camsB"),
+        ("alice", "engine.read.failed", "cams"),
+        ("alice", "engine.read", None),
         ("alice", "engine.list", None),
         ("cam-17", "engine.write", "cams"),
     }
