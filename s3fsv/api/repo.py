@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from s3fsv.api.files import RepoFile
 from s3fsv.api.transaction import Transaction
 from s3fsv.store.objects import Commit, TreeEntry, split_path
 from s3fsv.store.repo import Diff, Repository
+from s3fsv.store.transfer import get
 
 if TYPE_CHECKING:
     from s3fsv.api.store import Store
@@ -196,6 +199,24 @@ class Repo:
             out[path] = bytes(reader.read(entry, 0, entry.size))
         return out
 
+    def download(
+        self,
+        ref: str,
+        path: str,
+        dest: str | os.PathLike[str],
+        *,
+        threads: int = 16,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Download the file or directory at ``path`` to ``dest`` (a directory's contents go
+        below ``dest``; a file goes to ``dest``, or into it when it is a directory), each file
+        checked against its SHA-256 before it appears under its name. Returns the number of
+        files written; ``progress`` is called with byte counts as they arrive."""
+        cid = self.resolve(ref)
+        self._store._note_read(self.name, cid)
+        return get(self._inner, cid, clean_path(path), Path(dest), threads=threads,
+                   progress=progress)  # fmt: skip
+
     # -- writing ----------------------------------------------------------------------------
     def transaction(
         self,
@@ -204,8 +225,12 @@ class Repo:
         message: str,
         author: str | None = None,
         provenance: Mapping[str, Any] | None = None,
+        allow_empty: bool = False,
     ) -> Transaction:
         """Changes to ``branch`` that become one commit. Use as a context manager: the commit is
         made when the block exits without an exception, and nothing is committed when it raises.
-        See :class:`Transaction`."""
-        return Transaction(self._store, self._inner, branch, message, author, provenance)
+        With ``allow_empty``, a commit is made even when nothing changed (to record
+        provenance). See :class:`Transaction`."""
+        return Transaction(
+            self._store, self._inner, branch, message, author, provenance, allow_empty=allow_empty
+        )

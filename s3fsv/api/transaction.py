@@ -47,6 +47,8 @@ class Transaction:
         message: str,
         author: str | None,
         provenance: Mapping[str, Any] | None,
+        *,
+        allow_empty: bool = False,
     ) -> None:
         if not message or not message.strip():
             raise UsageError("a transaction needs a commit message")
@@ -56,6 +58,7 @@ class Transaction:
         self.message = message
         self._author = author
         self._provenance = dict(provenance or {})
+        self._allow_empty = allow_empty
         self.base: str = repo.branch_head(branch).commit
         self._base_tree = repo.commit_object(self.base).tree
         self._pending: dict[str, _Pending] = {}
@@ -77,15 +80,20 @@ class Transaction:
 
     def upload(self, local_path: str | os.PathLike[str], path: str) -> int:
         """Upload a local file to ``path``, or a local directory's contents below ``path``
-        (symlinks inside it stored as links); return the number of files uploaded."""
-        path = self._path(path)
-        self._check_parents(path)
-        items = scan_local(Path(local_path), path)
-        if items[0].kind == "dir":
-            if self._kind(path) == "file":
-                raise UsageError(f"cannot upload a directory to {path}: it is a file")
-        elif self._kind(path) == "dir":
-            raise UsageError(f"cannot upload a file to {path}: it is a directory")
+        (symlinks inside it stored as links; ``""`` or ``/`` is the root); return the number
+        of files uploaded."""
+        if not "/".join(split_path(path)) and Path(local_path).is_dir():
+            self._path("root")  # only refuses an ended transaction
+            items = scan_local(Path(local_path), "")  # the directory's contents, at the root
+        else:
+            path = self._path(path)
+            self._check_parents(path)
+            items = scan_local(Path(local_path), path)
+            if items[0].kind == "dir":
+                if self._kind(path) == "file":
+                    raise UsageError(f"cannot upload a directory to {path}: it is a file")
+            elif self._kind(path) == "dir":
+                raise UsageError(f"cannot upload a file to {path}: it is a directory")
         changes = local_changes(self._repo, items, threads=8)
         for rel, entry in changes.items():
             if entry is not None and entry.kind != "dir":
@@ -128,7 +136,8 @@ class Transaction:
     # -- ending -----------------------------------------------------------------------------
     def commit(self) -> str:
         """Make the commit and return its id (the base's when nothing changed, since no
-        commit is made then). The transaction is over afterwards, whatever the outcome."""
+        commit is made then, unless the transaction allows empty commits). The transaction
+        is over afterwards, whatever the outcome."""
         self._end()
         try:
             self._uploader.finish()
@@ -145,7 +154,7 @@ class Transaction:
                 author=self._author,
                 provenance=self._commit_provenance(),
                 base=self.base,
-                allow_empty=False,
+                allow_empty=self._allow_empty,
                 missing_ok=True,  # a rename deletes its source whether or not it existed
             )
             return self.commit_id

@@ -7,6 +7,8 @@ import argparse
 import math
 from typing import Any, NoReturn
 
+from s3fsv.cli.runs import add_parsers as add_run_parsers
+
 DESCRIPTION = """\
 Versioned data repositories on S3 (or a local directory), mountable as a directory tree.
 
@@ -359,4 +361,6 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     p.add_argument("new", metavar="NEW", nargs="?", help=ref_help)
     p.add_argument("--exit-code", action="store_true", help="exit 1 when there are differences")
     _common(p, json=True)
+
+    add_run_parsers(add)  # run, reproduce, lineage
     return parser

@@ -98,7 +98,7 @@ def files_named(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> list[t
         else:
             path = _absolute(value, cwd)
         try:
-            is_file = path is not None and path.is_file()
+            is_file = path is not None and path.is_file() and os.access(path, os.R_OK)
         except OSError:  # a name too long, a loop of links: not a file
             is_file = False
         if is_file and path is not None and all(path != p for _, p in found):

@@ -119,4 +119,3 @@ def _plain(item: Mapping[str, str], keys: tuple[str, ...], what: str) -> dict[st
     if missing:
         raise ValueError(f"{what} {dict(item)!r} lacks string field(s) {missing}")
     return {k: item[k] for k in keys}
-

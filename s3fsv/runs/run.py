@@ -1,0 +1,193 @@
+"""``s3fsv run``: a command on pinned inputs, its outputs committed with a run record.
+
+Order: resolve every input to a commit and check the output branch and the command (so a
+mistake fails before anything starts); start taking the code identity (in a thread, while
+the inputs are being shown); show the inputs (mount or download); run the command; take the
+inputs away; then commit the outputs on exit 0, or keep them and say how to commit or discard
+them otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from s3fsv.api import Store
+from s3fsv.errors import NotADirectory, NotFound, UsageError
+from s3fsv.runs import staging
+from s3fsv.runs.execute import check_command, run_command
+from s3fsv.runs.identity import PLACEHOLDER, code_identity
+from s3fsv.runs.record import build_record, new_run_id
+from s3fsv.runs.spec import (
+    InputSpec,
+    OutputSpec,
+    PinnedInput,
+    check_inputs,
+    environment,
+    substitute,
+)
+from s3fsv.runs.views import Say, input_views
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run. ``fuse`` False downloads the inputs instead of mounting them."""
+
+    inputs: Sequence[InputSpec]
+    output: OutputSpec
+    argv: Sequence[str]
+    message: str | None = None
+    record_files: Sequence[str] = ()
+    fuse: bool = True
+    cwd: str | None = None  # default: this process's working directory
+    extra: Mapping[str, Any] = field(default_factory=dict)  # further record keys
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    exit_code: int
+    record: dict[str, Any]
+    commit: str | None  # the commit made, on success
+    kept: Path | None  # the run's directory, kept because the command failed
+
+
+def pin_inputs(store: Store, inputs: Sequence[InputSpec], say: Say) -> list[PinnedInput]:
+    """Each input resolved to the full id of the commit it is read from, its path checked to
+    exist there; one line each through ``say``."""
+    check_inputs(inputs)
+    pinned = []
+    for spec in inputs:
+        repo = store.repo(spec.repo)
+        commit = repo.resolve(spec.ref)
+        if spec.path:
+            try:
+                repo.stat(commit, spec.path)
+            except (NotFound, NotADirectory):
+                raise NotFound(
+                    f"--in {spec}: no {spec.path} in {spec.repo}@{commit[:12]}"
+                ) from None
+        pinned.append(PinnedInput(spec, commit))
+        pinned_by = "" if spec.ref == commit else f" = commit {commit}"
+        say(f"input {spec.name}: {spec}{pinned_by}")
+    return pinned
+
+
+def run(
+    store: Store,
+    request: RunRequest,
+    *,
+    say: Say,
+    endpoint_url: str | None = None,
+    code: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Run ``request`` and commit its outputs when the command exits 0. ``code``, when the
+    caller has taken it already (reproduce), is the code identity to record."""
+    cwd = os.path.abspath(request.cwd or os.getcwd())
+    if not request.argv:
+        raise UsageError("no command given: s3fsv run --in ... --out ... -- COMMAND [ARGS...]")
+    pinned = pin_inputs(store, request.inputs, say)
+    out_repo = store.repo(request.output.repo)
+    staging.check_output(out_repo, request.output)
+    names = {p.spec.name: "" for p in pinned}
+    substitute(request.argv, names, "")  # a placeholder naming no input fails here
+    if not PLACEHOLDER.search(request.argv[0]):
+        check_command(request.argv, cwd, os.environ)
+    for extra in request.record_files:
+        if not os.path.isfile(os.path.join(cwd, extra)):
+            raise UsageError(f"--record-file {extra}: no such file")
+    run_id = new_run_id()
+    top = staging.new_run_dir(run_id)
+    out_dir = top / "out"
+    message = request.message or default_message(request.argv)
+    record: dict[str, Any] | None = None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        identity = (
+            None
+            if code is not None
+            else pool.submit(code_identity, request.argv, cwd, os.environ, request.record_files)
+        )
+        try:
+            with input_views(
+                store, pinned, top, fuse=request.fuse, endpoint_url=endpoint_url, say=say
+            ) as views:
+                argv = substitute(request.argv, views.paths, str(out_dir))
+                env = {**os.environ, **environment(views.paths, str(out_dir), run_id)}
+                start = time.time_ns()
+                exit_code = run_command(argv, cwd=cwd, env=env)
+                end = time.time_ns()
+                record = build_record(
+                    run_id=run_id,
+                    inputs=[p.as_record() for p in pinned],
+                    output=request.output.as_record(),
+                    argv=request.argv,
+                    cwd=cwd,
+                    exit_code=exit_code,
+                    start_ns=start,
+                    end_ns=end,
+                    mode=views.mode,
+                    code=_taken(identity) if identity is not None else code,
+                    extra=request.extra,
+                )
+        except BaseException:
+            if record is None:  # nothing ran, or it was stopped before it could end
+                staging.discard(top)
+            else:  # it ran: its outputs stay, whatever stopped the cleanup after it
+                _keep(top, store, request.output, message, record)
+            raise
+    if exit_code != 0:
+        _keep(top, store, request.output, message, record)
+        return RunResult(run_id, exit_code, record, None, top)
+    try:
+        cid = staging.commit_outputs(
+            out_repo, request.output, out_dir, message=message, provenance=run_provenance(record)
+        )
+    except BaseException:
+        _keep(top, store, request.output, message, record)
+        raise
+    staging.discard(top)
+    return RunResult(run_id, exit_code, record, cid, None)
+
+
+def _keep(
+    top: Path, store: Store, output: OutputSpec, message: str, record: Mapping[str, Any]
+) -> None:
+    staging.keep(
+        top,
+        {
+            "store": store.url,
+            "output": output.as_record(),
+            "message": message,
+            "provenance": run_provenance(record),
+        },
+    )
+
+
+def _taken(identity: Future[dict[str, Any]]) -> dict[str, Any]:
+    """The code identity taken alongside the command; one that failed (a file unreadable
+    by now) is recorded as such rather than losing the run."""
+    try:
+        return identity.result()
+    except (OSError, ValueError) as err:
+        return {"files": [], "error": str(err)}
+
+
+def run_provenance(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The commit provenance of a run: ``inputs`` as every commit with inputs has them
+    (what lineage follows), and the record under ``run``."""
+    inputs = [
+        {"repo": i["repo"], "commit": i["commit"], "path": i["path"], "via": "run"}
+        for i in record["inputs"]
+    ]
+    return {"inputs": inputs, "run": dict(record)}
+
+
+def default_message(argv: Sequence[str]) -> str:
+    line = shlex.join(argv)
+    return f"run: {line if len(line) <= 200 else line[:197] + '...'}"
