@@ -211,8 +211,8 @@ class Transaction:
         parts = path.split("/")
         for i in range(len(parts) - 1, 0, -1):  # the nearest changed directory above decides
             above = self._pending.get("/".join(parts[:i]), _ABSENT)
-            if above is _ABSENT:
-                continue
+            if above is _ABSENT or (isinstance(above, TreeEntry) and _ensures_dir(above)):
+                continue  # (a directory an upload only makes sure of keeps what it held)
             if isinstance(above, TreeEntry) and above.kind == "dir":
                 return self._lookup(above.tree, "/".join(parts[i:]))
             return None
@@ -252,3 +252,9 @@ class Transaction:
 
 
 _ABSENT: Any = object()
+
+
+def _ensures_dir(entry: TreeEntry) -> bool:
+    """An entry an upload makes for a directory: it exists, holding what it held (the commit
+    merges it with the base), rather than being replaced by the tree it names."""
+    return entry.kind == "dir" and not entry.tree

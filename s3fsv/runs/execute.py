@@ -62,13 +62,16 @@ def check_command(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> str:
     return found
 
 
-def run_command(argv: Sequence[str], *, cwd: str, env: Mapping[str, str]) -> int:
+def run_command(
+    argv: Sequence[str], *, cwd: str, env: Mapping[str, str], stdout_to_stderr: bool = False
+) -> int:
     """Run ``argv`` and return its exit status (``128 + N`` when signal N ended it).
 
-    Standard streams are inherited. The working directory is ``cwd``: the process changes
-    to it for the instant of the spawn when it is not already there. While the command runs,
-    SIGINT and SIGTERM sent to this process are passed on to it; this process then keeps
-    waiting for the command to end, as a shell does."""
+    Standard streams are inherited (with ``stdout_to_stderr``, its stdout is this process's
+    stderr: for a report that must stay alone on stdout). The working directory is ``cwd``:
+    the process changes to it for the instant of the spawn when it is not already there.
+    While the command runs, SIGINT and SIGTERM sent to this process are passed on to it; this
+    process then keeps waiting for the command to end, as a shell does."""
     program = check_command(argv, cwd, env)
     previous = {sig: signal.getsignal(sig) for sig in FORWARDED}
     child: list[int] = []
@@ -92,6 +95,7 @@ def run_command(argv: Sequence[str], *, cwd: str, env: Mapping[str, str]) -> int
                 dict(env),
                 setsigmask=mask,  # the command starts with the caller's mask, not ours
                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # Python ignores these
+                file_actions=[(os.POSIX_SPAWN_DUP2, 2, 1)] if stdout_to_stderr else None,
             )
         child.append(pid)
         return _wait(pid)

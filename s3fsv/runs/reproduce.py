@@ -161,6 +161,7 @@ def reproduce(
         fuse=fuse,
         cwd=cwd,
         extra={"reproduces": original.id},
+        stdout_to_stderr=True,  # stdout is the report's
     )
     result: RunResult | None = None
     try:

@@ -46,6 +46,7 @@ class RunRequest:
     record_files: Sequence[str] = ()
     fuse: bool = True
     cwd: str | None = None  # default: this process's working directory
+    stdout_to_stderr: bool = False  # the command's stdout goes to stderr (reproduce reports)
     extra: Mapping[str, Any] = field(default_factory=dict)  # further record keys
 
 
@@ -58,9 +59,9 @@ class RunResult:
     kept: Path | None  # the run's directory, kept because the command failed
 
 
-def pin_inputs(store: Store, inputs: Sequence[InputSpec], say: Say) -> list[PinnedInput]:
+def pin_inputs(store: Store, inputs: Sequence[InputSpec]) -> list[PinnedInput]:
     """Each input resolved to the full id of the commit it is read from, its path checked to
-    exist there; one line each through ``say``."""
+    exist there."""
     check_inputs(inputs)
     pinned = []
     for spec in inputs:
@@ -74,8 +75,6 @@ def pin_inputs(store: Store, inputs: Sequence[InputSpec], say: Say) -> list[Pinn
                     f"--in {spec}: no {spec.path} in {spec.repo}@{commit[:12]}"
                 ) from None
         pinned.append(PinnedInput(spec, commit))
-        pinned_by = "" if spec.ref == commit else f" = commit {commit}"
-        say(f"input {spec.name}: {spec}{pinned_by}")
     return pinned
 
 
@@ -92,7 +91,7 @@ def run(
     cwd = os.path.abspath(request.cwd or os.getcwd())
     if not request.argv:
         raise UsageError("no command given: s3fsv run --in ... --out ... -- COMMAND [ARGS...]")
-    pinned = pin_inputs(store, request.inputs, say)
+    pinned = pin_inputs(store, request.inputs)
     out_repo = store.repo(request.output.repo)
     staging.check_output(out_repo, request.output)
     names = {p.spec.name: "" for p in pinned}
@@ -102,6 +101,9 @@ def run(
     for extra in request.record_files:
         if not os.path.isfile(os.path.join(cwd, extra)):
             raise UsageError(f"--record-file {extra}: no such file")
+    for item in pinned:  # (only once everything checked out: a mistake is one line)
+        pinned_by = "" if item.spec.ref == item.commit else f" = commit {item.commit}"
+        say(f"input {item.spec.name}: {item.spec}{pinned_by}")
     run_id = new_run_id()
     top = staging.new_run_dir(run_id)
     out_dir = top / "out"
@@ -120,7 +122,9 @@ def run(
                 argv = substitute(request.argv, views.paths, str(out_dir))
                 env = {**os.environ, **environment(views.paths, str(out_dir), run_id)}
                 start = time.time_ns()
-                exit_code = run_command(argv, cwd=cwd, env=env)
+                exit_code = run_command(
+                    argv, cwd=cwd, env=env, stdout_to_stderr=request.stdout_to_stderr
+                )
                 end = time.time_ns()
                 record = build_record(
                     run_id=run_id,
