@@ -199,8 +199,15 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         record_files=args.record_file,
         fuse=not args.no_fuse,
     )
-    with _open(args) as store:
-        result = run(store, request, say=_say, endpoint_url=endpoint_url(args.endpoint_url))
+    from s3fsv.config import store_url
+
+    result = run(
+        lambda: _open(args),  # opened while the run's mount starts
+        request,
+        say=_say,
+        endpoint_url=endpoint_url(args.endpoint_url),
+        store_url=store_url(args.store),
+    )
     seconds = result.record["duration_ms"] / 1000
     if result.commit is not None:
         _say(
@@ -430,9 +437,10 @@ def run_lines(record: dict[str, Any]) -> list[str]:
     ]
     for item in record.get("inputs") or []:
         where = f":{item.get('path')}" if item.get("path") else ""
+        given = item.get("ref")
+        was = "" if given == item.get("commit") else f" (given as {given})"
         lines.append(
-            f"  input:    {item.get('name')} = {item.get('repo')}@{item.get('commit')}{where}"
-            f" (was {item.get('ref')})"
+            f"  input:    {item.get('name')} = {item.get('repo')}@{item.get('commit')}{where}{was}"
         )
     out = record.get("output") or {}
     where = f":{out.get('path')}" if out.get("path") else ""

@@ -17,6 +17,8 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,20 +49,31 @@ def input_views(
     pinned: Sequence[PinnedInput],
     run_dir: Path,
     *,
-    fuse: bool = True,
-    endpoint_url: str | None = None,
+    mount: StoreMount | None,
     say: Say,
 ) -> Iterator[Views]:
-    """Show ``pinned`` to a command. With ``fuse`` (the default), through a mount, falling
-    back to downloads (saying so) when FUSE is unavailable or mounting is refused; without,
-    downloaded into ``run_dir/in``. Whatever was mounted or downloaded is gone afterwards."""
-    if fuse:
+    """Show ``pinned`` to a command: through ``mount`` (see :class:`StoreMount`), or, without
+    one or when FUSE turns out to be unavailable or refused (said through ``say``),
+    downloaded into ``run_dir/in``. Afterwards the downloads are gone, and the run's own
+    mount is being taken away (:meth:`StoreMount.finish` waits for that)."""
+    if mount is not None:
         try:
-            with _mounted(store, pinned, run_dir, endpoint_url, say) as views:
-                yield views
-            return
+            root = mount.wait()
         except _NoFuse as why:
             say(f"FUSE cannot be used here ({why}): inputs are downloaded instead (--no-fuse)")
+        else:
+            if not mount.own:
+                say(f"inputs read through the mount at {root.path} (already mounted)")
+            views = Views("fuse", mountpoint=Path(root.path), reused=not mount.own)
+            for item in pinned:
+                base = Path(root.path) / item.spec.repo if mount.whole_store else Path(root.path)
+                view = base / "commit" / item.commit / item.spec.path
+                views.paths[item.spec.name] = str(view).rstrip("/")
+            try:
+                yield views
+            finally:
+                mount.release()
+            return
     with _downloaded(store, pinned, run_dir / "in", say) as views:
         yield views
 
@@ -72,49 +85,69 @@ class _NoFuse(Exception):
 # -- through a mount -------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _mounted(
-    store: Store,
-    pinned: Sequence[PinnedInput],
-    run_dir: Path,
-    endpoint_url: str | None,
-    say: Say,
-) -> Iterator[Views]:
-    repos = {p.spec.repo for p in pinned}
-    found = find_store_mount(store.url, repos)
-    if found is not None:
-        root, own = found, False
-        say(f"inputs read through the mount at {root.path} (already mounted)")
-    else:
-        own = True
+class StoreMount:
+    """The mount a run reads its inputs through: a live mount of the same store on this
+    machine, else one the run starts read-only at ``run_dir/mnt`` (in the background, while
+    the run resolves its inputs) and always removes: :meth:`finish` must be called, also on
+    errors. Mounting is attempted only where FUSE is available."""
+
+    def __init__(
+        self, url: str, repos: set[str], run_dir: Path, endpoint_url: str | None, say: Say
+    ) -> None:
+        self._say = say
+        self._found = find_store_mount(url, repos)
+        self.own = self._found is None
+        # A mount of the whole store shows <repo>/commit/<id>; one of a repo, commit/<id>.
+        self.whole_store = self.own or (self._found is not None and self._found.source == url)
+        self._mp = run_dir / "mnt"
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3fsv-run-mount")
+        self._started: Future[Mounted] | None = None
+        self._stopping: Future[None] | None = None
+        if self.own:
+            self._started = self._pool.submit(self._start, url, endpoint_url)
+
+    def _start(self, url: str, endpoint_url: str | None) -> Mounted:
         try:
             daemon.check_fuse()
         except MountError as err:
             raise _NoFuse(str(err).split(": ", 1)[-1]) from None
-        mp = run_dir / "mnt"
-        mp.mkdir(mode=0o700, exist_ok=True)
-        argv = ["mount", store.url, str(mp), "--read-only"]
+        self._mp.mkdir(mode=0o700, exist_ok=True)
+        argv = ["mount", url, str(self._mp), "--read-only"]
         argv += ["--endpoint-url", endpoint_url] if endpoint_url else []
         try:
-            daemon.start(argv, str(mp), foreground=False)
+            daemon.start(argv, str(self._mp), foreground=False)
         except MountError as err:
             with contextlib.suppress(OSError):
-                mp.rmdir()
+                self._mp.rmdir()
             if _refused(err):
                 raise _NoFuse(str(err)) from None
             raise
-        root = Mounted(str(mp), "fuse.s3fsv", store.url)
-    try:
-        views = Views("fuse", mountpoint=Path(root.path), reused=not own)
-        whole_store = root.source.rstrip("/") == store.url.rstrip("/")
-        for item in pinned:
-            base = Path(root.path) / item.spec.repo if whole_store else Path(root.path)
-            view = base / "commit" / item.commit / item.spec.path
-            views.paths[item.spec.name] = str(view).rstrip("/")
-        yield views
-    finally:
-        if own:
-            release_mount(Path(root.path), say)
+        return Mounted(str(self._mp), "fuse.s3fsv", url)
+
+    def wait(self) -> Mounted:
+        """The mount, once usable; ``_NoFuse`` or ``MountError`` when it could not be made."""
+        if self._started is None:
+            assert self._found is not None
+            return self._found
+        return self._started.result()
+
+    def release(self) -> None:
+        """Start taking the run's own mount away, in the background (its inputs are no longer
+        needed); nothing for a mount that was there already. Idempotent."""
+        if self._started is not None and self._stopping is None:
+            self._stopping = self._pool.submit(self._stop)
+
+    def _stop(self) -> None:
+        futures.wait([self._started])  # a mount still starting is stopped once it is up
+        if self._started.exception() is None:
+            release_mount(self._mp, self._say)
+
+    def finish(self) -> None:
+        """Release the mount and wait until it is gone (its daemon too)."""
+        self.release()
+        if self._stopping is not None:
+            futures.wait([self._stopping])
+        self._pool.shutdown(wait=True)
 
 
 def find_store_mount(url: str, repos: set[str]) -> Mounted | None:
@@ -122,7 +155,7 @@ def find_store_mount(url: str, repos: set[str]) -> Mounted | None:
     ``url`` with its ``commit/`` directories: a mount of the whole store, or of the one repo
     when ``repos`` is just that one. Its daemon must be this user's (its pid file is ours)."""
     table = mount_table() or {}
-    want = url.rstrip("/")
+    want = url.rstrip("/")  # what the found mount's source is then too
     for path, mounted in table.items():
         if not mounted.is_s3fsv:
             continue
@@ -217,7 +250,12 @@ def _read_only(top: Path) -> None:
 
 
 def remove_tree(top: Path) -> None:
-    """``rm -rf top``, giving back the write permission a read-only input took away."""
+    """``rm -rf top``, giving back the write permission a read-only input took away. A mount
+    point below ``top`` is never entered (``MountError``): a run's mount must be gone first."""
+    for dirpath, dirnames, _files in os.walk(top):
+        for name in dirnames:
+            if os.path.ismount(os.path.join(dirpath, name)):
+                raise MountError(f"{os.path.join(dirpath, name)} is still mounted: not removed")
 
     def retry(func: Callable[..., object], path: str, _exc: object) -> None:
         with contextlib.suppress(OSError):
