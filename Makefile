@@ -30,6 +30,7 @@ bench: system-deps $(STAMP)
 	$(PY) bench/commit_scale.py
 	$(PY) bench/read_bench.py
 	$(PY) bench/write_bench.py
+	$(PY) bench/run_bench.py
 
 # apt-get update runs only when a package is actually missing, so warm runs stay fast.
 system-deps:

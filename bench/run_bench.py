@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import shutil
 import statistics
 import subprocess
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -80,84 +82,93 @@ def tree(root: Path) -> dict[str, bytes]:
 # -- 1. s3fsv run of detect.py ---------------------------------------------------------------
 
 
-def bench_run(args: argparse.Namespace, work: Path, samples: dict[str, list[float]]) -> int:
-    server = SeaweedServer(work / "seaweed")
-    server.start()
-    try:
-        env = {**os.environ, **server.env(), "XDG_CONFIG_HOME": str(work / "config")}
-        env["XDG_STATE_HOME"] = str(work / "state")
-        env["S3FSV_STORE"] = "s3://bench/store"
-        server.client().create_bucket(Bucket="bench")
-        cli(env, "init", cwd=work)
-        cli(env, "repo", "create", "detect", cwd=work)
-        images = work / "local" / "images"
-        names = make_images(images, max(1, args.images // 7))
-        say(f"detect inputs: {len(names)} images")
-        put = cli(
-            env, "put", "-q", "--json", str(images), "detect@main:images", "-m", "in", cwd=work
-        )
-        commit = json.loads(put)["commit"]
-        logs = work / "logs"
-        logs.mkdir()
-        argv = [sys.executable, str(DETECT)]
-        for n in range(1, args.repeat + 1):
-            say(f"repetition {n}")
-            local_out = work / f"local-out-{n}"
+def bench_run(
+    args: argparse.Namespace, work: Path, samples: dict[str, list[float]], server: SeaweedServer
+) -> int:
+    env = {**os.environ, **server.env(), "XDG_CONFIG_HOME": str(work / "config")}
+    env["XDG_STATE_HOME"] = str(work / "state")
+    env["S3FSV_STORE"] = "s3://bench/store"
+    server.client().create_bucket(Bucket="bench")
+    cli(env, "init", cwd=work)
+    cli(env, "repo", "create", "detect", cwd=work)
+    images = work / "local" / "images"
+    names = make_images(images, max(1, args.images // 7))
+    say(f"detect inputs: {len(names)} images")
+    put = cli(env, "put", "-q", "--json", str(images), "detect@main:images", "-m", "in", cwd=work)
+    commit = json.loads(put)["commit"]
+    logs = work / "logs"
+    logs.mkdir()
+    argv = [sys.executable, str(DETECT)]
+    for n in range(1, args.repeat + 1):
+        say(f"repetition {n}")
+        local_out = work / f"local-out-{n}"
+        drop_caches()
+        took, _ = timed(lambda o=local_out: subprocess.run(
+            [*argv, str(images), str(o)], check=True, capture_output=True))  # fmt: skip
+        samples["detect.local"].append(took)
+        expected = tree(local_out)
+        cache = work / f"cache-{n}"
+        for kind, extra in (("run.cold", []), ("run.warm", []), ("run.nofuse", ["--no-fuse"])):
+            if kind == "run.nofuse":
+                cache = work / f"cache-{n}-nofuse"
+            run_env = {**env, "XDG_CACHE_HOME": str(cache)}
+            out_path = f"out-{n}-{kind}"
             drop_caches()
-            took, _ = timed(lambda o=local_out: subprocess.run(
-                [*argv, str(images), str(o)], check=True, capture_output=True))  # fmt: skip
-            samples["detect.local"].append(took)
-            expected = tree(local_out)
-            cache = work / f"cache-{n}"
-            for kind, extra in (("run.cold", []), ("run.warm", []), ("run.nofuse", ["--no-fuse"])):
-                if kind == "run.nofuse":
-                    cache = work / f"cache-{n}-nofuse"
-                run_env = {**env, "XDG_CACHE_HOME": str(cache)}
-                out_path = f"out-{n}-{kind}"
-                drop_caches()
-                took, _ = timed(lambda e=run_env, x=extra, p=out_path: cli(
-                    e, "run", *x, "--in", f"detect@{commit}:images", "--out", f"detect@main:{p}",
-                    "--", *argv, "{in}", "{out}", cwd=work, log=logs / f"{p}.log"))  # fmt: skip
-                samples[f"detect.{kind}"].append(took)
-                said = (logs / f"{out_path}.log").read_text().splitlines()
-                say(f"  {kind}: {took:.2f} s; {said[-1] if said else ''}")
-                got = work / f"got-{n}-{kind}"
-                cli(env, "get", "-q", f"detect@main:{out_path}", str(got), cwd=work)
-                if tree(got) != expected:
-                    raise RuntimeError(f"{kind}: outputs differ from the local run's")
-                shutil.rmtree(got)
-            shutil.rmtree(local_out)
-        return len(names)
-    finally:
-        server.stop()
+            took, _ = timed(lambda e=run_env, x=extra, p=out_path: cli(
+                e, "run", *x, "--in", f"detect@{commit}:images", "--out", f"detect@main:{p}",
+                "--", *argv, "{in}", "{out}", cwd=work, log=logs / f"{p}.log"))  # fmt: skip
+            samples[f"detect.{kind}"].append(took)
+            said = (logs / f"{out_path}.log").read_text().splitlines()
+            say(f"  {kind}: {took:.2f} s; {said[-1] if said else ''}")
+            got = work / f"got-{n}-{kind}"
+            cli(env, "get", "-q", f"detect@main:{out_path}", str(got), cwd=work)
+            if tree(got) != expected:
+                raise RuntimeError(f"{kind}: outputs differ from the local run's")
+            shutil.rmtree(got)
+        shutil.rmtree(local_out)
+    return len(names)
 
 
 # -- 2. lineage --downstream -----------------------------------------------------------------
 
 
-def bench_lineage(args: argparse.Namespace, work: Path, samples: dict[str, list[float]]) -> int:
-    url = f"file://{work}/lineage-store"
-    store = Store.init(url)
+def bench_lineage(
+    args: argparse.Namespace,
+    work: Path,
+    samples: dict[str, list[float]],
+    server: SeaweedServer | None,
+) -> int:
+    if server is not None:
+        server.client().create_bucket(Bucket="lineage")
+        url = "s3://lineage/store"
+    else:
+        url = f"file://{work}/lineage-store"
+    store = Store.init(url, endpoint_url=server.endpoint_url if server else None)
     per_repo = args.commits // args.repos
-    say(f"lineage: {per_repo * args.repos} commits across {args.repos} repos")
-    previous: list[str] = []
-    for k in range(args.repos):
-        repo = store.create_repo(f"r{k:02d}")
-        commits = []
+    say(f"lineage: {per_repo * args.repos} commits across {args.repos} repos of {url}")
+    repos = [store.create_repo(f"r{k:02d}") for k in range(args.repos)]
+    # Stage k's commit i records stage k-1's commit i: each stage's thread takes the ids of
+    # the stage before from a queue, so the stages are made side by side.
+    queues: list[queue.Queue[str]] = [queue.Queue() for _ in repos]
+    first: list[str] = []
+
+    def stage(k: int) -> None:
         for i in range(per_repo):
-            prov = (
-                {"inputs": [{"repo": f"r{k - 1:02d}", "commit": previous[i], "via": "run"}]}
-                if previous
-                else {}
-            )
-            commits.append(repo.commit("main", {}, f"stage {k} run {i}", provenance=prov))
-        if k == 0:
-            first = commits
-        previous = commits
-        say(f"  r{k:02d}: {per_repo} commits")
+            prov = {}
+            if k:
+                prov = {"inputs": [{"repo": f"r{k - 1:02d}", "commit": queues[k - 1].get(),
+                                    "via": "run"}]}  # fmt: skip
+            cid = repos[k].commit("main", {}, f"stage {k} run {i}", provenance=prov)
+            if k == 0:
+                first.append(cid)
+            queues[k].put(cid)
+
+    took, _ = timed(lambda: list(ThreadPoolExecutor(len(repos)).map(stage, range(len(repos)))))
+    say(f"  made in {took:.0f} s")
     store.close()
     start = first[per_repo // 2]
     env = {**os.environ, "XDG_STATE_HOME": str(work / "state-l"), "S3FSV_STORE": url}
+    env.update(server.env() if server else {})
     for n in range(1, args.repeat + 1):
         cache = work / f"lcache-{n}"
         took, out = timed(lambda c=cache: cli({**env, "XDG_CACHE_HOME": str(c)}, "lineage",
@@ -237,6 +248,12 @@ def main() -> int:
     parser.add_argument("--commits", type=int, default=10_000, help="commits for lineage")
     parser.add_argument("--repos", type=int, default=20, help="repos for lineage")
     parser.add_argument(
+        "--lineage-store",
+        choices=["file", "s3"],
+        default="file",
+        help="where the lineage commits are made: file:// (default) or the SeaweedFS",
+    )
+    parser.add_argument(
         "--only", default="run,lineage", type=lambda v: set(v.split(",")), help="run,lineage"
     )
     parser.add_argument("--workdir", help="parent of the temporary work directory")
@@ -258,16 +275,26 @@ def main() -> int:
     }
     meta: dict[str, Any] = {"code": code_version(), "repeat": args.repeat}
     work = Path(tempfile.mkdtemp(prefix="s3fsv-runbench-", dir=args.workdir or "/var/tmp"))
+    server = None
     try:
+        if "run" in args.only or args.lineage_store == "s3":
+            server = SeaweedServer(work / "seaweed")
+            server.start()
+            os.environ.update(server.env())
         if "run" in args.only:
-            meta["detect_images"] = bench_run(args, work, samples)
+            assert server is not None
+            meta["detect_images"] = bench_run(args, work, samples, server)
         if "lineage" in args.only:
-            meta["lineage_found"] = bench_lineage(args, work, samples)
+            on_s3 = server if args.lineage_store == "s3" else None
+            meta["lineage_found"] = bench_lineage(args, work, samples, on_s3)
             meta["lineage_commits"] = (args.commits // args.repos) * args.repos
+            meta["lineage_store"] = args.lineage_store
     except KeyboardInterrupt:
         say("interrupted")
         return 130
     finally:
+        if server is not None:
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
     meta["drop_caches"] = drop_caches_worked()
     meta["elapsed_s"] = elapsed()

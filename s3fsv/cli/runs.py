@@ -32,11 +32,12 @@ outputs to; the command also gets S3FSV_IN, S3FSV_IN_<NAME>, S3FSV_OUT and S3FSV
 It runs with this terminal's stdin, stdout, stderr, working directory and environment, and
 SIGINT and SIGTERM are passed on to it; s3fsv run exits with its exit code.
 
-On exit 0 the outputs are committed to --out as one commit: afterwards PATH holds exactly
-what the command wrote (what else was there is deleted). The commit records the run: inputs,
-output, argv, directory, exit code, times, user@host, versions, and the identity of the code
-(SHA-256 of each file argv names, its git commit and whether the checkout was dirty, and the
-installed Python packages of a Python command). Its id is printed on stdout.
+On exit 0 the outputs are committed to --out as one commit: afterwards PATH (without PATH,
+the whole branch) holds exactly what the command wrote; what else was there is deleted. The
+commit records the run: inputs, output, argv, directory, exit code, times, user@host,
+versions, and the identity of the code (SHA-256 of each file argv names, its git commit and
+whether the checkout was dirty, and the installed Python packages of a Python command). Its
+id is printed on stdout.
 
 On failure nothing is committed; the outputs are kept under $XDG_STATE_HOME/s3fsv/runs/ID
 for s3fsv run --commit ID (commit them anyway) or --discard ID.
@@ -167,7 +168,7 @@ def add_parsers(add: Callable[..., argparse.ArgumentParser]) -> None:
 
 @_command("run")
 def cmd_run(args: argparse.Namespace) -> int:
-    from s3fsv.runs.execute import sigterm_interrupts
+    from s3fsv.runs.execute import Terminated, sigterm_interrupts
 
     command = list(args.command)
     if command[:1] == ["--"]:
@@ -182,8 +183,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--out REPO@BRANCH[:PATH] is required: where the outputs go")
     if args.message is not None and not args.message.strip():
         raise UsageError("a commit message must say something")
-    with sigterm_interrupts():
-        return _run(args, command)
+    try:
+        with sigterm_interrupts():
+            return _run(args, command)
+    except Terminated:
+        _say("terminated")
+        return 143
 
 
 def _run(args: argparse.Namespace, command: list[str]) -> int:
@@ -222,9 +227,10 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
 
 
 def _tell_kept(run_id: str, kept: Any) -> None:
-    _say(f"its outputs are kept in {kept}/out")
-    _say(f"commit them anyway: s3fsv run --commit {run_id} [-m MESSAGE]")
-    _say(f"or discard them:    s3fsv run --discard {run_id}")
+    from s3fsv.runs.staging import kept_lines
+
+    for line in kept_lines(run_id, kept):
+        _say(line)
 
 
 def _commit_kept(args: argparse.Namespace) -> int:
@@ -243,7 +249,12 @@ def _commit_kept(args: argparse.Namespace) -> int:
         message = args.message
     with _open(args, url) as store:
         cid = staging.commit_outputs(
-            store.repo(output.repo), output, top / "out", message=message, provenance=provenance
+            store.repo(output.repo),
+            output,
+            top / "out",
+            message=message,
+            provenance=provenance,
+            say=_say,
         )
     staging.discard(top)
     code = provenance.get("run", {}).get("exit_code")
@@ -267,21 +278,25 @@ def _discard_kept(run_id: str) -> int:
 @_command("reproduce")
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from s3fsv.config import endpoint_url
-    from s3fsv.runs.execute import sigterm_interrupts
+    from s3fsv.runs.execute import Terminated, sigterm_interrupts
     from s3fsv.runs.reproduce import as_json, details, reproduce, summary
 
-    with sigterm_interrupts(), _open(args) as store:
-        repo, ref = _commit_address(store, args.address)
-        rep = reproduce(
-            store,
-            repo,
-            ref,
-            keep=args.keep,
-            fuse=not args.no_fuse,
-            endpoint_url=endpoint_url(args.endpoint_url),
-            say=_say,
-            warn=lambda line: _say(f"warning: {line}"),
-        )
+    try:
+        with sigterm_interrupts(), _open(args) as store:
+            repo, ref = _commit_address(store, args.address)
+            rep = reproduce(
+                store,
+                repo,
+                ref,
+                keep=args.keep,
+                fuse=not args.no_fuse,
+                endpoint_url=endpoint_url(args.endpoint_url),
+                say=_say,
+                warn=lambda line: _say(f"warning: {line}"),
+            )
+    except Terminated:
+        _say("terminated")
+        return 143
     if rep.result.exit_code != 0:
         _say(f"the re-run exited with {rep.result.exit_code}: its outputs are compared as they are")
         if rep.kept:

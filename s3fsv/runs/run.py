@@ -190,6 +190,7 @@ def _run(
                 out_dir,
                 message=message,
                 provenance=run_provenance(record),
+                say=say,
             )
             log.debug("outputs committed in %.2f s", time.monotonic() - t2)
     except BaseException:
@@ -198,6 +199,9 @@ def _run(
             staging.discard(top)
         else:  # it ran: its outputs stay, whatever stopped the rest
             _keep(top, url, request.output, message, record)
+            say(f"the command exited with {record['exit_code']}, but nothing was committed:")
+            for line in staging.kept_lines(run_id, top):
+                say(line)
         raise
     finally:
         finish_mount()

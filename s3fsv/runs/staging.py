@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,8 @@ def kept_run(run_id: str) -> tuple[Path, dict[str, Any]]:
     try:
         info = json.loads((top / PENDING).read_text())
     except FileNotFoundError:
-        kept = sorted(p.name for p in runs_dir().glob(f"*/{PENDING}"))
-        known = f" (kept runs: {', '.join(p.split('/')[0] for p in kept)})" if kept else ""
+        kept = sorted(p.parent.name for p in runs_dir().glob(f"*/{PENDING}"))
+        known = f" (kept runs: {', '.join(kept)})" if kept else ""
         raise NotFound(f"no kept run {run_id!r} in {runs_dir()}{known}") from None
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot read {top / PENDING}: {err}") from None
@@ -63,6 +63,15 @@ def keep(top: Path, info: Mapping[str, Any]) -> None:
     fd = os.open(top / PENDING, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(info, fh, indent=1, sort_keys=True)
+
+
+def kept_lines(run_id: str, top: Path) -> list[str]:
+    """What to tell a user whose run's outputs were kept: where, and how to finish them."""
+    return [
+        f"its outputs are kept in {top}/out",
+        f"commit them anyway: s3fsv run --commit {run_id} [-m MESSAGE]",
+        f"or discard them:    s3fsv run --discard {run_id}",
+    ]
 
 
 def discard(top: Path) -> None:
@@ -97,18 +106,27 @@ def commit_outputs(
     *,
     message: str,
     provenance: Mapping[str, Any],
+    say: Callable[[str], None] | None = None,
 ) -> str:
     """Commit ``out_dir`` to ``output`` as one commit with ``provenance``, and return its id.
-    Afterwards ``output.path`` holds exactly what ``out_dir`` holds: files the branch had
-    there and ``out_dir`` lacks are deleted. A commit is made even when nothing changed, so
-    the run is recorded."""
+    Afterwards ``output.path`` (the whole branch when it is "") holds exactly what ``out_dir``
+    holds: what the branch had there and ``out_dir`` lacks is deleted (said through ``say``).
+    A commit is made even when nothing changed, so that the run is recorded."""
     with repo.transaction(
         output.branch, message=message, provenance=provenance, allow_empty=True
     ) as tx:
         if output.path or any(out_dir.iterdir()):
             tx.upload(out_dir, output.path)
-        for stale in _stale(repo, tx.base, output.path, out_dir):
-            tx.delete(stale)
+        stale = _stale(repo, tx.base, output.path, out_dir)
+        for path in stale:
+            tx.delete(path)
+        if stale and say is not None:
+            where = f"{output.path}/" if output.path else "the branch"
+            say(
+                f"the run's outputs replace {where} of {output.repo}@{output.branch}: "
+                f"{len(stale)} path(s) there that the command did not write are deleted "
+                f"(e.g. {stale[0]})"
+            )
     assert tx.commit_id is not None
     return tx.commit_id
 

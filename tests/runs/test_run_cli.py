@@ -56,6 +56,9 @@ def test_success_commits_exactly_what_was_written(tmp_path: Path, env: dict[str,
     assert cid == head(tmp_path, env)
     ls = cli(tmp_path, "ls", "-R", f"det@{cid}:out", env=env).stdout.split()
     assert ls == ["out/b.txt", "out/id"]  # out/old is gone: the run owns out/
+    assert "replace out/ of det@main: 1 path(s) there that the command did not write are " in (
+        done.stderr
+    )
     assert f"input cams: cams@main:data = commit {head(tmp_path, env, 'cams')}" in done.stderr
     assert "committed the outputs of run" in done.stderr and "(exit 0" in done.stderr
     assert not list(runs_dir(env).iterdir())
