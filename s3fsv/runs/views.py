@@ -26,7 +26,7 @@ from s3fsv.api import Store
 from s3fsv.errors import MountError
 from s3fsv.mount import daemon
 from s3fsv.mount.mounttable import Mounted, is_dead, mount_table
-from s3fsv.mount.runtime_files import pid_file
+from s3fsv.mount.runtime_files import log_file, pid_file
 from s3fsv.runs.spec import PinnedInput
 
 Say = Callable[[str], None]
@@ -193,10 +193,14 @@ def _refused(err: MountError) -> bool:
 def release_mount(mp: Path, say: Say) -> None:
     """Unmount a mount this run made and remove its directory. A command's leftover
     background process holding a file there is waited for briefly, then the mount is
-    detached lazily (the kernel finishes once it lets go) so that none is left behind."""
+    detached lazily (the kernel finishes once it lets go) so that none is left behind. The
+    daemon's log goes too when all went well (each run has a mountpoint, so a log, of its
+    own)."""
     for _ in range(UNMOUNT_ATTEMPTS):
         try:
-            daemon.unmount(str(mp))
+            if daemon.unmount(str(mp)) == 0:
+                for log in (log_file(mp), log_file(mp).with_name(log_file(mp).name + ".1")):
+                    log.unlink(missing_ok=True)
             break
         except MountError as err:
             if "busy" not in str(err):

@@ -63,6 +63,8 @@ def test_success_commits_exactly_what_was_written(tmp_path: Path, env: dict[str,
     assert "committed the outputs of run" in done.stderr and "(exit 0" in done.stderr
     assert not list(runs_dir(env).iterdir())
     no_mount_left(env)
+    logs = Path(env["XDG_STATE_HOME"]) / "s3fsv" / "logs"
+    assert not list(logs.glob("mount-mnt-*"))  # a run's own mount leaves no log behind
 
 
 def test_failure_keeps_outputs_then_commit_or_discard(tmp_path: Path, env: dict[str, str]) -> None:
