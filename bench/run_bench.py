@@ -306,7 +306,11 @@ def main() -> int:
             "lineage.scan",
         )
     }
-    meta: dict[str, Any] = {"code": code_version(), "repeat": args.repeat}
+    meta: dict[str, Any] = {
+        "code": code_version(),
+        "repeat": args.repeat,
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+    }
     work = Path(tempfile.mkdtemp(prefix="s3fsv-runbench-", dir=args.workdir or "/var/tmp"))
     server = None
     try:
@@ -330,6 +334,7 @@ def main() -> int:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
     meta["drop_caches"] = drop_caches_worked()
+    meta["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     meta["elapsed_s"] = elapsed()
     return 0 if report(samples, meta) else 1
 

@@ -240,8 +240,8 @@ def _keep(top: Path, url: str, output: OutputSpec, message: str, record: Mapping
 
 
 def _taken(identity: Future[dict[str, Any]]) -> dict[str, Any]:
-    """The code identity taken alongside the command; one that failed (a file unreadable
-    by now) is recorded as such rather than losing the run."""
+    """The code identity taken while the inputs were being shown; one that failed (a file
+    unreadable) is recorded as such rather than losing the run."""
     try:
         return identity.result()
     except (OSError, ValueError) as err:
