@@ -123,7 +123,7 @@ def test_ctrl_c_leaves_no_commit_and_no_mount(tmp_path: Path, env: dict[str, str
         proc.kill()
         proc.wait()
     assert proc.returncode == 130, err
-    assert ".py\", line" not in err  # the command's own traceback only (from -c), no s3fsv one
+    assert '.py", line' not in err  # the command's own traceback only (from -c), no s3fsv one
     assert "the command exited with 130" in err and "nothing committed" in err
     assert head(tmp_path, env) == before
     no_mount_left(env)
@@ -144,8 +144,20 @@ def test_an_existing_mount_of_the_store_is_used(tmp_path: Path, env: dict[str, s
         assert f"inputs read through the mount at {mp} (already mounted)" in done.stderr
         assert os.path.ismount(mp)  # still there: not the run's to unmount
         assert len(daemon_pids(Path(env["XDG_STATE_HOME"]))) == 1
+        run_commit = done.stdout.strip().splitlines()[-1]
+        # A commit through the mount, of something read from the same input, is lineage too.
+        source = Path(first)
+        (mp / "det" / "branch" / "main" / "m.txt").write_bytes((source / "a.txt").read_bytes())
+        by_mount = cli(tmp_path, "commit", str(mp / "det/branch/main"), "-m", "m", env=env)
     record = json.loads(cli(tmp_path, "show", "det", "--json", env=env).stdout)["provenance"]
-    assert record["run"]["mode"] == "fuse"
+    assert "run" not in record and record["inputs"]
+    rows = json.loads(cli(tmp_path, "lineage", "--downstream", "cams", "--json", env=env).stdout)
+    assert {(r["repo"], r["commit"]) for r in rows} == {
+        ("det", run_commit),
+        ("det", by_mount.stdout.strip()),
+    }
+    shown = json.loads(cli(tmp_path, "show", f"det@{run_commit}", "--json", env=env).stdout)
+    assert shown["provenance"]["run"]["mode"] == "fuse"
 
 
 def test_without_fuse_inputs_are_downloaded(tmp_path: Path, env: dict[str, str]) -> None:
