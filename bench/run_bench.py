@@ -7,14 +7,14 @@ local copy, and ``s3fsv lineage --downstream`` against scanning every log, in th
 1. detect.py over ``--images`` (105) distinct images (the sample photographs re-encoded,
    ``write_workloads.make_images``) committed to a store on a SeaweedFS it starts on
    127.0.0.1. Timed from the start of the command to its end, as a user waits for it:
-   ``s3fsv run --in detect@<commit>:images --out detect@main:out-N -- python detect.py {in}
-   {out}`` (resolve, mount, run, commit the outputs, unmount), against ``python detect.py
-   images out`` on a local copy: cold (page cache dropped before each; the run with an empty
-   s3fsv cache directory), s3fsv cache warm (page cache dropped, the cache the cold run
-   filled), hot (nothing dropped, as when a run is repeated at once; both sides), hot with a
-   mount of the store already there (which the run uses instead of starting its own), and
-   ``--no-fuse`` (download, then run) cold. Every run's outputs must equal the local run's.
-   Target: a run within 1.15x of the local copy, cold and hot.
+   ``s3fsv run --in detect@<commit>:images --out detect@main:out-N -- python detect.py
+   {in}/images {out}`` (resolve, mount, run, commit the outputs, unmount), against
+   ``python detect.py images out`` on a local copy: cold (page cache dropped before each;
+   the run with an empty s3fsv cache directory), s3fsv cache warm (page cache dropped, the
+   cache the cold run filled), hot (nothing dropped, as when a run is repeated at once; both
+   sides), hot with a mount of the store already there (which the run uses instead of
+   starting its own), and ``--no-fuse`` (download, then run) cold. Every run's outputs must
+   equal the local run's. Target: a run within 1.15x of the local copy, cold and hot.
 2. ``--commits`` (10,000) commits across ``--repos`` (20) repos of a file:// store, each
    repo's commit i recording the previous repo's commit i as its input (a 20-stage pipeline
    run 500 times), made through the commit path that writes the lineage index. Timed:
@@ -141,7 +141,7 @@ def bench_run(
             try:
                 took, _ = timed(lambda e=run_env, x=extra, p=out_path: cli(
                     e, "run", *x, "--in", f"detect@{commit}:images", "--out",
-                    f"detect@main:{p}", "--", *argv, "{in}", "{out}", cwd=work,
+                    f"detect@main:{p}", "--", *argv, "{in}/images", "{out}", cwd=work,
                     log=logs / f"{p}.log"))  # fmt: skip
             finally:
                 if kind == "run.reuse":

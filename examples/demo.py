@@ -71,7 +71,7 @@ def main() -> int:
 
     run_id = time.strftime("run-%Y%m%d-%H%M%S")
     step("2. Run the unchanged detection script on the pinned input, commit with a run record")
-    detect = [sys.executable, str(HERE / "detect.py"), "{in}", "{out}"]
+    detect = [sys.executable, str(HERE / "detect.py"), "{in}/images", "{out}"]
     s3fsv("run", "--in", f"cams@{input_commit}:images", "--out", f"detections@main:{run_id}",
           "-m", f"Face detections {run_id}", "--", *detect)  # fmt: skip
     commit = json.loads(s3fsv("log", "detections", "-n", "1", "--json", capture=True))[0]["id"]

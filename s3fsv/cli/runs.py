@@ -26,9 +26,11 @@ Run COMMAND on pinned inputs and commit what it writes, with a record of how it 
 Each --in is resolved to a commit id (printed) and shown to the command read-only: through
 a FUSE mount of the store (one that is already mounted is used, else the run mounts it and
 unmounts it afterwards), or, with --no-fuse or where FUSE cannot be used, downloaded and
-verified into a local directory first. In COMMAND, {in} is the path of the only input,
-{in.NAME} that of input NAME (default NAME: the repo's name), {out} the directory to write
-outputs to; the command also gets S3FSV_IN, S3FSV_IN_<NAME>, S3FSV_OUT and S3FSV_RUN_ID.
+verified into a local directory first (only PATH then). In COMMAND, {in} stands for the root
+of the only input's commit, with PATH at its place below it ({in}/images for
+cams@main:images), {in.NAME} for that of input NAME (default NAME: the repo's name), and
+{out} for the directory to write outputs to; the command also gets them as S3FSV_IN,
+S3FSV_IN_<NAME> and S3FSV_OUT, and S3FSV_RUN_ID.
 It runs with this terminal's stdin, stdout, stderr, working directory and environment, and
 SIGINT and SIGTERM are passed on to it; s3fsv run exits with its exit code.
 
@@ -46,9 +48,9 @@ for s3fsv run --commit ID (commit them anyway) or --discard ID.
 RUN_EXAMPLES = """\
 examples:
   s3fsv run --in cams@main:images --out detections@main:runs/2026-12-07 \\
-      -- python detect.py {in} {out}
+      -- python detect.py {in}/images {out}
   s3fsv run --in img=cams@v1 --in cfg=configs@main:detect.toml --out det@main:v1 \\
-      --record-file model.onnx -- ./detect.sh {in.img} {in.cfg} {out}
+      --record-file model.onnx -- ./detect.sh {in.img} {in.cfg}/detect.toml {out}
   s3fsv run --commit 20261207T100000Z-3f9a0c1e -m "kept despite 2 unreadable images"
 """
 

@@ -100,7 +100,11 @@ def check_inputs(inputs: Sequence[InputSpec]) -> None:
 
 def substitute(argv: Sequence[str], inputs: Mapping[str, str], out: str) -> list[str]:
     """``argv`` with ``{in}`` (the only input), ``{in.NAME}`` and ``{out}`` replaced by the
-    paths in ``inputs`` (name -> path) and ``out``. Other braces are left as they are."""
+    paths in ``inputs`` (name -> path) and ``out``. Other braces are left as they are.
+
+    An input's path is the root of its pinned commit (its PATH lies below it, at the same
+    place: ``--in cams@main:images`` is read as ``{in}/images``); ``{out}`` is the directory
+    that becomes the output's PATH."""
 
     def one(match: re.Match[str]) -> str:
         if match.group(1) == "out":

@@ -1,6 +1,7 @@
 """How a run's command sees its inputs: read-only and pinned, through a FUSE mount of the store
-(``MOUNT/<repo>/commit/<id>/<path>``), or downloaded, verified and made read-only in a local
-directory when FUSE cannot be used.
+(``MOUNT/<repo>/commit/<id>``), or downloaded, verified and made read-only in a local directory
+when FUSE cannot be used. Either way an input's path stands for the root of its commit, with
+the input's PATH at its own place below it: ``{in}/images`` is ``cams@ID:images``.
 
 One mount serves every input. A live s3fsv mount of the same store on this machine is used as
 it is; otherwise the run starts its own read-only mount (a daemon, as ``s3fsv mount`` does) and
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from s3fsv.api import Store
+from s3fsv.config import private_dir
 from s3fsv.errors import MountError
 from s3fsv.mount import daemon
 from s3fsv.mount.mounttable import Mounted, is_dead, mount_table
@@ -67,8 +69,7 @@ def input_views(
             views = Views("fuse", mountpoint=Path(root.path), reused=not mount.own)
             for item in pinned:
                 base = Path(root.path) / item.spec.repo if mount.whole_store else Path(root.path)
-                view = base / "commit" / item.commit / item.spec.path
-                views.paths[item.spec.name] = str(view).rstrip("/")
+                views.paths[item.spec.name] = str(base / "commit" / item.commit)
             try:
                 yield views
             finally:
@@ -223,20 +224,21 @@ def release_mount(mp: Path, say: Say) -> None:
 def _downloaded(
     store: Store, pinned: Sequence[PinnedInput], root: Path, say: Say
 ) -> Iterator[Views]:
-    """Each input downloaded to ``root/<n>/<its last name>``, every file checked against its
-    SHA-256, then made read-only; removed afterwards."""
+    """Each input's PATH downloaded to ``root/<name>/PATH`` (``root/<name>`` stands for the
+    commit's root, as in a mount), every file checked against its SHA-256, then made
+    read-only; removed afterwards."""
     views = Views("local")
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        for n, item in enumerate(pinned):
+        for item in pinned:
             spec = item.spec
-            where = root / str(n)
-            where.mkdir(mode=0o700)
-            dest = where / (spec.path.rsplit("/", 1)[-1] if spec.path else spec.repo)
+            where = root / spec.name
+            dest = where / spec.path if spec.path else where
+            private_dir(dest.parent if spec.path else where)
             files = store.repo(spec.repo).download(item.commit, spec.path, dest)
             say(f"downloaded {files} file(s) of {item} to {dest}")
             _read_only(where)
-            views.paths[spec.name] = str(dest)
+            views.paths[spec.name] = str(where)
         yield views
     finally:
         remove_tree(root)

@@ -49,7 +49,7 @@ def test_success_commits_exactly_what_was_written(tmp_path: Path, env: dict[str,
     cli(tmp_path, "put", "-q", str(tmp_path / "in"), "det@main:out/old", "-m", "old", env=env)
     done = cli(
         tmp_path, "run", "--in", "cams@main:data", "--out", "det@main:out", "-m", "copy",
-        "--", "sh", "-c", 'cp "$S3FSV_IN/a.txt" {out}/b.txt; echo "$S3FSV_RUN_ID" > {out}/id',
+        "--", "sh", "-c", 'cp "$S3FSV_IN/data/a.txt" {out}/b.txt; echo "$S3FSV_RUN_ID" > {out}/id',
         env=env,
     )  # fmt: skip
     cid = done.stdout.strip()
@@ -102,7 +102,7 @@ def test_ctrl_c_leaves_no_commit_and_no_mount(tmp_path: Path, env: dict[str, str
     before = head(tmp_path, env)
     script = (
         "import os, sys, time\n"
-        "open(os.path.join(sys.argv[1], 'a.txt')).read()\n"
+        "open(os.path.join(sys.argv[1], 'data', 'a.txt')).read()\n"
         "open(os.path.join(sys.argv[2], 'started'), 'w').close()\n"
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"
@@ -137,16 +137,16 @@ def test_an_existing_mount_of_the_store_is_used(tmp_path: Path, env: dict[str, s
     with mounted(url, tmp_path / "mnt", env) as mp:
         done = cli(
             tmp_path, "run", "--in", "cams@main:data", "--out", "det",
-            "--", "sh", "-c", 'echo "$S3FSV_IN"; cat {in}/a.txt > {out}/a', env=env,
+            "--", "sh", "-c", 'echo "$S3FSV_IN"; cat {in}/data/a.txt > {out}/a', env=env,
         )  # fmt: skip
         first = done.stdout.splitlines()[0]
-        assert first.startswith(f"{mp}/cams/commit/")
+        assert first.startswith(f"{mp}/cams/commit/") and first.count("/") == str(mp).count("/") + 3
         assert f"inputs read through the mount at {mp} (already mounted)" in done.stderr
         assert os.path.ismount(mp)  # still there: not the run's to unmount
         assert len(daemon_pids(Path(env["XDG_STATE_HOME"]))) == 1
         run_commit = done.stdout.strip().splitlines()[-1]
         # A commit through the mount, of something read from the same input, is lineage too.
-        source = Path(first)
+        source = Path(first) / "data"
         (mp / "det" / "branch" / "main" / "m.txt").write_bytes((source / "a.txt").read_bytes())
         by_mount = cli(tmp_path, "commit", str(mp / "det/branch/main"), "-m", "m", env=env)
     record = json.loads(cli(tmp_path, "show", "det", "--json", env=env).stdout)["provenance"]
@@ -169,7 +169,8 @@ def test_without_fuse_inputs_are_downloaded(tmp_path: Path, env: dict[str, str])
     nofuse = {**env, "PATH": str(bin_dir)}
     done = cli(
         tmp_path, "run", "--in", "cams@main:data", "--out", "det",
-        "--", "sh", "-c", "cat {in}/a.txt > {out}/a; touch {in}/a.txt 2>/dev/null || echo ro",
+        "--", "sh", "-c",
+        "cat {in}/data/a.txt > {out}/a; touch {in}/data/a.txt 2>/dev/null || echo ro",
         env=nofuse,
     )  # fmt: skip
     assert "FUSE cannot be used here (fusermount3 not found" in done.stderr

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 from sample_data import SAMPLES, copy_samples  # noqa: E402
 
-DETECT_ARGV = [sys.executable, "detect.py", "{in}", "{out}"]
+DETECT_ARGV = [sys.executable, "detect.py", "{in}/images", "{out}"]
 
 
 @dataclass
@@ -168,7 +168,7 @@ def test_no_fuse_gives_the_same_tree_and_record(world: World) -> None:
 def test_downstream_two_runs_away_and_nothing_unrelated(world: World) -> None:
     copy = world.cli(
         "run", "--in", f"det@{world.run}:runs/a", "--out", "derived@main",
-        "--", "sh", "-c", 'cp "$S3FSV_IN/summary.json" {out}/s.json',
+        "--", "sh", "-c", 'cp "$S3FSV_IN/runs/a/summary.json" {out}/s.json',
     ).stdout.strip()  # fmt: skip
     again = world.cli(
         "run", "--in", "derived", "--out", "final@main:f", "--",
@@ -179,7 +179,7 @@ def test_downstream_two_runs_away_and_nothing_unrelated(world: World) -> None:
     other_ingest = world.cli("put", "new.txt", "cams@main:new.txt", "-m", "batch 2").stdout.strip()
     unrelated = world.cli(
         "run", "--in", "cams@main:new.txt", "--out", "other@main", "--",
-        "cp", "{in}", "{out}/copy.txt",
+        "cp", "{in}/new.txt", "{out}/copy.txt",
     ).stdout.strip()  # fmt: skip
     rows = json.loads(world.cli("lineage", "--downstream", f"cams@{world.ingest}", "--json").stdout)
     found = {(r["repo"], r["commit"]): r for r in rows}
