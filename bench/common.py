@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import time
@@ -115,3 +116,46 @@ def drop_caches_worked() -> bool:
 def elapsed() -> float:
     """Seconds since the benchmark started."""
     return round(time.monotonic() - _T0, 1)
+
+
+def standard_arguments(parser: Any) -> None:
+    """The options every benchmark takes: --quick, --repeat, --big-mib, --workdir, --keep."""
+    parser.add_argument("--quick", action="store_true", help="one repetition per figure")
+    parser.add_argument("--repeat", type=int, help="repetitions per figure (default 3, quick 1)")
+    parser.add_argument("--big-mib", type=int, default=1024, help="big file size (MiB)")
+    parser.add_argument("--workdir", help="parent of the temporary work directory")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+
+
+def repetitions(parser: Any, args: Any) -> int:
+    repeat = args.repeat or (1 if args.quick else 3)
+    if repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return int(repeat)
+
+
+def run_repetitions(bench: Any, work: Path, repeat: int, keep: bool) -> bool:
+    """``bench.setup()``, then ``bench.rep(n)`` for n = 1..repeat; ``bench.close()`` and the
+    removal of ``work`` (unless ``keep``) whatever happens. SIGTERM and SIGHUP (and SIGINT,
+    which a background job inherits ignored) interrupt it like Ctrl-C; returns False then."""
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        bench.setup()
+        for n in range(1, repeat + 1):
+            bench.rep(n)
+    except KeyboardInterrupt:
+        say("interrupted: cleaning up")
+        return False
+    finally:
+        bench.close()
+        if keep:
+            say(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return True

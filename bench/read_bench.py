@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -47,8 +46,11 @@ from common import (  # noqa: E402
     drop_caches,
     drop_caches_worked,
     elapsed,
+    repetitions,
+    run_repetitions,
     s3_client,
     say,
+    standard_arguments,
     wait_until_idle,
 )
 from mounts import Mounts  # noqa: E402
@@ -69,7 +71,7 @@ from read_workloads import (  # noqa: E402
 )
 from s3server import SeaweedServer  # noqa: E402
 
-from s3fsv import transfer  # noqa: E402
+from s3fsv.store import transfer  # noqa: E402
 from s3fsv.store.store import Store  # noqa: E402
 
 STORE_PREFIX = "store"
@@ -385,23 +387,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="one repetition per figure")
-    parser.add_argument("--repeat", type=int, help="repetitions per figure (default 3, quick 1)")
-    parser.add_argument("--big-mib", type=int, default=1024, help="big file size (MiB)")
+    standard_arguments(parser)
     parser.add_argument("--dirs", type=int, default=20, help="directories of small files")
     parser.add_argument("--per-dir", type=int, default=100, help="small files per directory")
-    parser.add_argument("--workdir", help="parent of the temporary work directory")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
-    repeat = args.repeat or (1 if args.quick else 3)
-    if repeat < 1:
-        parser.error("--repeat must be at least 1")
-
-    def interrupted(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)
+    repeat = repetitions(parser, args)
 
     meta: dict[str, Any] = {
         "repeat": repeat,
@@ -413,19 +403,8 @@ def main() -> int:
     # Not /dev/shm: the local copy must sit on a real disk for the "local" baselines.
     work = Path(tempfile.mkdtemp(prefix="s3fsv-readbench-", dir=args.workdir or "/var/tmp"))
     bench = Bench(args, work)
-    try:
-        bench.setup()
-        for n in range(1, repeat + 1):
-            bench.rep(n)
-    except KeyboardInterrupt:
-        say("interrupted: cleaning up")
+    if not run_repetitions(bench, work, repeat, args.keep):
         return 130
-    finally:
-        bench.close()
-        if args.keep:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     meta["drop_caches"] = drop_caches_worked()
     meta["elapsed_s"] = elapsed()
     say("done")

@@ -65,9 +65,12 @@ from common import (  # noqa: E402
     drop_caches,
     drop_caches_worked,
     elapsed,
+    repetitions,
+    run_repetitions,
     s3_client,
     s3fsv_command,
     say,
+    standard_arguments,
     wait_until_idle,
 )
 from mounts import Mounts  # noqa: E402
@@ -392,9 +395,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="one repetition per figure")
-    parser.add_argument("--repeat", type=int, help="repetitions per figure (default 3, quick 1)")
-    parser.add_argument("--big-mib", type=int, default=1024, help="big file size (MiB)")
+    standard_arguments(parser)
     parser.add_argument("--dirs", type=int, default=20, help="directories of small files")
     parser.add_argument("--per-dir", type=int, default=100, help="small files per directory")
     parser.add_argument("--images", type=int, default=105, help="detect.py input images (~)")
@@ -408,22 +409,10 @@ def main() -> int:
     parser.add_argument(
         "--profile-idle", action="store_true", help="with --profile: sample waiting threads too"
     )
-    parser.add_argument("--workdir", help="parent of the temporary work directory")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
-    repeat = args.repeat or (1 if args.quick else 3)
-    if repeat < 1:
-        parser.error("--repeat must be at least 1")
+    repeat = repetitions(parser, args)
     if args.only - {"small", "big", "detect"}:
         parser.error(f"--only: unknown workload(s) {', '.join(sorted(args.only))}")
-
-    def interrupted(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)
-    # A background job of a non-interactive shell inherits SIGINT ignored: clean up on it anyway.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     meta: dict[str, Any] = {
         "code": code_version(),
@@ -436,21 +425,10 @@ def main() -> int:
     # Not /dev/shm: staging, cache and SeaweedFS data belong on a real disk.
     work = Path(tempfile.mkdtemp(prefix="s3fsv-writebench-", dir=args.workdir or "/var/tmp"))
     bench = Bench(args, work)
-    try:
-        bench.setup()
-        meta["detect_images"] = len(bench.image_names)
-        meta["only"] = sorted(args.only)
-        for n in range(1, repeat + 1):
-            bench.rep(n)
-    except KeyboardInterrupt:
-        say("interrupted: cleaning up")
+    if not run_repetitions(bench, work, repeat, args.keep):
         return 130
-    finally:
-        bench.close()
-        if args.keep:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    meta["detect_images"] = len(bench.image_names)
+    meta["only"] = sorted(args.only)
     meta["drop_caches"] = drop_caches_worked()
     if code_version() != meta["code"]:
         say("WARNING: s3fsv/ changed during the run: the figures mix two versions of the code")

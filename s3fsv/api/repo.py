@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -10,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from s3fsv.api.files import RepoFile
+from s3fsv.api.refs import FileRef
 from s3fsv.api.transaction import Transaction
 from s3fsv.store.objects import Commit, TreeEntry, split_path
 from s3fsv.store.repo import Diff, Repository
-from s3fsv.store.transfer import get
+from s3fsv.store.transfer import get, local_changes, scan_local
 
 if TYPE_CHECKING:
     from s3fsv.api.store import Store
@@ -36,6 +38,9 @@ class CommitInfo:
 
     @classmethod
     def of(cls, cid: str, commit: Commit) -> CommitInfo:
+        """The commit object ``commit`` stored under ``cid``."""
+        # A copy: the decoded commit is shared, and changing it would change what this process
+        # takes the commit to be.
         return cls(
             cid,
             commit.tree,
@@ -43,7 +48,7 @@ class CommitInfo:
             commit.author,
             commit.time,
             commit.message,
-            commit.provenance,
+            copy.deepcopy(commit.provenance),
         )
 
 
@@ -60,15 +65,27 @@ class EntryInfo:
     mtime_ns: int
     sha256: str = ""
     target: str = ""
+    tree: str = ""  # a directory's tree id: equal ids, equal contents below it
 
     @property
     def name(self) -> str:
+        """The last part of ``path`` (``""`` for the root)."""
         return self.path.rsplit("/", 1)[-1]
 
     @classmethod
     def of(cls, path: str, entry: TreeEntry) -> EntryInfo:
+        """The tree entry ``entry`` found at ``path``."""
         size = entry.size if entry.kind != "dir" else 0
-        return cls(path, entry.kind, size, entry.mode, entry.mtime_ns, entry.sha256, entry.target)
+        return cls(
+            path,
+            entry.kind,
+            size,
+            entry.mode,
+            entry.mtime_ns,
+            entry.sha256,
+            entry.target,
+            entry.tree,
+        )
 
 
 def clean_path(path: str) -> str:
@@ -91,6 +108,7 @@ class Repo:
 
     @property
     def name(self) -> str:
+        """The repo's name."""
         return self._inner.name
 
     def __repr__(self) -> str:
@@ -98,7 +116,8 @@ class Repo:
 
     # -- refs and history -------------------------------------------------------------------
     def resolve(self, ref: str = "main") -> str:
-        """The full commit id ``ref`` names now; ``NotFound`` when it names none."""
+        """The full commit id ``ref`` names now; ``NotFound`` when it names none. A full id
+        costs no request once its commit is cached."""
         return self._inner.resolve(ref)
 
     def branches(self) -> dict[str, str]:
@@ -166,8 +185,8 @@ class Repo:
             yield EntryInfo.of(p, entry)
 
     def read_bytes(self, ref: str, path: str) -> bytes:
-        """The whole content of the file at ``path`` (symlinks inside the snapshot followed),
-        every chunk verified against its hash; ``UsageError`` for a directory."""
+        """The whole content of the file at ``path`` (a symlink there followed to its target in
+        the snapshot), every chunk verified against its hash; ``UsageError`` for a directory."""
         with self.open(ref, path) as fh:
             return fh.read()
 
@@ -199,6 +218,13 @@ class Repo:
             out[path] = bytes(reader.read(entry, 0, entry.size))
         return out
 
+    def read_ref(self, ref: FileRef) -> bytes:
+        """The content of an uploaded file (see :meth:`upload`), verified."""
+        if ref.kind == "link":
+            return ref.entry.target.encode()
+        reader = self._store._reader(self._inner)
+        return bytes(reader.read(ref.entry, 0, ref.size))
+
     def download(
         self,
         ref: str,
@@ -218,6 +244,15 @@ class Repo:
                    progress=progress)  # fmt: skip
 
     # -- writing ----------------------------------------------------------------------------
+    def upload(self, local_path: str | os.PathLike[str], path: str = "") -> dict[str, FileRef]:
+        """Store the content of a local file, or of every file and symlink below a local
+        directory, without committing it; return the refs keyed by repo path (``path`` joined
+        with the path below ``local_path``). Needs write access to objects only, never to a
+        branch: place the refs with ``Transaction.put``."""
+        items = scan_local(Path(local_path), clean_path(path))
+        changes = local_changes(self._inner, items, threads=8)
+        return {p: FileRef(e) for p, e in changes.items() if e is not None and e.kind != "dir"}
+
     def transaction(
         self,
         branch: str = "main",
@@ -229,8 +264,8 @@ class Repo:
     ) -> Transaction:
         """Changes to ``branch`` that become one commit. Use as a context manager: the commit is
         made when the block exits without an exception, and nothing is committed when it raises.
-        With ``allow_empty``, a commit is made even when nothing changed (to record
-        provenance). See :class:`Transaction`."""
+        See :class:`Transaction`. Changes that leave the tree as it was make no commit, unless
+        ``allow_empty``."""
         return Transaction(
-            self._store, self._inner, branch, message, author, provenance, allow_empty=allow_empty
+            self._store, self._inner, branch, message, author, provenance, allow_empty
         )

@@ -15,6 +15,7 @@ from s3fsv.errors import NotFound, UsageError
 from s3fsv.store import lineage as _lineage
 from s3fsv.store.cache import DiskCache
 from s3fsv.store.reader import ChunkReader
+from s3fsv.store.records import Records
 from s3fsv.store.store import Store as _Store
 
 DEFAULT_CACHE_SIZE = "10G"
@@ -40,13 +41,17 @@ def open_store(
     """
     if url is not None and not str(url).strip():
         raise UsageError("open_store: the store URL is empty")
-    inner = _Store.open(
-        store_url(url), endpoint_url=configured_endpoint(endpoint_url), **s3_options
-    )
     size = cache_size if isinstance(cache_size, int) else parse_size(cache_size)
     if size <= 0:
         raise UsageError("open_store: cache_size must be positive")
-    cache = DiskCache(Path(cache_dir) if cache_dir is not None else default_cache_dir(), size)
+    where = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        cache = DiskCache(where, size)
+    except OSError as err:
+        raise UsageError(f"cannot use {where} as the cache directory: {err.strerror}") from None
+    inner = _Store.open(
+        store_url(url), endpoint_url=configured_endpoint(endpoint_url), **s3_options
+    )
     inner.cache = cache
     return Store(inner, cache)
 
@@ -67,6 +72,12 @@ class Store:
         """The store's URL, as opened."""
         return self._inner.url
 
+    @property
+    def endpoint_url(self) -> str | None:
+        """The S3 endpoint the store was opened with (None for AWS itself or a local store):
+        what another process needs, with ``url``, to open the same store."""
+        return getattr(self._inner.backend, "endpoint_url", None)
+
     def repos(self) -> list[str]:
         """The names of the store's repos, sorted."""
         return self._inner.repos()
@@ -78,6 +89,11 @@ class Store:
     def create_repo(self, name: str) -> Repo:
         """Create an empty repo with a ``main`` branch; ``AlreadyExists`` when it exists."""
         return Repo(self, self._inner.create_repo(name))
+
+    def records(self, namespace: str) -> Records:
+        """The JSON records kept under ``STORE/_<namespace>/`` (see ``s3fsv.store.records``):
+        write-once slots and compare-and-swap state for coordination between processes."""
+        return Records(self._inner.backend, namespace)
 
     def derived_from(self, repo: str, commit: str) -> list[tuple[str, str]]:
         """(repo, commit id) of every commit that recorded ``repo@commit`` (a full id) as one
@@ -119,6 +135,7 @@ class Store:
             readers, self._readers = list(self._readers.values()), {}
         for reader in readers:
             reader.close()
+        self._cache.close()
         self._inner.close()
 
     def __enter__(self) -> Store:

@@ -8,15 +8,15 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from s3fsv.cli import pipelines, runs
 from s3fsv.cli.mount import COMMANDS as MOUNT_COMMANDS
-from s3fsv.cli.parser import build_parser
-from s3fsv.cli.runs import COMMANDS as RUN_COMMANDS
+from s3fsv.cli.parser import Commands, build_parser
 from s3fsv.cli.runs import run_lines
 from s3fsv.config import endpoint_url, store_url
 from s3fsv.errors import InvalidName, NotFound, S3fsvError, UsageError
@@ -36,16 +36,8 @@ EXIT_CODES = """exit codes:
  13 not committed: files left open for writing when a mount stopped may be incomplete
 """
 
-Handler = Callable[[argparse.Namespace], int]
-_COMMANDS: dict[str, Handler] = {}
-
-
-def command(name: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        _COMMANDS[name] = fn
-        return fn
-
-    return register
+_COMMANDS = Commands()
+command = _COMMANDS.register
 
 
 def _open_store(args: argparse.Namespace) -> Store:
@@ -445,11 +437,13 @@ def _print_diff(diff: Any) -> None:
 
 
 _COMMANDS.update(MOUNT_COMMANDS)  # mount, unmount, commit, status, discard (cli/mount.py)
-_COMMANDS.update(RUN_COMMANDS)  # run, reproduce, lineage (cli/runs.py)
+_COMMANDS.update(pipelines.COMMANDS)
+_COMMANDS.update(runs.COMMANDS)  # run, reproduce, lineage
+VERBS = [pipelines.add_verbs, runs.add_verbs]  # capabilities' own command groups
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(EXIT_CODES, __version__)
+    parser = build_parser(EXIT_CODES, __version__, VERBS)
     args, extra = parser.parse_known_args(argv)
     if extra:  # named by the command they were given to, not by s3fsv as a whole
         getattr(args, "help_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")

@@ -12,26 +12,18 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from s3fsv.cli.parser import Commands
 from s3fsv.config import parse_size
 from s3fsv.errors import MountError, S3fsvError, UsageError
 from s3fsv.mount.mounttable import mount_table
 from s3fsv.store.address import shown_path
 from s3fsv.store.objects import is_object_id
 
-Handler = Callable[[argparse.Namespace], int]
-COMMANDS: dict[str, Handler] = {}
-
-
-def _command(name: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        COMMANDS[name] = fn
-        return fn
-
-    return register
+COMMANDS = Commands()
+_command = COMMANDS.register
 
 
 def _print_json(value: Any) -> None:

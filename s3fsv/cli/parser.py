@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
-
-from s3fsv.cli.runs import add_parsers as add_run_parsers
 
 DESCRIPTION = """\
 Versioned data repositories on S3 (or a local directory), mountable as a directory tree.
@@ -111,7 +110,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
-def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Commands(dict[str, Handler]):
+    """A verb module's handlers by the name ``build_parser`` gives them (``"pipeline.run"``);
+    ``@COMMANDS.register(name)`` adds one. ``app.main`` merges every module's table."""
+
+    def register(self, name: str) -> Callable[[Handler], Handler]:
+        def add(fn: Handler) -> Handler:
+            self[name] = fn
+            return fn
+
+        return add
+
+
+AddCommand = Callable[..., argparse.ArgumentParser]
+"""``add(name, handler, help, group=...)``: what ``build_parser`` hands each verb module."""
+
+
+def build_parser(
+    exit_codes: str, version: str, verbs: Sequence[Callable[[AddCommand], None]] = ()
+) -> argparse.ArgumentParser:
+    """The whole command line: the store and mount verbs here, then each of ``verbs`` (a
+    capability's ``add_verbs(add)``), which adds its commands with ``add``."""
     parser = _Parser(
         prog="s3fsv",
         description=DESCRIPTION,
@@ -361,6 +383,6 @@ def build_parser(exit_codes: str, version: str) -> argparse.ArgumentParser:
     p.add_argument("new", metavar="NEW", nargs="?", help=ref_help)
     p.add_argument("--exit-code", action="store_true", help="exit 1 when there are differences")
     _common(p, json=True)
-
-    add_run_parsers(add)  # run, reproduce, lineage
+    for add_verbs in verbs:
+        add_verbs(add)
     return parser

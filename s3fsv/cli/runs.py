@@ -2,7 +2,7 @@
 ``show`` print a run record.
 
 This module must not import ``s3fsv.cli.app``, which imports it: ``main`` merges
-:data:`COMMANDS` into its command table, and ``parser`` calls :func:`add_parsers`.
+:data:`COMMANDS` into its command table, and hands :func:`add_verbs` to ``build_parser``.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import argparse
 import json
 import shlex
 import sys
-from collections.abc import Callable
 from typing import Any
 
+from s3fsv.cli.parser import AddCommand, Commands
 from s3fsv.errors import NotFound, UsageError
 from s3fsv.store.address import parse_address, shown_path
 
-Handler = Callable[[argparse.Namespace], int]
-COMMANDS: dict[str, Handler] = {}
+COMMANDS = Commands()
+_command = COMMANDS.register
 
 RUN_HELP = """\
 Run COMMAND on pinned inputs and commit what it writes, with a record of how it ran.
@@ -55,14 +55,6 @@ examples:
 """
 
 
-def _command(name: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        COMMANDS[name] = fn
-        return fn
-
-    return register
-
-
 def _say(text: str) -> None:
     print(f"s3fsv: {text}", file=sys.stderr, flush=True)
 
@@ -81,7 +73,7 @@ def _open(args: argparse.Namespace, url: str | None = None) -> Any:
 # -- parsers ---------------------------------------------------------------------------------
 
 
-def add_parsers(add: Callable[..., argparse.ArgumentParser]) -> None:
+def add_verbs(add: AddCommand) -> None:
     """Add ``run``, ``reproduce`` and ``lineage`` with ``parser.build_parser``'s ``add``."""
     p = add(
         "run",

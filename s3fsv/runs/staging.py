@@ -115,11 +115,11 @@ def commit_outputs(
     with repo.transaction(
         output.branch, message=message, provenance=provenance, allow_empty=True
     ) as tx:
+        stale, replaced = _to_delete(repo, tx.base, output.path, out_dir)
+        for path in stale + replaced:  # (a file where a directory was, or the other way)
+            tx.delete(path)
         if output.path or any(out_dir.iterdir()):
             tx.upload(out_dir, output.path)
-        stale = _stale(repo, tx.base, output.path, out_dir)
-        for path in stale:
-            tx.delete(path)
         if stale and say is not None:
             where = f"{output.path}/" if output.path else "the branch"
             say(
@@ -131,15 +131,16 @@ def commit_outputs(
     return tx.commit_id
 
 
-def _stale(repo: Repo, base: str, path: str, out_dir: Path) -> list[str]:
-    """Paths below ``path`` at ``base`` that ``out_dir`` does not have (each topmost one only;
-    a directory replaced by a file or link is replaced by the upload)."""
+def _to_delete(repo: Repo, base: str, path: str, out_dir: Path) -> tuple[list[str], list[str]]:
+    """The topmost paths below ``path`` at ``base`` that ``out_dir`` does not have (stale),
+    and those it has as another kind, a directory for a file or the other way (replaced)."""
     try:
         entries = list(repo.walk(base, path))
     except (NotFound, NotADirectory):
-        return []
+        return [], []
     prefix = f"{path}/" if path else ""
-    gone: list[str] = []
+    stale: list[str] = []
+    replaced: list[str] = []
     skip: set[str] = set()
     for entry in entries:
         if entry.path == path:
@@ -150,11 +151,12 @@ def _stale(repo: Repo, base: str, path: str, out_dir: Path) -> list[str]:
             skip.add(rel)
             continue
         try:
-            mode = os.lstat(out_dir / rel).st_mode
+            local_dir = stat.S_ISDIR(os.lstat(out_dir / rel).st_mode)
         except FileNotFoundError:
-            gone.append(entry.path)
+            stale.append(entry.path)
             skip.add(rel)
             continue
-        if entry.kind == "dir" and not stat.S_ISDIR(mode):
+        if local_dir != (entry.kind == "dir"):
+            replaced.append(entry.path)
             skip.add(rel)
-    return gone
+    return stale, replaced

@@ -7,8 +7,8 @@ empty object per input, once, after its branch has moved to it (docs/format.md, 
     _lineage/<input repo>/<input commit>/<repo>/<commit>
 
 so the commits made directly from ``R@C`` are the keys listed under ``_lineage/R/C/``: one LIST
-per hop. Keys are written with ``If-None-Match: *`` and never changed. The ``_`` keeps the
-prefix apart from every repo (a repo name starts with a letter or digit). The index is a cache
+per hop. They are records of the ``lineage`` namespace (``s3fsv.store.records``): written with
+``If-None-Match: *`` and never changed, under a prefix no repo can have. The index is a cache
 of what commits say: :func:`index_commit` rebuilds any entry, and readers check each entry
 against the commit it names.
 """
@@ -20,9 +20,10 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from s3fsv.errors import InvalidName, PreconditionFailed, S3fsvError
+from s3fsv.errors import AlreadyExists, InvalidName, S3fsvError
 from s3fsv.store.backend.base import Backend
 from s3fsv.store.objects import is_object_id
+from s3fsv.store.records import Records
 from s3fsv.store.refs import check_ref_name
 
 log = logging.getLogger(__name__)
@@ -56,17 +57,26 @@ def input_commits(provenance: Mapping[str, Any]) -> list[tuple[str, str]]:
     return list(dict.fromkeys((i["repo"], i["commit"]) for i in recorded_inputs(provenance)))
 
 
+NAMESPACE = "lineage"
+
+
+def edge_name(input_repo: str, input_commit: str, repo: str, commit: str) -> str:
+    """The record name of one entry; its key is ``_lineage/`` and this."""
+    return f"{input_repo}/{input_commit}/{repo}/{commit}"
+
+
 def edge_key(input_repo: str, input_commit: str, repo: str, commit: str) -> str:
-    return f"{PREFIX}{input_repo}/{input_commit}/{repo}/{commit}"
+    return PREFIX + edge_name(input_repo, input_commit, repo, commit)
 
 
 def index_commit(backend: Backend, repo: str, commit: str, provenance: Mapping[str, Any]) -> int:
     """Write the index entries of ``repo@commit`` (one per input its provenance names) that
     are not there yet; return how many inputs it has. Idempotent."""
     pairs = input_commits(provenance)
+    records = Records(backend, NAMESPACE)
     for input_repo, input_commit in pairs:
-        with contextlib.suppress(PreconditionFailed):  # written before: write-once
-            backend.put(edge_key(input_repo, input_commit, repo, commit), b"", if_none_match=True)
+        with contextlib.suppress(AlreadyExists):  # written before: write-once
+            records.create(edge_name(input_repo, input_commit, repo, commit), {})
     return len(pairs)
 
 
@@ -92,9 +102,9 @@ def derived(backend: Backend, input_repo: str, input_commit: str) -> Iterator[tu
     check_ref_name(input_repo, "repo")
     if not is_object_id(input_commit):
         raise InvalidName(f"not a full commit id: {input_commit!r}")
-    prefix = f"{PREFIX}{input_repo}/{input_commit}/"
-    for key in backend.list(prefix):
-        repo, _, commit = key[len(prefix) :].partition("/")
+    below = f"{input_repo}/{input_commit}"
+    for name in Records(backend, NAMESPACE).names(below):
+        repo, _, commit = name[len(below) + 1 :].partition("/")
         if _valid_repo(repo) and is_object_id(commit):
             yield repo, commit
 
@@ -102,8 +112,9 @@ def derived(backend: Backend, input_repo: str, input_commit: str) -> Iterator[tu
 def forget_commit(backend: Backend, repo: str, commit: str, provenance: Mapping[str, Any]) -> None:
     """Delete the index entries of ``repo@commit``: for a commit that is being discarded (the
     scratch commit of ``s3fsv reproduce``), never for one that stays reachable."""
+    records = Records(backend, NAMESPACE)
     for input_repo, input_commit in input_commits(provenance):
-        backend.delete(edge_key(input_repo, input_commit, repo, commit))
+        records.delete(edge_name(input_repo, input_commit, repo, commit))
 
 
 def _valid_repo(name: str) -> bool:

@@ -72,6 +72,7 @@ class Diff:
     deleted: list[str] = field(default_factory=list)
 
     def paths(self) -> set[str]:
+        """Every path added, modified or deleted."""
         return set(self.added) | set(self.modified) | set(self.deleted)
 
 
@@ -113,6 +114,12 @@ class Repository:
         return commit
 
     def _resolve_name(self, ref: str) -> str:
+        if is_object_id(ref.lower()):
+            # No branch or tag can have this name (creation refuses names that look like
+            # commit ids), so the two ref reads it would cost are skipped: programs that pin
+            # a commit resolve it on every call.
+            self.commit_object(ref.lower())
+            return ref.lower()
         try:
             return self.refs.branch(ref).commit
         except (NotFound, InvalidName):
@@ -122,9 +129,6 @@ class Repository:
         except (NotFound, InvalidName):
             pass
         ref = ref.lower()
-        if is_object_id(ref):
-            self.commit_object(ref)
-            return ref
         if is_commit_prefix(ref):
             matches = self._commits_with_prefix(ref)
             if len(matches) == 1:

@@ -157,16 +157,7 @@ def local_changes(
     """Upload the files of ``items`` (from ``scan_local``) and return the tree entries that
     add them, their directories and symlinks, keyed by repo path; ready to commit once this
     returns."""
-    changes: dict[str, Change] = {}
-    for item in items:
-        name = item.rel.rsplit("/", 1)[-1]
-        if item.kind == "dir":
-            changes[item.rel] = TreeEntry(name, "dir", item.mode, item.mtime_ns)
-        elif item.kind == "link":
-            target = os.readlink(item.local)
-            changes[item.rel] = TreeEntry(
-                name, "link", 0o777, item.mtime_ns, len(target.encode()), target=target
-            )
+    changes: dict[str, Change] = {i.rel: local_entry(i) for i in items if i.kind != "file"}
     local = {i.rel: i.local for i in items if i.kind == "file"}
     uploaded = upload_files(
         repo.objects, repo.chunk_size, local, threads=threads, progress=progress
@@ -176,6 +167,18 @@ def local_changes(
             content = uploaded[item.rel][0]
             changes[item.rel] = content.entry(item.rel.rsplit("/", 1)[-1], item.mode, item.mtime_ns)
     return changes
+
+
+def local_entry(item: LocalItem) -> TreeEntry:
+    """The tree entry of a local directory (one that need only exist: its contents are
+    whatever is put below it) or symlink of ``scan_local``'s list."""
+    name = item.rel.rsplit("/", 1)[-1]
+    if item.kind == "dir":
+        return TreeEntry(name, "dir", item.mode, item.mtime_ns)
+    if item.kind != "link":
+        raise ValueError(f"not a directory or symlink: {item.local}")
+    target = os.readlink(item.local)
+    return TreeEntry(name, "link", 0o777, item.mtime_ns, len(target.encode()), target=target)
 
 
 def _check_same_kind(repo: Repository, branch: str, commit: str, source: Path, dest: str) -> None:
