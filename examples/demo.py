@@ -1,7 +1,8 @@
 """The main job, end to end: ingest photos, run the unchanged detector on the pinned input
 with ``s3fsv run`` (which mounts, runs, commits with a run record and unmounts), run it again
 with ``s3fsv reproduce``, trace the output's lineage back to the ingest, then mount the store
-and re-read the pinned input.
+and re-read the pinned input; last, turn the script into a pipeline that a new ingest commit
+triggers by itself (examples/pipeline_demo.py).
 
     python examples/demo.py [--store URL]
 
@@ -109,6 +110,11 @@ def main() -> int:
     finally:
         step("7. Unmount")
         s3fsv("unmount", str(mountpoint), check=False)
+
+    step("8. A pipeline: the same script on every new ingest commit, by itself")
+    done = subprocess.run([sys.executable, str(HERE / "pipeline_demo.py")])
+    if done.returncode != 0:
+        raise SystemExit("demo: the pipeline step failed")
     return 0
 
 
