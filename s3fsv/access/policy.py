@@ -8,7 +8,9 @@ Keys (``S`` is the store's prefix in its bucket, ``R`` a repo):
 - ``upload``: ``s3:PutObject`` (and ``s3:AbortMultipartUpload``) on the principal's own upload
   prefix ``S/_uploads/R/<prefix>*`` only. Nothing else: an upload-only device cannot read.
 - ``write``: ``read``, plus ``s3:PutObject`` on the repo's objects ``S/R/objects/*``, on the
-  branch refs it may move (``S/R/refs/branches/<name>``, or ``*``), and on ``S/_uploads/R/*``.
+  branch refs it may move (``S/R/refs/branches/<name>``, or ``*``), on ``S/_uploads/R/*``, and
+  on the lineage index entries of R's commits (``S/_lineage/*/R/*``). ``read`` includes reading
+  ``S/_lineage/R/*``, what was made from R's commits.
 - ``admin``: ``s3:GetObject``, ``s3:PutObject`` and ``s3:DeleteObject`` on ``S/R/*`` and
   ``S/_uploads/R/*``. ``DeleteObject`` comes with nothing else.
 - A protected branch adds, for every principal that could otherwise move it and is not
@@ -115,8 +117,9 @@ def _add_grant(doc: _Doc, grant: Grant) -> None:
     root = _root(grant)
     uploads = f"_uploads/{grant.repo}/"
     if grant.level in ("read", "write"):
-        doc.allow(["s3:GetObject"], root + "*", "s3fsv.json")
-        doc.list_prefix(root)
+        # The lineage index (_lineage/<input repo>/...) lists what was made from R's commits.
+        doc.allow(["s3:GetObject"], root + "*", "s3fsv.json", f"_lineage/{root}*")
+        doc.list_prefix(root, f"_lineage/{root}")
     if grant.level == "upload":
         doc.allow(["s3:AbortMultipartUpload", "s3:PutObject"], uploads + grant.prefix + "*")
     elif grant.level == "write":
@@ -126,6 +129,7 @@ def _add_grant(doc: _Doc, grant: Grant) -> None:
             root + "objects/*",
             *(root + r for r in refs),
             uploads + "*",
+            f"_lineage/*/{root}*",  # the index entries of R's new commits
         )
     elif grant.level == "admin":
         doc.allow(

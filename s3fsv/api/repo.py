@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -15,7 +15,7 @@ from s3fsv.api.refs import FileRef
 from s3fsv.api.transaction import Transaction
 from s3fsv.store.objects import Commit, TreeEntry, split_path
 from s3fsv.store.repo import Diff, Repository
-from s3fsv.store.transfer import local_changes, scan_local
+from s3fsv.store.transfer import get, local_changes, scan_local
 
 if TYPE_CHECKING:
     from s3fsv.api.store import Store
@@ -224,6 +224,24 @@ class Repo:
             return ref.entry.target.encode()
         reader = self._store._reader(self._inner)
         return bytes(reader.read(ref.entry, 0, ref.size))
+
+    def download(
+        self,
+        ref: str,
+        path: str,
+        dest: str | os.PathLike[str],
+        *,
+        threads: int = 16,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Download the file or directory at ``path`` to ``dest`` (a directory's contents go
+        below ``dest``; a file goes to ``dest``, or into it when it is a directory), each file
+        checked against its SHA-256 before it appears under its name. Returns the number of
+        files written; ``progress`` is called with byte counts as they arrive."""
+        cid = self.resolve(ref)
+        self._store._note_read(self.name, cid)
+        return get(self._inner, cid, clean_path(path), Path(dest), threads=threads,
+                   progress=progress)  # fmt: skip
 
     # -- writing ----------------------------------------------------------------------------
     def upload(self, local_path: str | os.PathLike[str], path: str = "") -> dict[str, FileRef]:

@@ -11,7 +11,8 @@ from s3fsv.api.repo import Repo
 from s3fsv.config import cache_dir as default_cache_dir
 from s3fsv.config import endpoint_url as configured_endpoint
 from s3fsv.config import parse_size, store_url
-from s3fsv.errors import UsageError
+from s3fsv.errors import NotFound, UsageError
+from s3fsv.store import lineage as _lineage
 from s3fsv.store.cache import DiskCache
 from s3fsv.store.events import Event, Events
 from s3fsv.store.reader import ChunkReader
@@ -115,6 +116,34 @@ class Store:
         a pipeline job finished), so the audit trail records it when one is attached.
         ``detail`` must be JSON-serialisable without floats."""
         self._inner.events.emit(Event(action, repo, ref, old, new, detail))
+
+    def derived_from(self, repo: str, commit: str) -> list[tuple[str, str]]:
+        """(repo, commit id) of every commit that recorded ``repo@commit`` (a full id) as one
+        of its inputs, as the store's lineage index lists them (docs/format.md 11.2): one
+        listing, however many commits the store holds. Entries whose commit does not exist, or
+        does not name that input, are left out."""
+        out = []
+        for child_repo, child in _lineage.derived(self._inner.backend, repo, commit):
+            try:
+                provenance = self._inner.repo(child_repo).commit_object(child).provenance
+            except NotFound:
+                continue
+            if (repo, commit) in _lineage.input_commits(provenance):
+                out.append((child_repo, child))
+        return out
+
+    def index_lineage(self, repo: str, commit: str) -> int:
+        """Write the lineage index entries of ``repo@commit`` that are missing (commits write
+        theirs as they are made; this repairs one whose writer stopped in between). Returns
+        how many inputs the commit records."""
+        provenance = self._inner.repo(repo).commit_object(commit).provenance
+        return _lineage.index_commit(self._inner.backend, repo, commit, provenance)
+
+    def forget_lineage(self, repo: str, commit: str) -> None:
+        """Remove the lineage index entries of ``repo@commit``, a commit being discarded that
+        no branch or tag will name (a scratch commit); it then appears downstream of nothing."""
+        provenance = self._inner.repo(repo).commit_object(commit).provenance
+        _lineage.forget_commit(self._inner.backend, repo, commit, provenance)
 
     def commits_read(self) -> list[dict[str, str]]:
         """Every ``{"repo", "commit"}`` this handle has read files of, oldest first: what a

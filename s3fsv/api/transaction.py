@@ -88,14 +88,20 @@ class Transaction:
         self, local_path: str | os.PathLike[str], path: str, *, mode: int | None = None
     ) -> int:
         """Upload a local file to ``path``, or a local directory's contents below ``path``
-        (merged with what is there; symlinks inside it stored as links, not followed); return
-        the number of files uploaded. A file onto a directory is ``IsADirectory``, a directory
-        onto a file ``NotADirectory``, at ``path`` or anywhere below it, checked before
-        anything is uploaded. Each file is read during the call (it may change or go
-        afterwards) and stored with the transaction's other content, so small files share
-        packs. ``mode`` sets the permission bits of the file(s), default the local ones."""
-        path = self._path(path)
-        self._check_parents(path)
+        (merged with what is there; symlinks inside it stored as links, not followed; ``""``
+        puts a directory's contents at the root); return the number of files uploaded. A file
+        onto a directory is ``IsADirectory``, a directory onto a file ``NotADirectory``, at
+        ``path`` or anywhere below it, checked before anything is uploaded. Each file is read
+        during the call (it may change or go afterwards) and stored with the transaction's
+        other content, so small files share packs. ``mode`` sets the permission bits of the
+        file(s), default the local ones."""
+        if not "/".join(split_path(path)) and Path(local_path).is_dir():
+            if self._done:
+                raise UsageError("this transaction has ended already")
+            path = ""  # the root itself is not changed: what goes below it is
+        else:
+            path = self._path(path)
+            self._check_parents(path)
         items = sorted(scan_local(Path(local_path), path), key=_walk_order)
         for item in items:  # packed siblings end up side by side, in walk order
             self._check_upload_kind(item)

@@ -31,6 +31,7 @@ from s3fsv.errors import (
 )
 from s3fsv.store.backend.base import Backend
 from s3fsv.store.events import Events
+from s3fsv.store.lineage import try_index_commit
 from s3fsv.store.objects import Commit, Tree, TreeEntry, is_commit_prefix, is_object_id, split_path
 from s3fsv.store.objectstore import ByteCache, ObjectStore
 from s3fsv.store.refs import Refs, RefValue, split_ancestry
@@ -365,17 +366,21 @@ class Repository:
             cid = self.objects.put(commit)
             try:
                 self.refs.move_branch(branch, cid, head, {"tree": tree, "message": message})
-                log.info("committed %s on %s/%s", cid, self.name, branch)
-                return cid
             except PreconditionFailed:
                 new_head = self.refs.branch(branch)
-                if new_head.commit == cid:
-                    # Our put succeeded but its response was lost and the retry saw our own
-                    # write as a conflict: the branch is where we wanted it.
-                    return cid
-                log.info("branch %s moved to %s during commit; rebasing", branch, new_head.commit)
-                self._check_disjoint(head.commit, new_head.commit, mine, ensure, branch)
-                head = new_head
+                # Unless our put succeeded but its response was lost and the retry saw our own
+                # write as a conflict: then the branch is where we wanted it.
+                if new_head.commit != cid:
+                    log.info(
+                        "branch %s moved to %s during commit; rebasing", branch, new_head.commit
+                    )
+                    self._check_disjoint(head.commit, new_head.commit, mine, ensure, branch)
+                    head = new_head
+                    continue
+            log.info("committed %s on %s/%s", cid, self.name, branch)
+            # Only now: an entry written before the move could name a commit that never lands.
+            try_index_commit(self.backend, self.name, cid, commit.provenance)
+            return cid
         raise Conflict(sorted(mine), branch)  # pathological contention: give up, input intact
 
     def clashes(self, old: str, new: str, mine: set[str], ensure: set[str] = set()) -> set[str]:  # noqa: B006

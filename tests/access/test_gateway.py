@@ -148,3 +148,30 @@ def test_oidc_tokens_from_the_configured_issuer(world: World, tmp_path: Path) ->
     finally:
         served.stop()
         gateway.store.close()
+
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["download", "fuse"])
+def test_s3fsv_run_through_the_gateway(world: World, tmp_path: Path, fuse: bool) -> None:
+    """``s3fsv run --gateway``: pinned inputs read and outputs committed with the writer's
+    short-lived credentials only; the commit is audited in its name."""
+    from tests.mounting import run_cli
+
+    token = tmp_path / "writer.token"
+    token.write_text(world.tokens["writer"])
+    token.chmod(0o600)
+    env = gateway_env(world, tmp_path)
+    branch = f"run-{'fuse' if fuse else 'dl'}"
+    world.store.repo("repoA").create_branch(branch, "main")
+    copy = "import shutil,sys; shutil.copy(sys.argv[1]+'/images/a.jpg', sys.argv[2]+'/copy.jpg')"
+    ran = run_cli(
+        "run", "--gateway", world.gateway_url, "--token-file", str(token),
+        *([] if fuse else ["--no-fuse"]),
+        "--in", "repoA@main:images", "--out", f"repoA@{branch}", "-m", "copy through gateway",
+        "--", sys.executable, "-c", copy, "{in}", "{out}", env=env,
+    )  # fmt: skip
+    commit = ran.stdout.split()[-1]
+    repo = world.store.repo("repoA")
+    assert repo.resolve(branch) == commit
+    assert repo.read_bytes(commit, "copy.jpg") == b"pixels of a" * 100
+    mine = world.trail.query(principal="writer", action="commit")
+    assert any(r["new"] == commit and r["ref"] == branch for r in mine)

@@ -95,7 +95,9 @@ def test_compiled_policies_mind_the_trailing_slash_and_deny_audit_deletes(
     text = json.dumps(read)
     assert "arn:aws:s3:::bkt/st/repoA/*" in text and "repoAB" not in text
     listing = [s for s in read["Statement"] if s["Action"] == ["s3:ListBucket"]]
-    assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["st/repoA/*"]}}
+    assert listing[0]["Condition"] == {
+        "StringLike": {"s3:prefix": ["st/_lineage/repoA/*", "st/repoA/*"]}
+    }
     upload = session_policy(state, where, "cam")
     allows = [s for s in upload["Statement"] if s["Effect"] == "Allow"]
     assert allows == [
