@@ -20,7 +20,7 @@ from botocore.exceptions import (
     IncompleteReadError,
     NoCredentialsError,
 )
-from conftest import isolate_aws_env
+from tests.conftest import isolate_aws_env
 from s3server import SeaweedServer
 from test_backend_contract import LIST_KEYS
 
