@@ -14,6 +14,7 @@ from s3fsv.config import parse_size, store_url
 from s3fsv.errors import NotFound, UsageError
 from s3fsv.store import lineage as _lineage
 from s3fsv.store.cache import DiskCache
+from s3fsv.store.events import Event, Events
 from s3fsv.store.reader import ChunkReader
 from s3fsv.store.records import Records
 from s3fsv.store.store import Store as _Store
@@ -94,6 +95,27 @@ class Store:
         """The JSON records kept under ``STORE/_<namespace>/`` (see ``s3fsv.store.records``):
         write-once slots and compare-and-swap state for coordination between processes."""
         return Records(self._inner.backend, namespace)
+
+    @property
+    def events(self) -> Events:
+        """The store's change observers (``s3fsv.store.events``): every ref change of every
+        repo opened through this handle is told to them. The audit trail subscribes here."""
+        return self._inner.events
+
+    def record_event(
+        self,
+        action: str,
+        *,
+        repo: str | None = None,
+        ref: str | None = None,
+        old: str | None = None,
+        new: str | None = None,
+        **detail: Any,
+    ) -> None:
+        """Tell the observers about something done that is not a ref change (a run started,
+        a pipeline job finished), so the audit trail records it when one is attached.
+        ``detail`` must be JSON-serialisable without floats."""
+        self._inner.events.emit(Event(action, repo, ref, old, new, detail))
 
     def derived_from(self, repo: str, commit: str) -> list[tuple[str, str]]:
         """(repo, commit id) of every commit that recorded ``repo@commit`` (a full id) as one

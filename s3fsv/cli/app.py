@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from s3fsv.cli import ops, pipelines, runs
+from s3fsv.access.connect import attach_store, reach
+from s3fsv.cli import access, ops, pipelines, runs
 from s3fsv.cli.mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli.parser import Commands, build_parser
 from s3fsv.cli.runs import run_lines
@@ -41,7 +42,12 @@ command = _COMMANDS.register
 
 
 def _open_store(args: argparse.Namespace) -> Store:
-    return Store.open(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
+    """The store of ``--store`` (or of ``--gateway``), its changes recorded in its audit
+    trail (when that is on)."""
+    way = reach(args.store, args.endpoint_url, args.gateway, args.token_file)
+    store = Store.open(way.url, endpoint_url=way.endpoint_url, **way.s3)
+    attach_store(store.events, store.backend, way.client)
+    return store
 
 
 def _print_json(value: Any) -> None:
@@ -440,7 +446,8 @@ _COMMANDS.update(MOUNT_COMMANDS)  # mount, unmount, commit, status, discard (cli
 _COMMANDS.update(pipelines.COMMANDS)
 _COMMANDS.update(ops.COMMANDS)
 _COMMANDS.update(runs.COMMANDS)  # run, reproduce, lineage
-VERBS = [pipelines.add_verbs, ops.add_verbs, runs.add_verbs]  # capabilities' own groups
+_COMMANDS.update(access.COMMANDS)
+VERBS = [pipelines.add_verbs, ops.add_verbs, runs.add_verbs, access.add_verbs]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

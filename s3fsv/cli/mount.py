@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from s3fsv.access.connect import attach_store, reach
 from s3fsv.cli.parser import Commands
 from s3fsv.config import parse_size
 from s3fsv.errors import MountError, S3fsvError, UsageError
@@ -96,9 +97,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if args.pinned_commit and not (args.daemonized and is_object_id(args.pinned_commit)):
         raise UsageError("--pinned-commit is for the daemon a pinned mount starts")
     # The daemon of a pinned mount serves the commit the command resolved and printed.
-    store, source = daemon.store_for_mount(
-        args.source, args.store, args.endpoint_url, args.pinned_commit
-    )
+    text, endpoint, s3, gateway = _through_gateway(args)
+    store, source = daemon.store_for_mount(text, args.store, endpoint, args.pinned_commit, **s3)
+    attach_store(store.events, store.backend, gateway)  # its changes go to the audit trail
     pinned = bool(args.pinned_commit) or (
         source.ref is not None and source.ref not in store.repo(source.repo or "").refs.branches()
     )
@@ -125,6 +126,21 @@ def cmd_mount(args: argparse.Namespace) -> int:
     print(f"mounted {shown} at {here}", file=sys.stderr)
     _tell_leftovers(leftovers)
     return 0
+
+
+def _through_gateway(args: argparse.Namespace) -> tuple[str, str | None, dict[str, Any], Any]:
+    """(source, endpoint, S3 options, gateway client or None): with ``--gateway``, the
+    store and endpoint it names (a bare REPO[@REF] is in its store), and its refreshing
+    credentials."""
+    if not (args.gateway or os.environ.get("S3FSV_GATEWAY")):
+        return args.source, args.endpoint_url, {}, None
+    way = reach(None, None, args.gateway, args.token_file)
+    text = args.source
+    if "://" not in text:
+        text = f"{way.url}/{text}"
+    elif text.rstrip("/") != way.url and not text.startswith(way.url + "/"):
+        raise UsageError(f"the gateway serves {way.url}, not {args.source}")
+    return text, way.endpoint_url, way.s3, way.client
 
 
 def _leftover_staging(

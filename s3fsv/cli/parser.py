@@ -70,8 +70,9 @@ def _common(p: argparse.ArgumentParser, *, json: bool = False) -> None:
 
 
 def _global_options(p: argparse.ArgumentParser, defaults: dict[str, str] | None) -> None:
-    """--store, --endpoint-url and --log-level; with ``defaults`` None, absent ones set
-    nothing (so a subcommand's parser does not undo what was given before the command)."""
+    """--store, --endpoint-url, --gateway, --token-file and --log-level; with ``defaults``
+    None, absent ones set nothing (so a subcommand's parser does not undo what was given
+    before the command)."""
 
     def default(name: str) -> object:
         return argparse.SUPPRESS if defaults is None else defaults.get(name)
@@ -87,6 +88,20 @@ def _global_options(p: argparse.ArgumentParser, defaults: dict[str, str] | None)
         metavar="URL",
         default=default("endpoint_url"),
         help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL)",
+    )
+    p.add_argument(
+        "--gateway",
+        metavar="URL",
+        default=default("gateway"),
+        help="reach the store through this access gateway (s3fsv serve), with no cloud "
+        "credentials: it names the store and hands out short-lived ones (default: "
+        "$S3FSV_GATEWAY)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        default=default("token_file"),
+        help="the token for --gateway (default: $S3FSV_TOKEN_FILE)",
     )
     p.add_argument(
         "--log-level",

@@ -10,9 +10,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from s3fsv.api import Store, open_store
+from s3fsv.access.connect import command_store, reach
+from s3fsv.api import Store
 from s3fsv.cli.parser import AddCommand, Commands
-from s3fsv.config import endpoint_url, store_url
 from s3fsv.errors import UsageError
 from s3fsv.pipelines import runner, status
 from s3fsv.pipelines.registry import Registry
@@ -105,7 +105,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _store(args: argparse.Namespace) -> Store:
-    return open_store(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
+    return command_store(reach(args.store, args.endpoint_url, args.gateway, args.token_file))
 
 
 def _spec_from_args(args: argparse.Namespace) -> PipelineSpec:

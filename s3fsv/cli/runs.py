@@ -64,10 +64,28 @@ def _print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
-def _open(args: argparse.Namespace, url: str | None = None) -> Any:
-    from s3fsv.api import open_store
+def _reach(args: argparse.Namespace, url: str | None = None) -> Any:
+    """How this command reaches its store (``--store``, or ``--gateway`` with its token),
+    worked out once. Through a gateway, the mounts a run starts inherit the gateway and the
+    token through S3FSV_GATEWAY and S3FSV_TOKEN_FILE."""
+    import os
 
-    return open_store(url or args.store, endpoint_url=args.endpoint_url)
+    from s3fsv.access.connect import reach
+
+    if getattr(args, "reached", None) is None:
+        args.reached = reach(url or args.store, args.endpoint_url, args.gateway, args.token_file)
+        if args.reached.client is not None:
+            token = args.token_file or os.environ["S3FSV_TOKEN_FILE"]
+            os.environ["S3FSV_GATEWAY"] = args.reached.client.url
+            os.environ["S3FSV_TOKEN_FILE"] = os.path.abspath(os.path.expanduser(token))
+    return args.reached
+
+
+def _open(args: argparse.Namespace, url: str | None = None) -> Any:
+    """The store, with its changes going to the audit trail (s3fsv.access.connect)."""
+    from s3fsv.access.connect import command_store
+
+    return command_store(_reach(args, url))
 
 
 # -- parsers ---------------------------------------------------------------------------------
@@ -186,7 +204,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, command: list[str]) -> int:
-    from s3fsv.config import endpoint_url
     from s3fsv.runs.run import RunRequest, run
     from s3fsv.runs.spec import parse_input, parse_output
 
@@ -198,14 +215,13 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         record_files=args.record_file,
         fuse=not args.no_fuse,
     )
-    from s3fsv.config import store_url
-
+    way = _reach(args)
     result = run(
         lambda: _open(args),  # opened while the run's mount starts
         request,
         say=_say,
-        endpoint_url=endpoint_url(args.endpoint_url),
-        store_url=store_url(args.store),
+        endpoint_url=way.endpoint_url,
+        store_url=way.url,
     )
     seconds = result.record["duration_ms"] / 1000
     if result.commit is not None:
@@ -271,7 +287,6 @@ def _discard_kept(run_id: str) -> int:
 
 @_command("reproduce")
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from s3fsv.config import endpoint_url
     from s3fsv.runs.execute import Terminated, sigterm_interrupts
     from s3fsv.runs.reproduce import as_json, details, reproduce, summary
 
@@ -284,7 +299,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 ref,
                 keep=args.keep,
                 fuse=not args.no_fuse,
-                endpoint_url=endpoint_url(args.endpoint_url),
+                endpoint_url=_reach(args).endpoint_url,
                 say=_say,
                 warn=lambda line: _say(f"warning: {line}"),
             )

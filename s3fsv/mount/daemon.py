@@ -367,7 +367,12 @@ def make_filesystem(args: object, store: Store, source: Source, metrics: Any = N
     # The probe asks once: one still in its retries when the store came back would make the
     # first calls after the outage fail.
     endpoint = getattr(store.backend, "endpoint_url", None)
-    probe = open_backend(store.url, endpoint_url=endpoint, **PROBE_S3_OPTIONS)
+    # The same identity as the store's (a gateway's refreshing credentials, if it has them).
+    same = {
+        "credentials": getattr(store.backend, "credentials", None),
+        "region": getattr(store.backend, "region", None),
+    }
+    probe = open_backend(store.url, endpoint_url=endpoint, **PROBE_S3_OPTIONS, **same)
     inner = store.backend
     if metrics is not None:
         from s3fsv.mount.metrics import MeteredBackend
@@ -556,10 +561,15 @@ def _alive(pid: int) -> bool:
 
 
 def store_for_mount(
-    text: str, store_flag: str | None, endpoint_flag: str | None, pinned: str | None = None
+    text: str,
+    store_flag: str | None,
+    endpoint_flag: str | None,
+    pinned: str | None = None,
+    **s3: Any,
 ) -> tuple[Store, Source]:
     """``STORE[/REPO[@REF]]`` as a URL, or ``REPO[@REF]`` in the store that ``--store``,
-    ``S3FSV_STORE`` or the config file names; ``pinned`` as for :func:`parse_source`."""
+    ``S3FSV_STORE`` or the config file names; ``pinned`` and ``s3`` (backend options such
+    as a gateway's ``credentials``) as for :func:`parse_source`."""
     if "://" not in text:
         if not text or "/" in text:
             raise UsageError(
@@ -568,4 +578,4 @@ def store_for_mount(
                 "S3FSV_STORE"
             )
         text = f"{store_url(store_flag).rstrip('/')}/{text}"
-    return parse_source(text, endpoint_url(endpoint_flag), pinned)
+    return parse_source(text, endpoint_url(endpoint_flag), pinned, **s3)

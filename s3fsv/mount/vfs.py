@@ -27,6 +27,7 @@ from cachetools import LRUCache, TTLCache
 
 from s3fsv.config import state_dir
 from s3fsv.errors import (
+    AccessDenied,
     InvalidName,
     IsADirectory,
     NotADirectory,
@@ -229,6 +230,18 @@ class Filesystem(WriteOps):
             self._repo_names[""] = names
         return names
 
+    def _has_repo(self, name: str) -> bool:
+        """Whether the store has repo ``name``. Credentials limited to some repos (from an
+        access gateway) may not list the store's top level: then the repo itself is asked."""
+        try:
+            return name in self._repo_list()
+        except AccessDenied:
+            try:
+                self._state(name)
+            except (NotFound, InvalidName):
+                return False
+            return True
+
     def _snapshot(self, repo: str, section: str, name: str) -> Snapshot:
         state = self._state(repo)
         if section == "branch" or (section == "@" and self._is_branch(state, name)):
@@ -328,7 +341,7 @@ class Filesystem(WriteOps):
             if not parts:
                 return "/", None, []
             repo, parts = parts[0], parts[1:]
-            if repo not in self._repo_list():
+            if not self._has_repo(repo):
                 raise NotFound(f"no such repo: {repo}")
         else:
             repo = self.spec.repo

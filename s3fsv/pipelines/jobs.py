@@ -22,6 +22,7 @@ import os
 import time
 from typing import Any
 
+from s3fsv.access.audit import record as audit_record
 from s3fsv.api import FileRef, Store
 from s3fsv.errors import AlreadyExists, NotFound, PreconditionFailed, S3fsvError
 from s3fsv.pipelines.datums import AttributionError, find_datums
@@ -300,6 +301,18 @@ def _record_result(
         records.create(f"{job_prefix(spec.name, plan['job'])}/result", result)
     except AlreadyExists:
         return records.get(f"{job_prefix(spec.name, plan['job'])}/result").value
+    audit_record(
+        store,
+        "pipeline.job",
+        repo=spec.output_repo,
+        ref=spec.output_branch,
+        new=result["output_commit"],
+        pipeline=spec.name,
+        input=f"{spec.input_repo}@{plan['input']}",
+        state=result["state"],
+        processed=result["processed"],
+        failed=len(result["failed"]),
+    )
     _advance_state(store, spec.name, plan["job"], result["state"] == "succeeded")
     return result
 

@@ -30,6 +30,7 @@ from s3fsv.errors import (
     UsageError,
 )
 from s3fsv.store.backend.base import Backend
+from s3fsv.store.events import Events
 from s3fsv.store.lineage import try_index_commit
 from s3fsv.store.objects import Commit, Tree, TreeEntry, is_commit_prefix, is_object_id, split_path
 from s3fsv.store.objectstore import ByteCache, ObjectStore
@@ -80,13 +81,18 @@ class Repository:
     """One repo of a store. Thread-safe; share one instance between threads."""
 
     def __init__(
-        self, backend: Backend, name: str, chunk_size: int, cache: ByteCache | None = None
+        self,
+        backend: Backend,
+        name: str,
+        chunk_size: int,
+        cache: ByteCache | None = None,
+        events: Events | None = None,
     ) -> None:
         self.backend = backend
         self.name = name
         self.chunk_size = chunk_size
         self.objects = ObjectStore(backend, name, cache)
-        self.refs = Refs(backend, name)
+        self.refs = Refs(backend, name, events)
 
     def init_main(self) -> str:
         root = self.objects.put(Tree())
@@ -359,7 +365,7 @@ class Repository:
             )
             cid = self.objects.put(commit)
             try:
-                self.refs.move_branch(branch, cid, head)
+                self.refs.move_branch(branch, cid, head, {"tree": tree, "message": message})
             except PreconditionFailed:
                 new_head = self.refs.branch(branch)
                 # Unless our put succeeded but its response was lost and the retry saw our own
