@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,7 +15,7 @@ from s3fsv.api.refs import FileRef
 from s3fsv.api.transaction import Transaction
 from s3fsv.store.objects import Commit, TreeEntry, split_path
 from s3fsv.store.repo import Diff, Repository
-from s3fsv.store.transfer import local_changes, scan_local
+from s3fsv.store.transfer import get, local_changes, scan_local
 
 if TYPE_CHECKING:
     from s3fsv.api.store import Store
@@ -37,6 +38,9 @@ class CommitInfo:
 
     @classmethod
     def of(cls, cid: str, commit: Commit) -> CommitInfo:
+        """The commit object ``commit`` stored under ``cid``."""
+        # A copy: the decoded commit is shared, and changing it would change what this process
+        # takes the commit to be.
         return cls(
             cid,
             commit.tree,
@@ -44,7 +48,7 @@ class CommitInfo:
             commit.author,
             commit.time,
             commit.message,
-            commit.provenance,
+            copy.deepcopy(commit.provenance),
         )
 
 
@@ -68,10 +72,12 @@ class EntryInfo:
 
     @property
     def name(self) -> str:
+        """The last part of ``path`` (``""`` for the root)."""
         return self.path.rsplit("/", 1)[-1]
 
     @classmethod
     def of(cls, path: str, entry: TreeEntry) -> EntryInfo:
+        """The tree entry ``entry`` found at ``path``."""
         size = entry.size if entry.kind != "dir" else 0
         return cls(
             path,
@@ -107,6 +113,7 @@ class Repo:
 
     @property
     def name(self) -> str:
+        """The repo's name."""
         return self._inner.name
 
     @property
@@ -188,8 +195,8 @@ class Repo:
             yield EntryInfo.of(p, entry)
 
     def read_bytes(self, ref: str, path: str) -> bytes:
-        """The whole content of the file at ``path`` (symlinks inside the snapshot followed),
-        every chunk verified against its hash; ``UsageError`` for a directory."""
+        """The whole content of the file at ``path`` (a symlink there followed to its target in
+        the snapshot), every chunk verified against its hash; ``UsageError`` for a directory."""
         with self.open(ref, path) as fh:
             return fh.read()
 
@@ -227,6 +234,24 @@ class Repo:
             return ref.entry.target.encode()
         reader = self._store._reader(self._inner)
         return bytes(reader.read(ref.entry, 0, ref.size))
+
+    def download(
+        self,
+        ref: str,
+        path: str,
+        dest: str | os.PathLike[str],
+        *,
+        threads: int = 16,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Download the file or directory at ``path`` to ``dest`` (a directory's contents go
+        below ``dest``; a file goes to ``dest``, or into it when it is a directory), each file
+        checked against its SHA-256 before it appears under its name. Returns the number of
+        files written; ``progress`` is called with byte counts as they arrive."""
+        cid = self.resolve(ref)
+        self._store._note_read(self.name, cid)
+        return get(self._inner, cid, clean_path(path), Path(dest), threads=threads,
+                   progress=progress)  # fmt: skip
 
     # -- writing ----------------------------------------------------------------------------
     def upload(self, local_path: str | os.PathLike[str], path: str = "") -> dict[str, FileRef]:

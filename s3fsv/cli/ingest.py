@@ -11,9 +11,9 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
-from s3fsv.api import open_store
+from s3fsv.access.connect import attach_store, command_store, reach
 from s3fsv.cli.parser import AddCommand, Commands
-from s3fsv.config import cache_dir, endpoint_url, store_url
+from s3fsv.config import cache_dir
 from s3fsv.errors import UsageError
 from s3fsv.ingest import tombstones
 from s3fsv.ingest.gc import DEFAULT_GRACE_S, MIN_SAFE_GRACE_S, Collector, GcReport
@@ -140,7 +140,12 @@ def _print_json(value: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> Store:
-    return Store.open(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
+    """The store-layer store of ``--store`` (or ``--gateway``), its changes recorded in its
+    audit trail when that is on."""
+    way = reach(args.store, args.endpoint_url, args.gateway, args.token_file)
+    store = Store.open(way.url, endpoint_url=way.endpoint_url, **way.s3)
+    attach_store(store.events, store.backend, way.client)
+    return store
 
 
 def parse_duration(text: str) -> float:
@@ -168,7 +173,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise UsageError("--batch must be at least 1")
     if args.interval <= 0 or args.threads < 1:
         raise UsageError("--interval and --threads must be positive")
-    store = open_store(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
+    store = command_store(reach(args.store, args.endpoint_url, args.gateway, args.token_file))
     options = ImportOptions(
         args.copy, AttrRule.parse(args.attrs, tags=not args.no_tags), args.threads
     )

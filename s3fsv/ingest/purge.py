@@ -23,6 +23,7 @@ from s3fsv.ingest.cascade import Downstream, downstream
 from s3fsv.ingest.matching import Matcher
 from s3fsv.ingest.rewrite import HistoryRewrite
 from s3fsv.store.cache import DiskCache
+from s3fsv.store.events import Event
 from s3fsv.store.external import Sources
 from s3fsv.store.objects import Source
 from s3fsv.store.repo import Repository, utc_now
@@ -149,6 +150,8 @@ def purge(store: Store, repo_name: str, request: PurgeRequest, cache: DiskCache)
     value["counts"].update(files=len(found.paths), commits=len(value["rewritten"]))
     value["evict"], value["objects"] = sorted(found.evict), sorted(found.objects)
     tombstones.publish(records, tid, value, record.etag)
+    # The audit trail, when one is attached, records the purge (patterns and counts only).
+    store.events.emit(Event("purge", repo_name, detail=tombstones.summary(value)))
     return result
 
 
@@ -167,7 +170,7 @@ def _move_refs(
             if new == expected.commit:
                 break
             try:
-                repo.refs.move_branch(name, new, expected)
+                repo.refs.move_branch(name, new, expected, {"purge": value["id"]})
                 break
             except PreconditionFailed:
                 try:

@@ -42,21 +42,28 @@ def errno_of(exc: BaseException) -> int:
 
 
 def translated(fn: F) -> F:
-    """Run an operation; turn any exception into ``FuseOSError`` with ``errno_of``."""
+    """Run an operation; turn any exception into ``FuseOSError`` with ``errno_of``. When the
+    ``Operations`` has a ``timer``, it is told how long the operation took."""
+    op = fn.__name__.lstrip("_").removesuffix("_with_offset")
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: Operations, *args: Any, **kwargs: Any) -> Any:
+        timer = self.timer
+        start = time.perf_counter() if timer is not None else 0.0
         try:
-            return fn(*args, **kwargs)
+            return fn(self, *args, **kwargs)
         except mfusepy.FuseOSError:
             raise
         except Exception as exc:
             code = errno_of(exc)
             if code == errno.EIO:
-                log.error("%s%r failed: %s", fn.__name__, args[1:2], exc)
+                log.error("%s%r failed: %s", fn.__name__, args[:1], exc)
             else:
-                log.debug("%s%r: %s", fn.__name__, args[1:2], exc)
+                log.debug("%s%r: %s", fn.__name__, args[:1], exc)
             raise mfusepy.FuseOSError(code) from None
+        finally:
+            if timer is not None:
+                timer(op, time.perf_counter() - start)
 
     return wrapper  # type: ignore[return-value]
 
@@ -103,10 +110,16 @@ class Operations(mfusepy.Operations):
     use_ns = True
 
     def __init__(
-        self, fs: Filesystem, *, ref_ttl: float, on_ready: Callable[[], None] | None = None
+        self,
+        fs: Filesystem,
+        *,
+        ref_ttl: float,
+        on_ready: Callable[[], None] | None = None,
+        timer: Callable[[str, float], None] | None = None,
     ) -> None:
         self.fs = fs
         self.on_ready = on_ready
+        self.timer = timer  # (operation, seconds) after each operation: metrics
         self.initialised = False  # the kernel accepted the session (FUSE INIT ran)
         fs.caller_pid = lambda: int(mfusepy.fuse_get_context()[2])
         self.ref_ttl = ref_ttl
@@ -359,9 +372,11 @@ def mount(
     debug: bool = False,
     fsname: str = "s3fsv",
     on_ready: Callable[[], None] | None = None,
+    timer: Callable[[str, float], None] | None = None,
 ) -> None:
     """Serve ``fs`` at ``mountpoint`` in the foreground until unmounted; ``on_ready`` is
-    called once the kernel has accepted the session (the mount is usable)."""
+    called once the kernel has accepted the session (the mount is usable); ``timer`` is told
+    each operation's name and duration."""
     options: dict[str, Any] = {
         "fsname": fsname,
         "subtype": "s3fsv",
@@ -379,7 +394,7 @@ def mount(
     threading.Thread(
         target=tune_kernel_readahead, args=(mountpoint,), name="s3fsv-readahead", daemon=True
     ).start()
-    ops = Operations(fs, ref_ttl=ref_ttl, on_ready=on_ready)
+    ops = Operations(fs, ref_ttl=ref_ttl, on_ready=on_ready, timer=timer)
     try:
         _FUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug, **options)
     except RuntimeError as err:  # libfuse's own message is already on stderr

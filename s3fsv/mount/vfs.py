@@ -22,11 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cachetools import LRUCache, TTLCache
 
 from s3fsv.config import state_dir
 from s3fsv.errors import (
+    AccessDenied,
     InvalidName,
     IsADirectory,
     NotADirectory,
@@ -69,11 +71,15 @@ class MountSpec:
 class Filesystem(WriteOps):
     """A mount as plain Python. Thread-safe. Methods take absolute mount paths (``/a/b``)."""
 
-    def __init__(self, store: Store, spec: MountSpec, cache: object) -> None:
+    def __init__(
+        self, store: Store, spec: MountSpec, cache: object, *, metrics: Any = None
+    ) -> None:
+        """``metrics``: a ``metrics.MountMetrics`` to record reads and commits in, or None."""
         from s3fsv.store.cache import DiskCache
 
         if not isinstance(cache, DiskCache):
             raise TypeError("a mount needs a DiskCache")
+        self.metrics = metrics
         self.store = store
         self.spec = spec
         self.cache = cache
@@ -188,6 +194,17 @@ class Filesystem(WriteOps):
             state.heads[branch] = commit
         self._last_good.remember(_head_key(repo, branch), commit)
 
+    def known_heads(self) -> dict[tuple[str, str], str]:
+        """The branch heads this mount shows now, as last read (at most ``ref_ttl`` ago);
+        branches not looked at since then are left out."""
+        with self._lock:
+            states = dict(self._repos)
+        out = {}
+        for name, state in states.items():
+            with state.lock:
+                out.update({(name, b): c for b, c in list(state.heads.items())})
+        return out
+
     # -- purges -----------------------------------------------------------------------------
     def _forget_chunks(self, oids: list[str]) -> None:
         with self._lock:
@@ -208,7 +225,7 @@ class Filesystem(WriteOps):
         ttl = self.spec.ref_ttl
         state = RepoState(
             repo,
-            ChunkReader(repo.objects, self.cache, repo.chunk_size),
+            ChunkReader(repo.objects, self.cache, repo.chunk_size, meter=self.metrics),
             TTLCache(maxsize=1024, ttl=ttl),
             TTLCache(maxsize=4, ttl=ttl),
         )
@@ -229,6 +246,18 @@ class Filesystem(WriteOps):
             names = self._last_good.get("repos", self.store.repos)
             self._repo_names[""] = names
         return names
+
+    def _has_repo(self, name: str) -> bool:
+        """Whether the store has repo ``name``. Credentials limited to some repos (from an
+        access gateway) may not list the store's top level: then the repo itself is asked."""
+        try:
+            return name in self._repo_list()
+        except AccessDenied:
+            try:
+                self._state(name)
+            except (NotFound, InvalidName):
+                return False
+            return True
 
     def _snapshot(self, repo: str, section: str, name: str) -> Snapshot:
         state = self._state(repo)
@@ -330,7 +359,7 @@ class Filesystem(WriteOps):
             if not parts:
                 return "/", None, []
             repo, parts = parts[0], parts[1:]
-            if repo not in self._repo_list():
+            if not self._has_repo(repo):
                 raise NotFound(f"no such repo: {repo}")
         else:
             repo = self.spec.repo

@@ -21,6 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
 
 from cachetools import LRUCache
 
@@ -46,6 +47,15 @@ PLAIN_LOOKAHEAD = 16  # files stored as their own objects prefetched ahead
 WARM_SNAPSHOT_DIRS = 512  # directories of a pinned snapshot loaded when it is mounted
 
 
+class ReadMeter(Protocol):
+    """Told about every chunk read: ``hit`` when memory or the disk cache served it, ``miss``
+    when it waited for the store. Called on the read path: must not block."""
+
+    def hit(self, nbytes: int) -> None: ...
+
+    def miss(self, nbytes: int) -> None: ...
+
+
 class ChunkReader:
     """Reads file ranges of one repo through the shared disk cache. Thread-safe."""
 
@@ -56,8 +66,10 @@ class ChunkReader:
         chunk_size: int,
         *,
         threads: int = 16,
+        meter: ReadMeter | None = None,
     ) -> None:
         self.objects = objects
+        self.meter = meter
         self.cache = cache
         self.chunk_size = chunk_size
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3fsv-fetch")
@@ -181,19 +193,28 @@ class ChunkReader:
         # Memory, then disk; else fetch and look again (a fetch that resolves with None left
         # the chunk in memory or on disk). Twice, because a prefetch may report "already
         # cached" just before an eviction.
+        meter = self.meter
         for fetches in range(3):
             with self._lock:
                 recent = self._recent.get(oid)
             if recent is not None:
-                return _part(recent, offset, size, borrow)
-            data = self.cache.pread(oid, size, offset)
-            if data is not None:
-                return data
+                got = _part(recent, offset, size, borrow)
+                break
+            got = self.cache.pread(oid, size, offset)
+            if got is not None:
+                break
             if fetches == 2:
+                got = None
                 break
             fetched = self._start(oid, member=member).result()
             if fetched is not None:
-                return _part(fetched, offset, size, borrow)
+                got = _part(fetched, offset, size, borrow)
+                fetches += 1
+                break
+        if got is not None:
+            if meter is not None:
+                (meter.miss if fetches else meter.hit)(len(got))
+            return got
         raise CorruptObject(oid, "chunk vanished from the cache while it was read")
 
     def prefetch(self, chunks: Iterable[str | Member]) -> bool:

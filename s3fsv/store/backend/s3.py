@@ -3,7 +3,9 @@
 Besides the contract in :mod:`s3fsv.store.backend.base`:
 
 - Key ``k`` is the object ``prefix/k`` (``k`` when the prefix is empty).
-- **Credentials** come from the standard boto3 chain (env, profile, SSO, instance role). The
+- **Credentials** come from the standard boto3 chain (env, profile, SSO, instance role), unless
+  ``credentials`` (a botocore credentials object, such as the refreshing ones an access gateway
+  hands out: ``s3fsv.store.backend.aws``) is given, which is then the only source. The
   endpoint is ``endpoint_url`` if given, else ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``;
   with a custom endpoint, path-style addressing is used (SeaweedFS, MinIO need it). The region is
   the configured one, else ``us-east-1``.
@@ -37,15 +39,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import boto3
+import botocore.credentials
 import botocore.exceptions as bexc
 import botocore.session
 from botocore.config import Config
@@ -134,7 +137,7 @@ def time_ns(value: object) -> int:
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            moment = parsedate_to_datetime(text)
+            moment = email.utils.parsedate_to_datetime(text)
     return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
 
 
@@ -166,6 +169,8 @@ class S3Backend:
         read_timeout: float = 30.0,
         max_pool_connections: int = 32,
         list_mode: Literal["auto", "flat", "walk"] = "auto",
+        credentials: Any = None,
+        denied_hint: str = "check credentials",
     ) -> None:
         if list_mode not in ("auto", "flat", "walk"):
             raise UsageError(f"invalid list_mode {list_mode!r}: use auto, flat or walk")
@@ -187,7 +192,9 @@ class S3Backend:
             or os.environ.get("AWS_ENDPOINT_URL")
             or None
         )
-        self._region = region
+        self.region = region
+        self.credentials = credentials
+        self.denied_hint = denied_hint  # what an access-denied message tells the user to do
         self._config = Config(
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=connect_timeout,
@@ -202,6 +209,8 @@ class S3Backend:
             response_checksum_validation="when_required",
         )
         self._client: Any = None
+        self._core: Any = None
+        self._signer: Any = None
         self._client_lock = threading.Lock()
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -213,15 +222,17 @@ class S3Backend:
             with self._client_lock:
                 if self._client is None:
                     try:
-                        core = botocore.session.Session()
+                        self._core = core = botocore.session.Session()
                         # Responses' timestamps (LastModified...) are never used here: leave
                         # them as strings instead of parsing each with dateutil (about a fifth
                         # of botocore's CPU per small GET, measured).
                         core.get_component("response_parser_factory").set_parser_defaults(
                             timestamp_parser=str
                         )
+                        if self.credentials is not None:
+                            given_credentials(core, self.credentials)
                         session = boto3.session.Session(botocore_session=core)
-                        region = self._region or session.region_name or DEFAULT_REGION
+                        region = self.region or session.region_name or DEFAULT_REGION
                         self._client = session.client(
                             "s3",
                             region_name=region,
@@ -262,7 +273,7 @@ class S3Backend:
                     return PreconditionFailed(f"conditional write lost on {where}: key is gone")
                 return NotFound(f"no such key: {where}")
             if code in _DENIED_CODES or status == 403:
-                return AccessDenied(f"access denied to {where}: check credentials")
+                return AccessDenied(f"access denied to {where}: {self.denied_hint}")
             return StoreUnavailable(f"S3 error on {where}: {code or status}: {message}")
         if isinstance(exc, _CREDENTIAL_ERRORS):
             if isinstance(exc, bexc.NoCredentialsError):
@@ -332,6 +343,17 @@ class S3Backend:
             resp = self.client.head_object(Bucket=self.bucket, Key=full)
         return ObjectInfo(int(resp["ContentLength"]), str(resp["ETag"]))
 
+    def server_time(self, key: str) -> float | None:
+        """The store's clock, from the ``Date`` header of a HEAD of ``key`` (seconds since the
+        epoch, whole seconds), or None when the server sends no date."""
+        with self._errors(key):
+            resp = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        date = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        try:
+            return email.utils.parsedate_to_datetime(date).timestamp() if date else None
+        except (TypeError, ValueError):
+            return None
+
     def put(
         self,
         key: str,
@@ -357,6 +379,79 @@ class S3Backend:
         with self._errors(key, cas=if_match is not None):
             resp = self.client.put_object(**kwargs)
         return str(resp["ETag"])
+
+    def put_retained(self, key: str, data: bytes, retain_until: datetime) -> str:
+        """Write ``key`` once (``If-None-Match: *``) under Object Lock in compliance mode until
+        ``retain_until``: no one, the account's root included, can delete or replace that
+        version before then. Needs a bucket created with Object Lock enabled; a lost
+        condition raises ``PreconditionFailed``."""
+        full = self._key(key)
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": full,
+            "Body": bytes(data),
+            "ChecksumSHA256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
+            "IfNoneMatch": "*",
+            "ObjectLockMode": "COMPLIANCE",
+            "ObjectLockRetainUntilDate": retain_until,
+        }
+        with self._errors(key):
+            resp = self.client.put_object(**kwargs)
+        return str(resp["ETag"])
+
+    def object_lock_enabled(self) -> bool:
+        """Whether the bucket was created with Object Lock (so ``put_retained`` works)."""
+        with self._errors(""):
+            try:
+                conf = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            except bexc.ClientError as exc:
+                if _code(exc) in ("ObjectLockConfigurationNotFoundError", "NotImplemented"):
+                    return False
+                raise
+        return conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+
+    def key_versions(self, prefix: str) -> dict[str, int]:
+        """How many versions (delete markers included) each key below ``prefix`` has, in a
+        versioned bucket: more than one means the key was overwritten or deleted (with Object
+        Lock, the earlier versions are still there). Empty when the bucket keeps none."""
+        counts: dict[str, int] = {}
+        skip = len(self._base)
+        with self._errors(prefix):
+            pages = self.client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=self._base + prefix
+            )
+            for page in pages:
+                for item in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]:
+                    key = item["Key"][skip:]
+                    counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def presign(self, method: Literal["GET", "PUT"], key: str, expires: int) -> str:
+        """A URL that lets its bearer GET or PUT ``key`` for ``expires`` seconds with this
+        backend's credentials (SigV4: the engine checks the signer's rights on each use)."""
+        full = self._key(key)
+        operation = {"GET": "get_object", "PUT": "put_object"}[method]
+        with self._errors(key):
+            return str(
+                self._presigner.generate_presigned_url(
+                    operation, Params={"Bucket": self.bucket, "Key": full}, ExpiresIn=expires
+                )
+            )
+
+    @property
+    def _presigner(self) -> Any:
+        """A client like :attr:`client` that signs URLs with SigV4 (botocore's default for
+        presigned S3 URLs can be the older query signature, which session credentials lack)."""
+        client = self.client
+        with self._client_lock:
+            if self._signer is None:
+                self._signer = self._core.create_client(  # botocore's: it can presign too
+                    "s3",
+                    region_name=client.meta.region_name,
+                    endpoint_url=self.endpoint_url,
+                    config=client.meta.config.merge(Config(signature_version="s3v4")),
+                )
+            return self._signer
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys starting with ``prefix``, ascending (UTF-8 byte order, like AWS), lazily.
@@ -556,6 +651,11 @@ class S3Backend:
     def create_bucket_if_missing(self) -> bool:
         """Create the bucket unless this account already owns it. Returns True if created."""
         with self._errors(""):
+            # SeaweedFS answers a second create of a bucket made with Object Lock with
+            # BucketAlreadyExists (not ...OwnedByYou): a bucket we can already reach is ours.
+            with contextlib.suppress(bexc.ClientError):
+                self.client.head_bucket(Bucket=self.bucket)
+                return False
             kwargs: dict[str, Any] = {"Bucket": self.bucket}
             region = self.client.meta.region_name
             if region and region != DEFAULT_REGION:
@@ -573,6 +673,36 @@ class S3Backend:
         return True
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        for client in (self._client, self._signer):
+            if client is not None:
+                client.close()
+        self._client = self._signer = None
+
+
+class _Given(botocore.credentials.CredentialProvider):  # type: ignore[misc]
+    METHOD = "s3fsv-given"
+
+    def __init__(self, credentials: Any) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> Any:
+        return self._credentials
+
+
+def given_credentials(core: botocore.session.Session, credentials: Any) -> None:
+    """Make ``credentials`` the only source a botocore session's clients use (the standard
+    chain would otherwise pick up environment variables or a profile first)."""
+    resolver = botocore.credentials.CredentialResolver(providers=[_Given(credentials)])
+    core.register_component("credential_provider", resolver)
+
+
+def credentials_method() -> str | None:
+    """Where the standard chain finds credentials here (botocore's name for it: ``env``,
+    ``shared-credentials-file``, ``iam-role``, ``assume-role``...), or None when it finds none.
+    Never the credentials themselves."""
+    try:
+        creds = botocore.session.Session().get_credentials()
+    except Exception:  # a broken profile: the store's own error says more
+        return None
+    return None if creds is None else str(creds.method)
