@@ -133,11 +133,14 @@ class Fleet:
         wait_for("the gateway", lambda: _answers(f"{self.gateway}/v1/health"), 60, poll=0.2)
 
     def bucket_bytes(self) -> dict[str, int]:
-        sizes = {"incoming/": 0, "store/": 0}
+        """Bytes in the bucket: the cameras' originals (``incoming/``, or the gateway's
+        ``_uploads/``), and the store itself."""
+        sizes = {"originals": 0, "store": 0}
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
             for obj in page.get("Contents", ()):
-                top = "incoming/" if obj["Key"].startswith("incoming/") else "store/"
-                sizes[top] += int(obj["Size"])
+                key = obj["Key"]
+                original = key.startswith(("incoming/", "store/_uploads/"))
+                sizes["originals" if original else "store"] += int(obj["Size"])
         return sizes
 
     def close(self) -> None:
@@ -188,7 +191,7 @@ def cameras(fleet: Fleet, images: int, count: int) -> float:
         base = rng.integers(0, 255, size=(24, 32, 3), dtype=np.uint8)
         out = []
         for i in range(per_camera):
-            frame = np.clip(base.astype(int) + (i % 50), 0, 255).astype(np.uint8)
+            frame = np.clip(base.astype(int) + (i % 200), 0, 255).astype(np.uint8)
             out.append((f"{prefix}{cam}-{i:05d}.jpg", cv2.imencode(".jpg", frame)[1].tobytes()))
         return out
 
@@ -313,7 +316,7 @@ def run(fleet: Fleet, images: int, args: argparse.Namespace) -> None:
     # trees and commits go too. Objects the purge condemned would go even with one.
     fleet.s3fsv("gc", "--grace", "0")
     after = fleet.bucket_bytes()
-    for part in ("incoming/", "store/"):
+    for part in ("originals", "store"):
         say(f"bucket {part:<10} {before[part]:>12,} bytes before, {after[part]:>12,} after")
     total_before, total_after = sum(before.values()), sum(after.values())
     say(f"bucket total     {total_before:>12,} bytes before, {total_after:>12,} after")
