@@ -34,6 +34,7 @@ bench: system-deps $(STAMP) $(BENCH_STAMP)
 	$(PY) bench/pipeline_bench.py
 	$(PY) bench/fsspec_bench.py
 	$(PY) bench/run_bench.py
+	$(PY) bench/ingest_bench.py
 
 # apt-get update runs only when a package is actually missing, so warm runs stay fast.
 system-deps:

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from s3fsv.errors import NotADirectory, NotFound
-from s3fsv.store.objects import TreeEntry
+from s3fsv.store.objects import Attrs, TreeEntry
 from s3fsv.store.objectstore import ObjectStore
 from s3fsv.store.tree import lookup
 from s3fsv.store.upload import Content
 
 # New content (uploaded; its entry is made at commit, once its chunks are stored), with the
-# file's mode and mtime; an entry; or None for deleted.
-Pending = tuple[Content, int, int] | TreeEntry | None
+# file's mode, mtime and attributes; an entry; or None for deleted.
+Pending = tuple[Content, int, int, Attrs] | TreeEntry | None
 
 _ABSENT: Any = object()
 

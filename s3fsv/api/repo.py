@@ -56,7 +56,8 @@ class CommitInfo:
 class EntryInfo:
     """One file, directory or symlink of a snapshot. ``path`` is relative to the snapshot's
     root, without a leading slash (``""`` is the root); ``sha256`` is the whole content's hash
-    (files only), equal to what ``sha256sum`` prints of the file; ``target`` is a symlink's."""
+    (files only), equal to what ``sha256sum`` prints of the file; ``target`` is a symlink's;
+    ``attrs`` and ``source`` are an imported file's attributes and original (``s3fsv import``)."""
 
     path: str
     kind: Literal["file", "dir", "link"]
@@ -66,6 +67,8 @@ class EntryInfo:
     sha256: str = ""
     target: str = ""
     tree: str = ""  # a directory's tree id: equal ids, equal contents below it
+    attrs: Mapping[str, str] = field(default_factory=dict, hash=False)  # imported: house, device
+    source: str = ""  # s3://BUCKET/KEY of the original an imported file is kept in
 
     @property
     def name(self) -> str:
@@ -85,6 +88,8 @@ class EntryInfo:
             entry.sha256,
             entry.target,
             entry.tree,
+            dict(entry.attrs),
+            entry.source.url if entry.source is not None else "",
         )
 
 
@@ -110,6 +115,11 @@ class Repo:
     def name(self) -> str:
         """The repo's name."""
         return self._inner.name
+
+    @property
+    def chunk_size(self) -> int:
+        """Bytes per chunk of this repo's files (docs/format.md, section 7)."""
+        return self._inner.chunk_size
 
     def __repr__(self) -> str:
         return f"<s3fsv.Repo {self.name} of {self._store.url}>"
@@ -261,11 +271,14 @@ class Repo:
         author: str | None = None,
         provenance: Mapping[str, Any] | None = None,
         allow_empty: bool = False,
+        base: str | None = None,
     ) -> Transaction:
         """Changes to ``branch`` that become one commit. Use as a context manager: the commit is
         made when the block exits without an exception, and nothing is committed when it raises.
         See :class:`Transaction`. Changes that leave the tree as it was make no commit, unless
-        ``allow_empty``."""
+        ``allow_empty``. ``base``: the commit the changes are meant for (a full id of the
+        branch's history; default its head now): a path that changed on the branch since then
+        is a ``Conflict`` at commit time, not overwritten."""
         return Transaction(
-            self._store, self._inner, branch, message, author, provenance, allow_empty
+            self._store, self._inner, branch, message, author, provenance, allow_empty, base
         )

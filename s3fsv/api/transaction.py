@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from s3fsv.api.changes import Changes, Pending, is_ensure_dir
 from s3fsv.api.refs import FileRef
 from s3fsv.errors import AlreadyExists, IsADirectory, NotADirectory, NotFound, UsageError
-from s3fsv.store.objects import TreeEntry, split_path
+from s3fsv.store.objects import TreeEntry, check_attrs, split_path
 from s3fsv.store.provenance import command_of, provenance_context
 from s3fsv.store.repo import Repository
 from s3fsv.store.transfer import LocalItem, local_entry, scan_local
@@ -51,6 +51,7 @@ class Transaction:
         author: str | None,
         provenance: Mapping[str, Any] | None,
         allow_empty: bool = False,
+        base: str | None = None,
     ) -> None:
         if not isinstance(message, str) or not message.strip():
             raise UsageError("a transaction needs a commit message")
@@ -64,7 +65,7 @@ class Transaction:
         self.message = message
         self._author = author
         self._allow_empty = allow_empty
-        self.base: str = repo.branch_head(branch).commit
+        self.base: str = base if base is not None else repo.branch_head(branch).commit
         self._changes = Changes(repo.objects, repo.commit_object(self.base).tree)
         self._uploader = Uploader(repo.objects, repo.chunk_size, threads=8)
         self._lock = threading.Lock()
@@ -73,16 +74,31 @@ class Transaction:
         self._done = False
 
     # -- changes ----------------------------------------------------------------------------
-    def write(self, path: str, data: bytes | bytearray | memoryview, *, mode: int = 0o644) -> None:
+    def write(
+        self,
+        path: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        mode: int = 0o644,
+        mtime_ns: int | None = None,
+        attrs: Mapping[str, str] | None = None,
+    ) -> None:
         """Set the content of file ``path`` (made, or replaced), making its directories.
-        ``IsADirectory`` when ``path`` is a directory."""
+        ``IsADirectory`` when ``path`` is a directory. ``mtime_ns`` defaults to now; ``attrs``
+        are file attributes (lowercase names, short string values: see ``check_attrs``),
+        readable as ``user.s3fsv.attr.NAME`` extended attributes on a mount."""
         path = self._path(path)
         self._check_parents(path)
         if self._changes.kind(path) == "dir":
             raise IsADirectory(f"cannot write {path}: it is a directory")
+        try:
+            checked = check_attrs(attrs or {})
+        except ValueError as err:
+            raise UsageError(f"cannot write {path}: {err}") from None
         content = self._uploader.add_bytes(bytes(data))
         self._changes.forget_below(path)
-        self._changes.set(path, (content, mode & 0o7777, time.time_ns()))
+        when = time.time_ns() if mtime_ns is None else mtime_ns
+        self._changes.set(path, (content, mode & 0o7777, when, checked))
 
     def upload(
         self, local_path: str | os.PathLike[str], path: str, *, mode: int | None = None
@@ -110,7 +126,7 @@ class Transaction:
             if item.kind == "file":
                 content = self._uploader.add_file(item.local)
                 bits = item.mode if mode is None else mode
-                values.append((item, (content, bits & 0o7777, item.mtime_ns)))
+                values.append((item, (content, bits & 0o7777, item.mtime_ns, ())))
             else:
                 values.append((item, local_entry(item)))
         for item, value in values:
@@ -192,8 +208,9 @@ class Transaction:
             changes: dict[str, TreeEntry | None] = {}
             for path, value in self._changes.items():
                 if isinstance(value, tuple):
-                    content, mode, mtime_ns = value
-                    value = content.entry(path.rsplit("/", 1)[-1], mode, mtime_ns)
+                    content, mode, mtime_ns, attrs = value
+                    entry = content.entry(path.rsplit("/", 1)[-1], mode, mtime_ns)
+                    value = replace(entry, attrs=attrs) if attrs else entry
                 changes[path] = value
             self.commit_id = self._repo.commit(
                 self.branch,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from s3fsv.access.connect import attach_store, reach
-from s3fsv.cli import access, ops, pipelines, runs
+from s3fsv.cli import access, ingest, ops, pipelines, runs
 from s3fsv.cli.mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli.parser import Commands, build_parser
 from s3fsv.cli.runs import run_lines
@@ -447,7 +447,8 @@ _COMMANDS.update(pipelines.COMMANDS)
 _COMMANDS.update(ops.COMMANDS)
 _COMMANDS.update(runs.COMMANDS)  # run, reproduce, lineage
 _COMMANDS.update(access.COMMANDS)
-VERBS = [pipelines.add_verbs, ops.add_verbs, runs.add_verbs, access.add_verbs]
+_COMMANDS.update(ingest.COMMANDS)  # import, gc, retention, purge, tombstones
+VERBS = [pipelines.add_verbs, ops.add_verbs, runs.add_verbs, access.add_verbs, ingest.add_verbs]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,6 +68,26 @@ def translated(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def kernel_invalidator() -> Callable[[str], None] | None:
+    """A function that makes the kernel forget a path's entry, attributes and cached pages
+    (libfuse's ``fuse_invalidate_path``), or None where libfuse lacks it. Must be made inside
+    a FUSE callback (it needs the session, which only callbacks can name)."""
+    lib = getattr(mfusepy, "_libfuse", None)
+    invalidate = getattr(lib, "fuse_invalidate_path", None)
+    if lib is None or invalidate is None:
+        return None
+    session = ctypes.c_void_p(lib.fuse_get_context().contents.fuse)
+    invalidate.argtypes = (ctypes.c_void_p, ctypes.c_char_p)
+    invalidate.restype = ctypes.c_int
+
+    def forget(path: str) -> None:
+        status = invalidate(session, os.fsencode(path))
+        if status not in (0, -errno.ENOENT):  # ENOENT: the kernel had nothing for it
+            log.debug("kernel cache of %s not invalidated: %s", path, os.strerror(-status))
+
+    return forget
+
+
 def stat_dict(attr: Attr, uid: int, gid: int) -> dict[str, int]:
     return {
         "st_mode": attr.mode,
@@ -204,6 +224,7 @@ class Operations(mfusepy.Operations):
 
     def init_with_config(self, conn: Any, config: Any) -> None:
         self.initialised = True
+        self.fs.invalidate = kernel_invalidator()
         if self.on_ready is not None:
             self.on_ready()
         if config is None:

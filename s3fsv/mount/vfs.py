@@ -18,6 +18,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from s3fsv.errors import (
 from s3fsv.mount.handles import Attr, OpenFile, OpenStaged, RepoState, Snapshot, inode
 from s3fsv.mount.last_good import LastGood
 from s3fsv.mount.overlay import BranchOverlay, LocalHandle, Node
+from s3fsv.mount.purges import PurgeWatch, apply_purges
 from s3fsv.mount.staging import Read, SlotLock, Staging
 from s3fsv.mount.vfs_write import WriteOps
 from s3fsv.store.objects import TreeEntry, check_name, is_commit_prefix, is_object_id
@@ -96,6 +98,9 @@ class Filesystem(WriteOps):
         self._sequential: LRUCache[str, Sequential] = LRUCache(maxsize=256)
         self.uid, self.gid = os.getuid(), os.getgid()
         self.started_ns = time.time_ns()
+        self.purges = PurgeWatch(store.backend, cache, spec.ref_ttl, self._forget_chunks)
+        # Set by the FUSE adapter: drop the kernel's caches of a path (purged files).
+        self.invalidate: Callable[[str], None] | None = None
         self.fixed: Snapshot | None = None
         if spec.repo is not None:
             self._state(spec.repo)  # fails early for an unknown repo
@@ -103,6 +108,7 @@ class Filesystem(WriteOps):
                 self.fixed = self._snapshot(spec.repo, "@", spec.ref)
                 if self.fixed.immutable:
                     self._state(spec.repo).reader.warm_snapshot(self.fixed.tree)
+        self.purges.start(self._apply_purges)
 
     @property
     def immutable(self) -> bool:
@@ -112,6 +118,7 @@ class Filesystem(WriteOps):
     def close(self) -> None:
         """Release readers, staging databases, slot locks and the cache (which evicts if it
         is over budget). Safe to call twice."""
+        self.purges.stop()
         with self._lock:
             states, self._repos = list(self._repos.values()), {}
             overlays, self._overlays = list(self._overlays.values()), {}
@@ -198,6 +205,16 @@ class Filesystem(WriteOps):
                 out.update({(name, b): c for b, c in list(state.heads.items())})
         return out
 
+    # -- purges -----------------------------------------------------------------------------
+    def _forget_chunks(self, oids: list[str]) -> None:
+        with self._lock:
+            states = list(self._repos.values())
+        for state in states:
+            state.reader.forget(oids)
+
+    def _apply_purges(self) -> None:
+        apply_purges(self)
+
     # -- repos and refs ---------------------------------------------------------------------
     def _state(self, name: str) -> RepoState:
         with self._lock:
@@ -276,6 +293,7 @@ class Filesystem(WriteOps):
                 commit = state.repo.resolve(hexid)
         else:
             commit = state.repo.resolve(name)
+        commit = self.purges.current(commit)  # a commit a purge rewrote shows its rewrite
         label = f"{section}/{name}" if section != "@" else f"@{name}"
         snap = Snapshot(repo, commit, self._tree(state, commit), True, label)
         with self._lock:
@@ -599,6 +617,10 @@ class Filesystem(WriteOps):
         }
         if entry.kind == "file":
             out[XATTR_PREFIX + "sha256"] = entry.sha256.encode()
+            if entry.source is not None:
+                out[XATTR_PREFIX + "source"] = entry.source.url.encode()
+            for name, value in entry.attrs:  # imported metadata: user.s3fsv.attr.house=h1234
+                out[f"{XATTR_PREFIX}attr.{name}"] = value.encode()
         elif entry.kind == "dir":
             out[XATTR_PREFIX + "tree"] = entry.tree.encode()
         return out

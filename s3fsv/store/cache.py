@@ -206,6 +206,17 @@ class DiskCache:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(oid))
 
+    def discard(self, oid: str) -> bool:
+        """Delete the entry of ``oid`` (a purge erases content from every cache that saw it);
+        True when there was one."""
+        with self._lock:
+            self._open.pop(oid, None)
+        try:
+            os.unlink(self.path(oid))
+        except FileNotFoundError:
+            return False
+        return True
+
     # -- filling --------------------------------------------------------------------------------
     def put(self, oid: str, data: ChunkData) -> None:
         """Store verified content. Atomic: readers see the whole entry or none. Never raises for

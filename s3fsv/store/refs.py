@@ -162,6 +162,20 @@ class Refs:
     def tags(self) -> dict[str, str]:
         return self._list("tags")
 
+    def tag_ref(self, name: str) -> RefValue:
+        """Tag ``name`` with the etag to pass to ``move_tag``."""
+        try:
+            return self._read(self._key("tags", name))
+        except NotFound:
+            raise NotFound(f"no such tag {name!r} in repo {self.repo!r}") from None
+
+    def move_tag(self, name: str, commit: str, expected: RefValue) -> str:
+        """CAS a tag to ``commit``. Tags never move, except when a purge rewrites the commit
+        one names (``s3fsv purge --include-tags``): the only caller."""
+        etag = self.backend.put(self._key("tags", name), _body(commit), if_match=expected.etag)
+        self._told("tag.move", name, expected.commit, commit)
+        return etag
+
     def create_tag(self, name: str, commit: str) -> None:
         try:
             self.backend.put(self._key("tags", name), _body(commit), if_none_match=True)

@@ -91,7 +91,7 @@ class Repository:
         self.backend = backend
         self.name = name
         self.chunk_size = chunk_size
-        self.objects = ObjectStore(backend, name, cache)
+        self.objects = ObjectStore(backend, name, cache, chunk_size=chunk_size)
         self.refs = Refs(backend, name, events)
 
     def init_main(self) -> str:
@@ -350,6 +350,10 @@ class Repository:
         head = self.refs.branch(branch)
         if base is not None and base != head.commit:
             self._check_disjoint(base, head.commit, mine, ensure, branch)
+        # A concurrent gc must keep what the commit refers to (s3fsv/store/keepalive.py).
+        keep = self.objects.keepalive
+        keep.begin()
+        revived = keep.freshen(referenced(changes.values()), packed_members(changes.values()))
         for _attempt in range(MAX_COMMIT_ATTEMPTS):
             parent = self.commit_object(head.commit)
             tree = apply_changes(self.objects, parent.tree, changes, missing_ok=missing_ok)
@@ -364,6 +368,7 @@ class Repository:
                 dict(provenance or {}),
             )
             cid = self.objects.put(commit)
+            keep.settle(revived)
             try:
                 self.refs.move_branch(branch, cid, head, {"tree": tree, "message": message})
             except PreconditionFailed:
@@ -423,6 +428,29 @@ def related_paths(mine: Iterable[str], theirs: Iterable[str]) -> set[str]:
         if p in exact or p in above or any(p[:i] in exact for i, c in enumerate(p) if c == "/"):
             found.add(p)
     return found
+
+
+def referenced(changes: Iterable[Change]) -> set[str]:
+    """The store objects that the entries of ``changes`` refer to directly: a file's chunks or
+    pack (not an imported original, which is no store object), a directory's tree."""
+    out: set[str] = set()
+    for entry in changes:
+        if entry is None or entry.source is not None:
+            continue
+        if entry.kind == "file":
+            out.update((entry.pack,) if entry.pack else entry.chunks)
+        elif entry.kind == "dir" and entry.tree:
+            out.add(entry.tree)
+    return out
+
+
+def packed_members(changes: Iterable[Change]) -> dict[str, set[int]]:
+    """Pack -> offsets of the members the entries of ``changes`` are."""
+    out: dict[str, set[int]] = {}
+    for entry in changes:
+        if entry is not None and entry.kind == "file" and entry.pack:
+            out.setdefault(entry.pack, set()).add(entry.pack_offset)
+    return out
 
 
 def _is_ensure_dir(change: Change) -> bool:

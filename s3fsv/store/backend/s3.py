@@ -63,11 +63,20 @@ from s3fsv.errors import (
     StoreUnavailable,
     UsageError,
 )
-from s3fsv.store.backend.base import B, ObjectInfo, check_key, check_range, copy_into
+from s3fsv.store.backend.base import (
+    B,
+    KeyInfo,
+    ObjectInfo,
+    SourceObject,
+    check_key,
+    check_range,
+    copy_into,
+)
 
 DEFAULT_REGION = "us-east-1"
+DELETE_BATCH = 1000  # keys per DeleteObjects request, the S3 maximum
 
-_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 _PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 _DENIED_CODES = {
     "AccessDenied",
@@ -116,6 +125,25 @@ def _fill(body: Any, view: memoryview, size: int) -> None:
             view[:] = data
     if done != size:
         raise bexc.IncompleteReadError(actual_bytes=done, expected_bytes=size)
+
+
+def time_ns(value: object) -> int:
+    """Nanoseconds since the epoch of an S3 timestamp: a datetime, or the string botocore leaves
+    unparsed here (ISO 8601 in listings, RFC 1123 in headers)."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = str(value)
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            moment = email.utils.parsedate_to_datetime(text)
+    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+
+
+def _version(resp: dict[str, Any]) -> str:
+    version = str(resp.get("VersionId") or "")
+    return "" if version == "null" else version  # "null": written before versioning was on
 
 
 def _one_line(text: object) -> str:
@@ -498,6 +526,127 @@ class S3Backend:
             except bexc.ClientError as exc:
                 if _code(exc) != "NoSuchKey":  # S3 answers 204 anyway; some servers 404
                     raise
+
+    # -- garbage collection (Sweepable) -----------------------------------------------------------
+
+    def list_info(self, prefix: str = "") -> Iterator[KeyInfo]:
+        """Keys below ``prefix`` with their size and last-modified time, in the server's order
+        (one paginated listing: order does not matter to a sweep)."""
+        skip = len(self._base)
+        with self._errors(prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._base + prefix
+            )
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    yield KeyInfo(obj["Key"][skip:], int(obj["Size"]), time_ns(obj["LastModified"]))
+
+    def touch(self, key: str) -> None:
+        """Make ``key``'s last-modified time now: a server-side copy onto itself."""
+        full = self._key(key)
+        with self._errors(key):
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=full,
+                CopySource={"Bucket": self.bucket, "Key": full},
+                MetadataDirective="REPLACE",
+            )
+
+    def delete_many(self, keys: list[str]) -> None:
+        for first in range(0, len(keys), DELETE_BATCH):
+            batch = [{"Key": self._key(k)} for k in keys[first : first + DELETE_BATCH]]
+            with self._errors(keys[first]):
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            errors = [e for e in resp.get("Errors", ()) if e.get("Code") != "NoSuchKey"]
+            if errors:
+                shown = errors[0]
+                raise StoreUnavailable(
+                    f"S3 refused to delete {len(errors)} key(s) of {self._where('')}, first "
+                    f"{shown.get('Key')}: {shown.get('Code')}: {_one_line(shown.get('Message'))}"
+                )
+
+    # -- objects of a bucket as they are (imports) ------------------------------------------------
+
+    def list_objects(self, prefix: str = "") -> Iterator[SourceObject]:
+        """Every object below ``prefix`` (keys relative to the bucket, whatever this backend's
+        own prefix), in the server's order."""
+        with self._errors(prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    yield SourceObject(
+                        obj["Key"],
+                        int(obj["Size"]),
+                        str(obj["ETag"]),
+                        modified_ns=time_ns(obj["LastModified"]),
+                    )
+
+    def open_object(self, key: str, part: int) -> tuple[SourceObject, Iterator[bytes]]:
+        """Start reading object ``key`` of the bucket: what it is now, and its bytes in pieces
+        of ``part`` bytes (the last shorter). Errors while reading are translated too."""
+        with self._errors(key):
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+        info = SourceObject(
+            key,
+            int(resp["ContentLength"]),
+            str(resp["ETag"]),
+            _version(resp),
+            time_ns(resp["LastModified"]),
+            {str(k).lower(): str(v) for k, v in resp.get("Metadata", {}).items()},
+            int(resp.get("TagCount") or 0),
+        )
+
+        def pieces() -> Iterator[bytes]:
+            body = resp["Body"]
+            try:
+                with self._errors(key):
+                    while piece := body.read(part):
+                        yield piece
+            finally:
+                body.close()
+
+        return info, pieces()
+
+    def object_tags(self, key: str, version: str = "") -> dict[str, str]:
+        """The tags of object ``key`` (of one version, when given)."""
+        extra = {"VersionId": version} if version else {}
+        with self._errors(key):
+            resp = self.client.get_object_tagging(Bucket=self.bucket, Key=key, **extra)
+        return {str(t["Key"]): str(t["Value"]) for t in resp.get("TagSet", ())}
+
+    def read_object(self, key: str, start: int, end: int, *, version: str, etag: str) -> bytes:
+        """Bytes ``[start, end)`` of object ``key`` of the bucket, of version ``version`` when
+        given, and only while its ETag is ``etag``: ``PreconditionFailed`` when it changed,
+        ``NotFound`` when it (or that version) is gone."""
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "IfMatch": etag,
+            "Range": f"bytes={start}-{end - 1}",
+        }
+        if version:
+            kwargs["VersionId"] = version
+        with self._errors(key):
+            return bytes(self.client.get_object(**kwargs)["Body"].read())
+
+    def head_object(self, key: str, version: str = "") -> SourceObject:
+        """What object ``key`` of the bucket (one version of it, when given) is now."""
+        extra = {"VersionId": version} if version else {}
+        with self._errors(key):
+            resp = self.client.head_object(Bucket=self.bucket, Key=key, **extra)
+        return SourceObject(
+            key, int(resp["ContentLength"]), str(resp["ETag"]), _version(resp), 0, {}, -1
+        )
+
+    def delete_object(self, key: str, version: str = "") -> None:
+        """Delete object ``key`` of the bucket; with ``version``, that version for good."""
+        extra = {"VersionId": version} if version else {}
+        with self._errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=key, **extra)
 
     def create_bucket_if_missing(self) -> bool:
         """Create the bucket unless this account already owns it. Returns True if created."""
