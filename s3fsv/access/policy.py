@@ -10,7 +10,9 @@ Keys (``S`` is the store's prefix in its bucket, ``R`` a repo):
 - ``write``: ``read``, plus ``s3:PutObject`` on the repo's objects ``S/R/objects/*``, on the
   branch refs it may move (``S/R/refs/branches/<name>``, or ``*``), on ``S/_uploads/R/*``, and
   on the lineage index entries of R's commits (``S/_lineage/*/R/*``). ``read`` includes reading
-  ``S/_lineage/R/*``, what was made from R's commits.
+  ``S/_lineage/R/*``, what was made from R's commits, and reading gc's lease
+  (``S/_gc/leases/gc``), which every commit checks so that a concurrent gc keeps what it
+  refers to (docs/ingest.md).
 - ``admin``: ``s3:GetObject``, ``s3:PutObject`` and ``s3:DeleteObject`` on ``S/R/*`` and
   ``S/_uploads/R/*``. ``DeleteObject`` comes with nothing else.
 - A protected branch adds, for every principal that could otherwise move it and is not
@@ -31,6 +33,7 @@ from typing import Any
 
 from s3fsv.access.model import AccessState, Grant
 from s3fsv.errors import UsageError
+from s3fsv.store.keepalive import GC_MARKER_KEY
 
 MAX_SESSION_POLICY = 2048
 VERSION = "2012-10-17"
@@ -131,13 +134,14 @@ def _add_grant(doc: _Doc, grant: Grant) -> None:
             uploads + "*",
             f"_lineage/*/{root}*",  # the index entries of R's new commits
         )
+        doc.allow(["s3:GetObject"], GC_MARKER_KEY)
     elif grant.level == "admin":
         doc.allow(
             ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
             root + "*",
             uploads + "*",
         )
-        doc.allow(["s3:GetObject"], "s3fsv.json")
+        doc.allow(["s3:GetObject"], "s3fsv.json", GC_MARKER_KEY)
         doc.list_prefix(root, uploads)
 
 
