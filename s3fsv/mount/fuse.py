@@ -22,7 +22,7 @@ import mfusepy  # noqa: E402
 
 from s3fsv.errors import S3fsvError  # noqa: E402
 from s3fsv.mount.handles import Attr  # noqa: E402
-from s3fsv.mount.vfs import Filesystem  # noqa: E402
+from s3fsv.mount.vfs import XATTR_PREFIX, Filesystem  # noqa: E402
 from s3fsv.store.reader import Bytes  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -255,6 +255,9 @@ class Operations(mfusepy.Operations):
 
     @translated
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        # ls -l asks every file for its ACL and security label: only our own names can exist.
+        if not name.startswith(XATTR_PREFIX):
+            raise mfusepy.FuseOSError(errno.ENODATA)
         value = self.fs.xattrs(path).get(name)
         if value is None:
             raise mfusepy.FuseOSError(errno.ENODATA)

@@ -84,7 +84,7 @@ class Filesystem(WriteOps):
         self._slots: list[SlotLock] = []
         self.reads: set[Read] = set()
         self._next_fh = itertools.count(1)
-        self._resolved: LRUCache[tuple[str, str], TreeEntry] = LRUCache(maxsize=100_000)
+        self._resolved: LRUCache[tuple[str, str], TreeEntry] = LRUCache(maxsize=32_768)
         self._fixed_snaps: LRUCache[tuple[str, str, str], Snapshot] = LRUCache(maxsize=4096)
         # Read-ahead state per path for mounts without file handles (immutable snapshots).
         self._sequential: LRUCache[str, Sequential] = LRUCache(maxsize=256)

@@ -56,6 +56,17 @@ class ByteCache(Protocol):
     def put(self, oid: str, data: bytes) -> None: ...
 
 
+DECODED_BYTES = 48 * 1024 * 1024  # memory for decoded trees, pages and commits (estimated)
+_ENTRY_BYTES = 720  # a decoded TreeEntry with its strings (tracemalloc, 1,000-entry page)
+
+
+def decoded_size(obj: Object) -> int:
+    """About how much memory a decoded object holds."""
+    if isinstance(obj, (Tree, TreePage)):
+        return 200 + _ENTRY_BYTES * len(obj.entries) + 200 * len(getattr(obj, "pages", ()))
+    return 1024
+
+
 class ObjectStore:
     """Objects of one repo. Thread-safe.
 
@@ -67,9 +78,13 @@ class ObjectStore:
         self.backend = backend
         self.repo = repo
         self.cache = cache
-        self._decoded: LRUCache[str, Object] = LRUCache(maxsize=65536)
-        self._known: LRUCache[str, bool] = LRUCache(maxsize=1 << 20)
-        self._located: LRUCache[str, tuple[str, int]] = LRUCache(maxsize=1 << 20)
+        # Bounded by (estimated) bytes, not entries: a walk of a million files must not keep
+        # a million decoded entries alive in a mount's daemon.
+        self._decoded: LRUCache[str, Object] = LRUCache(
+            maxsize=DECODED_BYTES, getsizeof=decoded_size
+        )
+        self._known: LRUCache[str, bool] = LRUCache(maxsize=1 << 16)
+        self._located: LRUCache[str, tuple[str, int]] = LRUCache(maxsize=1 << 16)
         self._lock = threading.Lock()
         self.writes = 0
         self.bytes_written = 0
