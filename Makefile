@@ -9,9 +9,12 @@ BENCH_STAMP := $(VENV)/.bench-installed
 APT_PACKAGES := fuse3 attr sqlite3
 # The peers `make bench` compares with, and fio.
 BENCH_APT_PACKAGES := s3fs rclone fio
+# What building libfuse 3.17 (FUSE passthrough) takes.
+LIBFUSE_APT_PACKAGES := meson ninja-build pkg-config gcc dpkg-dev
+LIBFUSE := $(VENV)/lib/s3fsv/libfuse3.so
 STORE ?= file://$(CURDIR)/.demo/store
 
-.PHONY: test demo lint format bench bench-detail clean system-deps bench-deps
+.PHONY: test demo lint format bench bench-detail passthrough clean system-deps bench-deps
 
 test: system-deps $(STAMP)
 	$(VENV)/bin/ruff check s3fsv tests bench examples
@@ -30,8 +33,17 @@ format: $(STAMP)
 # `make bench`: s3fsv against s3fs-fuse, rclone, boto3, local disk and a Python passthrough, on
 # its own SeaweedFS (127.0.0.1), in one run; results and a chart in bench/results/.
 # `make bench QUICK=1` is a short check of a change (small sizes, one repetition).
-bench: bench-deps $(STAMP) $(BENCH_STAMP)
+bench: bench-deps $(STAMP) $(BENCH_STAMP) passthrough
 	$(PY) bench/compare.py $(if $(QUICK),--quick)
+
+# FUSE passthrough (the kernel serves files whole in the cache, Linux >= 6.9) needs libfuse >=
+# 3.17; Debian 12 has 3.14. This builds 3.17 from Debian trixie's source package into the venv,
+# where mounts load it (without it they read through the daemon, as before).
+passthrough: $(LIBFUSE)
+
+$(LIBFUSE): tools/build-libfuse.sh | $(VENV)/bin/python
+	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(LIBFUSE_APT_PACKAGES)"
+	tools/build-libfuse.sh $(LIBFUSE)
 
 # The finer benchmarks of one part each (read path, write path, commit cost, pipelines, fsspec).
 bench-detail: system-deps $(STAMP) $(BENCH_STAMP)

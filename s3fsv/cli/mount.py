@@ -231,9 +231,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             "may be incomplete: check it, then write it again or `touch` it to keep it as is",
             file=sys.stderr,
         )
-    if not changes:
+    if not changes and "branch" in status:
         where = f"{status.get('repo', '?')}@{status.get('branch', '?')}"
         print(f"nothing staged on {where}", file=sys.stderr)
+    if status.get("read_path") == "passthrough":
+        print("reads: FUSE passthrough (files whole in the cache are read by the kernel)",
+              file=sys.stderr)  # fmt: skip
+    elif status.get("read_path"):
+        print("reads: through the daemon (no FUSE passthrough)", file=sys.stderr)
     return 0
 
 

@@ -86,6 +86,9 @@ class ControlledFilesystem(Protocol):
 
     def status(self, path: str) -> dict[str, Any]: ...
 
+    immutable: bool  # a pinned mount: nothing is ever staged
+    read_path_mode: str  # "passthrough" or "fuse"
+
     def discard(self, path: str) -> int: ...
 
 
@@ -312,7 +315,9 @@ class ControlServer:
         if not isinstance(path, str) or not path.startswith("/"):
             raise UsageError("request needs an absolute 'path' inside the mount")
         if op == "status":
-            return self.fs.status(path)
+            # A pinned mount has nothing staged; it still says how it serves reads.
+            status = self.fs.status(path) if not self.fs.immutable else {}
+            return {**status, "read_path": self.fs.read_path_mode}
         if op == "discard":
             dropped = self.fs.discard(path)
             log.info("discarded %d staged paths under %s", dropped, path)

@@ -16,9 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from s3fsv.mount import passthrough  # noqa: E402
+
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 when both exist
+passthrough.choose_libfuse()  # a libfuse >= 3.17 built by `make passthrough`, if there is one
 
 import mfusepy  # noqa: E402
+from cachetools import LRUCache  # noqa: E402
 
 from s3fsv.errors import S3fsvError  # noqa: E402
 from s3fsv.mount.handles import Attr  # noqa: E402
@@ -92,8 +96,15 @@ class Operations(mfusepy.Operations):
         self.ref_ttl = ref_ttl
         # A pinned snapshot never changes: skipping OPEN/RELEASE keeps the page cache and
         # halves the requests per small file. Mounts with branches need handles instead.
+        # With passthrough, OPEN stays (it hands the kernel the backing file) but has no
+        # handle and no RELEASE; without the kernel's support it declines like _no_open.
+        self.backing: passthrough.Backing | None = None
+        self.passthrough_possible = fs.immutable and passthrough.possible()
+        # Per path, whether it was opened with a backing file: the kernel refuses (EIO) to
+        # mix passthrough and cached opens of one inode, so a mount sticks to its first.
+        self._backed: LRUCache[str, bool] = LRUCache(maxsize=65536)
         if fs.immutable:
-            self.open = self._no_open  # type: ignore[method-assign]
+            self.open = self._open_pinned if self.passthrough_possible else self._no_open  # type: ignore[method-assign]
             self.release = None  # type: ignore[assignment]
         else:
             self.open = self._open  # type: ignore[method-assign]
@@ -103,6 +114,26 @@ class Operations(mfusepy.Operations):
 
     def _no_open(self, path: str, fi: Any) -> int:
         raise mfusepy.FuseOSError(errno.ENOSYS)
+
+    @translated
+    def _open_pinned(self, path: str, fi: Any) -> int:
+        """A pinned file: a backing file when its content is whole in the cache, else reads
+        by path through the daemon (no handle) with the page cache kept."""
+        if self.backing is None:  # the kernel cannot pass through: stop asking
+            raise mfusepy.FuseOSError(errno.ENOSYS)
+        backed = self._backed.get(path)
+        found = self.fs.backing_file(path) if backed is not False else None
+        if found is not None:
+            key, backing = found
+            bid = self.backing.id_for(key, backing)
+            if bid:
+                passthrough.set_backing_id(fi, bid)
+                self._backed[path] = True
+                return 0
+        if backed is None:
+            self._backed[path] = False
+        fi.keep_cache = 1
+        return 0
 
     # -- writes: every one goes to the filesystem, which refuses them on read-only paths ------
     @translated
@@ -190,6 +221,9 @@ class Operations(mfusepy.Operations):
         return 0
 
     def init_with_config(self, conn: Any, config: Any) -> None:
+        if self.passthrough_possible and passthrough.negotiate(conn):
+            self.backing = passthrough.Backing()
+            self.fs.read_path_mode = "passthrough"
         self.initialised = True
         if self.on_ready is not None:
             self.on_ready()
@@ -353,7 +387,10 @@ def mount(
     }
     if fs.immutable or fs.spec.read_only or (fs.fixed is not None and not fs.spec.rw):
         options["ro"] = True  # shown in /proc/mounts; the kernel refuses writes before asking
-    if fs.immutable:
+    ops = Operations(fs, ref_ttl=ref_ttl, on_ready=on_ready)
+    if fs.immutable and not ops.passthrough_possible:
+        # (With passthrough, _open_pinned keeps the cache per open: the kernel refuses
+        # FOPEN_KEEP_CACHE together with a backing file.)
         options["kernel_cache"] = True
     if allow_other:
         options["allow_other"] = True
@@ -361,7 +398,6 @@ def mount(
     threading.Thread(
         target=tune_kernel_readahead, args=(mountpoint,), name="s3fsv-readahead", daemon=True
     ).start()
-    ops = Operations(fs, ref_ttl=ref_ttl, on_ready=on_ready)
     try:
         _FUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug, **options)
     except RuntimeError as err:  # libfuse's own message is already on stderr

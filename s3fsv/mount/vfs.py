@@ -43,6 +43,7 @@ from s3fsv.store.objects import TreeEntry, check_name, is_commit_prefix, is_obje
 from s3fsv.store.reader import Bytes, ChunkReader, Sequential
 from s3fsv.store.store import Store
 from s3fsv.store.tree import dir_entries, lookup, root_entry, walk_after
+from s3fsv.store.wholefile import WHOLE_MIN, WholeFiles
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,10 @@ class Filesystem(WriteOps):
         self._sequential: LRUCache[str, Sequential] = LRUCache(maxsize=256)
         self.uid, self.gid = os.getuid(), os.getgid()
         self.started_ns = time.time_ns()
+        # "passthrough" once the FUSE session has it (fuse.py): the kernel reads files whole
+        # in the cache from their whole-file entries; "fuse": every read comes here.
+        self.read_path_mode = "fuse"
+        self.whole = WholeFiles(cache)
         self.fixed: Snapshot | None = None
         if spec.repo is not None:
             self._state(spec.repo)  # fails early for an unknown repo
@@ -118,6 +123,7 @@ class Filesystem(WriteOps):
                 overlay.staging.close()
         for slot in slots:
             slot.release()
+        self.whole.close()
         self.cache.close()
 
     # -- writable branches ------------------------------------------------------------------
@@ -407,6 +413,7 @@ class Filesystem(WriteOps):
         state = self._state(snap.repo)
         if not inner and snap.immutable:  # a walk of a commit or tag starts with its root
             state.reader.warm_snapshot(snap.tree)
+        state.reader.load_pages(entry.tree)
         out, children = [], list(dir_entries(state.repo.objects, entry.tree))
         state.reader.warm_trees(c.tree for c in children if c.kind == "dir")
         for child in children:
@@ -527,6 +534,8 @@ class Filesystem(WriteOps):
         state = self._state(snap.repo)
         if offset == 0:
             self._prefetch_siblings(state, snap, inner)
+        if offset + size >= entry.size and self.read_path_mode == "passthrough":
+            self.whole.schedule(entry)  # read whole: the next mount's opens pass through
         if len(entry.chunks) > 1:
             with self._lock:
                 seq = self._sequential.get(path)
@@ -534,6 +543,22 @@ class Filesystem(WriteOps):
                     seq = self._sequential[path] = Sequential()
             seq.advise(state.reader, entry, offset, size)
         return state.reader.read(entry, offset, size, borrow=borrow)
+
+    def backing_file(self, path: str) -> tuple[str, Path] | None:
+        """(content id, whole-file cache entry) of a pinned file whose content is whole in the
+        cache; else None, and the entry is made in the background if its chunks are cached."""
+        _, snap, inner = self._locate(path)
+        if snap is None or not snap.immutable:
+            return None
+        entry = self._entry(snap, inner)
+        if entry.kind != "file" or entry.size < WHOLE_MIN:
+            return None
+        found = self.whole.find(entry)
+        if found is None:
+            if all(self.cache.stored(oid) for oid in entry.chunks):
+                self.whole.schedule(entry)
+            return None
+        return entry.sha256, found
 
     def release(self, fh: int) -> None:
         with self._lock:
