@@ -111,7 +111,12 @@ def markdown(data: dict[str, Any], rows: list[dict[str, Any]], chart: str | None
         f"# s3fsv against its peers: {meta['date']} (code {meta['code'].get('commit')}"
         f"{', quick' if meta.get('quick') else ''})",
         "",
-        f"Medians of {meta['repeat']} runs on {meta['cpus']} CPUs; load average "
+        (
+            ""
+            if meta.get("finished", True)
+            else f"**Interrupted** after {len(meta.get('load_avg_per_rep', []))} repetition(s). "
+        )
+        + f"Medians of up to {meta['repeat']} runs on {meta['cpus']} CPUs; load average "
         f"{meta['load_avg_start']} at the start, {meta.get('load_avg_end')} at the end. Each "
         "cell: time relative to the fastest system that reads from S3 (**bold**: that system), "
         "then the median in seconds. Lower is better. Local disk and the Python passthrough are "

@@ -11,6 +11,7 @@ import errno
 import functools
 import logging
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 FUSE_FILL_DIR_PLUS = 2
+BLOCK_SIZE = 128 * 1024  # st_blksize: what tools take as the preferred read size
 IMMUTABLE_TIMEOUT = 3600.0
 
 
@@ -72,7 +74,7 @@ def stat_dict(attr: Attr, uid: int, gid: int) -> dict[str, int]:
         "st_nlink": attr.nlink,
         "st_size": attr.size,
         "st_blocks": (attr.size + 511) // 512,
-        "st_blksize": 128 * 1024,
+        "st_blksize": BLOCK_SIZE,
         "st_mtime": attr.mtime_ns,
         "st_ctime": attr.mtime_ns,
         "st_atime": attr.mtime_ns,
@@ -244,17 +246,12 @@ class Operations(mfusepy.Operations):
         return stat_dict(self.fs.getattr(path, handle), self.fs.uid, self.fs.gid)
 
     @translated
-    def readdir_with_offset(self, path: str, offset: int, fh: int) -> list[tuple[str, Any, int]]:
-        uid, gid = self.fs.uid, self.fs.gid
+    def readdir_with_offset(self, path: str, offset: int, fh: int) -> list[tuple[str, Attr]]:
+        """The listing with every entry's attributes (``.`` and ``..`` first), for
+        ``_FUSE._readdir`` (mfusepy registers a readdir handler only under this name)."""
         here = self.fs.getattr(path)
-        # An entry without an inode number is one that readdir(3) skips.
         parent = self.fs.getattr(os.path.dirname(path)) if path != "/" else here
-        out: list[tuple[str, Any, int]] = [
-            (".", stat_dict(here, uid, gid), 0),
-            ("..", {"st_mode": parent.mode, "st_ino": parent.ino}, 0),
-        ]
-        out += [(name, stat_dict(attr, uid, gid), 0) for name, attr in self.fs.readdir(path)]
-        return out
+        return [(".", here), ("..", parent), *self.fs.readdir(path)]
 
     @translated
     def readlink(self, path: str) -> str:
@@ -319,15 +316,54 @@ class _FUSE(mfusepy.FUSE):
         decoded = None if path is None else path.decode(self.encoding, self.errors)
         return self.operations.truncate(decoded, length, fip.contents if fip else None)
 
+    def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
+        # ls -l asks every file for its security label and ACLs: answered here, in the
+        # callback, without an exception travelling through mfusepy's error handling.
+        if not name.startswith(_OUR_XATTRS):
+            return -errno.ENODATA
+        return int(super().getxattr(path, name, value, size, *args))
+
     def _readdir(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any) -> int:
+        # The stat structure is written with one struct.pack_into, not through mfusepy's
+        # dictionaries: a walk of a million files spends most of its daemon time here.
         st = mfusepy.c_stat()
+        view = memoryview(st).cast("B")  # type: ignore[arg-type]
+        pack = _STAT.pack_into
         decoded = None if path is None else path.decode(self.encoding, self.errors)
-        for name, attrs, _ in self.operations.readdir_with_offset(decoded, offset, fip.contents.fh):
-            ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
-            mfusepy.set_st_attrs(st, attrs, use_ns=True)
+        uid, gid = self.operations.fs.uid, self.operations.fs.gid
+        for name, a in self.operations.readdir_with_offset(decoded, offset, 0):
+            sec, ns = divmod(a.mtime_ns, 10**9)
+            blocks = (a.size + 511) // 512
+            pack(view, 0, a.ino, a.nlink, a.mode, uid, gid, a.size, BLOCK_SIZE, blocks,
+                 sec, ns, sec, ns, sec, ns)  # fmt: skip
             if filler(buf, name.encode(self.encoding, self.errors), st, 0, FUSE_FILL_DIR_PLUS):
                 break
         return 0
+
+
+def _stat_struct() -> struct.Struct:
+    """A ``struct`` that writes a whole ``c_stat`` (zeros elsewhere) from: ino, nlink, mode,
+    uid, gid, size, blksize, blocks, then seconds and nanoseconds of atime, mtime, ctime.
+    Built from mfusepy's own field offsets; they must come in that order (Linux)."""
+    c, ts = mfusepy.c_stat, mfusepy.c_timespec
+    names = ["st_ino", "st_nlink", "st_mode", "st_uid", "st_gid", "st_size", "st_blksize",
+             "st_blocks"]  # fmt: skip
+    fields = [(getattr(c, n).offset, getattr(c, n).size) for n in names]
+    for t in ("st_atimespec", "st_mtimespec", "st_ctimespec"):
+        base = getattr(c, t).offset
+        fields += [(base + ts.tv_sec.offset, ts.tv_sec.size)]
+        fields += [(base + ts.tv_nsec.offset, ts.tv_nsec.size)]
+    if fields != sorted(fields):
+        raise RuntimeError("unexpected struct stat layout")
+    fmt, pos = "=", 0
+    for off, size in fields:
+        fmt += "x" * (off - pos) + {8: "q", 4: "I", 2: "H"}[size]
+        pos = off + size
+    return struct.Struct(fmt + "x" * (ctypes.sizeof(c) - pos))
+
+
+_STAT = _stat_struct()
+_OUR_XATTRS = XATTR_PREFIX.encode()
 
 
 READ_AHEAD_KB = 1024

@@ -354,18 +354,15 @@ class Filesystem(WriteOps):
             self._resolved[key] = entry
         return entry
 
-    def _ino(self, snap: Snapshot, inner: list[str]) -> int:
+    def _ino_key(self, snap: Snapshot, inner: list[str]) -> str:
         ident = f"{snap.repo}:{snap.label if not snap.immutable else snap.commit}:"
-        return inode(ident + "/".join(inner))
+        return ident + "/".join(inner)
+
+    def _ino(self, snap: Snapshot, inner: list[str]) -> int:
+        return inode(self._ino_key(snap, inner))
 
     def _attr(self, snap: Snapshot, inner: list[str], entry: TreeEntry) -> Attr:
-        ino = self._ino(snap, inner)
-        perm = entry.mode & 0o7777 & ~0o222  # snapshots and read-only views take no writes
-        if entry.kind == "dir":
-            return Attr(stat.S_IFDIR | (perm or 0o555), 0, entry.mtime_ns, ino, 2)
-        if entry.kind == "link":
-            return Attr(stat.S_IFLNK | 0o777, len(entry.target.encode()), entry.mtime_ns, ino)
-        return Attr(stat.S_IFREG | perm, entry.size, entry.mtime_ns, ino)
+        return _entry_attr(entry, self._ino(snap, inner))
 
     def _overlay_attr(
         self, ov: BranchOverlay, snap: Snapshot, inner: list[str], node: Node
@@ -416,11 +413,16 @@ class Filesystem(WriteOps):
         state.reader.load_pages(entry.tree)
         out, children = [], list(dir_entries(state.repo.objects, entry.tree))
         state.reader.warm_trees(c.tree for c in children if c.kind == "dir")
+        # Only subdirectories are remembered: a walk lists them next, while a file is looked
+        # up (if ever: the listing carries its attributes) with one search of this listing.
+        where = "".join(f"{p}/" for p in inner)
+        with self._lock:
+            for child in children:
+                if child.kind == "dir":
+                    self._resolved[(snap.tree, where + child.name)] = child
+        prefix = self._ino_key(snap, inner) + ("/" if inner else "")
         for child in children:
-            sub = [*inner, child.name]
-            with self._lock:
-                self._resolved[(snap.tree, "/".join(sub))] = child
-            out.append((child.name, self._attr(snap, sub, child)))
+            out.append((child.name, _entry_attr(child, inode(prefix + child.name))))
         return out
 
     def _virtual_names(self, key: str) -> list[str]:
@@ -612,6 +614,15 @@ class Filesystem(WriteOps):
             "f_favail": st.f_favail,
             "f_namemax": 255,
         }
+
+
+def _entry_attr(entry: TreeEntry, ino: int) -> Attr:
+    perm = entry.mode & 0o7777 & ~0o222  # snapshots and read-only views take no writes
+    if entry.kind == "dir":
+        return Attr(stat.S_IFDIR | (perm or 0o555), 0, entry.mtime_ns, ino, 2)
+    if entry.kind == "link":
+        return Attr(stat.S_IFLNK | 0o777, len(entry.target.encode()), entry.mtime_ns, ino)
+    return Attr(stat.S_IFREG | perm, entry.size, entry.mtime_ns, ino)
 
 
 def _head_key(repo: str, branch: str) -> tuple[str, str, str]:

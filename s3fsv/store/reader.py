@@ -44,6 +44,7 @@ SPAN_GAP = 256 * 1024  # bytes of other members a span may read through to join 
 LOOKAHEAD_BYTES = 24 * 1024 * 1024  # packed files prefetched ahead of the one opened
 PLAIN_LOOKAHEAD = 16  # files stored as their own objects prefetched ahead
 WARM_SNAPSHOT_DIRS = 512  # directories of a pinned snapshot loaded when it is mounted
+WARM_SNAPSHOT_ENTRIES = 32_768  # ... and at most about this many entries (a third of memory)
 
 
 class ChunkReader:
@@ -262,15 +263,20 @@ class ChunkReader:
             self._walker.submit(find_and_warm)
 
     def _walk_trees(self, root_tree: str, limit: int) -> None:
-        pending, loaded = collections.deque([root_tree]), 0
+        pending, loaded, entries = collections.deque([root_tree]), 0, 0
         try:
             while pending and loaded < limit and not self._closed:
                 # All of this directory's pages (that is the listing warmed), but no more ids
-                # queued than the limit leaves room for.
+                # queued than the limit leaves room for, and no more entries than the decoded
+                # objects' memory holds (more would push out what was loaded first).
                 tree = pending.popleft()
                 self.load_pages(tree)
-                subdirs = [e.tree for e in dir_entries(self.objects, tree) if e.kind == "dir"]
+                listing = list(dir_entries(self.objects, tree))
+                subdirs = [e.tree for e in listing if e.kind == "dir"]
                 loaded += 1
+                entries += len(listing)
+                if entries > WARM_SNAPSHOT_ENTRIES:
+                    break
                 pending.extend(subdirs[: max(limit - loaded - len(pending), 0)])
         except Exception as err:  # a listing that needs it will report it
             log.debug("loading a snapshot's directories ahead stopped: %s", err)
@@ -289,6 +295,10 @@ class ChunkReader:
         tree = self.objects.get(tree_id, Tree)
         futures = []
         for page in tree.pages:
+            # Pages on local disk load as fast in the listing itself: threads fighting over
+            # the interpreter to decode them were slower (measured).
+            if self.cache.stored(page.id):
+                continue
             try:
                 futures.append(self._pool.submit(self._load_page, page.id))
             except RuntimeError:  # closed meanwhile
