@@ -44,7 +44,9 @@ SPAN_GAP = 256 * 1024  # bytes of other members a span may read through to join 
 LOOKAHEAD_BYTES = 24 * 1024 * 1024  # packed files prefetched ahead of the one opened
 PLAIN_LOOKAHEAD = 16  # files stored as their own objects prefetched ahead
 WARM_SNAPSHOT_DIRS = 512  # directories of a pinned snapshot loaded when it is mounted
-WARM_SNAPSHOT_ENTRIES = 32_768  # ... and at most about this many entries (a third of memory)
+# ... and at most about this many entries: on two cores, a longer walk at mount time took the
+# CPU from the first workload on a fresh mount (cold listings of other directories, detect.py).
+WARM_SNAPSHOT_ENTRIES = 8192
 
 
 class ChunkReader:

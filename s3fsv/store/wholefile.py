@@ -87,6 +87,10 @@ class WholeFiles:
                 self._queued.discard(entry.sha256)
 
     def _materialise(self, entry: TreeEntry) -> None:
+        # A copy runs while the reader that triggered it goes on (re-reading the file, say):
+        # on a small machine it must not take a core away from that reader.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
             if self.find(entry) is None and not self._closed:
                 self.materialise(entry)
