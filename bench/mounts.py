@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from common import HERE, s3fsv_command, say, wait_or_kill
@@ -50,17 +50,29 @@ class Mounts:
     def _pid_files(self) -> set[Path]:
         return set((self.state_home / "s3fsv" / "mounts").glob("*.json"))
 
+    def metrics_address(self, mp: Path) -> str | None:
+        """The metrics endpoint (HOST:PORT) of the s3fsv mount at ``mp``, from its pid file."""
+        for f in self._pid_files():
+            with contextlib.suppress(OSError, ValueError):
+                info = json.loads(f.read_text())
+                if info.get("mountpoint") == os.path.realpath(mp):
+                    return info.get("metrics")
+        return None
+
     def daemon_pid(self, mp: Path) -> int | None:
         if mp in self._passthrough:
             return self._passthrough[mp].pid
         return self._active.get(mp)
 
     @contextlib.contextmanager
-    def mount(self, source: str, mp: Path, cache_dir: Path) -> Iterator[Path]:
-        """``s3fsv mount SOURCE MP --cache-dir CACHE_DIR`` for the duration of the block."""
+    def mount(
+        self, source: str, mp: Path, cache_dir: Path, options: Sequence[str] = ()
+    ) -> Iterator[Path]:
+        """``s3fsv mount SOURCE MP --cache-dir CACHE_DIR [OPTIONS]`` for the duration of the
+        block."""
         mp.mkdir(parents=True, exist_ok=True)
         before = self._pid_files()
-        cmd = [*self.s3fsv, "mount", source, str(mp), "--cache-dir", str(cache_dir)]
+        cmd = [*self.s3fsv, "mount", source, str(mp), "--cache-dir", str(cache_dir), *options]
         self._active[mp] = None  # from now on: unmounted whatever happens (even Ctrl-C here)
         try:
             res = subprocess.run(

@@ -130,6 +130,15 @@ ROWS = [
     Row("find over the tree", "pinned", "find.pinned", "find.pt", "find passthru", 1.5),
     Row("find over the tree", "repo", "find.repo", "find.pt", "find passthru", 1.5),
 ]
+# With --metrics: the pinned mount again with --metrics-addr, against the same mount without.
+METRICS_ROWS = [
+    Row("Metrics: cold 1 GiB", "metrics", "big.cold.metrics", "big.cold.pinned", "off", 1.02),
+    Row("Metrics: warm 1 GiB", "metrics", "big.warm.metrics", "big.warm.pinned", "off", 1.02),
+    Row("Metrics: re-read", "metrics", "big.reread.metrics", "big.reread.pinned", "off", 1.02),
+    Row("Metrics: cold small", "metrics", "small.cold.metrics", "small.cold.pinned", "off", 1.02),
+    Row("Metrics: warm small", "metrics", "small.warm.metrics", "small.warm.pinned", "off", 1.02),
+    Row("Metrics: find", "metrics", "find.metrics", "find.pinned", "off", 1.02),
+]
 
 INFO = {
     "big.reread.pt": "1 GiB re-read, same passthrough mount (page cache)",
@@ -168,7 +177,7 @@ def report(samples: Samples, data: Dataset, meta: dict[str, Any]) -> bool:
     )
     print(head)
     print("-" * len(head))
-    for row in ROWS:
+    for row in ROWS + METRICS_ROWS:
         got, base = samples.median(row.measured), samples.median(row.baseline)
         if got is None or base is None:
             continue
@@ -271,7 +280,9 @@ class Bench:
         self.sources = {
             "pinned": (f"{self.store_url}/{REPO}@{self.cid}", ""),
             "repo": (f"{self.store_url}/{REPO}", f"commit/{self.cid}"),
+            "metrics": (f"{self.store_url}/{REPO}@{self.cid}", ""),  # with --metrics-addr
         }
+        self.kinds = ("pinned", "repo", "metrics") if args.metrics else ("pinned", "repo")
         # entries find prints: the root, big.bin, small/, the directories and the files
         self.find_entries = 3 + self.args.dirs + len(self.data.small)
         self.warm_cache = work / "cache-warm"
@@ -286,11 +297,24 @@ class Bench:
             same_content(root / self.data.small[-1], self.data.local / self.data.small[-1])
 
     @contextlib.contextmanager
-    def _mount(self, kind: str, cache: Path) -> Iterator[Path]:
+    def _mount(self, kind: str, cache: Path, *, scrape: bool = False) -> Iterator[Path]:
+        """``scrape``: save the endpoint of a metrics mount on leaving (``--scrape FILE``)."""
         source, inner = self.sources[kind]
         assert self.mounts is not None
-        with self.mounts.mount(source, self.work / f"mnt-{kind}", cache) as mp:
+        options = ["--metrics-addr", "127.0.0.1:0"] if kind == "metrics" else []
+        with self.mounts.mount(source, self.work / f"mnt-{kind}", cache, options) as mp:
             yield mp / inner if inner else mp
+            if kind == "metrics" and scrape and self.args.scrape:
+                self._scrape(mp)
+
+    def _scrape(self, mp: Path) -> None:
+        """Save the metrics mount's endpoint as it is after the reads (``--scrape FILE``)."""
+        import urllib.request
+
+        assert self.mounts is not None
+        address = self.mounts.metrics_address(mp)
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as answer:
+            Path(self.args.scrape).write_bytes(answer.read())
 
     @contextlib.contextmanager
     def _cold_cache(self) -> Iterator[Path]:
@@ -326,11 +350,11 @@ class Bench:
         say(f"repetition {n}: {size // MiB} MiB file")
         drop_caches()
         run("big.cold.s3", lambda: s3_stream(self.client, f"{PLAIN}/{big}", size))
-        for kind in ("pinned", "repo"):
+        for kind in self.kinds:
             with self._cold_cache() as cache, self._mount(kind, cache) as root:
                 drop_caches()
                 run(f"big.cold.{kind}", lambda: read_sequential(root / big, size), kind)
-        for kind in ("pinned", "repo"):
+        for kind in self.kinds:
             with self._mount(kind, self.warm_cache) as root:
                 drop_caches()
                 run(f"big.warm.{kind}", lambda: read_sequential(root / big, size), kind)
@@ -346,12 +370,12 @@ class Bench:
         say(f"repetition {n}: {len(small)} small files")
         drop_caches()
         run("small.cold.s3", lambda: s3_small(self.client, small))
-        for kind in ("pinned", "repo"):
+        for kind in self.kinds:
             with self._cold_cache() as cache, self._mount(kind, cache) as root:
                 drop_caches()
                 run(f"small.cold.{kind}", lambda: read_small_files(root, small), kind)
-        for kind in ("pinned", "repo"):
-            with self._mount(kind, self.warm_cache) as root:
+        for kind in self.kinds:
+            with self._mount(kind, self.warm_cache, scrape=True) as root:
                 drop_caches()
                 run(f"small.warm.{kind}", lambda: read_small_files(root, small), kind)
                 if kind == "pinned":
@@ -365,7 +389,7 @@ class Bench:
 
         say(f"repetition {n}: find")
         entries = self.find_entries
-        for kind in ("pinned", "repo"):
+        for kind in self.kinds:
             with self._mount(kind, self.warm_cache) as root:
                 drop_caches()
                 run(f"find.{kind}", lambda: run_find(root, entries), kind)
@@ -390,6 +414,14 @@ def main() -> int:
     standard_arguments(parser)
     parser.add_argument("--dirs", type=int, default=20, help="directories of small files")
     parser.add_argument("--per-dir", type=int, default=100, help="small files per directory")
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also time the pinned mount with --metrics-addr (rows 'Metrics:', target 2%%)",
+    )
+    parser.add_argument(
+        "--scrape", metavar="FILE", help="with --metrics: save a scrape after the small-file reads"
+    )
     args = parser.parse_args()
     repeat = repetitions(parser, args)
 

@@ -1,5 +1,8 @@
-"""The main job, end to end: ingest photos, mount, run the unchanged detector, commit, show
-provenance, re-read the pinned input, unmount.
+"""The main job, end to end: ingest photos, run the unchanged detector on the pinned input
+with ``s3fsv run`` (which mounts, runs, commits with a run record and unmounts), run it again
+with ``s3fsv reproduce``, trace the output's lineage back to the ingest, then mount the store
+and re-read the pinned input; last, turn the script into a pipeline that a new ingest commit
+triggers by itself (examples/pipeline_demo.py).
 
     python examples/demo.py [--store URL]
 
@@ -67,25 +70,31 @@ def main() -> int:
     input_commit = json.loads(inputs)[0]["id"]
     print(f"input commit: {input_commit}")
 
-    step("2. Mount the store")
+    run_id = time.strftime("run-%Y%m%d-%H%M%S")
+    step("2. Run the unchanged detection script on the pinned input, commit with a run record")
+    detect = [sys.executable, str(HERE / "detect.py"), "{in}/images", "{out}"]
+    s3fsv("run", "--in", f"cams@{input_commit}:images", "--out", f"detections@main:{run_id}",
+          "-m", f"Face detections {run_id}", "--", *detect)  # fmt: skip
+    commit = json.loads(s3fsv("log", "detections", "-n", "1", "--json", capture=True))[0]["id"]
+
+    step("3. The output commit and its run record")
+    s3fsv("show", f"detections@{commit}")
+
+    step("4. Reproduce the run: same inputs, same command, compare every output file")
+    report = s3fsv("reproduce", f"detections@{commit}", capture=True)
+    print(report, end="")
+    if not report.strip().endswith("files identical") or "reproduced:" not in report:
+        raise SystemExit("demo: reproduce printed no summary")
+
+    step("5. Lineage of the output, back to the ingest commit; and what was made from it")
+    s3fsv("lineage", f"detections@{commit}")
+    s3fsv("lineage", f"detections@{commit}:{run_id}/summary.json")
+    s3fsv("lineage", "--downstream", f"cams@{input_commit}")
+
+    step("6. Mount the store and re-read the pinned input, checking every byte")
     s3fsv("mount", args.store, str(mountpoint))
     try:
         images = mountpoint / "cams" / "commit" / input_commit / "images"
-        run_id = time.strftime("run-%Y%m%d-%H%M%S")
-        out = mountpoint / "detections" / "branch" / "main" / run_id
-        step("3. Run the unchanged detection script on the mount")
-        cmd = [sys.executable, str(HERE / "detect.py"), str(images), str(out)]
-        print("$ " + " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
-
-        step("4. Commit the results")
-        s3fsv("status", str(out))
-        s3fsv("commit", str(out), "-m", f"Face detections {run_id}")
-
-        step("5. The log, with provenance")
-        s3fsv("log", "detections", "-n", "1")
-
-        step("6. Re-read the pinned input commit and check every byte")
         checked = 0
         for path in sorted(images.rglob("*")):
             if path.is_file():
@@ -95,11 +104,17 @@ def main() -> int:
                     raise SystemExit(f"demo: {path} does not match its recorded SHA-256")
                 checked += 1
         print(f"{checked} input files re-read from commit {input_commit[:12]}: all match")
-        summary = json.loads((out / "summary.json").read_text())
+        result = mountpoint / "detections" / "commit" / commit / run_id / "summary.json"
+        summary = json.loads(result.read_text())
         print(f"detector summary: {summary['images']} images, {summary['faces']} faces")
     finally:
         step("7. Unmount")
         s3fsv("unmount", str(mountpoint), check=False)
+
+    step("8. A pipeline: the same script on every new ingest commit, by itself")
+    done = subprocess.run([sys.executable, str(HERE / "pipeline_demo.py")])
+    if done.returncode != 0:
+        raise SystemExit("demo: the pipeline step failed")
     return 0
 
 

@@ -10,8 +10,14 @@
 
 Errors are :class:`s3fsv.errors.S3fsvError` subclasses, never a boto3 exception. docs/api.md
 documents every name.
+
+``open_store`` here is ``s3fsv.api.open_store`` with the store's audit trail attached, and it
+also opens a store through an access gateway with no cloud credentials at all::
+
+    store = s3fsv.open_store(gateway="https://gw.example.com", token_file="~/.s3fsv-token")
 """
 
+from s3fsv.access.connect import open_store
 from s3fsv.api import (
     CommitInfo,
     Diff,
@@ -21,7 +27,6 @@ from s3fsv.api import (
     RepoFile,
     Store,
     Transaction,
-    open_store,
 )
 from s3fsv.errors import Conflict, NotFound, S3fsvError
 from s3fsv.version import __version__

@@ -117,6 +117,14 @@ class CorruptObject(S3fsvError):
         super().__init__(f"corrupt object {key}: {why}")
 
 
+class SourceChanged(S3fsvError):
+    """The original object an imported file is kept in changed or went away after the import:
+    its bytes are refused rather than served (``EIO`` on a mount, with the reason logged)."""
+
+    errno = _errno.EIO
+    exit_code = 7
+
+
 class StoreUnavailable(S3fsvError):
     """The store could not be reached (network, endpoint, timeouts, server errors)."""
 

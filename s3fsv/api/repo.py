@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,7 +15,7 @@ from s3fsv.api.refs import FileRef
 from s3fsv.api.transaction import Transaction
 from s3fsv.store.objects import Commit, TreeEntry, split_path
 from s3fsv.store.repo import Diff, Repository
-from s3fsv.store.transfer import local_changes, scan_local
+from s3fsv.store.transfer import get, local_changes, scan_local
 
 if TYPE_CHECKING:
     from s3fsv.api.store import Store
@@ -37,6 +38,9 @@ class CommitInfo:
 
     @classmethod
     def of(cls, cid: str, commit: Commit) -> CommitInfo:
+        """The commit object ``commit`` stored under ``cid``."""
+        # A copy: the decoded commit is shared, and changing it would change what this process
+        # takes the commit to be.
         return cls(
             cid,
             commit.tree,
@@ -44,7 +48,7 @@ class CommitInfo:
             commit.author,
             commit.time,
             commit.message,
-            commit.provenance,
+            copy.deepcopy(commit.provenance),
         )
 
 
@@ -52,7 +56,8 @@ class CommitInfo:
 class EntryInfo:
     """One file, directory or symlink of a snapshot. ``path`` is relative to the snapshot's
     root, without a leading slash (``""`` is the root); ``sha256`` is the whole content's hash
-    (files only), equal to what ``sha256sum`` prints of the file; ``target`` is a symlink's."""
+    (files only), equal to what ``sha256sum`` prints of the file; ``target`` is a symlink's;
+    ``attrs`` and ``source`` are an imported file's attributes and original (``s3fsv import``)."""
 
     path: str
     kind: Literal["file", "dir", "link"]
@@ -62,13 +67,17 @@ class EntryInfo:
     sha256: str = ""
     target: str = ""
     tree: str = ""  # a directory's tree id: equal ids, equal contents below it
+    attrs: Mapping[str, str] = field(default_factory=dict, hash=False)  # imported: house, device
+    source: str = ""  # s3://BUCKET/KEY of the original an imported file is kept in
 
     @property
     def name(self) -> str:
+        """The last part of ``path`` (``""`` for the root)."""
         return self.path.rsplit("/", 1)[-1]
 
     @classmethod
     def of(cls, path: str, entry: TreeEntry) -> EntryInfo:
+        """The tree entry ``entry`` found at ``path``."""
         size = entry.size if entry.kind != "dir" else 0
         return cls(
             path,
@@ -79,6 +88,8 @@ class EntryInfo:
             entry.sha256,
             entry.target,
             entry.tree,
+            dict(entry.attrs),
+            entry.source.url if entry.source is not None else "",
         )
 
 
@@ -102,7 +113,13 @@ class Repo:
 
     @property
     def name(self) -> str:
+        """The repo's name."""
         return self._inner.name
+
+    @property
+    def chunk_size(self) -> int:
+        """Bytes per chunk of this repo's files (docs/format.md, section 7)."""
+        return self._inner.chunk_size
 
     def __repr__(self) -> str:
         return f"<s3fsv.Repo {self.name} of {self._store.url}>"
@@ -178,8 +195,8 @@ class Repo:
             yield EntryInfo.of(p, entry)
 
     def read_bytes(self, ref: str, path: str) -> bytes:
-        """The whole content of the file at ``path`` (symlinks inside the snapshot followed),
-        every chunk verified against its hash; ``UsageError`` for a directory."""
+        """The whole content of the file at ``path`` (a symlink there followed to its target in
+        the snapshot), every chunk verified against its hash; ``UsageError`` for a directory."""
         with self.open(ref, path) as fh:
             return fh.read()
 
@@ -218,6 +235,24 @@ class Repo:
         reader = self._store._reader(self._inner)
         return bytes(reader.read(ref.entry, 0, ref.size))
 
+    def download(
+        self,
+        ref: str,
+        path: str,
+        dest: str | os.PathLike[str],
+        *,
+        threads: int = 16,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Download the file or directory at ``path`` to ``dest`` (a directory's contents go
+        below ``dest``; a file goes to ``dest``, or into it when it is a directory), each file
+        checked against its SHA-256 before it appears under its name. Returns the number of
+        files written; ``progress`` is called with byte counts as they arrive."""
+        cid = self.resolve(ref)
+        self._store._note_read(self.name, cid)
+        return get(self._inner, cid, clean_path(path), Path(dest), threads=threads,
+                   progress=progress)  # fmt: skip
+
     # -- writing ----------------------------------------------------------------------------
     def upload(self, local_path: str | os.PathLike[str], path: str = "") -> dict[str, FileRef]:
         """Store the content of a local file, or of every file and symlink below a local
@@ -236,11 +271,14 @@ class Repo:
         author: str | None = None,
         provenance: Mapping[str, Any] | None = None,
         allow_empty: bool = False,
+        base: str | None = None,
     ) -> Transaction:
         """Changes to ``branch`` that become one commit. Use as a context manager: the commit is
         made when the block exits without an exception, and nothing is committed when it raises.
         See :class:`Transaction`. Changes that leave the tree as it was make no commit, unless
-        ``allow_empty``."""
+        ``allow_empty``. ``base``: the commit the changes are meant for (a full id of the
+        branch's history; default its head now): a path that changed on the branch since then
+        is a ``Conflict`` at commit time, not overwritten."""
         return Transaction(
-            self._store, self._inner, branch, message, author, provenance, allow_empty
+            self._store, self._inner, branch, message, author, provenance, allow_empty, base
         )

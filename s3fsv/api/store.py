@@ -11,8 +11,10 @@ from s3fsv.api.repo import Repo
 from s3fsv.config import cache_dir as default_cache_dir
 from s3fsv.config import endpoint_url as configured_endpoint
 from s3fsv.config import parse_size, store_url
-from s3fsv.errors import UsageError
+from s3fsv.errors import NotFound, UsageError
+from s3fsv.store import lineage as _lineage
 from s3fsv.store.cache import DiskCache
+from s3fsv.store.events import Event, Events
 from s3fsv.store.reader import ChunkReader
 from s3fsv.store.records import Records
 from s3fsv.store.store import Store as _Store
@@ -40,13 +42,17 @@ def open_store(
     """
     if url is not None and not str(url).strip():
         raise UsageError("open_store: the store URL is empty")
-    inner = _Store.open(
-        store_url(url), endpoint_url=configured_endpoint(endpoint_url), **s3_options
-    )
     size = cache_size if isinstance(cache_size, int) else parse_size(cache_size)
     if size <= 0:
         raise UsageError("open_store: cache_size must be positive")
-    cache = DiskCache(Path(cache_dir) if cache_dir is not None else default_cache_dir(), size)
+    where = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        cache = DiskCache(where, size)
+    except OSError as err:
+        raise UsageError(f"cannot use {where} as the cache directory: {err.strerror}") from None
+    inner = _Store.open(
+        store_url(url), endpoint_url=configured_endpoint(endpoint_url), **s3_options
+    )
     inner.cache = cache
     return Store(inner, cache)
 
@@ -90,6 +96,55 @@ class Store:
         write-once slots and compare-and-swap state for coordination between processes."""
         return Records(self._inner.backend, namespace)
 
+    @property
+    def events(self) -> Events:
+        """The store's change observers (``s3fsv.store.events``): every ref change of every
+        repo opened through this handle is told to them. The audit trail subscribes here."""
+        return self._inner.events
+
+    def record_event(
+        self,
+        action: str,
+        *,
+        repo: str | None = None,
+        ref: str | None = None,
+        old: str | None = None,
+        new: str | None = None,
+        **detail: Any,
+    ) -> None:
+        """Tell the observers about something done that is not a ref change (a run started,
+        a pipeline job finished), so the audit trail records it when one is attached.
+        ``detail`` must be JSON-serialisable without floats."""
+        self._inner.events.emit(Event(action, repo, ref, old, new, detail))
+
+    def derived_from(self, repo: str, commit: str) -> list[tuple[str, str]]:
+        """(repo, commit id) of every commit that recorded ``repo@commit`` (a full id) as one
+        of its inputs, as the store's lineage index lists them (docs/format.md 11.2): one
+        listing, however many commits the store holds. Entries whose commit does not exist, or
+        does not name that input, are left out."""
+        out = []
+        for child_repo, child in _lineage.derived(self._inner.backend, repo, commit):
+            try:
+                provenance = self._inner.repo(child_repo).commit_object(child).provenance
+            except NotFound:
+                continue
+            if (repo, commit) in _lineage.input_commits(provenance):
+                out.append((child_repo, child))
+        return out
+
+    def index_lineage(self, repo: str, commit: str) -> int:
+        """Write the lineage index entries of ``repo@commit`` that are missing (commits write
+        theirs as they are made; this repairs one whose writer stopped in between). Returns
+        how many inputs the commit records."""
+        provenance = self._inner.repo(repo).commit_object(commit).provenance
+        return _lineage.index_commit(self._inner.backend, repo, commit, provenance)
+
+    def forget_lineage(self, repo: str, commit: str) -> None:
+        """Remove the lineage index entries of ``repo@commit``, a commit being discarded that
+        no branch or tag will name (a scratch commit); it then appears downstream of nothing."""
+        provenance = self._inner.repo(repo).commit_object(commit).provenance
+        _lineage.forget_commit(self._inner.backend, repo, commit, provenance)
+
     def commits_read(self) -> list[dict[str, str]]:
         """Every ``{"repo", "commit"}`` this handle has read files of, oldest first: what a
         transaction records as its inputs."""
@@ -102,6 +157,7 @@ class Store:
             readers, self._readers = list(self._readers.values()), {}
         for reader in readers:
             reader.close()
+        self._cache.close()
         self._inner.close()
 
     def __enter__(self) -> Store:

@@ -10,25 +10,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from s3fsv.api.changes import Changes, Pending, is_ensure_dir
 from s3fsv.api.refs import FileRef
-from s3fsv.errors import AlreadyExists, NotADirectory, NotFound, UsageError
-from s3fsv.store.objects import TreeEntry, split_path
+from s3fsv.errors import AlreadyExists, IsADirectory, NotADirectory, NotFound, UsageError
+from s3fsv.store.objects import TreeEntry, check_attrs, split_path
 from s3fsv.store.provenance import command_of, provenance_context
 from s3fsv.store.repo import Repository
 from s3fsv.store.transfer import LocalItem, local_entry, scan_local
 from s3fsv.store.tree import resolve
-from s3fsv.store.upload import Content, Uploader
+from s3fsv.store.upload import Uploader
 
 if TYPE_CHECKING:
     from s3fsv.api.store import Store
 
-# What a path holds in the transaction: new content (uploaded, its entry made at commit), an
-# existing entry carried by a rename, or None for deleted.
-_Pending = tuple[Content, int, int] | TreeEntry | None
-
 
 class Transaction:
-    """Writes, uploads, deletes and renames on one branch, committed together.
+    """Writes, uploads, copies, deletes and renames on one branch, committed together.
 
     The branch head is read when the transaction starts; that is its :attr:`base`, and every
     path is looked up there (overlaid with the transaction's own changes). Content is uploaded
@@ -37,6 +34,10 @@ class Transaction:
     of the new head when no path was changed on both sides; otherwise ``Conflict`` names the
     paths, and nothing is committed. The commit records provenance: who, where, the command
     line of this process, and every commit this store handle has read (``inputs``).
+
+    Paths are relative to the repo's root (a leading ``/`` is ignored); ``..``, ``.``, empty
+    names and NUL are refused (``InvalidName``). Writes never follow symlinks: a path below a
+    file or a symlink is ``NotADirectory``. A change that is refused changes nothing.
 
     Not for concurrent use from several threads.
     """
@@ -50,75 +51,103 @@ class Transaction:
         author: str | None,
         provenance: Mapping[str, Any] | None,
         allow_empty: bool = False,
+        base: str | None = None,
     ) -> None:
-        if not message or not message.strip():
+        if not isinstance(message, str) or not message.strip():
             raise UsageError("a transaction needs a commit message")
+        _check_text(message, "the commit message")
+        if author is not None:
+            _check_text(author, "the author")
+        self._provenance = _plain_json(dict(provenance or {}), "provenance")
         self._store = store
         self._repo = repo
         self.branch = branch
         self.message = message
         self._author = author
-        self._provenance = dict(provenance or {})
         self._allow_empty = allow_empty
-        self.base: str = repo.branch_head(branch).commit
-        self._base_tree = repo.commit_object(self.base).tree
-        self._pending: dict[str, _Pending] = {}
+        self.base: str = base if base is not None else repo.branch_head(branch).commit
+        self._changes = Changes(repo.objects, repo.commit_object(self.base).tree)
         self._uploader = Uploader(repo.objects, repo.chunk_size, threads=8)
         self._lock = threading.Lock()
+        self._empty_tree = ""
         self.commit_id: str | None = None
         self._done = False
-        self._empty_tree: str | None = None
 
     # -- changes ----------------------------------------------------------------------------
-    def write(self, path: str, data: bytes | bytearray | memoryview, *, mode: int = 0o644) -> None:
-        """Set the content of file ``path`` (made, or replaced), creating its directories."""
+    def write(
+        self,
+        path: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        mode: int = 0o644,
+        mtime_ns: int | None = None,
+        attrs: Mapping[str, str] | None = None,
+    ) -> None:
+        """Set the content of file ``path`` (made, or replaced), making its directories.
+        ``IsADirectory`` when ``path`` is a directory. ``mtime_ns`` defaults to now; ``attrs``
+        are file attributes (lowercase names, short string values: see ``check_attrs``),
+        readable as ``user.s3fsv.attr.NAME`` extended attributes on a mount."""
         path = self._path(path)
         self._check_parents(path)
-        if self._kind(path) == "dir":
-            raise UsageError(f"cannot write {path}: it is a directory")
+        if self._changes.kind(path) == "dir":
+            raise IsADirectory(f"cannot write {path}: it is a directory")
+        try:
+            checked = check_attrs(attrs or {})
+        except ValueError as err:
+            raise UsageError(f"cannot write {path}: {err}") from None
         content = self._uploader.add_bytes(bytes(data))
-        self._forget_below(path)
-        self._pending[path] = (content, mode & 0o7777, time.time_ns())
+        self._changes.forget_below(path)
+        when = time.time_ns() if mtime_ns is None else mtime_ns
+        self._changes.set(path, (content, mode & 0o7777, when, checked))
 
     def upload(
         self, local_path: str | os.PathLike[str], path: str, *, mode: int | None = None
     ) -> int:
         """Upload a local file to ``path``, or a local directory's contents below ``path``
-        (symlinks inside it stored as links); return the number of files uploaded. Each file
-        is read during the call (it may change or go afterwards) and stored with the
-        transaction's other content, so small files share packs. ``mode`` sets the
-        permission bits of the file(s), default the local ones."""
-        path = self._path(path)
-        self._check_parents(path)
-        items = scan_local(Path(local_path), path)
-        if items[0].kind == "dir":
-            if self._kind(path) == "file":
-                raise UsageError(f"cannot upload a directory to {path}: it is a file")
-        elif self._kind(path) == "dir":
-            raise UsageError(f"cannot upload a file to {path}: it is a directory")
-        for item in sorted(items, key=_walk_order):  # packed siblings end up side by side
-            if item.kind == "dir":
-                self._ensure_dir(item)
-                continue
+        (merged with what is there; symlinks inside it stored as links, not followed; ``""``
+        puts a directory's contents at the root); return the number of files uploaded. A file
+        onto a directory is ``IsADirectory``, a directory onto a file ``NotADirectory``, at
+        ``path`` or anywhere below it, checked before anything is uploaded. Each file is read
+        during the call (it may change or go afterwards) and stored with the transaction's
+        other content, so small files share packs. ``mode`` sets the permission bits of the
+        file(s), default the local ones."""
+        if not "/".join(split_path(path)) and Path(local_path).is_dir():
+            if self._done:
+                raise UsageError("this transaction has ended already")
+            path = ""  # the root itself is not changed: what goes below it is
+        else:
+            path = self._path(path)
+            self._check_parents(path)
+        items = sorted(scan_local(Path(local_path), path), key=_walk_order)
+        for item in items:  # packed siblings end up side by side, in walk order
+            self._check_upload_kind(item)
+        values: list[tuple[LocalItem, Pending]] = []
+        for item in items:
             if item.kind == "file":
                 content = self._uploader.add_file(item.local)
                 bits = item.mode if mode is None else mode
-                value: _Pending = (content, bits & 0o7777, item.mtime_ns)
+                values.append((item, (content, bits & 0o7777, item.mtime_ns, ())))
             else:
-                value = local_entry(item)
-            self._forget_below(item.rel)
-            self._pending[item.rel] = value
+                values.append((item, local_entry(item)))
+        for item, value in values:
+            if item.kind == "dir":
+                assert isinstance(value, TreeEntry)
+                self._make_sure_of_dir(item.rel, value)
+            else:
+                self._changes.forget_below(item.rel)
+                self._changes.set(item.rel, value)
         return sum(1 for i in items if i.kind == "file")
 
     def put(self, path: str, ref: FileRef) -> None:
         """Place uploaded content (``Repo.upload``, possibly by another process) at ``path``,
-        made or replaced, creating its directories."""
+        made or replaced, making its directories. ``IsADirectory`` when ``path`` is a
+        directory."""
         path = self._path(path)
         self._check_parents(path)
-        if self._kind(path) == "dir":
-            raise UsageError(f"cannot put {path}: it is a directory")
-        self._forget_below(path)
-        self._pending[path] = ref.entry
+        if self._changes.kind(path) == "dir":
+            raise IsADirectory(f"cannot put {path}: it is a directory")
+        self._changes.forget_below(path)
+        self._changes.set(path, ref.entry)
 
     def mkdir(self, path: str, *, mode: int = 0o755) -> bool:
         """Make an empty directory at ``path`` (and the directories above it). Return False,
@@ -126,37 +155,38 @@ class Transaction:
         symlink is."""
         path = self._path(path)
         self._check_parents(path)
-        kind = self._kind(path)
+        kind = self._changes.kind(path)
         if kind == "dir":
             return False
         if kind is not None:
             raise AlreadyExists(f"cannot make directory {path}: a {kind} is there")
         name = path.rsplit("/", 1)[-1]
-        self._pending[path] = TreeEntry(
-            name, "dir", mode & 0o7777, time.time_ns(), tree=self._empty()
-        )
+        self._make_sure_of_dir(path, TreeEntry(name, "dir", mode & 0o7777, time.time_ns()))
         return True
 
     def delete(self, path: str) -> None:
         """Delete the file, symlink or directory (with everything below it) at ``path``;
         ``NotFound`` when there is none."""
         path = self._path(path)
-        if self._kind(path) is None:
+        if self._changes.kind(path) is None:
             raise NotFound(f"cannot delete {path}: no such file or directory")
-        self._forget_below(path)
-        self._pending[path] = None
+        self._changes.forget_below(path)
+        self._changes.set(path, None)
 
     def rename(self, old: str, new: str) -> None:
-        """Move ``old`` (a file, symlink or directory) to ``new``. A file or symlink at ``new``
-        is replaced; a directory there is refused with ``AlreadyExists``."""
+        """Move ``old`` (a file, symlink or directory) to ``new``, making the directories above
+        ``new``. A file or symlink at ``new`` is replaced by a file or symlink, as
+        ``rename(2)`` does. ``NotFound`` when ``old`` does not exist, ``IsADirectory`` when
+        ``new`` is a directory, ``NotADirectory`` for a directory onto a file or symlink, and
+        ``UsageError`` for a directory into itself."""
         self._carry(old, new, keep=False)
 
     def copy(self, src: str, dst: str, *, ref: str | None = None) -> None:
         """Copy ``src`` (a file, symlink or directory with everything below it) to ``dst``,
         as this transaction sees it, or as commit ``ref`` of the same repo has it (any ref
         :meth:`Repo.resolve` takes: a file can be restored from an old commit this way). The
-        copy shares the stored content, so no bytes are transferred. Replacing follows
-        :meth:`rename`'s rules."""
+        copy shares the stored content, so no bytes are transferred. Replacing and refusals
+        follow :meth:`rename`'s rules."""
         self._carry(src, dst, keep=True, ref=ref)
 
     def kind(self, path: str) -> str | None:
@@ -165,20 +195,22 @@ class Transaction:
         if self._done:
             raise UsageError("this transaction has ended already")
         clean = "/".join(split_path(path))
-        return "dir" if not clean else self._kind(clean)
+        return "dir" if not clean else self._changes.kind(clean)
 
     # -- ending -----------------------------------------------------------------------------
     def commit(self) -> str:
-        """Make the commit and return its id (the base's when nothing changed, since no
-        commit is made then). The transaction is over afterwards, whatever the outcome."""
+        """Make the commit and return its id. When the changes leave the branch as it is, no
+        commit is made (unless the transaction allows empty commits) and the id is the branch
+        head's. The transaction is over afterwards, whatever the outcome."""
         self._end()
         try:
             self._uploader.finish()
             changes: dict[str, TreeEntry | None] = {}
-            for path, value in self._pending.items():
+            for path, value in self._changes.items():
                 if isinstance(value, tuple):
-                    content, mode, mtime_ns = value
-                    value = content.entry(path.rsplit("/", 1)[-1], mode, mtime_ns)
+                    content, mode, mtime_ns, attrs = value
+                    entry = content.entry(path.rsplit("/", 1)[-1], mode, mtime_ns)
+                    value = replace(entry, attrs=attrs) if attrs else entry
                 changes[path] = value
             self.commit_id = self._repo.commit(
                 self.branch,
@@ -226,6 +258,86 @@ class Transaction:
             raise UsageError("a transaction cannot change the root directory itself")
         return clean
 
+    def _check_parents(self, path: str) -> None:
+        above = self._changes.blocking_parent(path)
+        if above is not None:
+            raise NotADirectory(f"cannot create {path}: {above} is not a directory")
+
+    def _check_upload_kind(self, item: LocalItem) -> None:
+        there = self._changes.kind(item.rel)
+        if item.kind == "dir" and there in ("file", "link"):
+            raise NotADirectory(
+                f"cannot upload directory {item.local} to {item.rel}: {item.rel} is a {there}"
+            )
+        if item.kind != "dir" and there == "dir":
+            raise IsADirectory(
+                f"cannot upload {item.local} to {item.rel}: {item.rel} is a directory"
+            )
+
+    def _make_sure_of_dir(self, path: str, entry: TreeEntry) -> None:
+        """Make sure ``path`` is a directory (``entry``'s mode and mtime, when it is made):
+        merged with the directory there (one a rename of this transaction put there, or
+        whatever is there when committing), or, where this transaction deleted something, a
+        new one holding only what it puts below."""
+        if not self._changes.has(path) or is_ensure_dir(self._changes.get(path)):
+            self._changes.set(path, entry)  # mkdir -p, resolved when committing
+        elif self._changes.get(path) is None:
+            self._changes.set(path, replace(entry, tree=self._empty()))
+        # else: a directory a rename put there, kept with what it holds
+
+    def _carry(self, old: str, new: str, *, keep: bool, ref: str | None = None) -> None:
+        """Put what ``old`` holds (in this transaction, or in commit ``ref``) at ``new``, with
+        what is below it; with ``keep`` False, ``old`` goes (a rename)."""
+        old, new = self._path(old), self._path(new)
+        verb = "copy" if keep else "rename"
+        moved: dict[str, Pending] = {}
+        if ref is not None:
+            tree = self._repo.commit_object(self._repo.resolve(ref)).tree
+            try:
+                carried: Pending = resolve(self._repo.objects, tree, old)
+            except (NotFound, NotADirectory):
+                raise NotFound(f"cannot {verb} {old}: no such file or directory in {ref}") from None
+            kind: str | None = carried.kind
+        else:
+            kind = self._changes.kind(old)
+            if kind is None:
+                raise NotFound(f"cannot {verb} {old}: no such file or directory")
+            if new == old:
+                return
+            if new.startswith(old + "/"):
+                raise UsageError(f"cannot {verb} {old} into itself ({new})")
+            carried = self._concrete(old)
+            moved = self._changes.below(old)
+        there = self._changes.kind(new)
+        if there == "dir":
+            raise IsADirectory(f"cannot {verb} {old} to {new}: {new} is a directory")
+        self._check_parents(new)
+        if kind == "dir" and there is not None:
+            raise NotADirectory(f"cannot {verb} directory {old} to {new}: {new} is a {there}")
+        if not keep:
+            self._changes.forget_below(old)
+            self._changes.set(old, None)
+        self._changes.forget_below(new)
+        if carried is not None:  # None: a directory that only changes below it make
+            self._changes.set(new, carried)
+        for p, v in moved.items():
+            self._changes.set(new + p[len(old) :], v)
+
+    def _concrete(self, path: str) -> Pending:
+        """What ``path`` holds, a directory that need only exist made the one it stands for
+        (an empty one): moved elsewhere, it must not pick up what is there when committing."""
+        value = self._changes.value(path)
+        if is_ensure_dir(value):
+            assert isinstance(value, TreeEntry)
+            return replace(value, tree=self._empty())
+        return value
+
+    def _empty(self) -> str:
+        """The id of the empty tree, stored (once per transaction)."""
+        if not self._empty_tree:
+            self._empty_tree = self._repo.empty_tree()
+        return self._empty_tree
+
     def _commit_provenance(self) -> dict[str, Any]:
         inputs = [{**read, "via": "api"} for read in self._store.commits_read()]
         command = command_of(os.getpid())
@@ -235,126 +347,38 @@ class Transaction:
         out.update(self._provenance)
         return out
 
-    def _carry(self, old: str, new: str, *, keep: bool, ref: str | None = None) -> None:
-        """Put what ``old`` holds (in this transaction, or in commit ``ref``) at ``new``; with
-        ``keep`` False, ``old`` goes (a rename)."""
-        old, new = self._path(old), self._path(new)
-        verb = "copy" if keep else "rename"
-        if ref is not None:
-            entry = self._lookup(self._repo.commit_object(self._repo.resolve(ref)).tree, old)
-            if entry is None:
-                raise NotFound(f"cannot {verb} {old}: no such file or directory in {ref}")
-            carried: _Pending = entry
-            moved: dict[str, _Pending] = {}
-        else:
-            if self._kind(old) is None:
-                raise NotFound(f"cannot {verb} {old}: no such file or directory")
-            if new == old:
-                return
-            carried = self._concrete(old)
-            moved = {p: v for p, v in self._pending.items() if p.startswith(old + "/")}
-        if ref is None and new.startswith(old + "/"):
-            raise UsageError(f"cannot {verb} {old} into itself ({new})")
-        if self._kind(new) == "dir":
-            raise AlreadyExists(f"cannot {verb} {old} to {new}: {new} is a directory")
-        self._check_parents(new)
-        if not keep:
-            self._forget_below(old)
-            self._pending[old] = None
-        self._forget_below(new)
-        self._pending[new] = carried
-        for p, v in moved.items():
-            self._pending[new + p[len(old) :]] = v
-
-    def _ensure_dir(self, item: LocalItem) -> None:
-        """Make sure a directory is at ``item.rel`` (mkdir -p), keeping what is there."""
-        current = self._pending.get(item.rel, _ABSENT)
-        if current is _ABSENT:  # the base's directory, if any, stays with its contents
-            self._pending[item.rel] = local_entry(item)
-        elif not (isinstance(current, TreeEntry) and current.kind == "dir"):
-            # Deleted or replaced in this transaction: the base's contents must not return.
-            self._pending[item.rel] = replace(local_entry(item), tree=self._empty())
-
-    def _concrete(self, path: str) -> _Pending:
-        """``_value(path)``, with a directory that need only exist made the one it stands
-        for (the base's, or an empty one): moved elsewhere, it must not pick up what is there."""
-        value = self._value(path)
-        if not _is_ensure_dir(value):
-            return value
-        assert isinstance(value, TreeEntry)
-        del self._pending[path]
-        try:
-            under = self._value(path)
-        finally:
-            self._pending[path] = value
-        tree = under.tree if isinstance(under, TreeEntry) and under.kind == "dir" else ""
-        return replace(value, tree=tree or self._empty())
-
-    def _empty(self) -> str:
-        """The id of the empty tree, stored (once per transaction)."""
-        if self._empty_tree is None:
-            self._empty_tree = self._repo.empty_tree()
-        return self._empty_tree
-
-    def _value(self, path: str) -> _Pending:
-        """What ``path`` itself holds in the base overlaid with this transaction, ignoring
-        changes below it: new content, an entry, or None (nothing, or a directory that exists
-        only through files written below it)."""
-        if path in self._pending:
-            return self._pending[path]
-        parts = path.split("/")
-        for i in range(len(parts) - 1, 0, -1):  # the nearest changed directory above decides
-            above = self._pending.get("/".join(parts[:i]), _ABSENT)
-            if above is _ABSENT:
-                continue
-            if _is_ensure_dir(above):
-                continue  # a directory that need only exist: what is below it is the base's
-            if isinstance(above, TreeEntry) and above.kind == "dir":
-                return self._lookup(above.tree, "/".join(parts[i:]))
-            return None
-        return self._lookup(self._base_tree, path)
-
-    def _lookup(self, tree: str, path: str) -> TreeEntry | None:
-        try:
-            return resolve(self._repo.objects, tree, path)
-        except (NotFound, NotADirectory):
-            return None
-
-    def _kind(self, path: str) -> str | None:
-        """What ``path`` is in the base overlaid with this transaction: file, dir, link or
-        None."""
-        if self._has_pending_below(path):
-            return "dir"
-        value = self._value(path)
-        if value is None:
-            return None
-        return "file" if isinstance(value, tuple) else value.kind
-
-    def _has_pending_below(self, path: str) -> bool:
-        prefix = path + "/"
-        return any(p.startswith(prefix) and v is not None for p, v in self._pending.items())
-
-    def _check_parents(self, path: str) -> None:
-        parts = path.split("/")
-        for i in range(1, len(parts)):
-            above = "/".join(parts[:i])
-            if self._kind(above) in ("file", "link"):
-                raise UsageError(f"cannot create {path}: {above} is not a directory")
-
-    def _forget_below(self, path: str) -> None:
-        prefix = path + "/"
-        for p in [p for p in self._pending if p.startswith(prefix)]:
-            del self._pending[p]
-
-
-_ABSENT: Any = object()
-
-
-def _is_ensure_dir(value: object) -> bool:
-    """A pending directory entry without a tree: "make sure a directory is here", keeping
-    what the base has there (as ``Repository.commit`` applies it)."""
-    return isinstance(value, TreeEntry) and value.kind == "dir" and not value.tree
-
 
 def _walk_order(item: LocalItem) -> list[str]:
     return item.rel.split("/")
+
+
+def _check_text(text: object, what: str) -> None:
+    if not isinstance(text, str):
+        raise UsageError(f"{what} must be a string, not {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} is not valid Unicode (a lone surrogate)") from None
+
+
+def _plain_json(value: Any, where: str) -> Any:
+    """``value`` as a commit can hold it (canonical JSON: no floats, string keys), tuples as
+    lists; ``UsageError`` naming where anything else is."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, str):
+        _check_text(value, where)
+        return value
+    if isinstance(value, float):
+        raise UsageError(f"{where} is a float ({value!r}): a commit holds no floats; use a string")
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UsageError(f"{where} has a key that is not a string: {key!r}")
+            _check_text(key, f"a key of {where}")
+            out[key] = _plain_json(item, f"{where}[{key!r}]")
+        return out
+    if isinstance(value, list | tuple):
+        return [_plain_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise UsageError(f"{where} is a {type(value).__name__}, which a commit cannot hold")

@@ -14,9 +14,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from s3fsv.cli import pipelines
+from s3fsv.access.connect import attach_store, reach
+from s3fsv.cli import access, ingest, ops, pipelines, runs
 from s3fsv.cli.mount import COMMANDS as MOUNT_COMMANDS
 from s3fsv.cli.parser import Commands, build_parser
+from s3fsv.cli.runs import run_lines
 from s3fsv.config import endpoint_url, store_url
 from s3fsv.errors import InvalidName, NotFound, S3fsvError, UsageError
 from s3fsv.store.address import parse_address, shown_path
@@ -40,7 +42,12 @@ command = _COMMANDS.register
 
 
 def _open_store(args: argparse.Namespace) -> Store:
-    return Store.open(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
+    """The store of ``--store`` (or of ``--gateway``), its changes recorded in its audit
+    trail (when that is on)."""
+    way = reach(args.store, args.endpoint_url, args.gateway, args.token_file)
+    store = Store.open(way.url, endpoint_url=way.endpoint_url, **way.s3)
+    attach_store(store.events, store.backend, way.client)
+    return store
 
 
 def _print_json(value: Any) -> None:
@@ -355,19 +362,21 @@ def _provenance_lines(prov: dict[str, Any]) -> list[str]:
     out = []
     for key in sorted(prov):
         value = prov[key]
-        if key == "inputs" and isinstance(value, list):
-            if not value:
-                out.append("inputs (read through the mount): none")
-            else:
-                out.append("inputs (read through the mount):")
+        if key == "run" and isinstance(value, dict):
+            out += run_lines(value)
+        elif key == "inputs" and isinstance(value, list):
+            how = "pinned by the run" if "run" in prov else "read through the mount"
+            out.append(f"inputs ({how}):" + ("" if value else " none"))
             for item in value:
                 if isinstance(item, dict):
+                    where = f":{item['path']}" if item.get("path") else ""
                     via = f"  (via {item['via']})" if item.get("via") else ""
-                    out.append(f"  {item.get('repo', '?')}@{item.get('commit', '?')}{via}")
+                    out.append(f"  {item.get('repo', '?')}@{item.get('commit', '?')}{where}{via}")
                 else:
                     out.append(f"  {item}")
         elif key == "commands" and isinstance(value, list):
-            out.append("commands (that wrote through the mount):")
+            how = "that made the commit" if "run" in prov else "that wrote through the mount"
+            out.append(f"commands ({how}):")
             out += [f"  {shown_path(str(line))}" for line in value]
         else:
             out.append(f"{key}: {json.dumps(value, ensure_ascii=False)}")
@@ -437,7 +446,11 @@ def _print_diff(diff: Any) -> None:
 
 _COMMANDS.update(MOUNT_COMMANDS)  # mount, unmount, commit, status, discard (cli/mount.py)
 _COMMANDS.update(pipelines.COMMANDS)
-VERBS = [pipelines.add_verbs]  # capabilities' own command groups
+_COMMANDS.update(ops.COMMANDS)
+_COMMANDS.update(runs.COMMANDS)  # run, reproduce, lineage
+_COMMANDS.update(access.COMMANDS)
+_COMMANDS.update(ingest.COMMANDS)  # import, gc, retention, purge, tombstones
+VERBS = [pipelines.add_verbs, ops.add_verbs, runs.add_verbs, access.add_verbs, ingest.add_verbs]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

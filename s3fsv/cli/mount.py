@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from s3fsv.access.connect import attach_store, reach
 from s3fsv.cli.parser import Commands
 from s3fsv.config import parse_size
 from s3fsv.errors import MountError, S3fsvError, UsageError
@@ -71,6 +72,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
     parse_size(args.cache_size)
     policy = options.parse_commit_on(args.commit_on)
+    if args.metrics_addr is not None:
+        options.parse_listen_address(args.metrics_addr)
     if args.read_only and policy.kind != "manual":
         raise UsageError("--commit-on has nothing to commit on a --read-only mount")
     if args.read_only and args.rw:
@@ -94,9 +97,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if args.pinned_commit and not (args.daemonized and is_object_id(args.pinned_commit)):
         raise UsageError("--pinned-commit is for the daemon a pinned mount starts")
     # The daemon of a pinned mount serves the commit the command resolved and printed.
-    store, source = daemon.store_for_mount(
-        args.source, args.store, args.endpoint_url, args.pinned_commit
-    )
+    text, endpoint, s3, gateway = _through_gateway(args)
+    store, source = daemon.store_for_mount(text, args.store, endpoint, args.pinned_commit, **s3)
+    attach_store(store.events, store.backend, gateway)  # its changes go to the audit trail
     pinned = bool(args.pinned_commit) or (
         source.ref is not None and source.ref not in store.repo(source.repo or "").refs.branches()
     )
@@ -123,6 +126,21 @@ def cmd_mount(args: argparse.Namespace) -> int:
     print(f"mounted {shown} at {here}", file=sys.stderr)
     _tell_leftovers(leftovers)
     return 0
+
+
+def _through_gateway(args: argparse.Namespace) -> tuple[str, str | None, dict[str, Any], Any]:
+    """(source, endpoint, S3 options, gateway client or None): with ``--gateway``, the
+    store and endpoint it names (a bare REPO[@REF] is in its store), and its refreshing
+    credentials."""
+    if not (args.gateway or os.environ.get("S3FSV_GATEWAY")):
+        return args.source, args.endpoint_url, {}, None
+    way = reach(None, None, args.gateway, args.token_file)
+    text = args.source
+    if "://" not in text:
+        text = f"{way.url}/{text}"
+    elif text.rstrip("/") != way.url and not text.startswith(way.url + "/"):
+        raise UsageError(f"the gateway serves {way.url}, not {args.source}")
+    return text, way.endpoint_url, way.s3, way.client
 
 
 def _leftover_staging(
@@ -220,6 +238,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(status)
         return 0
+    if isinstance(status.get("mount"), dict):
+        _print_health(status["mount"])
+        if "repo" not in status:  # the root of a mount that is no single writable branch
+            return 0
     changes = 0
     for mark, key in (("A", "added"), ("M", "modified"), ("D", "deleted")):
         for path in status.get(key) or ():
@@ -240,6 +262,74 @@ def cmd_status(args: argparse.Namespace) -> int:
     elif status.get("read_path"):
         print("reads: through the daemon (no FUSE passthrough)", file=sys.stderr)
     return 0
+
+
+def _print_health(h: dict[str, Any]) -> None:
+    """The health report of ``s3fsv status MOUNTPOINT``, one aspect per line."""
+    view, store, cache = h.get("view") or {}, h.get("store") or {}, h.get("cache") or {}
+    if view.get("kind") == "commit":
+        shows = f"commit {view.get('commit')} (pinned)"
+    elif view.get("kind") == "branch":
+        rw = "writable" if view.get("writable") else "read-only"
+        shows = f"branch {view.get('branch')} at {str(view.get('head'))[:12]} ({rw})"
+    else:
+        heads = view.get("heads") or {}
+        shows = f"{view.get('kind')}; branch heads read: " + (
+            ", ".join(f"{b} at {c[:12]}" for b, c in heads.items()) or "none yet"
+        )
+    if store.get("reachable"):
+        reach = f"reachable, round trip {store.get('rtt_ms')} ms"
+    else:
+        reach = f"UNREACHABLE: {store.get('error')}"
+    if store.get("outage"):
+        reach += f" (outage since {store['outage']['since']})"
+    staged = h.get("staged") or []
+    error = h.get("last_error")
+    rows = [
+        ("mount", f"{h.get('mountpoint')} (pid {h.get('pid')}, s3fsv {h.get('version')})"),
+        ("source", str(h.get("source"))),
+        ("shows", shows),
+        ("store", f"{store.get('url')}: {reach}; {store.get('outages', 0)} outage(s) seen"),
+        (
+            "cache",
+            f"{cache.get('dir')}: {_size(cache.get('used_bytes'))} of "
+            f"{_size(cache.get('limit_bytes'))}",
+        ),
+        (
+            "staged",
+            "; ".join(
+                f"{s['repo']}@{s['branch']}: {s['paths']} path(s), {_size(s['bytes'])}"
+                + (f", {s['interrupted']} possibly incomplete" if s.get("interrupted") else "")
+                for s in staged
+            )
+            or "nothing",
+        ),
+        ("last error", f"{error['time']}: {error['message']}" if error else "none"),
+        ("uptime", f"{_duration(h.get('uptime_s'))} (since {h.get('started')})"),
+        ("commit on", str(h.get("commit_on"))),
+        ("metrics", f"http://{h['metrics']}/metrics" if h.get("metrics") else "off"),
+    ]
+    for name, value in rows:
+        print(f"{name + ':':<12}{value}")
+
+
+def _size(n: object) -> str:
+    value = float(n) if isinstance(n, (int, float)) else 0.0
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value} B"
+
+
+def _duration(seconds: object) -> str:
+    s = int(seconds) if isinstance(seconds, (int, float)) else 0
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    parts = [f"{days}d"] if days else []
+    parts += [f"{hours}h"] if days or hours else []
+    return " ".join([*parts, f"{minutes}m", f"{s}s"])
 
 
 @_command("discard")

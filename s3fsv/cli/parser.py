@@ -70,8 +70,9 @@ def _common(p: argparse.ArgumentParser, *, json: bool = False) -> None:
 
 
 def _global_options(p: argparse.ArgumentParser, defaults: dict[str, str] | None) -> None:
-    """--store, --endpoint-url and --log-level; with ``defaults`` None, absent ones set
-    nothing (so a subcommand's parser does not undo what was given before the command)."""
+    """--store, --endpoint-url, --gateway, --token-file and --log-level; with ``defaults``
+    None, absent ones set nothing (so a subcommand's parser does not undo what was given
+    before the command)."""
 
     def default(name: str) -> object:
         return argparse.SUPPRESS if defaults is None else defaults.get(name)
@@ -87,6 +88,20 @@ def _global_options(p: argparse.ArgumentParser, defaults: dict[str, str] | None)
         metavar="URL",
         default=default("endpoint_url"),
         help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL)",
+    )
+    p.add_argument(
+        "--gateway",
+        metavar="URL",
+        default=default("gateway"),
+        help="reach the store through this access gateway (s3fsv serve), with no cloud "
+        "credentials: it names the store and hands out short-lived ones (default: "
+        "$S3FSV_GATEWAY)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        default=default("token_file"),
+        help="the token for --gateway (default: $S3FSV_TOKEN_FILE)",
     )
     p.add_argument(
         "--log-level",
@@ -311,6 +326,12 @@ def build_parser(
         "(after the mount ends), or idle=SECONDS (a branch with no write and no file open "
         "for writing for that long)",
     )
+    p.add_argument(
+        "--metrics-addr",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (none by default; port 0 "
+        "picks a free one, which s3fsv status shows)",
+    )
     p.add_argument("--daemonized", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--pinned-commit", metavar="ID", help=argparse.SUPPRESS)
 
@@ -330,9 +351,15 @@ def build_parser(
     _common(p, json=True)
 
     p = add(
-        "status", "status", "list a mounted branch's staged writes: A added, M modified, D deleted"
+        "status",
+        "status",
+        "a mount's health (given its mountpoint), and a mounted branch's staged writes: "
+        "A added, M modified, D deleted",
+        epilog="For the mountpoint itself: whether the store answers and how fast, what the "
+        "mount shows, cache use, staged changes, the last error, uptime and version (under "
+        '"mount" with --json); for a path in a writable branch: that branch\'s staged writes.',
     )
-    p.add_argument("path", metavar="PATH", help=_WHOLE_BRANCH)
+    p.add_argument("path", metavar="PATH", help="the mountpoint, or " + _WHOLE_BRANCH)
     _common(p, json=True)
 
     p = add("discard", "discard", "drop every staged write of a mounted branch (cannot be undone)")

@@ -10,9 +10,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from s3fsv.api import Store, open_store
+from s3fsv.access.connect import command_store, reach
+from s3fsv.api import Store
 from s3fsv.cli.parser import AddCommand, Commands
-from s3fsv.config import endpoint_url, store_url
 from s3fsv.errors import UsageError
 from s3fsv.pipelines import runner, status
 from s3fsv.pipelines.registry import Registry
@@ -73,6 +73,11 @@ def add_verbs(add: AddCommand) -> None:
     p = add("watch", "pipeline.watch", group=sub, help="run new jobs as input commits arrive")
     p.add_argument("names", nargs="*", metavar="NAME", help="pipelines (default: all)")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between polls (5)")
+    p.add_argument(
+        "--metrics-addr",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics (jobs, datums, failures) at http://HOST:PORT/metrics",
+    )
     _run_options(p)
     p = add("status", "pipeline.status", group=sub, help="recent jobs and their outcome")
     p.add_argument("names", nargs="*", metavar="NAME", help="pipelines (default: all)")
@@ -100,7 +105,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _store(args: argparse.Namespace) -> Store:
-    return open_store(store_url(args.store), endpoint_url=endpoint_url(args.endpoint_url))
+    return command_store(reach(args.store, args.endpoint_url, args.gateway, args.token_file))
 
 
 def _spec_from_args(args: argparse.Namespace) -> PipelineSpec:
@@ -187,23 +192,46 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         raise UsageError("--interval must be positive")
     store = _store(args)
+    metrics = endpoint = None
+    if args.metrics_addr:
+        from s3fsv.ops.pipeline_metrics import PipelineMetrics
+
+        metrics = PipelineMetrics()
+        try:
+            endpoint = metrics.serve(args.metrics_addr)
+        except OSError as err:
+            raise UsageError(
+                f"cannot serve metrics at {args.metrics_addr}: {err.strerror or err}"
+            ) from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     names = args.names or None
+    shown = f"; metrics at http://{endpoint.address}/metrics" if endpoint else ""
     print(
-        f"watching {', '.join(names) if names else 'every pipeline'} (Ctrl-C stops)",
+        f"watching {', '.join(names) if names else 'every pipeline'}{shown} (Ctrl-C stops)",
         file=sys.stderr,
         flush=True,
     )
-    runner.watch(
-        store,
-        names,
-        _options(args),
-        interval=args.interval,
-        stop=stop,
-        on_result=lambda r: print(_job_line(r), flush=True),
-    )
+
+    def on_result(result: dict[str, Any]) -> None:
+        if metrics is not None:
+            metrics.job(result)
+        print(_job_line(result), flush=True)
+
+    try:
+        runner.watch(
+            store,
+            names,
+            _options(args),
+            interval=args.interval,
+            stop=stop,
+            on_result=on_result,
+            on_error=metrics.round_failed if metrics is not None else None,
+        )
+    finally:
+        if endpoint is not None:
+            endpoint.close()
     return 0
 
 

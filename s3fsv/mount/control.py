@@ -12,8 +12,9 @@ number of requests per connection, each answered by one line::
     <- {"ok": false, "error": "<one-line message>", "exit_code": 6, "paths": ["a/b"]}
 
 ``op`` is ``ping``, ``commit``, ``status`` or ``discard``; ``path`` is absolute inside the
-mount. An error answer carries the ``S3fsvError``'s exit code; :func:`request` raises it again
-as the same class on the client side (``paths`` is only present for conflicts).
+mount; ``status`` of ``/`` also answers the mount's health report, under ``mount``. An error
+answer carries the ``S3fsvError``'s exit code; :func:`request` raises it again as the same
+class on the client side (``paths`` is only present for conflicts).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -160,8 +161,16 @@ def rebuild_error(answer: dict[str, Any]) -> S3fsvError:
 class ControlServer:
     """Serve control requests for ``fs`` on a unix socket at ``socket_path``."""
 
-    def __init__(self, fs: ControlledFilesystem, socket_path: Path) -> None:
+    def __init__(
+        self,
+        fs: ControlledFilesystem,
+        socket_path: Path,
+        health: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        """``health`` gives the mount's health report (``health.Health.report``), which a
+        ``status`` request for the mount root (``/``) answers under ``mount``."""
         self.fs = fs
+        self.health = health
         self.socket_path = Path(socket_path)
         self.uid = os.getuid()
         self._sock: socket.socket | None = None
@@ -315,9 +324,15 @@ class ControlServer:
         if not isinstance(path, str) or not path.startswith("/"):
             raise UsageError("request needs an absolute 'path' inside the mount")
         if op == "status":
-            # A pinned mount has nothing staged; it still says how it serves reads.
-            status = self.fs.status(path) if not self.fs.immutable else {}
-            return {**status, "read_path": self.fs.read_path_mode}
+            # Every answer says how the mount serves reads (FUSE passthrough or the daemon).
+            if path != "/" or self.health is None:
+                # A pinned mount has nothing staged.
+                status = self.fs.status(path) if not self.fs.immutable else {}
+                return {**status, "read_path": self.fs.read_path_mode}
+            out = {"mount": self.health(), "read_path": self.fs.read_path_mode}
+            with contextlib.suppress(UsageError):  # the root is no writable branch
+                out.update(self.fs.status(path))
+            return out
         if op == "discard":
             dropped = self.fs.discard(path)
             log.info("discarded %d staged paths under %s", dropped, path)

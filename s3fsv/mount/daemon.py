@@ -120,7 +120,7 @@ def start(argv: list[str], mountpoint: str, foreground: bool) -> int:
         os.fchmod(out.fileno(), 0o600)
         start = out.tell()  # an earlier daemon's lines are not this one's error
         child = subprocess.Popen(
-            [*_daemon_command(), *argv, "--foreground", "--daemonized"],
+            [*s3fsv_command(), *argv, "--foreground", "--daemonized"],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -146,7 +146,7 @@ _DAEMON_MAIN = (
 )
 
 
-def _daemon_command() -> list[str]:
+def s3fsv_command() -> list[str]:
     """How to run s3fsv in the daemon: the entry point this command was started by (so that
     `ps` shows daemons as s3fsv and `pgrep -f s3fsv` finds them), else the bootstrap."""
     script = sys.argv[0]
@@ -176,18 +176,30 @@ def _last_error(logf: Path, start: int) -> str:
 
 
 def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
-    """Run the filesystem in this process until it is unmounted: control socket first, then
-    the FUSE loop, then the ``--commit-on unmount`` commits, then the socket goes."""
+    """Run the filesystem in this process until it is unmounted: control socket (and metrics
+    endpoint) first, then the FUSE loop, then the ``--commit-on unmount`` commits, then the
+    socket goes. Under systemd (``NOTIFY_SOCKET``) it reports ready once the mount is usable,
+    and stopping when the loop ends."""
     from s3fsv.mount.control import ControlServer
     from s3fsv.mount.fuse import mount
+    from s3fsv.mount.health import Health
+    from s3fsv.mount.notify import Notifier
 
     mp = Path(os.path.realpath(mountpoint))
     # Everything the daemon itself creates (logs, pid file, staging databases and their
     # journals, sockets) is for this user alone.
     os.umask(0o077)
     _log_to_file(args, mp)
+    notifier = Notifier.from_environment() if not getattr(args, "daemonized", False) else None
     policy = parse_commit_on(str(getattr(args, "commit_on", "manual")))
-    fs = make_filesystem(args, store, source)
+    metrics = _metrics(args, store, mp)
+    fs = make_filesystem(args, store, source, metrics)
+    outage = getattr(store.backend, "outage", None)
+    health = Health(
+        fs, outage, mountpoint=str(mp), source=source_text(source, pinned=fs.immutable),
+        commit_on=str(policy),
+    )  # fmt: skip
+    logging.getLogger().addHandler(health.errors)
     if policy.kind != "manual":  # else the branch's own mounts should find them, not this one
         for repo, branch in fs.open_leftover_staging():
             log.info(
@@ -195,21 +207,33 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
             )
     if getattr(args, "daemonized", False):
         os.chdir("/")  # a daemon must not keep the directory it was started from busy
-    control = ControlServer(fs, socket_file(mp))
+    control = ControlServer(fs, socket_file(mp), health=health.report)
     idle = IdleCommitter(fs, policy.idle) if policy.kind == "idle" else None
+    endpoint = None
     control.start()
     try:
+        if metrics is not None:
+            endpoint = _serve_metrics(args, metrics, fs, outage)
+            health.metrics_address = endpoint.address
         info = {
             "pid": os.getpid(),
             "source": store.url,
             "mountpoint": str(mp),
             "socket": str(control.socket_path),
             "commit_on": str(policy),
+            "metrics": health.metrics_address,
         }
         pid_file(mp).write_text(json.dumps(info))
         log.info("mounting %s at %s (pid %d, commit on %s)", store.url, mp, os.getpid(), policy)
         if idle is not None:
             idle.start()
+
+        def ready() -> None:
+            _tell_ready(args, mp)
+            if notifier is not None:
+                notifier.ready(f"mounted {health.source} at {mp}")
+                notifier.start_watchdog(lambda: os.stat(mp))
+
         try:
             mount(
                 fs,
@@ -217,9 +241,12 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
                 ref_ttl=fs.spec.ref_ttl,
                 allow_other=bool(getattr(args, "allow_other", False)),
                 fsname=mount_name(source, pinned=fs.immutable),
-                on_ready=lambda: _tell_ready(args, mp),
+                on_ready=ready,
+                timer=metrics.fuse_op if metrics is not None else None,
             )
         finally:
+            if notifier is not None:
+                notifier.stopping(f"unmounted {mp}; finishing")
             if idle is not None:
                 idle.stop()
             log.info("unmounted %s", mp)
@@ -240,23 +267,67 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
             log.log(logging.ERROR if line.startswith("error: ") else logging.INFO, "%s", line)
         report.write(exit_report_file(mp))
     finally:
+        if endpoint is not None:
+            endpoint.close()
         control.close()
         fs.close()
         store.close()  # its clients, the outage probe's too
         pid_file(mp).unlink(missing_ok=True)
+        logging.getLogger().removeHandler(health.errors)
     return 0
 
 
-def mount_name(source: Source, *, pinned: bool) -> str:
-    """What ``mount`` and ``/proc/mounts`` show as the mount's source: the store, and the
-    repo and ref, or for a pinned snapshot the full commit id (ops tell mounts apart by it)."""
+def _metrics(args: object, store: Store, mp: Path) -> Any:
+    """The mount's ``MountMetrics`` when ``--metrics-addr`` asks for them, else None."""
+    if not getattr(args, "metrics_addr", None):
+        return None
+    from s3fsv.mount.metrics import MountMetrics
+    from s3fsv.version import __version__
+
+    metrics = MountMetrics()
+    metrics.info = {"version": __version__, "source": store.url, "mountpoint": str(mp)}
+    return metrics
+
+
+def _serve_metrics(args: object, metrics: Any, fs: Any, outage: Any) -> Any:
+    """Start the metrics endpoint at ``--metrics-addr`` (a port already taken is the mount's
+    error); its gauges read the filesystem's staging, the cache and the outage breaker."""
+    from s3fsv.mount.metrics import MetricsServer, registry_for
+    from s3fsv.mount.options import parse_listen_address
+
+    host, port = parse_listen_address(str(getattr(args, "metrics_addr", "")))
+    metrics.watch(
+        staged=lambda: [
+            (s["repo"], s["branch"], s["paths"], s["bytes"]) for s in fs.staged_summary()
+        ],
+        cache=lambda: fs.cache,
+        outage=lambda: outage,
+    )
+    try:
+        server = MetricsServer(host, port, registry_for(metrics))
+    except OSError as err:
+        raise MountError(
+            f"cannot serve metrics at {getattr(args, 'metrics_addr', '')}: {err.strerror or err}"
+        ) from None
+    log.info("metrics at http://%s/metrics", server.address)
+    return server
+
+
+def source_text(source: Source, *, pinned: bool) -> str:
+    """The mount's source: the store, and the repo and ref, or for a pinned snapshot the full
+    commit id (ops tell mounts apart by it)."""
     name = source.store_url
     if source.repo is not None:
         name += f"/{source.repo}"
         if source.ref is not None:
             name += f"@{source.commit if pinned and source.commit else source.ref}"
+    return name
+
+
+def mount_name(source: Source, *, pinned: bool) -> str:
+    """What ``mount`` and ``/proc/mounts`` show as the mount's source (``source_text``)."""
     # libfuse splits options at commas; a backslash keeps one in the value.
-    return name.replace("\\", "\\\\").replace(",", "\\,")
+    return source_text(source, pinned=pinned).replace("\\", "\\\\").replace(",", "\\,")
 
 
 def _tell_ready(args: object, mp: Path) -> None:
@@ -279,8 +350,9 @@ def _log_to_file(args: object, mp: Path) -> None:
         root.addHandler(handler)
 
 
-def make_filesystem(args: object, store: Store, source: Source) -> Any:
-    """The mount's ``vfs.Filesystem``, built in this one place from the mount options."""
+def make_filesystem(args: object, store: Store, source: Source, metrics: Any = None) -> Any:
+    """The mount's ``vfs.Filesystem``, built in this one place from the mount options; with
+    ``metrics`` (a ``MountMetrics``), its store requests, reads and commits are recorded."""
     from s3fsv.mount.outage import GuardedBackend, Outage
     from s3fsv.mount.vfs import Filesystem, MountSpec
     from s3fsv.store.backend import open_backend
@@ -295,8 +367,18 @@ def make_filesystem(args: object, store: Store, source: Source) -> Any:
     # The probe asks once: one still in its retries when the store came back would make the
     # first calls after the outage fail.
     endpoint = getattr(store.backend, "endpoint_url", None)
-    probe = open_backend(store.url, endpoint_url=endpoint, **PROBE_S3_OPTIONS)
-    store.backend = GuardedBackend(store.backend, Outage(lambda: probe.head(MARKER)), owned=[probe])
+    # The same identity as the store's (a gateway's refreshing credentials, if it has them).
+    same = {
+        "credentials": getattr(store.backend, "credentials", None),
+        "region": getattr(store.backend, "region", None),
+    }
+    probe = open_backend(store.url, endpoint_url=endpoint, **PROBE_S3_OPTIONS, **same)
+    inner = store.backend
+    if metrics is not None:
+        from s3fsv.mount.metrics import MeteredBackend
+
+        inner = MeteredBackend(inner, metrics)
+    store.backend = GuardedBackend(inner, Outage(lambda: probe.head(MARKER)), owned=[probe])
     spec = MountSpec(
         source.repo,
         source.ref,
@@ -304,7 +386,7 @@ def make_filesystem(args: object, store: Store, source: Source) -> Any:
         read_only=bool(getattr(args, "read_only", False)),
         rw=bool(getattr(args, "rw", False)),
     )
-    return Filesystem(store, spec, cache)
+    return Filesystem(store, spec, cache, metrics=metrics)
 
 
 def commit_staged(
@@ -479,10 +561,15 @@ def _alive(pid: int) -> bool:
 
 
 def store_for_mount(
-    text: str, store_flag: str | None, endpoint_flag: str | None, pinned: str | None = None
+    text: str,
+    store_flag: str | None,
+    endpoint_flag: str | None,
+    pinned: str | None = None,
+    **s3: Any,
 ) -> tuple[Store, Source]:
     """``STORE[/REPO[@REF]]`` as a URL, or ``REPO[@REF]`` in the store that ``--store``,
-    ``S3FSV_STORE`` or the config file names; ``pinned`` as for :func:`parse_source`."""
+    ``S3FSV_STORE`` or the config file names; ``pinned`` and ``s3`` (backend options such
+    as a gateway's ``credentials``) as for :func:`parse_source`."""
     if "://" not in text:
         if not text or "/" in text:
             raise UsageError(
@@ -491,4 +578,4 @@ def store_for_mount(
                 "S3FSV_STORE"
             )
         text = f"{store_url(store_flag).rstrip('/')}/{text}"
-    return parse_source(text, endpoint_url(endpoint_flag), pinned)
+    return parse_source(text, endpoint_url(endpoint_flag), pinned, **s3)

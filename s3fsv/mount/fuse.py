@@ -48,23 +48,50 @@ def errno_of(exc: BaseException) -> int:
 
 
 def translated(fn: F) -> F:
-    """Run an operation; turn any exception into ``FuseOSError`` with ``errno_of``."""
+    """Run an operation; turn any exception into ``FuseOSError`` with ``errno_of``. When the
+    ``Operations`` has a ``timer``, it is told how long the operation took."""
+    op = fn.__name__.lstrip("_").removesuffix("_with_offset")
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: Operations, *args: Any, **kwargs: Any) -> Any:
+        timer = self.timer
+        start = time.perf_counter() if timer is not None else 0.0
         try:
-            return fn(*args, **kwargs)
+            return fn(self, *args, **kwargs)
         except mfusepy.FuseOSError:
             raise
         except Exception as exc:
             code = errno_of(exc)
             if code == errno.EIO:
-                log.error("%s%r failed: %s", fn.__name__, args[1:2], exc)
+                log.error("%s%r failed: %s", fn.__name__, args[:1], exc)
             else:
-                log.debug("%s%r: %s", fn.__name__, args[1:2], exc)
+                log.debug("%s%r: %s", fn.__name__, args[:1], exc)
             raise mfusepy.FuseOSError(code) from None
+        finally:
+            if timer is not None:
+                timer(op, time.perf_counter() - start)
 
     return wrapper  # type: ignore[return-value]
+
+
+def kernel_invalidator() -> Callable[[str], None] | None:
+    """A function that makes the kernel forget a path's entry, attributes and cached pages
+    (libfuse's ``fuse_invalidate_path``), or None where libfuse lacks it. Must be made inside
+    a FUSE callback (it needs the session, which only callbacks can name)."""
+    lib = getattr(mfusepy, "_libfuse", None)
+    invalidate = getattr(lib, "fuse_invalidate_path", None)
+    if lib is None or invalidate is None:
+        return None
+    session = ctypes.c_void_p(lib.fuse_get_context().contents.fuse)
+    invalidate.argtypes = (ctypes.c_void_p, ctypes.c_char_p)
+    invalidate.restype = ctypes.c_int
+
+    def forget(path: str) -> None:
+        status = invalidate(session, os.fsencode(path))
+        if status not in (0, -errno.ENOENT):  # ENOENT: the kernel had nothing for it
+            log.debug("kernel cache of %s not invalidated: %s", path, os.strerror(-status))
+
+    return forget
 
 
 def stat_dict(attr: Attr, uid: int, gid: int) -> dict[str, int]:
@@ -89,10 +116,16 @@ class Operations(mfusepy.Operations):
     use_ns = True
 
     def __init__(
-        self, fs: Filesystem, *, ref_ttl: float, on_ready: Callable[[], None] | None = None
+        self,
+        fs: Filesystem,
+        *,
+        ref_ttl: float,
+        on_ready: Callable[[], None] | None = None,
+        timer: Callable[[str, float], None] | None = None,
     ) -> None:
         self.fs = fs
         self.on_ready = on_ready
+        self.timer = timer  # (operation, seconds) after each operation: metrics
         self.initialised = False  # the kernel accepted the session (FUSE INIT ran)
         fs.caller_pid = lambda: int(mfusepy.fuse_get_context()[2])
         self.ref_ttl = ref_ttl
@@ -227,6 +260,7 @@ class Operations(mfusepy.Operations):
             self.backing = passthrough.Backing()
             self.fs.read_path_mode = "passthrough"
         self.initialised = True
+        self.fs.invalidate = kernel_invalidator()
         if self.on_ready is not None:
             self.on_ready()
         if config is None:
@@ -411,9 +445,11 @@ def mount(
     debug: bool = False,
     fsname: str = "s3fsv",
     on_ready: Callable[[], None] | None = None,
+    timer: Callable[[str, float], None] | None = None,
 ) -> None:
     """Serve ``fs`` at ``mountpoint`` in the foreground until unmounted; ``on_ready`` is
-    called once the kernel has accepted the session (the mount is usable)."""
+    called once the kernel has accepted the session (the mount is usable); ``timer`` is told
+    each operation's name and duration."""
     options: dict[str, Any] = {
         "fsname": fsname,
         "subtype": "s3fsv",
@@ -423,7 +459,7 @@ def mount(
     }
     if fs.immutable or fs.spec.read_only or (fs.fixed is not None and not fs.spec.rw):
         options["ro"] = True  # shown in /proc/mounts; the kernel refuses writes before asking
-    ops = Operations(fs, ref_ttl=ref_ttl, on_ready=on_ready)
+    ops = Operations(fs, ref_ttl=ref_ttl, on_ready=on_ready, timer=timer)
     if fs.immutable and not ops.passthrough_possible:
         # (With passthrough, _open_pinned keeps the cache per open: the kernel refuses
         # FOPEN_KEEP_CACHE together with a backing file.)

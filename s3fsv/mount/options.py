@@ -4,6 +4,7 @@ and the S3 timeouts a mount uses, each parsed with a one-line error for bad inpu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from s3fsv.errors import AccessDenied, NotFound, UsageError
 from s3fsv.store.refs import check_ref_name, check_ref_spec
@@ -53,12 +54,14 @@ class Source:
 
 
 def parse_source(
-    text: str, endpoint: str | None, pinned: str | None = None
+    text: str, endpoint: str | None, pinned: str | None = None, **s3: Any
 ) -> tuple[Store, Source]:
     """Split ``STORE[/REPO[@REF]]`` and open the store. The store is the longest prefix of the
     URL that holds an s3fsv store marker; what follows is the repo. ``pinned``, a full commit
     id that a ``REPO@REF`` source resolved to earlier, is checked to exist and used as the ref,
-    so the ref is not resolved again (it could name another commit by now)."""
+    so the ref is not resolved again (it could name another commit by now). ``s3`` adds S3
+    backend options (``credentials`` and ``region`` of a mount through an access gateway)."""
+    options = {**MOUNT_S3_OPTIONS, **s3}
     base, _, last = text.rstrip("/").rpartition("/")
     if pinned is not None and "@" not in last:
         raise UsageError(f"{text} is not a REPO@REF source: it cannot be pinned")
@@ -66,7 +69,7 @@ def parse_source(
         repo, _, ref = last.partition("@")
         check_ref_name(repo, "repo")
         check_ref_spec(ref)
-        store = Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS)
+        store = Store.open(base, endpoint_url=endpoint, **options)
         if pinned is not None:
             store.repo(repo).commit_object(pinned)  # it exists
             return store, Source(base, repo, pinned, pinned)
@@ -75,12 +78,12 @@ def parse_source(
     if last in (".", ".."):  # neither a store's place nor a repo: never sent to the store
         check_ref_name(last, "repo")
     try:
-        return Store.open(text, endpoint_url=endpoint, **MOUNT_S3_OPTIONS), Source(text, None, None)
+        return Store.open(text, endpoint_url=endpoint, **options), Source(text, None, None)
     except (NotFound, AccessDenied) as first:
         if not base or base.endswith(":/") or base.endswith(":"):
             raise first from None
         try:
-            store = Store.open(base, endpoint_url=endpoint, **MOUNT_S3_OPTIONS)
+            store = Store.open(base, endpoint_url=endpoint, **options)
         except NotFound:
             raise first from None
         except AccessDenied:
@@ -94,3 +97,15 @@ def parse_source(
             ) from None
     store.repo(last)
     return store, Source(base, last, None)
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0 picks a free one) -> (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise UsageError(
+            f"bad metrics address {text!r}: use HOST:PORT, e.g. 127.0.0.1:9108 (0 as the port "
+            "picks a free one)"
+        )
+    return host, int(port)

@@ -38,6 +38,11 @@ class Outage:
         self._error: StoreUnavailable | None = None
         self._probing: threading.Event | None = None  # set when the running probe ends
         self._probe_started = 0.0
+        # For status and metrics: when the current outage began (wall clock), how many began,
+        # and the last failure (wall clock, message).
+        self.down_since: float | None = None
+        self.outages = 0
+        self.last_failure: tuple[float, str] | None = None
 
     def error(self) -> StoreUnavailable | None:
         """The error the store failed with, while it is down; None when it is up. While it is
@@ -71,26 +76,63 @@ class Outage:
 
     def failed(self, err: StoreUnavailable) -> None:
         """A request found the store unreachable."""
+        now = time.time()
         with self._lock:
             first, self._error = self._error is None, err
+            self.last_failure = (now, str(err))
+            if first:
+                self.down_since = now
+                self.outages += 1
         if first:
             log.warning("%s; until it answers, requests that need it fail at once", err)
 
-    def _run_probe(self) -> None:
-        error: StoreUnavailable | None = None
+    def _ask(self) -> StoreUnavailable | None:
+        """Run the probe: the error when the store is unreachable, else None."""
         try:
             self._probe()
         except StoreUnavailable as err:
-            error = err
+            return err
         except Exception as err:  # any answer means the store is reachable
             log.debug("store probe answered with %s", err)
+        return None
+
+    def _run_probe(self) -> None:
+        error = self._ask()
         with self._lock:
             done, self._probing = self._probing, None
-            was_down, self._error = self._error is not None, error
+            was_down = self._settle(error)
         if done is not None:
             done.set()
         if was_down and error is None:
             log.warning("the store answers again")
+
+    def _settle(self, error: StoreUnavailable | None) -> bool:
+        """Under the lock: record what a probe found, still down (``error``) or up again;
+        return whether the store was down before."""
+        was_down, self._error = self._error is not None, error
+        if error is None:
+            self.down_since = None
+        else:
+            self.last_failure = (time.time(), str(error))
+            if not was_down:
+                self.down_since, self.outages = time.time(), self.outages + 1
+        return was_down
+
+    def check(self) -> tuple[StoreUnavailable | None, float]:
+        """Ask the store now, in this thread (for ``status``): the error it failed with (None
+        when it answered) and the round trip in seconds. What it finds counts as a probe's."""
+        start = time.monotonic()
+        error = self._ask()
+        took = time.monotonic() - start
+        if error is not None:
+            self.failed(error)
+            return error, took
+        with self._lock:
+            # A probe running now reports on its own.
+            was_down = self._probing is None and self._settle(None)
+        if was_down:
+            log.warning("the store answers again")
+        return error, took
 
 
 class GuardedBackend:

@@ -290,6 +290,16 @@ class Staging:
     def data_path(self, name: str) -> Path:
         return self.data_dir / name
 
+    def data_bytes(self) -> int:
+        """Bytes of the data files staged entries refer to (their size on disk now)."""
+        with self._lock:
+            names = {e.data for e in self.entries.values() if e.data}
+        total = 0
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.stat(self.data_dir / name).st_size
+        return total
+
     def collect_garbage(self, in_use: set[str]) -> None:
         """Delete data files no entry refers to and no open handle uses. The names are chosen
         under the lock; the (slow) unlinks run in the background so writers are not held up."""

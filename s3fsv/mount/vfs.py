@@ -18,14 +18,17 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cachetools import LRUCache, TTLCache
 
 from s3fsv.config import state_dir
 from s3fsv.errors import (
+    AccessDenied,
     InvalidName,
     IsADirectory,
     NotADirectory,
@@ -37,6 +40,7 @@ from s3fsv.errors import (
 from s3fsv.mount.handles import Attr, OpenFile, OpenStaged, RepoState, Snapshot, inode
 from s3fsv.mount.last_good import LastGood
 from s3fsv.mount.overlay import BranchOverlay, LocalHandle, Node
+from s3fsv.mount.purges import PurgeWatch, apply_purges
 from s3fsv.mount.staging import Read, SlotLock, Staging
 from s3fsv.mount.vfs_write import WriteOps
 from s3fsv.store.objects import TreeEntry, check_name, is_commit_prefix, is_object_id
@@ -68,11 +72,15 @@ class MountSpec:
 class Filesystem(WriteOps):
     """A mount as plain Python. Thread-safe. Methods take absolute mount paths (``/a/b``)."""
 
-    def __init__(self, store: Store, spec: MountSpec, cache: object) -> None:
+    def __init__(
+        self, store: Store, spec: MountSpec, cache: object, *, metrics: Any = None
+    ) -> None:
+        """``metrics``: a ``metrics.MountMetrics`` to record reads and commits in, or None."""
         from s3fsv.store.cache import DiskCache
 
         if not isinstance(cache, DiskCache):
             raise TypeError("a mount needs a DiskCache")
+        self.metrics = metrics
         self.store = store
         self.spec = spec
         self.cache = cache
@@ -95,6 +103,9 @@ class Filesystem(WriteOps):
         # in the cache from their whole-file entries; "fuse": every read comes here.
         self.read_path_mode = "fuse"
         self.whole = WholeFiles(cache)
+        self.purges = PurgeWatch(store.backend, cache, spec.ref_ttl, self._forget_chunks)
+        # Set by the FUSE adapter: drop the kernel's caches of a path (purged files).
+        self.invalidate: Callable[[str], None] | None = None
         self.fixed: Snapshot | None = None
         if spec.repo is not None:
             self._state(spec.repo)  # fails early for an unknown repo
@@ -102,6 +113,7 @@ class Filesystem(WriteOps):
                 self.fixed = self._snapshot(spec.repo, "@", spec.ref)
                 if self.fixed.immutable:
                     self._state(spec.repo).reader.warm_snapshot(self.fixed.tree)
+        self.purges.start(self._apply_purges)
 
     @property
     def immutable(self) -> bool:
@@ -111,6 +123,7 @@ class Filesystem(WriteOps):
     def close(self) -> None:
         """Release readers, staging databases, slot locks and the cache (which evicts if it
         is over budget). Safe to call twice."""
+        self.purges.stop()
         with self._lock:
             states, self._repos = list(self._repos.values()), {}
             overlays, self._overlays = list(self._overlays.values()), {}
@@ -187,6 +200,29 @@ class Filesystem(WriteOps):
             state.heads[branch] = commit
         self._last_good.remember(_head_key(repo, branch), commit)
 
+    def known_heads(self) -> dict[tuple[str, str], str]:
+        """The branch heads this mount shows now, as last read (at most ``ref_ttl`` ago);
+        branches not looked at since then are left out."""
+        with self._lock:
+            states = dict(self._repos)
+        out = {}
+        for name, state in states.items():
+            with state.lock:
+                out.update({(name, b): c for b, c in list(state.heads.items())})
+        return out
+
+    # -- purges -----------------------------------------------------------------------------
+    def _forget_chunks(self, oids: list[str]) -> None:
+        with self._lock:
+            states = list(self._repos.values())
+        for state in states:
+            state.reader.forget(oids)
+        if oids:  # a whole-file entry is named by its file, not its chunks: drop them all
+            self.whole.discard_all()
+
+    def _apply_purges(self) -> None:
+        apply_purges(self)
+
     # -- repos and refs ---------------------------------------------------------------------
     def _state(self, name: str) -> RepoState:
         with self._lock:
@@ -197,7 +233,7 @@ class Filesystem(WriteOps):
         ttl = self.spec.ref_ttl
         state = RepoState(
             repo,
-            ChunkReader(repo.objects, self.cache, repo.chunk_size),
+            ChunkReader(repo.objects, self.cache, repo.chunk_size, meter=self.metrics),
             TTLCache(maxsize=1024, ttl=ttl),
             TTLCache(maxsize=4, ttl=ttl),
         )
@@ -218,6 +254,18 @@ class Filesystem(WriteOps):
             names = self._last_good.get("repos", self.store.repos)
             self._repo_names[""] = names
         return names
+
+    def _has_repo(self, name: str) -> bool:
+        """Whether the store has repo ``name``. Credentials limited to some repos (from an
+        access gateway) may not list the store's top level: then the repo itself is asked."""
+        try:
+            return name in self._repo_list()
+        except AccessDenied:
+            try:
+                self._state(name)
+            except (NotFound, InvalidName):
+                return False
+            return True
 
     def _snapshot(self, repo: str, section: str, name: str) -> Snapshot:
         state = self._state(repo)
@@ -253,6 +301,7 @@ class Filesystem(WriteOps):
                 commit = state.repo.resolve(hexid)
         else:
             commit = state.repo.resolve(name)
+        commit = self.purges.current(commit)  # a commit a purge rewrote shows its rewrite
         label = f"{section}/{name}" if section != "@" else f"@{name}"
         snap = Snapshot(repo, commit, self._tree(state, commit), True, label)
         with self._lock:
@@ -318,7 +367,7 @@ class Filesystem(WriteOps):
             if not parts:
                 return "/", None, []
             repo, parts = parts[0], parts[1:]
-            if repo not in self._repo_list():
+            if not self._has_repo(repo):
                 raise NotFound(f"no such repo: {repo}")
         else:
             repo = self.spec.repo
@@ -597,6 +646,10 @@ class Filesystem(WriteOps):
         }
         if entry.kind == "file":
             out[XATTR_PREFIX + "sha256"] = entry.sha256.encode()
+            if entry.source is not None:
+                out[XATTR_PREFIX + "source"] = entry.source.url.encode()
+            for name, value in entry.attrs:  # imported metadata: user.s3fsv.attr.house=h1234
+                out[f"{XATTR_PREFIX}attr.{name}"] = value.encode()
         elif entry.kind == "dir":
             out[XATTR_PREFIX + "tree"] = entry.tree.encode()
         return out

@@ -216,9 +216,13 @@ class WriteOps:
     def _commit_overlay(
         self, ov: BranchOverlay, message: str, author: str | None, overwrite: bool = False
     ) -> str | None:
+        metrics = self.metrics  # type: ignore[attr-defined]
+        start = time.monotonic()
         try:
             cid = ov.commit(message, author, provenance_context(), overwrite=overwrite)
         except Conflict as err:
+            if metrics is not None:
+                metrics.commit("conflict", time.monotonic() - start)
             # The mount shows the branch as the store has it now, so the advice below can be
             # followed at once (and replaces what the user was just told about).
             self.branch_moved(ov.repo.name, ov.branch, None)  # type: ignore[attr-defined]
@@ -233,6 +237,12 @@ class WriteOps:
                 )
             err.args = (f"{err}. Everything stays staged: {hint}",)
             raise
+        except BaseException:
+            if metrics is not None:
+                metrics.commit("failed", time.monotonic() - start)
+            raise
+        if metrics is not None:
+            metrics.commit("committed" if cid else "nothing", time.monotonic() - start)
         if cid is not None:
             self.branch_moved(ov.repo.name, ov.branch, cid)  # type: ignore[attr-defined]
         return cid
@@ -275,6 +285,22 @@ class WriteOps:
     def staged_branches(self) -> list[tuple[str, str]]:
         overlays = dict(self._overlays)  # type: ignore[attr-defined]
         return [key for key, ov in overlays.items() if ov.staging]
+
+    def staged_summary(self) -> list[dict[str, Any]]:
+        """Per branch this mount has staged writes on: repo, branch, paths, bytes of staged
+        file data, and files held back as possibly incomplete (for status and metrics)."""
+        overlays = dict(self._overlays)  # type: ignore[attr-defined]
+        return [
+            {
+                "repo": repo,
+                "branch": branch,
+                "paths": len(ov.staging),
+                "bytes": ov.staging.data_bytes(),
+                "interrupted": len(ov.staging.interrupted()),
+            }
+            for (repo, branch), ov in sorted(overlays.items())
+            if ov.staging
+        ]
 
     def staged_count(self, repo: str, branch: str) -> tuple[int, int]:
         """How many paths ``repo@branch`` has staged in this mount, and how many of them are

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from typing import Any
 
-from s3fsv.api import Store, open_store
+from s3fsv.access.connect import command_store, reach
+from s3fsv.api import Store
 from s3fsv.errors import S3fsvError, UsageError
 from s3fsv.pipelines.spec import PipelineSpec, spec_from_json
 from s3fsv.pipelines.worker import BatchTask, run_batch
@@ -69,7 +70,9 @@ def dask_batch(url: str, endpoint: str | None, task: dict[str, Any]) -> dict[str
     with _stores_lock:
         store = _stores.get((url, endpoint))
         if store is None:
-            store = open_store(url, endpoint_url=endpoint)
+            # A worker reaches the store as its own environment says: directly, or through
+            # the gateway of S3FSV_GATEWAY with the token of S3FSV_TOKEN_FILE.
+            store = command_store(reach(url, endpoint))
             _stores[(url, endpoint)] = store
     batch = BatchTask(**task)
     try:

@@ -18,14 +18,17 @@ provenance names the job) records that commit instead of making a second one.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Any
 
+from s3fsv.access.audit import record as audit_record
 from s3fsv.api import FileRef, Store
 from s3fsv.errors import AlreadyExists, NotFound, PreconditionFailed, S3fsvError
 from s3fsv.pipelines.datums import AttributionError, find_datums
 from s3fsv.pipelines.registry import NAMESPACE
 from s3fsv.pipelines.spec import PipelineSpec
+from s3fsv.runs.record import build_record
 from s3fsv.store.provenance import provenance_context
 from s3fsv.store.repo import utc_now
 
@@ -217,14 +220,39 @@ def _commit_outputs(
         return head.id  # a runner before us committed and died before recording it
     before = _previous_attribution(store, spec, plan)
     base = f"{spec.output_path}/" if spec.output_path else ""
+    record = build_record(
+        run_id=f"pipeline-{spec.name}-{plan['job'][:12]}",
+        inputs=[
+            {
+                "name": "in",
+                "repo": spec.input_repo,
+                "ref": spec.input_branch,
+                "commit": plan["job"],
+                "path": "",
+            }
+        ],
+        output={"repo": spec.output_repo, "branch": spec.output_branch, "path": spec.output_path},
+        argv=list(spec.command),
+        cwd=os.getcwd(),
+        exit_code=0,
+        start_ns=plan["created_ns"],
+        end_ns=time.time_ns(),
+        mode="local",
+    )
     provenance = {
         **provenance_context(),
         "inputs": [{"repo": spec.input_repo, "commit": plan["job"], "via": "pipeline"}],
+        "run": record,
         "pipeline": {
             "name": spec.name,
             "job": plan["job"],
+            "input": {
+                "repo": spec.input_repo,
+                "branch": spec.input_branch,
+                "commit": plan["job"],
+                "glob": spec.glob or "/",
+            },
             "spec_version": plan["spec_version"],
-            "command": list(spec.command),
             "datums": {
                 "processed": result["processed"],
                 "skipped": result["skipped"],
@@ -273,6 +301,18 @@ def _record_result(
         records.create(f"{job_prefix(spec.name, plan['job'])}/result", result)
     except AlreadyExists:
         return records.get(f"{job_prefix(spec.name, plan['job'])}/result").value
+    audit_record(
+        store,
+        "pipeline.job",
+        repo=spec.output_repo,
+        ref=spec.output_branch,
+        new=result["output_commit"],
+        pipeline=spec.name,
+        input=f"{spec.input_repo}@{plan['input']}",
+        state=result["state"],
+        processed=result["processed"],
+        failed=len(result["failed"]),
+    )
     _advance_state(store, spec.name, plan["job"], result["state"] == "succeeded")
     return result
 

@@ -57,11 +57,12 @@ def _boot_id() -> str:
 
 
 def me() -> dict[str, Any]:
+    """This process, as a lease (or any claim) names its owner: host, pid, start time, boot."""
     pid = os.getpid()
     return {"host": socket.gethostname(), "pid": pid, "start": _start_time(pid), "boot": _boot_id()}
 
 
-def _owner_gone(owner: dict[str, Any]) -> bool:
+def owner_gone(owner: dict[str, Any]) -> bool:
     """Whether the owner is known dead: it ran on this host (this boot) and its process is
     gone. An owner on another host is only ever taken over once its lease expires."""
     if owner.get("host") != socket.gethostname() or owner.get("boot") != _boot_id():
@@ -98,7 +99,7 @@ class Lease:
             held = current.value
             if held.get("owner") == self.owner:
                 pass
-            elif held.get("expires_ms", 0) > _now_ms() and not _owner_gone(held.get("owner", {})):
+            elif held.get("expires_ms", 0) > _now_ms() and not owner_gone(held.get("owner", {})):
                 return False
             try:
                 self._etag = self.records.replace(self.name, self._value(), current.etag)

@@ -201,9 +201,10 @@ def watch(
     interval: float,
     stop: threading.Event,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_error: Callable[[S3fsvError], None] | None = None,
 ) -> None:
     """Run pending jobs every ``interval`` seconds until ``stop`` is set. Errors of one round
-    are logged and the next round tries again."""
+    are logged (and given to ``on_error``) and the next round tries again."""
     while not stop.is_set():
         try:
             for result in run_pending(store, names, options, wait=False, stop=stop):
@@ -211,8 +212,12 @@ def watch(
                     on_result(result)
         except LeaseLost as err:
             log.warning("%s", err)
+            if on_error is not None:
+                on_error(err)
         except S3fsvError as err:
             log.error("pipeline watch: %s", err)
+            if on_error is not None:
+                on_error(err)
         stop.wait(interval)
 
 

@@ -90,6 +90,12 @@ class DiskCache:
         self._evicting = False
         self.hits = 0
         self.misses = 0
+        # For metrics and status (read, never reset): bytes put into the cache, and entries
+        # and bytes this process's eviction passes removed.
+        self.filled_bytes = 0
+        self.evicted_entries = 0
+        self.evicted_bytes = 0
+        self._usage: tuple[float, int] | None = None  # (when, bytes) of the last usage scan
         self._local = threading.local()  # per-thread aligned buffer for direct writes
 
     def path(self, oid: str) -> Path:
@@ -201,6 +207,17 @@ class DiskCache:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(oid))
 
+    def discard(self, oid: str) -> bool:
+        """Delete the entry of ``oid`` (a purge erases content from every cache that saw it);
+        True when there was one."""
+        with self._lock:
+            self._open.pop(oid, None)
+        try:
+            os.unlink(self.path(oid))
+        except FileNotFoundError:
+            return False
+        return True
+
     # -- filling --------------------------------------------------------------------------------
     def put(self, oid: str, data: ChunkData) -> None:
         """Store verified content. Atomic: readers see the whole entry or none. Never raises for
@@ -233,13 +250,15 @@ class DiskCache:
         except OSError as err:
             log.warning("cannot write cache entry %s: %s", final, err)
             return
-        self.account(len(data) + TRAILER)
+        self.account(len(data) + TRAILER, len(data))
 
-    def account(self, added: int) -> None:
-        """Count ``added`` bytes just written below the cache directory (by ``put``, or a
-        whole-file entry) and start an eviction pass in the background when one is due."""
+    def account(self, added: int, content: int) -> None:
+        """Count ``added`` bytes (``content`` of them file content) just written below the
+        cache directory (by ``put``, or a whole-file entry) and start an eviction pass in the
+        background when one is due."""
         with self._lock:
             self._added += added
+            self.filled_bytes += content
             # Another process may have filled the cache: this one looks at its first addition.
             due = not self._evicting and (self._added > self.max_bytes // 10 or not self._scanned)
             if due:
@@ -331,9 +350,8 @@ class DiskCache:
         except Exception as err:  # best effort: never fails a read, a write or an unmount
             log.warning("cache eviction failed: %s", err)
 
-    def evict_now(self) -> int:
-        """Delete least recently used entries until the cache is under 90% of its budget;
-        return the number of bytes freed."""
+    def _entries(self) -> tuple[list[tuple[int, int, str]], int]:
+        """Every entry as (mtime_ns, size, path), and their total size."""
         entries: list[tuple[int, int, str]] = []
         total = 0
         # Whole-file entries (``wholefile``) live beside the chunks and count the same way.
@@ -347,6 +365,21 @@ class DiskCache:
                     st = ent.stat(follow_symlinks=False)
                     entries.append((st.st_mtime_ns, st.st_size, ent.path))
                     total += st.st_size
+        return entries, total
+
+    def usage(self, max_age: float = 10.0) -> int:
+        """Bytes the cache directory holds (every process's entries), from a scan at most
+        ``max_age`` seconds old: for status and metrics, never for reads."""
+        now = time.monotonic()
+        last = self._usage
+        if last is None or now - last[0] > max_age:
+            last = self._usage = (now, self._entries()[1])
+        return last[1]
+
+    def evict_now(self) -> int:
+        """Delete least recently used entries until the cache is under 90% of its budget;
+        return the number of bytes freed."""
+        entries, total = self._entries()
         freed = 0
         if total <= self.max_bytes:
             return 0
@@ -358,6 +391,9 @@ class DiskCache:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
                 freed += size
+                self.evicted_entries += 1
+        self.evicted_bytes += freed
+        self._usage = None
         log.info("cache eviction freed %d bytes", freed)
         return freed
 

@@ -21,12 +21,16 @@ from s3fsv.store.buffers import Chunk
 
 FORMAT_VERSION = 1
 PACKED_VERSION = 2  # trees and pages holding at least one packed file entry
+SOURCED_VERSION = 3  # trees and pages holding a file imported in place or with attributes
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 
 Kind = Literal["file", "dir", "link"]
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _COMMIT_PREFIX = re.compile(r"[0-9a-f]{4,64}")
 _MAX_NAME_BYTES = 255
+_ATTR_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+MAX_ATTR_VALUE_BYTES = 1024
+MAX_ATTRS = 32
 
 
 def sha256_hex(data: bytes | bytearray | memoryview | Chunk) -> str:
@@ -74,6 +78,58 @@ def join_path(parts: list[str] | tuple[str, ...]) -> str:
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where an imported file's bytes stay: an object of another S3 bucket (or of this one,
+    outside the store), named by ``bucket`` and ``key`` and pinned by ``version`` (its version
+    id, "" when the bucket does not version objects) and ``etag`` (as S3 returned it, quotes
+    included). A read that finds the object changed or gone fails; it never returns other
+    bytes (docs/format.md, section 7.2)."""
+
+    bucket: str
+    key: str
+    version: str
+    etag: str
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"bucket": self.bucket, "key": self.key, "version": self.version, "etag": self.etag}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Source:
+        _exact_keys(raw, {"bucket", "key", "version", "etag"})
+        bucket, key, version, etag = raw["bucket"], raw["key"], raw["version"], raw["etag"]
+        if not all(isinstance(v, str) for v in (bucket, key, version, etag)):
+            raise ValueError("source fields must be strings")
+        if not bucket or "/" in bucket or not key or not etag or "\0" in key + version + etag:
+            raise ValueError("bad source object")
+        return cls(bucket, key, version, etag)
+
+
+Attrs = tuple[tuple[str, str], ...]
+
+
+def check_attrs(attrs: Any) -> Attrs:
+    """File attributes as stored: sorted (name, value) pairs. Names are 1 to 64 of
+    ``a-z 0-9 . _ -`` starting with a letter or digit (S3 metadata keys are lowercase);
+    values are strings of at most 1024 UTF-8 bytes without NUL; at most 32 of them.
+    ``ValueError`` otherwise."""
+    pairs = sorted(dict(attrs).items())
+    if len(pairs) > MAX_ATTRS:
+        raise ValueError(f"more than {MAX_ATTRS} attributes")
+    for name, value in pairs:
+        if not isinstance(name, str) or not _ATTR_NAME.fullmatch(name):
+            raise ValueError(f"bad attribute name {name!r}")
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"bad value of attribute {name!r}")
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_ATTR_VALUE_BYTES:
+            raise ValueError(f"value of attribute {name!r} is longer than 1024 bytes")
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
 class TreeEntry:
     """One name in a directory.
 
@@ -81,6 +137,9 @@ class TreeEntry:
       ``chunk_size`` pieces, the last one shorter; empty for an empty file). A small file may be
       stored as a member of a pack object instead of as its own chunk object: then ``pack`` is
       the pack's id and its one chunk is the bytes ``[pack_offset, pack_offset + size)`` of it.
+      An imported file may instead stay in its original object (``source``): its chunks are
+      then ranges of that object, each verified against its chunk id. ``attrs`` are a file's
+      attributes (imported object metadata naming a device or a customer).
     - ``dir``: ``tree``, the id of the directory's tree object.
     - ``link``: ``target``, the symlink's target string (never interpreted by s3fsv).
     ``mode`` holds permission bits only (0o7777); ``mtime_ns`` is nanoseconds since the epoch.
@@ -97,14 +156,28 @@ class TreeEntry:
     target: str = ""
     pack: str = ""
     pack_offset: int = 0
+    source: Source | None = None
+    attrs: Attrs = ()
 
     def same_content(self, other: TreeEntry | None) -> bool:
-        """Equal but for where the bytes are stored: a file re-packed elsewhere is unchanged."""
+        """Equal but for where the bytes are stored: a file re-packed elsewhere, or copied
+        from its imported original into the store, is unchanged."""
         if other is None:
             return False
-        if self.pack or other.pack:
-            return replace(self, pack="", pack_offset=0) == replace(other, pack="", pack_offset=0)
+        if self.pack or other.pack or self.source or other.source:
+            return self.stored_anywhere() == other.stored_anywhere()
         return self == other
+
+    def stored_anywhere(self) -> TreeEntry:
+        """This entry without where its bytes are (pack, source)."""
+        return replace(self, pack="", pack_offset=0, source=None)
+
+    @property
+    def format_version(self) -> int:
+        """The lowest object version that can hold this entry (section 12 of docs/format.md)."""
+        if self.source is not None or self.attrs:
+            return SOURCED_VERSION
+        return PACKED_VERSION if self.pack else FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -117,6 +190,10 @@ class TreeEntry:
             out.update(size=self.size, sha256=self.sha256, chunks=list(self.chunks))
             if self.pack:
                 out["pack"] = {"id": self.pack, "offset": self.pack_offset}
+            if self.source is not None:
+                out["source"] = self.source.to_json()
+            if self.attrs:
+                out["attrs"] = dict(self.attrs)
         elif self.kind == "dir":
             out["tree"] = self.tree
         else:
@@ -133,7 +210,7 @@ class TreeEntry:
                 raise ValueError(f"bad mode {mode}")
             if kind == "file":
                 keys = {"name", "type", "mode", "mtime", "size", "sha256", "chunks"}
-                _exact_keys(raw, keys | {"pack"} if "pack" in raw else keys)
+                _exact_keys(raw, keys | ({"pack", "source", "attrs"} & set(raw)))
                 chunks = tuple(raw["chunks"])
                 if not is_object_id(raw["sha256"]) or not all(map(is_object_id, chunks)):
                     raise ValueError("bad content hash")
@@ -141,6 +218,12 @@ class TreeEntry:
                 if size < 0 or (size > 0) != bool(chunks):
                     raise ValueError("size and chunk list disagree")
                 pack, offset = _pack_location(raw.get("pack"), chunks, raw["sha256"])
+                source = Source.from_json(raw["source"]) if "source" in raw else None
+                if source is not None and (pack or not chunks):
+                    raise ValueError("a file kept in its source object is not packed or empty")
+                attrs = check_attrs(raw["attrs"]) if "attrs" in raw else ()
+                if "attrs" in raw and not attrs:
+                    raise ValueError("empty attrs")
                 return cls(
                     name,
                     "file",
@@ -151,6 +234,8 @@ class TreeEntry:
                     chunks,
                     pack=pack,
                     pack_offset=offset,
+                    source=source,
+                    attrs=attrs,
                 )
             if kind == "dir":
                 _exact_keys(raw, {"name", "type", "mode", "mtime", "tree"})
@@ -304,13 +389,17 @@ def encode(obj: Object) -> bytes:
 
 
 def _entries_version(entries: tuple[TreeEntry, ...]) -> int:
-    """Trees and pages with packed files are version 2, so that a reader that predates packs
-    refuses them with a clear error instead of misreading them."""
-    return PACKED_VERSION if any(e.pack for e in entries) else FORMAT_VERSION
+    """Trees and pages with packed files are version 2, those with files kept in their source
+    object or with attributes version 3, so that a reader that predates them refuses them with
+    a clear error instead of misreading them."""
+    return max((e.format_version for e in entries), default=FORMAT_VERSION)
 
 
 def object_id(obj: Object) -> str:
     return sha256_hex(encode(obj))
+
+
+_VERSIONS = (FORMAT_VERSION, PACKED_VERSION, SOURCED_VERSION)
 
 
 def decode(data: bytes, key: str = "?", *, canonical: bool = True) -> Object:
@@ -324,10 +413,10 @@ def decode(data: bytes, key: str = "?", *, canonical: bool = True) -> Object:
         raise CorruptObject(key, f"not a valid object ({err})") from None
     except RecursionError:  # hostile nesting: refuse it rather than crash the reader
         raise CorruptObject(key, "not a valid object (nested too deeply)") from None
-    if not isinstance(raw, dict) or raw.get("v") not in (FORMAT_VERSION, PACKED_VERSION):
-        raise CorruptObject(key, "not a version-1 or version-2 s3fsv object")
+    if not isinstance(raw, dict) or raw.get("v") not in _VERSIONS:
+        raise CorruptObject(key, "not a version-1, -2 or -3 s3fsv object")
     obj = _decode_body(raw, key)
-    # Also enforces the version rule: "v" is 2 exactly when a tree or page has packed entries.
+    # Also enforces the version rule: "v" is the highest version any entry of a tree needs.
     if canonical and encode(obj) != data:
         raise CorruptObject(key, "object is not in canonical form")
     return obj

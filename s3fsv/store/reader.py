@@ -21,6 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
 
 from cachetools import LRUCache
 
@@ -49,6 +50,15 @@ WARM_SNAPSHOT_DIRS = 512  # directories of a pinned snapshot loaded when it is m
 WARM_SNAPSHOT_ENTRIES = 8192
 
 
+class ReadMeter(Protocol):
+    """Told about every chunk read: ``hit`` when memory or the disk cache served it, ``miss``
+    when it waited for the store. Called on the read path: must not block."""
+
+    def hit(self, nbytes: int) -> None: ...
+
+    def miss(self, nbytes: int) -> None: ...
+
+
 class ChunkReader:
     """Reads file ranges of one repo through the shared disk cache. Thread-safe."""
 
@@ -59,8 +69,10 @@ class ChunkReader:
         chunk_size: int,
         *,
         threads: int = 16,
+        meter: ReadMeter | None = None,
     ) -> None:
         self.objects = objects
+        self.meter = meter
         self.cache = cache
         self.chunk_size = chunk_size
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3fsv-fetch")
@@ -108,6 +120,12 @@ class ChunkReader:
         self._closed = True  # ends a snapshot walk at its next directory
         self._walker.shutdown(wait=wait, cancel_futures=True)
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    def forget(self, oids: Iterable[str]) -> None:
+        """Drop ``oids`` from memory (a purge erased them)."""
+        with self._lock:
+            for oid in oids:
+                self._recent.pop(oid, None)
 
     def pending(self) -> int:
         """Chunks being fetched or queued for fetching right now."""
@@ -178,25 +196,37 @@ class ChunkReader:
         # Memory, then disk; else fetch and look again (a fetch that resolves with None left
         # the chunk in memory or on disk). Twice, because a prefetch may report "already
         # cached" just before an eviction.
+        meter = self.meter
         for fetches in range(3):
             with self._lock:
                 recent = self._recent.get(oid)
             if recent is not None:
-                return _part(recent, offset, size, borrow)
-            data = self.cache.pread(oid, size, offset)
-            if data is not None:
-                return data
+                got = _part(recent, offset, size, borrow)
+                break
+            got = self.cache.pread(oid, size, offset)
+            if got is not None:
+                break
             if fetches == 2:
+                got = None
                 break
             fetched = self._start(oid, member=member).result()
             if fetched is not None:
-                return _part(fetched, offset, size, borrow)
+                got = _part(fetched, offset, size, borrow)
+                fetches += 1
+                break
+        if got is not None:
+            if meter is not None:
+                (meter.miss if fetches else meter.hit)(len(got))
+            return got
         raise CorruptObject(oid, "chunk vanished from the cache while it was read")
 
-    def prefetch(self, oids: Iterable[str]) -> bool:
-        """Start background fetches of ``oids`` not already cached, within the pending bound;
-        False when the bound stopped it before the end."""
-        for oid in oids:
+    def prefetch(self, chunks: Iterable[str | Member]) -> bool:
+        """Start background fetches of ``chunks`` (ids of chunk objects, or members of
+        another object) not already cached, within the pending bound; False when the bound
+        stopped it before the end."""
+        for chunk in chunks:
+            member = chunk if isinstance(chunk, Member) else None
+            oid = chunk.oid if isinstance(chunk, Member) else chunk
             with self._lock:
                 if oid in self._recent_prefetch or oid in self._inflight:
                     continue
@@ -204,8 +234,13 @@ class ChunkReader:
                     return False
                 _remember(self._recent_prefetch, oid)
             # The cache check (a disk read and a hash) runs in the pool, not in this request.
-            self._start(oid, check_cache=True).add_done_callback(_log_prefetch_failure)
+            fut = self._start(oid, check_cache=True, member=member)
+            fut.add_done_callback(_log_prefetch_failure)
         return True
+
+    def chunk(self, entry: TreeEntry, idx: int) -> str | Member:
+        """Chunk ``idx`` of a file entry as ``prefetch`` takes it."""
+        return Member.at(entry, idx, self.chunk_size) or entry.chunks[idx]
 
     def done_with(self, oids: Iterable[str]) -> None:
         """A sequential reader has read past ``oids``: those the disk cache holds leave memory
@@ -330,7 +365,7 @@ class ChunkReader:
         (their first chunk). Packed files are grouped into spans of one pack, each fetched with
         one ranged read; a span smaller than ``SPAN_MIN`` is held back until more files join it
         on a later call, unless ``last`` says that no more entries follow."""
-        plain: list[str] = []
+        plain: list[str | Member] = []
         spans: list[list[Member]] = []
         span: _Span | None = None
         budget = LOOKAHEAD_BYTES
@@ -341,7 +376,7 @@ class ChunkReader:
                     continue
                 if not e.pack:
                     if len(plain) < PLAIN_LOOKAHEAD:
-                        plain.append(e.chunks[0])
+                        plain.append(self.chunk(e, 0))
                         if len(plain) <= PLAIN_LOOKAHEAD // 2:
                             covered.append(e.chunks[0])
                     continue
@@ -372,7 +407,7 @@ class ChunkReader:
             if not self._start_span(members):
                 held.update(m.oid for m in members)
         if plain and not self.prefetch(plain):
-            held.update(plain)
+            held.update(p.oid if isinstance(p, Member) else p for p in plain)
         with self._lock:
             for oid in covered:
                 if oid not in held:
@@ -440,18 +475,19 @@ class ChunkReader:
         end = min(entry.size, offset + size)
         if offset >= end:
             return b""
-        member = Member.of(entry) if entry.pack else None
         first, last = offset // self.chunk_size, (end - 1) // self.chunk_size
         if len(entry.chunks) != (entry.size + self.chunk_size - 1) // self.chunk_size:
             raise CorruptObject(entry.sha256, "file entry's chunk list does not match its size")
         if last > first:  # start later chunks now so they download in parallel
             for idx in range(first + 1, last + 1):
-                self._start(entry.chunks[idx], check_cache=True)
+                later = Member.at(entry, idx, self.chunk_size)
+                self._start(entry.chunks[idx], check_cache=True, member=later)
         parts = []
         pos = offset
         while pos < end:
             idx, within = divmod(pos, self.chunk_size)
             want = min(end - pos, self.chunk_size - within)
+            member = Member.at(entry, idx, self.chunk_size)
             piece = self.chunk_range(entry.chunks[idx], want, within, borrow=borrow, member=member)
             if len(piece) != want:
                 raise CorruptObject(entry.chunks[idx], "chunk is shorter than its file entry says")
@@ -523,7 +559,8 @@ class Sequential:
                 reader.done_with(entry.chunks[self.released : first - 1])
                 self.released = first - 1
             idx = (offset + size - 1) // reader.chunk_size
-            reader.prefetch(entry.chunks[idx + 1 : idx + 1 + self.window])
+            ahead = range(idx + 1, min(idx + 1 + self.window, len(entry.chunks)))
+            reader.prefetch(reader.chunk(entry, i) for i in ahead)
 
 
 class _Span:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from s3fsv.errors import AlreadyExists, CorruptObject, NotFound, PreconditionFailed
@@ -50,13 +51,23 @@ class Records:
             check_name(part)
         return self.prefix + "/".join(parts)
 
-    def create(self, name: str, value: Any) -> str:
+    def create(self, name: str, value: Any, *, retain_until: datetime | None = None) -> str:
         """Write ``name`` only if it does not exist; ``AlreadyExists`` when it does. Returns
-        the etag."""
+        the etag. With ``retain_until``, on a store that can (an S3 bucket with Object Lock),
+        the record is also locked in compliance mode until then: not even the account's root
+        can delete or replace it; elsewhere the write is the same write-once put."""
+        data = canonical_json(value)
+        put_retained = getattr(self.backend, "put_retained", None)
         try:
-            return self.backend.put(self.key(name), canonical_json(value), if_none_match=True)
+            if retain_until is not None and put_retained is not None:
+                return str(put_retained(self.key(name), data, retain_until))
+            return self.backend.put(self.key(name), data, if_none_match=True)
         except PreconditionFailed:
             raise AlreadyExists(f"record {self.namespace}:{name} exists already") from None
+
+    def raw(self, name: str) -> bytes:
+        """The stored bytes of ``name`` as they are (for hashing); ``NotFound`` when none."""
+        return self.backend.get(self.key(name))
 
     def replace(self, name: str, value: Any, etag: str) -> str:
         """Overwrite ``name`` only if it is still at ``etag``; ``PreconditionFailed`` when
@@ -75,6 +86,14 @@ class Records:
         # The etag read by head may be older than the body when a writer raced us; a replace
         # with it then fails, which is the safe outcome.
         return Record(value, info.etag)
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` has a record (one HEAD)."""
+        try:
+            self.backend.head(self.key(name))
+        except NotFound:
+            return False
+        return True
 
     def find(self, name: str) -> Record | None:
         """The record ``name``, or None."""

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from s3fsv.errors import AlreadyExists, CorruptObject, InvalidName, NotFound, PreconditionFailed
 from s3fsv.store.backend.base import Backend
+from s3fsv.store.events import Event, Events
 from s3fsv.store.objects import canonical_json, is_object_id
 
 _REF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -68,11 +71,18 @@ class RefValue:
 
 
 class Refs:
-    """Refs of one repo."""
+    """Refs of one repo. Every change is told to ``events`` once it is made (the one place
+    ref changes are observed: see ``s3fsv.store.events``)."""
 
-    def __init__(self, backend: Backend, repo: str) -> None:
+    def __init__(self, backend: Backend, repo: str, events: Events | None = None) -> None:
         self.backend = backend
         self.repo = repo
+        self.events = events if events is not None else Events()
+
+    def _told(
+        self, action: str, name: str, old: str | None, new: str | None, **detail: Any
+    ) -> None:
+        self.events.emit(Event(action, self.repo, name, old, new, detail))
 
     def _key(self, kind: str, name: str) -> str:
         check_ref_name(name, {"branches": "branch", "tags": "tag"}.get(kind, kind))
@@ -117,11 +127,21 @@ class Refs:
             self.backend.put(self._key("branches", name), _body(commit), if_none_match=True)
         except PreconditionFailed:
             raise AlreadyExists(f"branch {name!r} already exists in repo {self.repo!r}") from None
+        self._told("branch.create", name, None, commit)
 
-    def move_branch(self, name: str, commit: str, expected: RefValue) -> str:
+    def move_branch(
+        self,
+        name: str,
+        commit: str,
+        expected: RefValue,
+        detail: Mapping[str, Any] | None = None,
+    ) -> str:
         """CAS: point ``name`` at ``commit`` if it is still at ``expected``; returns the new etag.
-        Raises ``PreconditionFailed`` when another writer moved it first."""
-        return self.backend.put(self._key("branches", name), _body(commit), if_match=expected.etag)
+        Raises ``PreconditionFailed`` when another writer moved it first. ``detail`` (what the
+        commit holds) goes with the ``commit`` event."""
+        etag = self.backend.put(self._key("branches", name), _body(commit), if_match=expected.etag)
+        self._told("commit", name, expected.commit, commit, **dict(detail or {}))
+        return etag
 
     def delete_branch(self, name: str) -> str:
         """Delete branch ``name``; return the commit it pointed to (its commits stay in the
@@ -129,6 +149,7 @@ class Refs:
         key = self._key("branches", name)
         head = self.branch(name).commit
         self.backend.delete(key)
+        self._told("branch.delete", name, head, None)
         return head
 
     # -- tags -------------------------------------------------------------------------------
@@ -141,11 +162,26 @@ class Refs:
     def tags(self) -> dict[str, str]:
         return self._list("tags")
 
+    def tag_ref(self, name: str) -> RefValue:
+        """Tag ``name`` with the etag to pass to ``move_tag``."""
+        try:
+            return self._read(self._key("tags", name))
+        except NotFound:
+            raise NotFound(f"no such tag {name!r} in repo {self.repo!r}") from None
+
+    def move_tag(self, name: str, commit: str, expected: RefValue) -> str:
+        """CAS a tag to ``commit``. Tags never move, except when a purge rewrites the commit
+        one names (``s3fsv purge --include-tags``): the only caller."""
+        etag = self.backend.put(self._key("tags", name), _body(commit), if_match=expected.etag)
+        self._told("tag.move", name, expected.commit, commit)
+        return etag
+
     def create_tag(self, name: str, commit: str) -> None:
         try:
             self.backend.put(self._key("tags", name), _body(commit), if_none_match=True)
         except PreconditionFailed:
             raise AlreadyExists(f"tag {name!r} already exists in repo {self.repo!r}") from None
+        self._told("tag.create", name, None, commit)
 
 
 def _body(commit: str) -> bytes:

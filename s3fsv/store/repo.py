@@ -30,6 +30,8 @@ from s3fsv.errors import (
     UsageError,
 )
 from s3fsv.store.backend.base import Backend
+from s3fsv.store.events import Events
+from s3fsv.store.lineage import try_index_commit
 from s3fsv.store.objects import Commit, Tree, TreeEntry, is_commit_prefix, is_object_id, split_path
 from s3fsv.store.objectstore import ByteCache, ObjectStore
 from s3fsv.store.refs import Refs, RefValue, split_ancestry
@@ -71,6 +73,7 @@ class Diff:
     deleted: list[str] = field(default_factory=list)
 
     def paths(self) -> set[str]:
+        """Every path added, modified or deleted."""
         return set(self.added) | set(self.modified) | set(self.deleted)
 
 
@@ -78,13 +81,18 @@ class Repository:
     """One repo of a store. Thread-safe; share one instance between threads."""
 
     def __init__(
-        self, backend: Backend, name: str, chunk_size: int, cache: ByteCache | None = None
+        self,
+        backend: Backend,
+        name: str,
+        chunk_size: int,
+        cache: ByteCache | None = None,
+        events: Events | None = None,
     ) -> None:
         self.backend = backend
         self.name = name
         self.chunk_size = chunk_size
-        self.objects = ObjectStore(backend, name, cache)
-        self.refs = Refs(backend, name)
+        self.objects = ObjectStore(backend, name, cache, chunk_size=chunk_size)
+        self.refs = Refs(backend, name, events)
 
     def init_main(self) -> str:
         root = self.objects.put(Tree())
@@ -342,6 +350,10 @@ class Repository:
         head = self.refs.branch(branch)
         if base is not None and base != head.commit:
             self._check_disjoint(base, head.commit, mine, ensure, branch)
+        # A concurrent gc must keep what the commit refers to (s3fsv/store/keepalive.py).
+        keep = self.objects.keepalive
+        keep.begin()
+        revived = keep.freshen(referenced(changes.values()), packed_members(changes.values()))
         for _attempt in range(MAX_COMMIT_ATTEMPTS):
             parent = self.commit_object(head.commit)
             tree = apply_changes(self.objects, parent.tree, changes, missing_ok=missing_ok)
@@ -356,19 +368,24 @@ class Repository:
                 dict(provenance or {}),
             )
             cid = self.objects.put(commit)
+            keep.settle(revived)
             try:
-                self.refs.move_branch(branch, cid, head)
-                log.info("committed %s on %s/%s", cid, self.name, branch)
-                return cid
+                self.refs.move_branch(branch, cid, head, {"tree": tree, "message": message})
             except PreconditionFailed:
                 new_head = self.refs.branch(branch)
-                if new_head.commit == cid:
-                    # Our put succeeded but its response was lost and the retry saw our own
-                    # write as a conflict: the branch is where we wanted it.
-                    return cid
-                log.info("branch %s moved to %s during commit; rebasing", branch, new_head.commit)
-                self._check_disjoint(head.commit, new_head.commit, mine, ensure, branch)
-                head = new_head
+                # Unless our put succeeded but its response was lost and the retry saw our own
+                # write as a conflict: then the branch is where we wanted it.
+                if new_head.commit != cid:
+                    log.info(
+                        "branch %s moved to %s during commit; rebasing", branch, new_head.commit
+                    )
+                    self._check_disjoint(head.commit, new_head.commit, mine, ensure, branch)
+                    head = new_head
+                    continue
+            log.info("committed %s on %s/%s", cid, self.name, branch)
+            # Only now: an entry written before the move could name a commit that never lands.
+            try_index_commit(self.backend, self.name, cid, commit.provenance)
+            return cid
         raise Conflict(sorted(mine), branch)  # pathological contention: give up, input intact
 
     def clashes(self, old: str, new: str, mine: set[str], ensure: set[str] = set()) -> set[str]:  # noqa: B006
@@ -411,6 +428,29 @@ def related_paths(mine: Iterable[str], theirs: Iterable[str]) -> set[str]:
         if p in exact or p in above or any(p[:i] in exact for i, c in enumerate(p) if c == "/"):
             found.add(p)
     return found
+
+
+def referenced(changes: Iterable[Change]) -> set[str]:
+    """The store objects that the entries of ``changes`` refer to directly: a file's chunks or
+    pack (not an imported original, which is no store object), a directory's tree."""
+    out: set[str] = set()
+    for entry in changes:
+        if entry is None or entry.source is not None:
+            continue
+        if entry.kind == "file":
+            out.update((entry.pack,) if entry.pack else entry.chunks)
+        elif entry.kind == "dir" and entry.tree:
+            out.add(entry.tree)
+    return out
+
+
+def packed_members(changes: Iterable[Change]) -> dict[str, set[int]]:
+    """Pack -> offsets of the members the entries of ``changes`` are."""
+    out: dict[str, set[int]] = {}
+    for entry in changes:
+        if entry is not None and entry.kind == "file" and entry.pack:
+            out.setdefault(entry.pack, set()).add(entry.pack_offset)
+    return out
 
 
 def _is_ensure_dir(change: Change) -> bool:

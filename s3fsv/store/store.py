@@ -18,6 +18,7 @@ from s3fsv.errors import (
     UnsupportedStore,
 )
 from s3fsv.store.backend import Backend, open_backend
+from s3fsv.store.events import Event, Events
 from s3fsv.store.objects import DEFAULT_CHUNK_SIZE, FORMAT_VERSION, canonical_json
 from s3fsv.store.objectstore import ByteCache
 from s3fsv.store.refs import check_ref_name
@@ -33,10 +34,14 @@ class Store:
     credentials or an unreachable endpoint as a clear error before any real work starts.
     """
 
-    def __init__(self, backend: Backend, cache: ByteCache | None = None) -> None:
+    def __init__(
+        self, backend: Backend, cache: ByteCache | None = None, events: Events | None = None
+    ) -> None:
         self.backend = backend
         self.cache = cache
         self.created_location = False  # set by init: it made the bucket or directory
+        # Told of every ref change of every repo opened through this store (store.events).
+        self.events = events if events is not None else Events()
 
     @property
     def url(self) -> str:
@@ -49,9 +54,12 @@ class Store:
         *,
         endpoint_url: str | None = None,
         cache: ByteCache | None = None,
+        events: Events | None = None,
         **s3_options: Any,
     ) -> Store:
-        store = cls(open_backend(url, endpoint_url=endpoint_url, **s3_options), cache)
+        """Open an initialised store. ``s3_options`` go to the S3 backend (timeouts, and
+        ``credentials``: a botocore credentials object used instead of the standard chain)."""
+        store = cls(open_backend(url, endpoint_url=endpoint_url, **s3_options), cache, events)
         store.check_initialised()
         return store
 
@@ -120,7 +128,8 @@ class Store:
             self.backend.put(f"{name}/repo.json", canonical_json(descriptor), if_none_match=True)
         except PreconditionFailed:
             raise AlreadyExists(f"repo {name!r} already exists in {self.url}") from None
-        repo = Repository(self.backend, name, chunk_size, self.cache)
+        self.events.emit(Event("repo.create", name))
+        repo = Repository(self.backend, name, chunk_size, self.cache, self.events)
         repo.init_main()
         return repo
 
@@ -139,7 +148,7 @@ class Store:
         chunk_size = raw.get("chunk_size")
         if type(chunk_size) is not int or chunk_size < 4096:
             raise UnsupportedStore(f"repo {name!r} has an invalid chunk size {chunk_size!r}")
-        return Repository(self.backend, name, chunk_size, self.cache)
+        return Repository(self.backend, name, chunk_size, self.cache, self.events)
 
     def repos(self) -> list[str]:
         out = []

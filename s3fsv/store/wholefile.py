@@ -129,7 +129,7 @@ class WholeFiles:
             if not done:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
-        self.cache.account(entry.size)
+        self.cache.account(entry.size, entry.size)
         log.info("materialised %s (%d bytes) for passthrough", entry.sha256[:12], entry.size)
         return final
 
@@ -141,6 +141,17 @@ class WholeFiles:
                 return data
             time.sleep(0.1)
         return None
+
+    def discard_all(self) -> int:
+        """Delete every whole-file entry (after a purge: they are made again from chunks
+        that are still there); return how many were deleted."""
+        gone = 0
+        for sub in self.root.glob("??"):
+            for path in sub.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    gone += 1
+        return gone
 
     def close(self, wait: float = 30.0) -> None:
         """Drop queued work; let a copy in progress finish within ``wait`` seconds (a fresh

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import s3fsv
-from s3fsv.errors import AlreadyExists, NotFound
+from s3fsv.errors import AlreadyExists, IsADirectory, NotFound
 from s3fsv.store.store import Store
 
 
@@ -76,7 +76,7 @@ def test_copy_shares_content_sees_the_transaction_and_old_commits(repo: s3fsv.Re
         tx.copy("new", "dir/new")  # pending content is copied too
         tx.copy("a", "old-a", ref="main")  # as the branch's head has it
         tx.mkdir("dir/sub")
-        with pytest.raises(AlreadyExists):
+        with pytest.raises(IsADirectory):
             tx.copy("a", "dir")
         with pytest.raises(NotFound):
             tx.copy("missing", "b")

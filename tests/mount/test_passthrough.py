@@ -41,6 +41,8 @@ def test_materialised_entry_is_verified_and_read_only(tmp_path: Path) -> None:
     assert path is not None and path.read_bytes() == data
     assert path.stat().st_mode & 0o7777 == 0o400
     assert whole.find(entry) == path
+    assert whole.discard_all() == 1 and not path.exists()  # what a purge does
+    assert whole.materialise(entry) == path
     # A file of the wrong size there is not used (and is removed).
     os.chmod(path, 0o600)
     path.write_bytes(data[:-1])

@@ -47,6 +47,22 @@ def hasher_command(script: Path) -> list[str]:
     return [sys.executable, str(script), "{in}/images", "{out}"]
 
 
+def hash_spec(tmp_path: Path, **fields: object) -> Path:
+    """``hash.toml``: the hasher over ``cams@main:images/*`` into ``out@main``, with
+    ``fields`` (batch, workers...) added."""
+    spec = tmp_path / "hash.toml"
+    spec.write_text(
+        toml(
+            name="hash",
+            input="cams@main:images/*",
+            output="out@main",
+            command=hasher_command(tmp_path / "hasher.py"),
+            **fields,
+        )
+    )
+    return spec
+
+
 def cli(env: dict[str, str], *args: str, check: bool = True) -> Any:
     return run_cli(*args, env=env, check=check, timeout=300)
 

@@ -8,6 +8,7 @@ glob ``/`` keeps a summary of the first one's output up to date by itself.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -157,6 +158,10 @@ def test_incremental_detection_pipeline(s3_bucket_url: str, tmp_path: Path) -> N
     assert head.provenance["pipeline"]["job"] == cams.resolve("main")
     assert head.provenance["pipeline"]["datums"]["processed"] == 6
     assert head.provenance["inputs"][0]["commit"] == cams.resolve("main")
+    run = head.provenance["run"]  # the run record of `s3fsv run`, plus the pipeline's block
+    assert run["argv"] == detect and run["inputs"][0]["commit"] == cams.resolve("main")
+    detect_sha = hashlib.sha256((EXAMPLES / "detect.py").read_bytes()).hexdigest()
+    assert detect_sha in json.dumps(run["code"])
     logs = cli(env, "pipeline", "logs", "detect", "--datum", f"images/{names[12]}").stdout
     assert "exit 0" in logs and "done:" in logs  # detect.py's own last line
     store.close()

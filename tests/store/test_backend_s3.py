@@ -20,7 +20,6 @@ from botocore.exceptions import (
     IncompleteReadError,
     NoCredentialsError,
 )
-from conftest import isolate_aws_env
 from s3server import SeaweedServer
 from test_backend_contract import LIST_KEYS
 
@@ -39,6 +38,7 @@ from s3fsv.store.backend.base import ReadsInto
 from s3fsv.store.backend.s3 import S3Backend
 from s3fsv.store.backend.s3 import _fill as s3_fill
 from s3fsv.store.store import Store
+from tests.conftest import isolate_aws_env
 
 
 def test_s3_read_into_reuses_its_connection(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import random
 import threading
 from collections import Counter
@@ -259,9 +258,10 @@ def test_repacked_file_is_not_a_change_in_diff() -> None:
     data = b"same bytes"
     first = upload(repo.objects, {"a": data})["a"]
     c1 = repo.commit("main", {"a": first}, "one")
+    other_pack = repo.objects.put_bytes(b"12345" + data)  # a commit refers to stored objects
     moved = TreeEntry(
         "a", "file", first.mode, first.mtime_ns, first.size, first.sha256, first.chunks,
-        pack=hashlib.sha256(b"another pack").hexdigest(), pack_offset=5,
+        pack=other_pack, pack_offset=5,
     )  # fmt: skip
     c2 = repo.commit("main", {"a": moved}, "same content, stored elsewhere")
     assert repo.diff(c1, c2).paths() == set()

@@ -19,6 +19,12 @@ against each of them:
   below ``prefix`` (a delimiter listing), in ascending order.
 - ``delete(key)`` removes a key; deleting a missing key is not an error.
 
+Optionally (:class:`Sweepable`, every backend here): ``list_info(prefix)`` yields
+:class:`KeyInfo` (key, size, last-modified time) like ``list``; ``touch(key)`` makes a key's
+last-modified time now without changing its value (``NotFound`` when it is missing);
+``delete_many(keys)`` removes keys like ``delete``, in as few requests as the store allows.
+Garbage collection needs them (``s3fsv.ingest.gc``).
+
 Optionally (:class:`ReadsInto`), ``read_into(key, alloc)`` reads a whole value into memory the
 caller provides: it calls ``alloc(size)`` once, fills the writable buffer it returns and returns
 that buffer; it raises ``NotFound`` like ``get``. Large chunk bodies use it to land in aligned,
@@ -69,6 +75,43 @@ class Backend(Protocol):
     def delete(self, key: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A listed key, its size and when it was last written (nanoseconds since the epoch, as the
+    store's clock says; S3 keeps whole seconds)."""
+
+    key: str
+    size: int
+    modified_ns: int
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """An object of a bucket as an importer sees it (``S3Backend.list_objects`` and
+    ``open_object``): its key (in the bucket), size, ETag (quotes included), version id ("" when
+    the bucket does not version), last-modified time, user metadata (``x-amz-meta-*``, names
+    lowercase) and how many tags it has (-1: not known from a listing)."""
+
+    key: str
+    size: int
+    etag: str
+    version: str = ""
+    modified_ns: int = 0
+    metadata: dict[str, str] | None = None
+    tag_count: int = -1
+
+
+@runtime_checkable
+class Sweepable(Protocol):
+    """The optional listing-with-times, ``touch`` and bulk delete; see the module docstring."""
+
+    def list_info(self, prefix: str = "") -> Iterator[KeyInfo]: ...
+
+    def touch(self, key: str) -> None: ...
+
+    def delete_many(self, keys: list[str]) -> None: ...
 
 
 @runtime_checkable

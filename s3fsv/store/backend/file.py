@@ -42,7 +42,7 @@ from s3fsv.errors import (
     StoreUnavailable,
     UsageError,
 )
-from s3fsv.store.backend.base import B, ObjectInfo, check_key, check_range
+from s3fsv.store.backend.base import B, KeyInfo, ObjectInfo, check_key, check_range
 
 _RESERVED = ".s3fsv-"
 _TMP = ".s3fsv-tmp-"
@@ -346,6 +346,23 @@ class FileBackend:
                 yield from self._walk(directory / name, f"{base}{name}/", "", prefix)
             else:
                 yield base + name
+
+    # -- garbage collection (Sweepable) -----------------------------------------------------------
+
+    def list_info(self, prefix: str = "") -> Iterator[KeyInfo]:
+        for key in self.list(prefix):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                st = os.stat(self._path(key))
+                yield KeyInfo(key, st.st_size, st.st_mtime_ns)
+
+    def touch(self, key: str) -> None:
+        path = self._path(key)
+        with _translating(key, "get"):
+            os.utime(path)
+
+    def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            self.delete(key)
 
     def close(self) -> None:
         pass

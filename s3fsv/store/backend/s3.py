@@ -3,7 +3,9 @@
 Besides the contract in :mod:`s3fsv.store.backend.base`:
 
 - Key ``k`` is the object ``prefix/k`` (``k`` when the prefix is empty).
-- **Credentials** come from the standard boto3 chain (env, profile, SSO, instance role). The
+- **Credentials** come from the standard boto3 chain (env, profile, SSO, instance role), unless
+  ``credentials`` (a botocore credentials object, such as the refreshing ones an access gateway
+  hands out: ``s3fsv.store.backend.aws``) is given, which is then the only source. The
   endpoint is ``endpoint_url`` if given, else ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``;
   with a custom endpoint, path-style addressing is used (SeaweedFS, MinIO need it). The region is
   the configured one, else ``us-east-1``.
@@ -37,13 +39,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any, Literal
 
 import boto3
+import botocore.credentials
 import botocore.exceptions as bexc
 import botocore.session
 from botocore.config import Config
@@ -58,11 +63,20 @@ from s3fsv.errors import (
     StoreUnavailable,
     UsageError,
 )
-from s3fsv.store.backend.base import B, ObjectInfo, check_key, check_range, copy_into
+from s3fsv.store.backend.base import (
+    B,
+    KeyInfo,
+    ObjectInfo,
+    SourceObject,
+    check_key,
+    check_range,
+    copy_into,
+)
 
 DEFAULT_REGION = "us-east-1"
+DELETE_BATCH = 1000  # keys per DeleteObjects request, the S3 maximum
 
-_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 _PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 _DENIED_CODES = {
     "AccessDenied",
@@ -113,6 +127,25 @@ def _fill(body: Any, view: memoryview, size: int) -> None:
         raise bexc.IncompleteReadError(actual_bytes=done, expected_bytes=size)
 
 
+def time_ns(value: object) -> int:
+    """Nanoseconds since the epoch of an S3 timestamp: a datetime, or the string botocore leaves
+    unparsed here (ISO 8601 in listings, RFC 1123 in headers)."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = str(value)
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            moment = email.utils.parsedate_to_datetime(text)
+    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+
+
+def _version(resp: dict[str, Any]) -> str:
+    version = str(resp.get("VersionId") or "")
+    return "" if version == "null" else version  # "null": written before versioning was on
+
+
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
@@ -136,6 +169,8 @@ class S3Backend:
         read_timeout: float = 30.0,
         max_pool_connections: int = 32,
         list_mode: Literal["auto", "flat", "walk"] = "auto",
+        credentials: Any = None,
+        denied_hint: str = "check credentials",
     ) -> None:
         if list_mode not in ("auto", "flat", "walk"):
             raise UsageError(f"invalid list_mode {list_mode!r}: use auto, flat or walk")
@@ -157,7 +192,9 @@ class S3Backend:
             or os.environ.get("AWS_ENDPOINT_URL")
             or None
         )
-        self._region = region
+        self.region = region
+        self.credentials = credentials
+        self.denied_hint = denied_hint  # what an access-denied message tells the user to do
         self._config = Config(
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=connect_timeout,
@@ -172,6 +209,8 @@ class S3Backend:
             response_checksum_validation="when_required",
         )
         self._client: Any = None
+        self._core: Any = None
+        self._signer: Any = None
         self._client_lock = threading.Lock()
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -183,15 +222,17 @@ class S3Backend:
             with self._client_lock:
                 if self._client is None:
                     try:
-                        core = botocore.session.Session()
+                        self._core = core = botocore.session.Session()
                         # Responses' timestamps (LastModified...) are never used here: leave
                         # them as strings instead of parsing each with dateutil (about a fifth
                         # of botocore's CPU per small GET, measured).
                         core.get_component("response_parser_factory").set_parser_defaults(
                             timestamp_parser=str
                         )
+                        if self.credentials is not None:
+                            given_credentials(core, self.credentials)
                         session = boto3.session.Session(botocore_session=core)
-                        region = self._region or session.region_name or DEFAULT_REGION
+                        region = self.region or session.region_name or DEFAULT_REGION
                         self._client = session.client(
                             "s3",
                             region_name=region,
@@ -232,7 +273,7 @@ class S3Backend:
                     return PreconditionFailed(f"conditional write lost on {where}: key is gone")
                 return NotFound(f"no such key: {where}")
             if code in _DENIED_CODES or status == 403:
-                return AccessDenied(f"access denied to {where}: check credentials")
+                return AccessDenied(f"access denied to {where}: {self.denied_hint}")
             return StoreUnavailable(f"S3 error on {where}: {code or status}: {message}")
         if isinstance(exc, _CREDENTIAL_ERRORS):
             if isinstance(exc, bexc.NoCredentialsError):
@@ -302,6 +343,17 @@ class S3Backend:
             resp = self.client.head_object(Bucket=self.bucket, Key=full)
         return ObjectInfo(int(resp["ContentLength"]), str(resp["ETag"]))
 
+    def server_time(self, key: str) -> float | None:
+        """The store's clock, from the ``Date`` header of a HEAD of ``key`` (seconds since the
+        epoch, whole seconds), or None when the server sends no date."""
+        with self._errors(key):
+            resp = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        date = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        try:
+            return email.utils.parsedate_to_datetime(date).timestamp() if date else None
+        except (TypeError, ValueError):
+            return None
+
     def put(
         self,
         key: str,
@@ -327,6 +379,79 @@ class S3Backend:
         with self._errors(key, cas=if_match is not None):
             resp = self.client.put_object(**kwargs)
         return str(resp["ETag"])
+
+    def put_retained(self, key: str, data: bytes, retain_until: datetime) -> str:
+        """Write ``key`` once (``If-None-Match: *``) under Object Lock in compliance mode until
+        ``retain_until``: no one, the account's root included, can delete or replace that
+        version before then. Needs a bucket created with Object Lock enabled; a lost
+        condition raises ``PreconditionFailed``."""
+        full = self._key(key)
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": full,
+            "Body": bytes(data),
+            "ChecksumSHA256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
+            "IfNoneMatch": "*",
+            "ObjectLockMode": "COMPLIANCE",
+            "ObjectLockRetainUntilDate": retain_until,
+        }
+        with self._errors(key):
+            resp = self.client.put_object(**kwargs)
+        return str(resp["ETag"])
+
+    def object_lock_enabled(self) -> bool:
+        """Whether the bucket was created with Object Lock (so ``put_retained`` works)."""
+        with self._errors(""):
+            try:
+                conf = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            except bexc.ClientError as exc:
+                if _code(exc) in ("ObjectLockConfigurationNotFoundError", "NotImplemented"):
+                    return False
+                raise
+        return conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+
+    def key_versions(self, prefix: str) -> dict[str, int]:
+        """How many versions (delete markers included) each key below ``prefix`` has, in a
+        versioned bucket: more than one means the key was overwritten or deleted (with Object
+        Lock, the earlier versions are still there). Empty when the bucket keeps none."""
+        counts: dict[str, int] = {}
+        skip = len(self._base)
+        with self._errors(prefix):
+            pages = self.client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=self._base + prefix
+            )
+            for page in pages:
+                for item in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]:
+                    key = item["Key"][skip:]
+                    counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def presign(self, method: Literal["GET", "PUT"], key: str, expires: int) -> str:
+        """A URL that lets its bearer GET or PUT ``key`` for ``expires`` seconds with this
+        backend's credentials (SigV4: the engine checks the signer's rights on each use)."""
+        full = self._key(key)
+        operation = {"GET": "get_object", "PUT": "put_object"}[method]
+        with self._errors(key):
+            return str(
+                self._presigner.generate_presigned_url(
+                    operation, Params={"Bucket": self.bucket, "Key": full}, ExpiresIn=expires
+                )
+            )
+
+    @property
+    def _presigner(self) -> Any:
+        """A client like :attr:`client` that signs URLs with SigV4 (botocore's default for
+        presigned S3 URLs can be the older query signature, which session credentials lack)."""
+        client = self.client
+        with self._client_lock:
+            if self._signer is None:
+                self._signer = self._core.create_client(  # botocore's: it can presign too
+                    "s3",
+                    region_name=client.meta.region_name,
+                    endpoint_url=self.endpoint_url,
+                    config=client.meta.config.merge(Config(signature_version="s3v4")),
+                )
+            return self._signer
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys starting with ``prefix``, ascending (UTF-8 byte order, like AWS), lazily.
@@ -402,9 +527,135 @@ class S3Backend:
                 if _code(exc) != "NoSuchKey":  # S3 answers 204 anyway; some servers 404
                     raise
 
+    # -- garbage collection (Sweepable) -----------------------------------------------------------
+
+    def list_info(self, prefix: str = "") -> Iterator[KeyInfo]:
+        """Keys below ``prefix`` with their size and last-modified time, in the server's order
+        (one paginated listing: order does not matter to a sweep)."""
+        skip = len(self._base)
+        with self._errors(prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._base + prefix
+            )
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    yield KeyInfo(obj["Key"][skip:], int(obj["Size"]), time_ns(obj["LastModified"]))
+
+    def touch(self, key: str) -> None:
+        """Make ``key``'s last-modified time now: a server-side copy onto itself."""
+        full = self._key(key)
+        with self._errors(key):
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=full,
+                CopySource={"Bucket": self.bucket, "Key": full},
+                MetadataDirective="REPLACE",
+            )
+
+    def delete_many(self, keys: list[str]) -> None:
+        for first in range(0, len(keys), DELETE_BATCH):
+            batch = [{"Key": self._key(k)} for k in keys[first : first + DELETE_BATCH]]
+            with self._errors(keys[first]):
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            errors = [e for e in resp.get("Errors", ()) if e.get("Code") != "NoSuchKey"]
+            if errors:
+                shown = errors[0]
+                raise StoreUnavailable(
+                    f"S3 refused to delete {len(errors)} key(s) of {self._where('')}, first "
+                    f"{shown.get('Key')}: {shown.get('Code')}: {_one_line(shown.get('Message'))}"
+                )
+
+    # -- objects of a bucket as they are (imports) ------------------------------------------------
+
+    def list_objects(self, prefix: str = "") -> Iterator[SourceObject]:
+        """Every object below ``prefix`` (keys relative to the bucket, whatever this backend's
+        own prefix), in the server's order."""
+        with self._errors(prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    yield SourceObject(
+                        obj["Key"],
+                        int(obj["Size"]),
+                        str(obj["ETag"]),
+                        modified_ns=time_ns(obj["LastModified"]),
+                    )
+
+    def open_object(self, key: str, part: int) -> tuple[SourceObject, Iterator[bytes]]:
+        """Start reading object ``key`` of the bucket: what it is now, and its bytes in pieces
+        of ``part`` bytes (the last shorter). Errors while reading are translated too."""
+        with self._errors(key):
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+        info = SourceObject(
+            key,
+            int(resp["ContentLength"]),
+            str(resp["ETag"]),
+            _version(resp),
+            time_ns(resp["LastModified"]),
+            {str(k).lower(): str(v) for k, v in resp.get("Metadata", {}).items()},
+            int(resp.get("TagCount") or 0),
+        )
+
+        def pieces() -> Iterator[bytes]:
+            body = resp["Body"]
+            try:
+                with self._errors(key):
+                    while piece := body.read(part):
+                        yield piece
+            finally:
+                body.close()
+
+        return info, pieces()
+
+    def object_tags(self, key: str, version: str = "") -> dict[str, str]:
+        """The tags of object ``key`` (of one version, when given)."""
+        extra = {"VersionId": version} if version else {}
+        with self._errors(key):
+            resp = self.client.get_object_tagging(Bucket=self.bucket, Key=key, **extra)
+        return {str(t["Key"]): str(t["Value"]) for t in resp.get("TagSet", ())}
+
+    def read_object(self, key: str, start: int, end: int, *, version: str, etag: str) -> bytes:
+        """Bytes ``[start, end)`` of object ``key`` of the bucket, of version ``version`` when
+        given, and only while its ETag is ``etag``: ``PreconditionFailed`` when it changed,
+        ``NotFound`` when it (or that version) is gone."""
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "IfMatch": etag,
+            "Range": f"bytes={start}-{end - 1}",
+        }
+        if version:
+            kwargs["VersionId"] = version
+        with self._errors(key):
+            return bytes(self.client.get_object(**kwargs)["Body"].read())
+
+    def head_object(self, key: str, version: str = "") -> SourceObject:
+        """What object ``key`` of the bucket (one version of it, when given) is now."""
+        extra = {"VersionId": version} if version else {}
+        with self._errors(key):
+            resp = self.client.head_object(Bucket=self.bucket, Key=key, **extra)
+        return SourceObject(
+            key, int(resp["ContentLength"]), str(resp["ETag"]), _version(resp), 0, {}, -1
+        )
+
+    def delete_object(self, key: str, version: str = "") -> None:
+        """Delete object ``key`` of the bucket; with ``version``, that version for good."""
+        extra = {"VersionId": version} if version else {}
+        with self._errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=key, **extra)
+
     def create_bucket_if_missing(self) -> bool:
         """Create the bucket unless this account already owns it. Returns True if created."""
         with self._errors(""):
+            # SeaweedFS answers a second create of a bucket made with Object Lock with
+            # BucketAlreadyExists (not ...OwnedByYou): a bucket we can already reach is ours.
+            with contextlib.suppress(bexc.ClientError):
+                self.client.head_bucket(Bucket=self.bucket)
+                return False
             kwargs: dict[str, Any] = {"Bucket": self.bucket}
             region = self.client.meta.region_name
             if region and region != DEFAULT_REGION:
@@ -422,6 +673,36 @@ class S3Backend:
         return True
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        for client in (self._client, self._signer):
+            if client is not None:
+                client.close()
+        self._client = self._signer = None
+
+
+class _Given(botocore.credentials.CredentialProvider):  # type: ignore[misc]
+    METHOD = "s3fsv-given"
+
+    def __init__(self, credentials: Any) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> Any:
+        return self._credentials
+
+
+def given_credentials(core: botocore.session.Session, credentials: Any) -> None:
+    """Make ``credentials`` the only source a botocore session's clients use (the standard
+    chain would otherwise pick up environment variables or a profile first)."""
+    resolver = botocore.credentials.CredentialResolver(providers=[_Given(credentials)])
+    core.register_component("credential_provider", resolver)
+
+
+def credentials_method() -> str | None:
+    """Where the standard chain finds credentials here (botocore's name for it: ``env``,
+    ``shared-credentials-file``, ``iam-role``, ``assume-role``...), or None when it finds none.
+    Never the credentials themselves."""
+    try:
+        creds = botocore.session.Session().get_credentials()
+    except Exception:  # a broken profile: the store's own error says more
+        return None
+    return None if creds is None else str(creds.method)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import s3fsv
 from tests.mounting import S3FSV
-from tests.pipelines.support import cli, hasher_command, toml
+from tests.pipelines.support import cli, hash_spec
 
 DEADLINE = 120.0
 
@@ -34,17 +34,7 @@ def test_two_watchers_and_a_kill(
 ) -> None:
     runlog = tmp_path / "runs.log"
     env = {**pipeline_env, "RUNLOG": str(runlog), "DATUM_SLEEP": "0.4"}
-    spec = tmp_path / "hash.toml"
-    spec.write_text(
-        toml(
-            name="hash",
-            input="cams@main:images/*",
-            output="out@main",
-            command=hasher_command(tmp_path / "hasher.py"),
-            batch=1,
-            workers=1,
-        )
-    )
+    spec = hash_spec(tmp_path, batch=1, workers=1)
     cli(env, "pipeline", "create", "-f", str(spec))
     records = store.records("pipelines")
     first = store.repo("cams").resolve("main")

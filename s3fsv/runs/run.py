@@ -1,0 +1,263 @@
+"""``s3fsv run``: a command on pinned inputs, its outputs committed with a run record.
+
+Order: resolve every input to a commit and check the output branch and the command (so a
+mistake fails before anything starts); start taking the code identity (in a thread, while
+the inputs are being shown); show the inputs (mount or download); run the command; take the
+inputs away; then commit the outputs on exit 0, or keep them and say how to commit or discard
+them otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from s3fsv.api import Store
+from s3fsv.errors import NotADirectory, NotFound, UsageError
+from s3fsv.runs import staging
+from s3fsv.runs.execute import check_command, run_command
+from s3fsv.runs.identity import PLACEHOLDER, code_identity
+from s3fsv.runs.record import build_record, new_run_id
+from s3fsv.runs.spec import (
+    InputSpec,
+    OutputSpec,
+    PinnedInput,
+    check_inputs,
+    environment,
+    substitute,
+)
+from s3fsv.runs.views import Say, StoreMount, input_views
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run. ``fuse`` False downloads the inputs instead of mounting them."""
+
+    inputs: Sequence[InputSpec]
+    output: OutputSpec
+    argv: Sequence[str]
+    message: str | None = None
+    record_files: Sequence[str] = ()
+    fuse: bool = True
+    cwd: str | None = None  # default: this process's working directory
+    stdout_to_stderr: bool = False  # the command's stdout goes to stderr (reproduce reports)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # further record keys
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    exit_code: int
+    record: dict[str, Any]
+    commit: str | None  # the commit made, on success
+    kept: Path | None  # the run's directory, kept because the command failed
+
+
+def pin_inputs(store: Store, inputs: Sequence[InputSpec]) -> list[PinnedInput]:
+    """Each input resolved to the full id of the commit it is read from, its path checked to
+    exist there."""
+    pinned = []
+    for spec in inputs:
+        repo = store.repo(spec.repo)
+        commit = repo.resolve(spec.ref)
+        if spec.path:
+            try:
+                repo.stat(commit, spec.path)
+            except (NotFound, NotADirectory):
+                raise NotFound(
+                    f"--in {spec}: no {spec.path} in {spec.repo}@{commit[:12]}"
+                ) from None
+        pinned.append(PinnedInput(spec, commit))
+    return pinned
+
+
+def run(
+    store: Store | Callable[[], Store],
+    request: RunRequest,
+    *,
+    say: Say,
+    endpoint_url: str | None = None,
+    store_url: str | None = None,
+    code: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Run ``request`` and commit its outputs when the command exits 0.
+
+    ``store`` is an open store, or a function that opens it: then the run's mount (of
+    ``store_url``) starts while the store is being opened, and the store is closed at the
+    end. ``code``, when the caller has taken it already (reproduce), is the code identity to
+    record. Whatever fails before the command starts leaves nothing behind."""
+    cwd = os.path.abspath(request.cwd or os.getcwd())
+    _check_locally(request, cwd)
+    if isinstance(store, Store):
+        return _run(store, store.url, request, cwd, say, endpoint_url, code, None)
+    if store_url is None:
+        raise ValueError("run: a store opener needs store_url")
+    opened: list[Store] = []
+    try:
+        return _run(store, store_url, request, cwd, say, endpoint_url, code, opened)
+    finally:
+        for handle in opened:
+            handle.close()
+
+
+def _run(
+    store_or_opener: Store | Callable[[], Store],
+    url: str,
+    request: RunRequest,
+    cwd: str,
+    say: Say,
+    endpoint_url: str | None,
+    code: Mapping[str, Any] | None,
+    opened: list[Store] | None,
+) -> RunResult:
+    run_id = new_run_id()
+    top = staging.new_run_dir(run_id)
+    out_dir = top / "out"
+    message = request.message or default_message(request.argv)
+    record: dict[str, Any] | None = None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3fsv-run-identity")
+    identity = (
+        None
+        if code is not None
+        else pool.submit(code_identity, request.argv, cwd, os.environ, request.record_files)
+    )
+    # The mount starts while the inputs are resolved: the two take about as long.
+    repos = {spec.repo for spec in request.inputs}
+    mount = StoreMount(url.rstrip("/"), repos, top, endpoint_url, say) if request.fuse else None
+
+    def finish_mount() -> None:
+        """Wait until the run's own mount is gone: before its directory may be removed."""
+        if mount is not None:
+            t = time.monotonic()
+            mount.finish()
+            log.debug("mount gone after another %.2f s", time.monotonic() - t)
+
+    try:
+        t0 = time.monotonic()
+        if isinstance(store_or_opener, Store):
+            store = store_or_opener
+        else:
+            store = store_or_opener()
+            assert opened is not None
+            opened.append(store)
+        pinned = pin_inputs(store, request.inputs)
+        out_repo = store.repo(request.output.repo)
+        staging.check_output(out_repo, request.output)
+        for item in pinned:  # (only once everything checked out: a mistake is one line)
+            pinned_by = "" if item.spec.ref == item.commit else f" = commit {item.commit}"
+            say(f"input {item.spec.name}: {item.spec}{pinned_by}")
+        with input_views(store, pinned, top, mount=mount, say=say) as views:
+            t1 = time.monotonic()
+            argv = substitute(request.argv, views.paths, str(out_dir))
+            env = {**os.environ, **environment(views.paths, str(out_dir), run_id)}
+            # Taken before the command starts, so not competing with it for the CPU.
+            code = _taken(identity) if identity is not None else code
+            log.debug("inputs shown after %.2f s, code identity after %.2f s more",
+                      t1 - t0, time.monotonic() - t1)  # fmt: skip
+            start = time.time_ns()
+            exit_code = run_command(
+                argv, cwd=cwd, env=env, stdout_to_stderr=request.stdout_to_stderr
+            )
+            end = time.time_ns()
+            record = build_record(
+                run_id=run_id,
+                inputs=[p.as_record() for p in pinned],
+                output=request.output.as_record(),
+                argv=request.argv,
+                cwd=cwd,
+                exit_code=exit_code,
+                start_ns=start,
+                end_ns=end,
+                mode=views.mode,
+                code=code,
+                extra=request.extra,
+            )
+        log.debug("command took %.2f s", (end - start) / 1e9)
+        if exit_code == 0:  # committed while the mount is being taken away
+            t2 = time.monotonic()
+            cid = staging.commit_outputs(
+                out_repo,
+                request.output,
+                out_dir,
+                message=message,
+                provenance=run_provenance(record),
+                say=say,
+            )
+            log.debug("outputs committed in %.2f s", time.monotonic() - t2)
+    except BaseException:
+        finish_mount()
+        if record is None:  # nothing ran, or it was stopped before it could end
+            staging.discard(top)
+        else:  # it ran: its outputs stay, whatever stopped the rest
+            _keep(top, url, request.output, message, record)
+            say(f"the command exited with {record['exit_code']}, but nothing was committed:")
+            for line in staging.kept_lines(run_id, top):
+                say(line)
+        raise
+    finally:
+        finish_mount()
+        pool.shutdown(wait=True)
+    if exit_code != 0:
+        _keep(top, url, request.output, message, record)
+        return RunResult(run_id, exit_code, record, None, top)
+    staging.discard(top)
+    return RunResult(run_id, exit_code, record, cid, None)
+
+
+def _check_locally(request: RunRequest, cwd: str) -> None:
+    """What can be checked without the store: a command, names that its placeholders know,
+    the command found, the record files there."""
+    if not request.argv:
+        raise UsageError("no command given: s3fsv run --in ... --out ... -- COMMAND [ARGS...]")
+    check_inputs(request.inputs)
+    substitute(request.argv, {spec.name: "" for spec in request.inputs}, "")
+    if not PLACEHOLDER.search(request.argv[0]):
+        check_command(request.argv, cwd, os.environ)
+    for extra in request.record_files:
+        if not os.path.isfile(os.path.join(cwd, extra)):
+            raise UsageError(f"--record-file {extra}: no such file")
+
+
+def _keep(top: Path, url: str, output: OutputSpec, message: str, record: Mapping[str, Any]) -> None:
+    staging.keep(
+        top,
+        {
+            "store": url,
+            "output": output.as_record(),
+            "message": message,
+            "provenance": run_provenance(record),
+        },
+    )
+
+
+def _taken(identity: Future[dict[str, Any]]) -> dict[str, Any]:
+    """The code identity taken while the inputs were being shown; one that failed (a file
+    unreadable) is recorded as such rather than losing the run."""
+    try:
+        return identity.result()
+    except (OSError, ValueError) as err:
+        return {"files": [], "error": str(err)}
+
+
+def run_provenance(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The commit provenance of a run: ``inputs`` as every commit with inputs has them
+    (what lineage follows), and the record under ``run``."""
+    inputs = [
+        {"repo": i["repo"], "commit": i["commit"], "path": i["path"], "via": "run"}
+        for i in record["inputs"]
+    ]
+    return {"inputs": inputs, "run": dict(record)}
+
+
+def default_message(argv: Sequence[str]) -> str:
+    line = shlex.join(argv)
+    return f"run: {line if len(line) <= 200 else line[:197] + '...'}"

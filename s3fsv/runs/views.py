@@ -1,0 +1,274 @@
+"""How a run's command sees its inputs: read-only and pinned, through a FUSE mount of the store
+(``MOUNT/<repo>/commit/<id>``), or downloaded, verified and made read-only in a local directory
+when FUSE cannot be used. Either way an input's path stands for the root of its commit, with
+the input's PATH at its own place below it: ``{in}/images`` is ``cams@ID:images``.
+
+One mount serves every input. A live s3fsv mount of the same store on this machine is used as
+it is; otherwise the run starts its own read-only mount (a daemon, as ``s3fsv mount`` does) and
+always unmounts it when the run ends, on errors and signals too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from s3fsv.api import Store
+from s3fsv.config import private_dir
+from s3fsv.errors import MountError
+from s3fsv.mount import daemon
+from s3fsv.mount.mounttable import Mounted, is_dead, mount_table
+from s3fsv.mount.runtime_files import log_file, pid_file
+from s3fsv.runs.spec import PinnedInput
+
+Say = Callable[[str], None]
+UNMOUNT_ATTEMPTS = 20  # about 10 s for the command's leftover children to let go
+
+
+@dataclass
+class Views:
+    """Where each input is (``paths``: input name -> local path) and how it got there."""
+
+    mode: str  # "fuse" or "local", as the run record says
+    paths: dict[str, str] = field(default_factory=dict)
+    mountpoint: Path | None = None
+    reused: bool = False
+
+
+@contextlib.contextmanager
+def input_views(
+    store: Store,
+    pinned: Sequence[PinnedInput],
+    run_dir: Path,
+    *,
+    mount: StoreMount | None,
+    say: Say,
+) -> Iterator[Views]:
+    """Show ``pinned`` to a command: through ``mount`` (see :class:`StoreMount`), or, without
+    one or when FUSE turns out to be unavailable or refused (said through ``say``),
+    downloaded into ``run_dir/in``. Afterwards the downloads are gone, and the run's own
+    mount is being taken away (:meth:`StoreMount.finish` waits for that)."""
+    if mount is not None:
+        try:
+            root = mount.wait()
+        except _NoFuse as why:
+            say(f"FUSE cannot be used here ({why}): inputs are downloaded instead (--no-fuse)")
+        else:
+            if not mount.own:
+                say(f"inputs read through the mount at {root.path} (already mounted)")
+            views = Views("fuse", mountpoint=Path(root.path), reused=not mount.own)
+            for item in pinned:
+                base = Path(root.path) / item.spec.repo if mount.whole_store else Path(root.path)
+                views.paths[item.spec.name] = str(base / "commit" / item.commit)
+            try:
+                yield views
+            finally:
+                mount.release()
+            return
+    with _downloaded(store, pinned, run_dir / "in", say) as views:
+        yield views
+
+
+class _NoFuse(Exception):
+    """Mounting is impossible on this machine; raised before the command runs."""
+
+
+# -- through a mount -------------------------------------------------------------------------
+
+
+class StoreMount:
+    """The mount a run reads its inputs through: a live mount of the same store on this
+    machine, else one the run starts read-only at ``run_dir/mnt`` (in the background, while
+    the run resolves its inputs) and always removes: :meth:`finish` must be called, also on
+    errors. Mounting is attempted only where FUSE is available."""
+
+    def __init__(
+        self, url: str, repos: set[str], run_dir: Path, endpoint_url: str | None, say: Say
+    ) -> None:
+        self._say = say
+        self._found = find_store_mount(url, repos)
+        self.own = self._found is None
+        # A mount of the whole store shows <repo>/commit/<id>; one of a repo, commit/<id>.
+        self.whole_store = self.own or (self._found is not None and self._found.source == url)
+        self._mp = run_dir / "mnt"
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3fsv-run-mount")
+        self._started: Future[Mounted] | None = None
+        self._stopping: Future[None] | None = None
+        if self.own:
+            self._started = self._pool.submit(self._start, url, endpoint_url)
+
+    def _start(self, url: str, endpoint_url: str | None) -> Mounted:
+        try:
+            daemon.check_fuse()
+        except MountError as err:
+            raise _NoFuse(str(err).split(": ", 1)[-1]) from None
+        self._mp.mkdir(mode=0o700, exist_ok=True)
+        argv = ["mount", url, str(self._mp), "--read-only"]
+        argv += ["--endpoint-url", endpoint_url] if endpoint_url else []
+        try:
+            daemon.start(argv, str(self._mp), foreground=False)
+        except MountError as err:
+            with contextlib.suppress(OSError):
+                self._mp.rmdir()
+            if _refused(err):
+                raise _NoFuse(str(err)) from None
+            raise
+        return Mounted(str(self._mp), "fuse.s3fsv", url)
+
+    def wait(self) -> Mounted:
+        """The mount, once usable; ``_NoFuse`` or ``MountError`` when it could not be made."""
+        if self._started is None:
+            assert self._found is not None
+            return self._found
+        return self._started.result()
+
+    def release(self) -> None:
+        """Start taking the run's own mount away, in the background (its inputs are no longer
+        needed); nothing for a mount that was there already. Idempotent."""
+        if self._started is not None and self._stopping is None:
+            self._stopping = self._pool.submit(self._stop)
+
+    def _stop(self) -> None:
+        futures.wait([self._started])  # a mount still starting is stopped once it is up
+        if self._started.exception() is None:
+            release_mount(self._mp, self._say)
+
+    def finish(self) -> None:
+        """Release the mount and wait until it is gone (its daemon too)."""
+        self.release()
+        if self._stopping is not None:
+            futures.wait([self._stopping])
+        self._pool.shutdown(wait=True)
+
+
+def find_store_mount(url: str, repos: set[str]) -> Mounted | None:
+    """A live s3fsv mount on this machine that shows every repo of ``repos`` of the store at
+    ``url`` with its ``commit/`` directories: a mount of the whole store, or of the one repo
+    when ``repos`` is just that one. Its daemon must be this user's (its pid file is ours)."""
+    table = mount_table() or {}
+    want = url.rstrip("/")  # what the found mount's source is then too
+    for path, mounted in table.items():
+        if not mounted.is_s3fsv:
+            continue
+        source = mounted.source.replace("\\,", ",").replace("\\\\", "\\").rstrip("/")
+        base, _, last = source.rpartition("/")
+        if source != want and not (base == want and repos == {last}):
+            continue
+        if not _daemon_answers(Path(path), want):
+            continue
+        return Mounted(path, mounted.fstype, source)
+    return None
+
+
+def _daemon_answers(mp: Path, url: str) -> bool:
+    try:
+        info = json.loads(pid_file(mp).read_text())
+        if str(info.get("source", "")).rstrip("/") != url:
+            return False
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return not is_dead(mp)
+
+
+def _refused(err: MountError) -> bool:
+    """Whether a failed mount was refused by the system (no FUSE permission) rather than
+    failing for a reason a download would meet too (the store)."""
+    text = str(err).lower()
+    return any(
+        why in text
+        for why in ("fuse", "operation not permitted", "permission denied", "fusermount")
+    )
+
+
+def release_mount(mp: Path, say: Say) -> None:
+    """Unmount a mount this run made and remove its directory. A command's leftover
+    background process holding a file there is waited for briefly, then the mount is
+    detached lazily (the kernel finishes once it lets go) so that none is left behind. The
+    daemon's log goes too when all went well (each run has a mountpoint, so a log, of its
+    own)."""
+    for _ in range(UNMOUNT_ATTEMPTS):
+        try:
+            if daemon.unmount(str(mp)) == 0:
+                for log in (log_file(mp), log_file(mp).with_name(log_file(mp).name + ".1")):
+                    log.unlink(missing_ok=True)
+            break
+        except MountError as err:
+            if "busy" not in str(err):
+                if not os.path.ismount(mp):
+                    break
+                say(f"could not unmount {mp}: {err}")
+                return
+            time.sleep(0.5)
+    else:
+        say(f"{mp} is still busy: detaching it lazily")
+        subprocess.run(["fusermount3", "-uz", str(mp)], capture_output=True)
+    with contextlib.suppress(OSError):
+        mp.rmdir()
+
+
+# -- downloaded ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _downloaded(
+    store: Store, pinned: Sequence[PinnedInput], root: Path, say: Say
+) -> Iterator[Views]:
+    """Each input's PATH downloaded to ``root/<name>/PATH`` (``root/<name>`` stands for the
+    commit's root, as in a mount), every file checked against its SHA-256, then made
+    read-only; removed afterwards."""
+    views = Views("local")
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        for item in pinned:
+            spec = item.spec
+            where = root / spec.name
+            dest = where / spec.path if spec.path else where
+            private_dir(dest.parent if spec.path else where)
+            files = store.repo(spec.repo).download(item.commit, spec.path, dest)
+            say(f"downloaded {files} file(s) of {item} to {dest}")
+            _read_only(where)
+            views.paths[spec.name] = str(where)
+        yield views
+    finally:
+        remove_tree(root)
+
+
+def _read_only(top: Path) -> None:
+    """Take away write permission below ``top`` (a run's inputs are read-only). Links are
+    left alone (their mode means nothing, and chmod would follow them)."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o222)
+
+
+def remove_tree(top: Path) -> None:
+    """``rm -rf top``, giving back the write permission a read-only input took away. A mount
+    point below ``top`` is never entered (``MountError``): a run's mount must be gone first."""
+    for dirpath, dirnames, _files in os.walk(top):
+        for name in dirnames:
+            if os.path.ismount(os.path.join(dirpath, name)):
+                raise MountError(f"{os.path.join(dirpath, name)} is still mounted: not removed")
+
+    def retry(func: Callable[..., object], path: str, _exc: object) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(path), 0o700)
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chmod(path, 0o700)
+        func(path)
+
+    if top.exists():
+        shutil.rmtree(top, onerror=retry)  # onexc from Python 3.12
