@@ -45,7 +45,8 @@ $(LIBFUSE): tools/build-libfuse.sh | $(VENV)/bin/python
 	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(LIBFUSE_APT_PACKAGES)"
 	tools/build-libfuse.sh $(LIBFUSE)
 
-# The finer benchmarks of one part each (read path, write path, commit cost, pipelines, fsspec).
+# The finer benchmarks of one part each (read and write paths, commit cost, pipelines, fsspec,
+# runs, ingest).
 bench-detail: system-deps $(STAMP) $(BENCH_STAMP)
 	$(PY) bench/commit_scale.py
 	$(PY) bench/read_bench.py

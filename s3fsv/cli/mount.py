@@ -238,8 +238,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(status)
         return 0
+    reads = _READ_PATHS.get(status.get("read_path"))
     if isinstance(status.get("mount"), dict):
         _print_health(status["mount"])
+        if reads:
+            print(f"{'reads:':<12}{reads}")
         if "repo" not in status:  # the root of a mount that is no single writable branch
             return 0
     changes = 0
@@ -256,12 +259,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not changes and "branch" in status:
         where = f"{status.get('repo', '?')}@{status.get('branch', '?')}"
         print(f"nothing staged on {where}", file=sys.stderr)
-    if status.get("read_path") == "passthrough":
-        print("reads: FUSE passthrough (files whole in the cache are read by the kernel)",
-              file=sys.stderr)  # fmt: skip
-    elif status.get("read_path"):
-        print("reads: through the daemon (no FUSE passthrough)", file=sys.stderr)
+    if reads and not isinstance(status.get("mount"), dict):
+        print(f"reads: {reads}", file=sys.stderr)
     return 0
+
+
+_READ_PATHS = {
+    "passthrough": "FUSE passthrough (files whole in the cache are read by the kernel)",
+    "fuse": "through the daemon (no FUSE passthrough)",
+}
 
 
 def _print_health(h: dict[str, Any]) -> None:

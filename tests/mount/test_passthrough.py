@@ -142,5 +142,5 @@ def test_without_passthrough_mounts_read_as_before(
     off = {**env, "S3FSV_PASSTHROUGH": "off"}
     with mounted(source, mp, off, "--cache-dir", str(cache)):
         assert (mp / "big.bin").read_bytes() == data
-        assert "through the daemon" in run_cli("status", str(mp), env=off).stderr
+        assert "reads:      through the daemon" in run_cli("status", str(mp), env=off).stdout
     assert not (cache / "files").exists()
