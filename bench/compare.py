@@ -115,6 +115,7 @@ class Compare:
         self.mounts: Mounts | None = None
         self.peers: PeerMounts | None = None
         self.serial = 0
+        self.restarts = 0  # of SeaweedFS, see _server_up
 
     # -- set-up ---------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -178,6 +179,14 @@ class Compare:
         os.sync()
         wait_until_idle(self.server._proc.pid if self.server and self.server._proc else None)
 
+    def _server_up(self) -> None:
+        """Start SeaweedFS again (same directory and ports: same data) if it stopped: on a
+        machine shared with other test runs, something may have killed it."""
+        if self.server is not None and not self.server.running:
+            say("SeaweedFS stopped (killed from outside?): starting it again")
+            self.restarts += 1
+            self.server.start()
+
     def _new_cache(self, system: str) -> Path:
         self.serial += 1
         return self.work / "caches" / f"{system}-{self.serial}"
@@ -223,6 +232,7 @@ class Compare:
         """Run one block of workloads for ``system``; a failure is recorded, not raised."""
         if not any(self.wanted(wl, system) for wl in workloads):
             return
+        self._server_up()
         try:
             fn()
         except KeyboardInterrupt:
@@ -498,6 +508,7 @@ def main() -> int:
         load_avg_end=[round(x, 2) for x in os.getloadavg()],
         load_avg_per_rep=bench.loads,
         drop_caches=drop_caches_worked(),
+        server_restarts=bench.restarts,
         finished=finished,
     )
     if not bench.samples:
