@@ -7,9 +7,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 APT_PACKAGES := fuse3 attr sqlite3
+# The peers `make bench` compares with, and fio.
+BENCH_APT_PACKAGES := s3fs rclone fio
+# What building libfuse 3.17 (FUSE passthrough) takes.
+LIBFUSE_APT_PACKAGES := meson ninja-build pkg-config gcc dpkg-dev
+LIBFUSE := $(VENV)/lib/s3fsv/libfuse3.so
 STORE ?= file://$(CURDIR)/.demo/store
 
-.PHONY: test demo lint format bench clean system-deps
+.PHONY: test demo lint format bench bench-detail passthrough clean system-deps bench-deps
 
 test: system-deps $(STAMP)
 	$(VENV)/bin/ruff check s3fsv tests bench examples
@@ -25,9 +30,24 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format s3fsv tests bench examples
 
-# Benchmarks report ratios against baselines measured in the same run (they start their own
-# SeaweedFS on 127.0.0.1); they are not part of `make test`.
-bench: system-deps $(STAMP) $(BENCH_STAMP)
+# `make bench`: s3fsv against s3fs-fuse, rclone, boto3, local disk and a Python passthrough, on
+# its own SeaweedFS (127.0.0.1), in one run; results and a chart in bench/results/.
+# `make bench QUICK=1` is a short check of a change (small sizes, one repetition).
+bench: bench-deps $(STAMP) $(BENCH_STAMP) passthrough
+	$(PY) bench/compare.py $(if $(QUICK),--quick)
+
+# FUSE passthrough (the kernel serves files whole in the cache, Linux >= 6.9) needs libfuse >=
+# 3.17; Debian 12 has 3.14. This builds 3.17 from Debian trixie's source package into the venv,
+# where mounts load it (without it they read through the daemon, as before).
+passthrough: $(LIBFUSE)
+
+$(LIBFUSE): tools/build-libfuse.sh | $(VENV)/bin/python
+	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(LIBFUSE_APT_PACKAGES)"
+	tools/build-libfuse.sh $(LIBFUSE)
+
+# The finer benchmarks of one part each (read and write paths, commit cost, pipelines, fsspec,
+# runs, ingest).
+bench-detail: system-deps $(STAMP) $(BENCH_STAMP)
 	$(PY) bench/commit_scale.py
 	$(PY) bench/read_bench.py
 	$(PY) bench/write_bench.py
@@ -35,6 +55,9 @@ bench: system-deps $(STAMP) $(BENCH_STAMP)
 	$(PY) bench/fsspec_bench.py
 	$(PY) bench/run_bench.py
 	$(PY) bench/ingest_bench.py
+
+bench-deps:
+	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(APT_PACKAGES) $(BENCH_APT_PACKAGES)"
 
 # apt-get update runs only when a package is actually missing, so warm runs stay fast.
 system-deps:

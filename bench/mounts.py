@@ -18,6 +18,23 @@ from common import HERE, s3fsv_command, say, wait_or_kill
 MOUNT_TIMEOUT = 120.0
 
 
+def spawn_logged(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in a session of its own, its output appended to ``log_path``."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+
+
+def wait_mounted(proc: subprocess.Popen[bytes], mp: Path, what: str, log_path: Path) -> None:
+    """Wait until ``mp`` is a mount point; raise if ``proc`` exits or it takes too long."""
+    deadline = time.monotonic() + MOUNT_TIMEOUT
+    while not os.path.ismount(mp):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} mount failed; see {log_path}")
+        time.sleep(0.02)
+
+
 class Mounts:
     """``state_home`` is the XDG state directory of ``env`` (where the daemons record their
     pids); ``logs`` is where the passthrough writes its log."""
@@ -76,21 +93,10 @@ class Mounts:
     def passthrough(self, source: Path, mp: Path) -> Iterator[Path]:
         """``bench/passthrough.py SOURCE MP`` (the ceiling) for the duration of the block."""
         mp.mkdir(parents=True, exist_ok=True)
-        with open(self.logs / "passthrough.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, str(HERE / "passthrough.py"), str(source), str(mp)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        self._passthrough[mp] = proc
+        cmd = [sys.executable, str(HERE / "passthrough.py"), str(source), str(mp)]
+        proc = self._passthrough[mp] = spawn_logged(cmd, self.logs / "passthrough.log")
         try:
-            deadline = time.monotonic() + MOUNT_TIMEOUT
-            while not os.path.ismount(mp):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"passthrough mount failed; see {self.logs}")
-                time.sleep(0.02)
+            wait_mounted(proc, mp, "passthrough", self.logs / "passthrough.log")
             yield mp
         finally:
             self.unmount(mp)

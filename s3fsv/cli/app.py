@@ -195,8 +195,10 @@ def cmd_put(args: argparse.Namespace) -> int:
         addr = replace(addr, path=f"{addr.path}/{check_name(source.name)}")
     repo = _open_store(args).repo(addr.repo)
     before = _branch_head(repo, addr.ref)
-    items = transfer.scan_local(source, addr.path)
-    total = sum(i.size for i in items if i.kind == "file")
+    # A directory is uploaded as a stream; only its totals are counted first (not listed).
+    items = None if source.is_dir() else transfer.scan_local(source, addr.path)
+    counts = transfer.count_local(source) if items is None else None
+    total = counts.bytes if counts else sum(i.size for i in items or () if i.kind == "file")
     with _progress_bar(total, "upload", args.quiet) as bar:
         cid, files = transfer.put(
             repo,
@@ -217,7 +219,7 @@ def cmd_put(args: argparse.Namespace) -> int:
         print(cid)
         where = f"{addr.repo}@{addr.ref}"
         if changed:
-            links = sum(1 for i in items if i.kind == "link")
+            links = counts.links if counts else sum(1 for i in items or () if i.kind == "link")
             what = _count(files, "file") + (f" and {_count(links, 'link')}" if links else "")
             print(f"committed {what} ({total} bytes) to {where}", file=sys.stderr)
         else:

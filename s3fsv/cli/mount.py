@@ -238,8 +238,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(status)
         return 0
+    reads = _READ_PATHS.get(status.get("read_path"))
     if isinstance(status.get("mount"), dict):
         _print_health(status["mount"])
+        if reads:
+            print(f"{'reads:':<12}{reads}")
         if "repo" not in status:  # the root of a mount that is no single writable branch
             return 0
     changes = 0
@@ -253,10 +256,18 @@ def cmd_status(args: argparse.Namespace) -> int:
             "may be incomplete: check it, then write it again or `touch` it to keep it as is",
             file=sys.stderr,
         )
-    if not changes:
+    if not changes and "branch" in status:
         where = f"{status.get('repo', '?')}@{status.get('branch', '?')}"
         print(f"nothing staged on {where}", file=sys.stderr)
+    if reads and not isinstance(status.get("mount"), dict):
+        print(f"reads: {reads}", file=sys.stderr)
     return 0
+
+
+_READ_PATHS = {
+    "passthrough": "FUSE passthrough (files whole in the cache are read by the kernel)",
+    "fuse": "through the daemon (no FUSE passthrough)",
+}
 
 
 def _print_health(h: dict[str, Any]) -> None:

@@ -87,6 +87,9 @@ class ControlledFilesystem(Protocol):
 
     def status(self, path: str) -> dict[str, Any]: ...
 
+    immutable: bool  # a pinned mount: nothing is ever staged
+    read_path_mode: str  # "passthrough" or "fuse"
+
     def discard(self, path: str) -> int: ...
 
 
@@ -321,9 +324,12 @@ class ControlServer:
         if not isinstance(path, str) or not path.startswith("/"):
             raise UsageError("request needs an absolute 'path' inside the mount")
         if op == "status":
+            # Every answer says how the mount serves reads (FUSE passthrough or the daemon).
             if path != "/" or self.health is None:
-                return self.fs.status(path)
-            out = {"mount": self.health()}
+                # A pinned mount has nothing staged.
+                status = self.fs.status(path) if not self.fs.immutable else {}
+                return {**status, "read_path": self.fs.read_path_mode}
+            out = {"mount": self.health(), "read_path": self.fs.read_path_mode}
             with contextlib.suppress(UsageError):  # the root is no writable branch
                 out.update(self.fs.status(path))
             return out

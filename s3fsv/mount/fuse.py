@@ -11,24 +11,30 @@ import errno
 import functools
 import logging
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from s3fsv.mount import passthrough  # noqa: E402
+
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 when both exist
+passthrough.choose_libfuse()  # a libfuse >= 3.17 built by `make passthrough`, if there is one
 
 import mfusepy  # noqa: E402
+from cachetools import LRUCache  # noqa: E402
 
 from s3fsv.errors import S3fsvError  # noqa: E402
 from s3fsv.mount.handles import Attr  # noqa: E402
-from s3fsv.mount.vfs import Filesystem  # noqa: E402
+from s3fsv.mount.vfs import XATTR_PREFIX, Filesystem  # noqa: E402
 from s3fsv.store.reader import Bytes  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 FUSE_FILL_DIR_PLUS = 2
+BLOCK_SIZE = 128 * 1024  # st_blksize: what tools take as the preferred read size
 IMMUTABLE_TIMEOUT = 3600.0
 
 
@@ -95,7 +101,7 @@ def stat_dict(attr: Attr, uid: int, gid: int) -> dict[str, int]:
         "st_nlink": attr.nlink,
         "st_size": attr.size,
         "st_blocks": (attr.size + 511) // 512,
-        "st_blksize": 128 * 1024,
+        "st_blksize": BLOCK_SIZE,
         "st_mtime": attr.mtime_ns,
         "st_ctime": attr.mtime_ns,
         "st_atime": attr.mtime_ns,
@@ -125,8 +131,15 @@ class Operations(mfusepy.Operations):
         self.ref_ttl = ref_ttl
         # A pinned snapshot never changes: skipping OPEN/RELEASE keeps the page cache and
         # halves the requests per small file. Mounts with branches need handles instead.
+        # With passthrough, OPEN stays (it hands the kernel the backing file) but has no
+        # handle and no RELEASE; without the kernel's support it declines like _no_open.
+        self.backing: passthrough.Backing | None = None
+        self.passthrough_possible = fs.immutable and passthrough.possible()
+        # Per path, whether it was opened with a backing file: the kernel refuses (EIO) to
+        # mix passthrough and cached opens of one inode, so a mount sticks to its first.
+        self._backed: LRUCache[str, bool] = LRUCache(maxsize=65536)
         if fs.immutable:
-            self.open = self._no_open  # type: ignore[method-assign]
+            self.open = self._open_pinned if self.passthrough_possible else self._no_open  # type: ignore[method-assign]
             self.release = None  # type: ignore[assignment]
         else:
             self.open = self._open  # type: ignore[method-assign]
@@ -136,6 +149,26 @@ class Operations(mfusepy.Operations):
 
     def _no_open(self, path: str, fi: Any) -> int:
         raise mfusepy.FuseOSError(errno.ENOSYS)
+
+    @translated
+    def _open_pinned(self, path: str, fi: Any) -> int:
+        """A pinned file: a backing file when its content is whole in the cache, else reads
+        by path through the daemon (no handle) with the page cache kept."""
+        if self.backing is None:  # the kernel cannot pass through: stop asking
+            raise mfusepy.FuseOSError(errno.ENOSYS)
+        backed = self._backed.get(path)
+        found = self.fs.backing_file(path) if backed is not False else None
+        if found is not None:
+            key, backing = found
+            bid = self.backing.id_for(key, backing)
+            if bid:
+                passthrough.set_backing_id(fi, bid)
+                self._backed[path] = True
+                return 0
+        if backed is None:
+            self._backed[path] = False
+        fi.keep_cache = 1
+        return 0
 
     # -- writes: every one goes to the filesystem, which refuses them on read-only paths ------
     @translated
@@ -223,6 +256,9 @@ class Operations(mfusepy.Operations):
         return 0
 
     def init_with_config(self, conn: Any, config: Any) -> None:
+        if self.passthrough_possible and passthrough.negotiate(conn):
+            self.backing = passthrough.Backing()
+            self.fs.read_path_mode = "passthrough"
         self.initialised = True
         self.fs.invalidate = kernel_invalidator()
         if self.on_ready is not None:
@@ -244,17 +280,12 @@ class Operations(mfusepy.Operations):
         return stat_dict(self.fs.getattr(path, handle), self.fs.uid, self.fs.gid)
 
     @translated
-    def readdir_with_offset(self, path: str, offset: int, fh: int) -> list[tuple[str, Any, int]]:
-        uid, gid = self.fs.uid, self.fs.gid
+    def readdir_with_offset(self, path: str, offset: int, fh: int) -> list[tuple[str, Attr]]:
+        """The listing with every entry's attributes (``.`` and ``..`` first), for
+        ``_FUSE._readdir`` (mfusepy registers a readdir handler only under this name)."""
         here = self.fs.getattr(path)
-        # An entry without an inode number is one that readdir(3) skips.
         parent = self.fs.getattr(os.path.dirname(path)) if path != "/" else here
-        out: list[tuple[str, Any, int]] = [
-            (".", stat_dict(here, uid, gid), 0),
-            ("..", {"st_mode": parent.mode, "st_ino": parent.ino}, 0),
-        ]
-        out += [(name, stat_dict(attr, uid, gid), 0) for name, attr in self.fs.readdir(path)]
-        return out
+        return [(".", here), ("..", parent), *self.fs.readdir(path)]
 
     @translated
     def readlink(self, path: str) -> str:
@@ -289,6 +320,9 @@ class Operations(mfusepy.Operations):
 
     @translated
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        # ls -l asks every file for its ACL and security label: only our own names can exist.
+        if not name.startswith(XATTR_PREFIX):
+            raise mfusepy.FuseOSError(errno.ENODATA)
         value = self.fs.xattrs(path).get(name)
         if value is None:
             raise mfusepy.FuseOSError(errno.ENODATA)
@@ -316,15 +350,54 @@ class _FUSE(mfusepy.FUSE):
         decoded = None if path is None else path.decode(self.encoding, self.errors)
         return self.operations.truncate(decoded, length, fip.contents if fip else None)
 
+    def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
+        # ls -l asks every file for its security label and ACLs: answered here, in the
+        # callback, without an exception travelling through mfusepy's error handling.
+        if not name.startswith(_OUR_XATTRS):
+            return -errno.ENODATA
+        return int(super().getxattr(path, name, value, size, *args))
+
     def _readdir(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any) -> int:
+        # The stat structure is written with one struct.pack_into, not through mfusepy's
+        # dictionaries: a walk of a million files spends most of its daemon time here.
         st = mfusepy.c_stat()
+        view = memoryview(st).cast("B")  # type: ignore[arg-type]
+        pack = _STAT.pack_into
         decoded = None if path is None else path.decode(self.encoding, self.errors)
-        for name, attrs, _ in self.operations.readdir_with_offset(decoded, offset, fip.contents.fh):
-            ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
-            mfusepy.set_st_attrs(st, attrs, use_ns=True)
+        uid, gid = self.operations.fs.uid, self.operations.fs.gid
+        for name, a in self.operations.readdir_with_offset(decoded, offset, 0):
+            sec, ns = divmod(a.mtime_ns, 10**9)
+            blocks = (a.size + 511) // 512
+            pack(view, 0, a.ino, a.nlink, a.mode, uid, gid, a.size, BLOCK_SIZE, blocks,
+                 sec, ns, sec, ns, sec, ns)  # fmt: skip
             if filler(buf, name.encode(self.encoding, self.errors), st, 0, FUSE_FILL_DIR_PLUS):
                 break
         return 0
+
+
+def _stat_struct() -> struct.Struct:
+    """A ``struct`` that writes a whole ``c_stat`` (zeros elsewhere) from: ino, nlink, mode,
+    uid, gid, size, blksize, blocks, then seconds and nanoseconds of atime, mtime, ctime.
+    Built from mfusepy's own field offsets; they must come in that order (Linux)."""
+    c, ts = mfusepy.c_stat, mfusepy.c_timespec
+    names = ["st_ino", "st_nlink", "st_mode", "st_uid", "st_gid", "st_size", "st_blksize",
+             "st_blocks"]  # fmt: skip
+    fields = [(getattr(c, n).offset, getattr(c, n).size) for n in names]
+    for t in ("st_atimespec", "st_mtimespec", "st_ctimespec"):
+        base = getattr(c, t).offset
+        fields += [(base + ts.tv_sec.offset, ts.tv_sec.size)]
+        fields += [(base + ts.tv_nsec.offset, ts.tv_nsec.size)]
+    if fields != sorted(fields):
+        raise RuntimeError("unexpected struct stat layout")
+    fmt, pos = "=", 0
+    for off, size in fields:
+        fmt += "x" * (off - pos) + {8: "q", 4: "I", 2: "H"}[size]
+        pos = off + size
+    return struct.Struct(fmt + "x" * (ctypes.sizeof(c) - pos))
+
+
+_STAT = _stat_struct()
+_OUR_XATTRS = XATTR_PREFIX.encode()
 
 
 READ_AHEAD_KB = 1024
@@ -386,7 +459,10 @@ def mount(
     }
     if fs.immutable or fs.spec.read_only or (fs.fixed is not None and not fs.spec.rw):
         options["ro"] = True  # shown in /proc/mounts; the kernel refuses writes before asking
-    if fs.immutable:
+    ops = Operations(fs, ref_ttl=ref_ttl, on_ready=on_ready, timer=timer)
+    if fs.immutable and not ops.passthrough_possible:
+        # (With passthrough, _open_pinned keeps the cache per open: the kernel refuses
+        # FOPEN_KEEP_CACHE together with a backing file.)
         options["kernel_cache"] = True
     if allow_other:
         options["allow_other"] = True
@@ -394,7 +470,6 @@ def mount(
     threading.Thread(
         target=tune_kernel_readahead, args=(mountpoint,), name="s3fsv-readahead", daemon=True
     ).start()
-    ops = Operations(fs, ref_ttl=ref_ttl, on_ready=on_ready, timer=timer)
     try:
         _FUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug, **options)
     except RuntimeError as err:  # libfuse's own message is already on stderr

@@ -47,6 +47,7 @@ from s3fsv.store.objects import TreeEntry, check_name, is_commit_prefix, is_obje
 from s3fsv.store.reader import Bytes, ChunkReader, Sequential
 from s3fsv.store.store import Store
 from s3fsv.store.tree import dir_entries, lookup, root_entry, walk_after
+from s3fsv.store.wholefile import WHOLE_MIN, WholeFiles
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +93,16 @@ class Filesystem(WriteOps):
         self._slots: list[SlotLock] = []
         self.reads: set[Read] = set()
         self._next_fh = itertools.count(1)
-        self._resolved: LRUCache[tuple[str, str], TreeEntry] = LRUCache(maxsize=100_000)
+        self._resolved: LRUCache[tuple[str, str], TreeEntry] = LRUCache(maxsize=32_768)
         self._fixed_snaps: LRUCache[tuple[str, str, str], Snapshot] = LRUCache(maxsize=4096)
         # Read-ahead state per path for mounts without file handles (immutable snapshots).
         self._sequential: LRUCache[str, Sequential] = LRUCache(maxsize=256)
         self.uid, self.gid = os.getuid(), os.getgid()
         self.started_ns = time.time_ns()
+        # "passthrough" once the FUSE session has it (fuse.py): the kernel reads files whole
+        # in the cache from their whole-file entries; "fuse": every read comes here.
+        self.read_path_mode = "fuse"
+        self.whole = WholeFiles(cache)
         self.purges = PurgeWatch(store.backend, cache, spec.ref_ttl, self._forget_chunks)
         # Set by the FUSE adapter: drop the kernel's caches of a path (purged files).
         self.invalidate: Callable[[str], None] | None = None
@@ -131,6 +136,7 @@ class Filesystem(WriteOps):
                 overlay.staging.close()
         for slot in slots:
             slot.release()
+        self.whole.close()
         self.cache.close()
 
     # -- writable branches ------------------------------------------------------------------
@@ -211,6 +217,8 @@ class Filesystem(WriteOps):
             states = list(self._repos.values())
         for state in states:
             state.reader.forget(oids)
+        if oids:  # a whole-file entry is named by its file, not its chunks: drop them all
+            self.whole.discard_all()
 
     def _apply_purges(self) -> None:
         apply_purges(self)
@@ -395,18 +403,15 @@ class Filesystem(WriteOps):
             self._resolved[key] = entry
         return entry
 
-    def _ino(self, snap: Snapshot, inner: list[str]) -> int:
+    def _ino_key(self, snap: Snapshot, inner: list[str]) -> str:
         ident = f"{snap.repo}:{snap.label if not snap.immutable else snap.commit}:"
-        return inode(ident + "/".join(inner))
+        return ident + "/".join(inner)
+
+    def _ino(self, snap: Snapshot, inner: list[str]) -> int:
+        return inode(self._ino_key(snap, inner))
 
     def _attr(self, snap: Snapshot, inner: list[str], entry: TreeEntry) -> Attr:
-        ino = self._ino(snap, inner)
-        perm = entry.mode & 0o7777 & ~0o222  # snapshots and read-only views take no writes
-        if entry.kind == "dir":
-            return Attr(stat.S_IFDIR | (perm or 0o555), 0, entry.mtime_ns, ino, 2)
-        if entry.kind == "link":
-            return Attr(stat.S_IFLNK | 0o777, len(entry.target.encode()), entry.mtime_ns, ino)
-        return Attr(stat.S_IFREG | perm, entry.size, entry.mtime_ns, ino)
+        return _entry_attr(entry, self._ino(snap, inner))
 
     def _overlay_attr(
         self, ov: BranchOverlay, snap: Snapshot, inner: list[str], node: Node
@@ -454,13 +459,19 @@ class Filesystem(WriteOps):
         state = self._state(snap.repo)
         if not inner and snap.immutable:  # a walk of a commit or tag starts with its root
             state.reader.warm_snapshot(snap.tree)
+        state.reader.load_pages(entry.tree)
         out, children = [], list(dir_entries(state.repo.objects, entry.tree))
         state.reader.warm_trees(c.tree for c in children if c.kind == "dir")
+        # Only subdirectories are remembered: a walk lists them next, while a file is looked
+        # up (if ever: the listing carries its attributes) with one search of this listing.
+        where = "".join(f"{p}/" for p in inner)
+        with self._lock:
+            for child in children:
+                if child.kind == "dir":
+                    self._resolved[(snap.tree, where + child.name)] = child
+        prefix = self._ino_key(snap, inner) + ("/" if inner else "")
         for child in children:
-            sub = [*inner, child.name]
-            with self._lock:
-                self._resolved[(snap.tree, "/".join(sub))] = child
-            out.append((child.name, self._attr(snap, sub, child)))
+            out.append((child.name, _entry_attr(child, inode(prefix + child.name))))
         return out
 
     def _virtual_names(self, key: str) -> list[str]:
@@ -574,6 +585,8 @@ class Filesystem(WriteOps):
         state = self._state(snap.repo)
         if offset == 0:
             self._prefetch_siblings(state, snap, inner)
+        if offset + size >= entry.size and self.read_path_mode == "passthrough":
+            self.whole.schedule(entry)  # read whole: the next mount's opens pass through
         if len(entry.chunks) > 1:
             with self._lock:
                 seq = self._sequential.get(path)
@@ -581,6 +594,22 @@ class Filesystem(WriteOps):
                     seq = self._sequential[path] = Sequential()
             seq.advise(state.reader, entry, offset, size)
         return state.reader.read(entry, offset, size, borrow=borrow)
+
+    def backing_file(self, path: str) -> tuple[str, Path] | None:
+        """(content id, whole-file cache entry) of a pinned file whose content is whole in the
+        cache; else None, and the entry is made in the background if its chunks are cached."""
+        _, snap, inner = self._locate(path)
+        if snap is None or not snap.immutable:
+            return None
+        entry = self._entry(snap, inner)
+        if entry.kind != "file" or entry.size < WHOLE_MIN:
+            return None
+        found = self.whole.find(entry)
+        if found is None:
+            if all(self.cache.stored(oid) for oid in entry.chunks):
+                self.whole.schedule(entry)
+            return None
+        return entry.sha256, found
 
     def release(self, fh: int) -> None:
         with self._lock:
@@ -638,6 +667,15 @@ class Filesystem(WriteOps):
             "f_favail": st.f_favail,
             "f_namemax": 255,
         }
+
+
+def _entry_attr(entry: TreeEntry, ino: int) -> Attr:
+    perm = entry.mode & 0o7777 & ~0o222  # snapshots and read-only views take no writes
+    if entry.kind == "dir":
+        return Attr(stat.S_IFDIR | (perm or 0o555), 0, entry.mtime_ns, ino, 2)
+    if entry.kind == "link":
+        return Attr(stat.S_IFLNK | 0o777, len(entry.target.encode()), entry.mtime_ns, ino)
+    return Attr(stat.S_IFREG | perm, entry.size, entry.mtime_ns, ino)
 
 
 def _head_key(repo: str, branch: str) -> tuple[str, str, str]:

@@ -20,7 +20,8 @@ serves. Filling the page cache cost more CPU than anything else in a cold 1 GiB 
 about 1.3 s of kernel copy into new pages, against 0.1 s for direct writes).
 
 Eviction is LRU by file mtime (touched at most once a minute per entry), bounded by
-``max_bytes``, and runs in whichever process notices the cache has grown past its budget.
+``max_bytes``, and runs in whichever process notices the cache has grown past its budget. It
+covers the whole-file entries of ``s3fsv.store.wholefile`` (``ROOT/files/``) too.
 """
 
 from __future__ import annotations
@@ -249,9 +250,15 @@ class DiskCache:
         except OSError as err:
             log.warning("cannot write cache entry %s: %s", final, err)
             return
+        self.account(len(data) + TRAILER, len(data))
+
+    def account(self, added: int, content: int) -> None:
+        """Count ``added`` bytes (``content`` of them file content) just written below the
+        cache directory (by ``put``, or a whole-file entry) and start an eviction pass in the
+        background when one is due."""
         with self._lock:
-            self._added += len(data) + TRAILER
-            self.filled_bytes += len(data)
+            self._added += added
+            self.filled_bytes += content
             # Another process may have filled the cache: this one looks at its first addition.
             due = not self._evicting and (self._added > self.max_bytes // 10 or not self._scanned)
             if due:
@@ -347,7 +354,10 @@ class DiskCache:
         """Every entry as (mtime_ns, size, path), and their total size."""
         entries: list[tuple[int, int, str]] = []
         total = 0
-        for sub in os.scandir(self.objects):
+        # Whole-file entries (``wholefile``) live beside the chunks and count the same way.
+        files = self.root / "files"
+        fan_out = [*os.scandir(self.objects), *(os.scandir(files) if files.is_dir() else ())]
+        for sub in fan_out:
             if not sub.is_dir(follow_symlinks=False):
                 continue
             for ent in os.scandir(sub.path):

@@ -402,9 +402,11 @@ def object_id(obj: Object) -> str:
 _VERSIONS = (FORMAT_VERSION, PACKED_VERSION, SOURCED_VERSION)
 
 
-def decode(data: bytes, key: str = "?") -> Object:
+def decode(data: bytes, key: str = "?", *, canonical: bool = True) -> Object:
     """Parse canonical bytes back into an object; raise ``CorruptObject`` naming ``key`` if the
-    bytes are not valid, not canonical, or not a known object type."""
+    bytes are not valid, not canonical, or not a known object type. ``canonical=False`` skips
+    only the check of canonical form (re-encoding), for bytes that passed it when they were
+    fetched (the local cache's)."""
     try:
         raw = json.loads(data.decode("utf-8"), parse_float=_no_float, parse_constant=_no_float)
     except (UnicodeDecodeError, ValueError) as err:
@@ -415,7 +417,7 @@ def decode(data: bytes, key: str = "?") -> Object:
         raise CorruptObject(key, "not a version-1, -2 or -3 s3fsv object")
     obj = _decode_body(raw, key)
     # Also enforces the version rule: "v" is the highest version any entry of a tree needs.
-    if encode(obj) != data:
+    if canonical and encode(obj) != data:
         raise CorruptObject(key, "object is not in canonical form")
     return obj
 

@@ -30,9 +30,10 @@ from s3fsv.errors import (
     UsageError,
 )
 from s3fsv.store.objects import TreeEntry, check_name
+from s3fsv.store.put_tree import Counts, TreeBuilder, merge_dir
 from s3fsv.store.repo import Repository
-from s3fsv.store.tree import Change
-from s3fsv.store.upload import upload_files
+from s3fsv.store.tree import Change, dir_entries, resolve, write_dir
+from s3fsv.store.upload import Uploader, upload_files
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +126,22 @@ def put(
 
     The commit is made against the head read before the upload; if the branch moves meanwhile,
     the usual rebase-or-conflict rules of ``Repository.commit`` apply (``base``: that head, when
-    the caller has read it already; ``items``: ``scan_local(source, dest)``, likewise). When
-    nothing changes, no commit is made and the id is the branch head's.
+    the caller has read it already). When nothing changes, no commit is made and the id is the
+    branch head's. A directory is uploaded as a stream (``put_tree``): memory stays bounded
+    whatever its size, and a concurrent commit conflicts when it changed anything below the
+    top-level names the upload writes. ``items`` (``scan_local(source, dest)``) takes the
+    older path instead, which keeps every path in memory and conflicts per file.
     """
     if base is None:
         base = repo.branch_head(branch).commit
     _check_same_kind(repo, branch, base, source, dest)
-    if items is None:
-        items = scan_local(source, dest)
-    changes = local_changes(repo, items, threads=threads, progress=progress)
-    files = sum(1 for i in items if i.kind == "file")
+    if items is None and source.is_dir():
+        changes, files = streamed_changes(repo, base, source, dest, threads, progress)
+    else:
+        if items is None:
+            items = scan_local(source, dest)
+        changes = local_changes(repo, items, threads=threads, progress=progress)
+        files = sum(1 for i in items if i.kind == "file")
     cid = repo.commit(
         branch,
         changes,
@@ -145,6 +152,56 @@ def put(
         provenance=provenance,
     )
     return cid, files
+
+
+def streamed_changes(
+    repo: Repository,
+    base: str,
+    source: Path,
+    dest: str,
+    threads: int,
+    progress: Progress | None,
+) -> tuple[dict[str, Change], int]:
+    """Upload directory ``source`` as a stream (``put_tree``) and merge it into ``dest`` of
+    commit ``base``: the changes to commit (one entry per top-level name written) and the
+    number of files."""
+    with Uploader(repo.objects, repo.chunk_size, threads=threads, progress=progress) as up:
+        builder = TreeBuilder(repo.objects, up)
+        new = builder.build(source)
+    root = repo.commit_object(base).tree
+    if not dest:
+        old = {e.name: e for e in dir_entries(repo.objects, root)}
+        merged = merge_dir(repo.objects, root, new)
+        return {e.name: e for e in merged if old.get(e.name) != e}, builder.counts.files
+    try:
+        there = resolve(repo.objects, root, dest)
+    except (NotFound, NotADirectory):
+        there = None
+    st = source.stat()
+    inside = merge_dir(repo.objects, there.tree if there and there.kind == "dir" else None, new)
+    entry = TreeEntry(
+        dest.rsplit("/", 1)[-1], "dir", stat.S_IMODE(st.st_mode), st.st_mtime_ns,
+        tree=write_dir(repo.objects, inside),
+    )  # fmt: skip
+    return {dest: entry}, builder.counts.files
+
+
+def count_local(source: Path) -> Counts:
+    """Files, symlinks and file bytes below ``source`` (a file counts itself), without keeping
+    the listing: what a progress bar needs before a streamed ``put``."""
+    counts = Counts()
+    if not source.is_dir():
+        counts.files, counts.bytes = 1, source.stat().st_size
+        return counts
+    for base, dirs, files in os.walk(source):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(base, d))]:
+            st = os.lstat(os.path.join(base, name))
+            if stat.S_ISLNK(st.st_mode):
+                counts.links += 1
+            elif stat.S_ISREG(st.st_mode):
+                counts.files += 1
+                counts.bytes += st.st_size
+    return counts
 
 
 def local_changes(

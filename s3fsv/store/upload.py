@@ -51,6 +51,13 @@ class Content:
             raise RuntimeError("content used before Uploader.finish()")
         return tuple(f.result() for f in self._chunks)
 
+    @property
+    def final(self) -> bool:
+        """Whether ``chunks`` and ``entry`` are usable (everything is stored)."""
+        if self._slot is not None:
+            return bool(self._slot.pack)
+        return all(f.done() for f in self._chunks)
+
     def cancel(self) -> None:
         """Drop the chunk uploads of this content that have not started."""
         for fut in self._chunks:
@@ -183,6 +190,8 @@ class Uploader:
             with self._lock:  # packs that failed must not be reused by a later call
                 self._packed = {oid: slot for oid, slot in self._packed.items() if slot.pack}
             raise
+        with self._lock:  # stored: the object store's record of locations de-duplicates now
+            self._packed = {oid: slot for oid, slot in self._packed.items() if not slot.pack}
 
     # -- public -------------------------------------------------------------------------------
     def add_bytes(self, data: bytes) -> Content:

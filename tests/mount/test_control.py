@@ -42,6 +42,9 @@ from tests.mounting import mounted, run_cli
 class FakeFs:
     """The control-facing part of ``vfs.Filesystem``."""
 
+    immutable = False
+    read_path_mode = "fuse"
+
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.errors: dict[str, BaseException] = {}
@@ -130,7 +133,8 @@ def test_commit_status_discard(served: tuple[Path, FakeFs, ControlServer]) -> No
     )
     assert cid == hashlib.sha256(b"/cams/branch/main\0day 1").hexdigest()
     assert request(mp, {"op": "commit", "path": "/b/clean", "message": "m"}) is None
-    assert request(mp, {"op": "status", "path": "/cams/branch/main/sub"})["added"] == ["new.txt"]
+    status = request(mp, {"op": "status", "path": "/cams/branch/main/sub"})
+    assert status["added"] == ["new.txt"] and status["read_path"] == "fuse"
     assert request(mp, {"op": "discard", "path": "/cams/branch/main"}) == 3
     assert fs.calls == [
         ("commit", "/cams/branch/main", "day 1", "ann"),
