@@ -523,3 +523,16 @@ def test_provenance_shows_one_command_per_line_quoting_control_characters() -> N
         f"  cams@{'c' * 64}  (via branch/main)",
         'user: "ann"',
     ]
+
+
+@pytest.mark.parametrize(
+    ("via", "how"),
+    [
+        ("api", "read through the Python API"),
+        ("pipeline", "the input commit of the pipeline job"),
+        ("branch/main", "read through the mount"),
+    ],
+)
+def test_provenance_says_how_inputs_were_read(via: str, how: str) -> None:
+    prov = {"inputs": [{"repo": "cams", "commit": "c" * 64, "via": via}]}
+    assert _provenance_lines(prov)[0] == f"inputs ({how}):"
