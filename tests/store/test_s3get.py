@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 from s3server import SeaweedServer
 
 from s3fsv.errors import AccessDenied, BucketMissing, NotFound, StoreUnavailable
@@ -71,3 +72,21 @@ def test_direct_gets_fail_like_the_client(seaweed: SeaweedServer, s3_bucket_url:
     )
     with pytest.raises(StoreUnavailable, match="cannot reach"):
         gone.open_object("in/k", 10)
+
+
+def test_a_redirect_hands_reads_back_to_the_client(
+    seaweed: SeaweedServer, s3_bucket_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket in another region answers 301 to a request signed for this one: the boto3
+    client follows that, so reads go back to it."""
+    bucket = _bucket(s3_bucket_url)
+    seaweed.client().put_object(Bucket=bucket, Key="in/k", Body=b"bytes")
+    backend = S3Backend(bucket, "", seaweed.endpoint_url, direct_gets=True)
+
+    def moved(self: DirectGets, key: str, part: int) -> None:
+        meta = {"HTTPStatusCode": 301}
+        raise ClientError({"Error": {"Code": "PermanentRedirect"}, "ResponseMetadata": meta}, "Get")
+
+    monkeypatch.setattr(DirectGets, "open", moved)
+    assert _read(backend, "in/k")[1] == b"bytes"
+    assert backend._direct is False

@@ -98,6 +98,7 @@ _CREDENTIAL_ERRORS = (
     bexc.TokenRetrievalError,
     bexc.SSOError,
 )
+_REDIRECTS = {301, 307, 400}  # how S3 answers a request signed for the wrong region
 _NETWORK_ERRORS = (bexc.ConnectionError, bexc.HTTPClientError, bexc.IncompleteReadError)
 
 
@@ -596,7 +597,15 @@ class S3Backend:
         of ``part`` bytes (the last shorter). Errors while reading are translated too."""
         with self._errors(key):
             direct = self._direct_gets()
-            info, raw = direct.open(key, part) if direct else self._open_object(key, part)
+            try:
+                info, raw = direct.open(key, part) if direct else self._open_object(key, part)
+            except bexc.ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if not direct or status not in _REDIRECTS:
+                    raise
+                # The bucket lives elsewhere (another region): the client follows that.
+                self._direct = False
+                info, raw = self._open_object(key, part)
 
         def pieces() -> Iterator[bytes]:
             with self._errors(key):

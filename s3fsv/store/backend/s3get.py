@@ -107,10 +107,16 @@ class DirectGets:
         would: ``ClientError`` for an answer other than 200, ``HTTPClientError`` for the
         network."""
         request = AWSRequest("GET", self.base + percent_encode(key, safe="/~"))
-        S3SigV4Auth(self.credentials, "s3", self.region).add_auth(request)
+        # One consistent set (refreshing credentials may change between reads of each part).
+        frozen = self.credentials.get_frozen_credentials()
+        S3SigV4Auth(frozen, "s3", self.region).add_auth(request)
         try:
             resp = self.http.request(
-                "GET", request.url, headers=dict(request.headers.items()), preload_content=False
+                "GET",
+                request.url,
+                headers=dict(request.headers.items()),
+                preload_content=False,
+                redirect=False,  # a redirect is the caller's (another region: see s3.py)
             )
             if resp.status != 200:
                 body = resp.read(64 * 1024)
