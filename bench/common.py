@@ -70,7 +70,8 @@ def wait_until_idle(pid: int | None, *, busy: float = 0.1, timeout: float = 30.0
     return time.monotonic() - start
 
 
-def s3_client(server: SeaweedServer) -> Any:
+def s3_client(server: SeaweedServer, pool: int = 2 * S3_THREADS) -> Any:
+    """A plain boto3 client of ``server`` with ``pool`` connections."""
     import boto3
     from botocore.config import Config
 
@@ -82,7 +83,7 @@ def s3_client(server: SeaweedServer) -> Any:
         region_name=server.region,
         config=Config(
             s3={"addressing_style": "path"},
-            max_pool_connections=2 * S3_THREADS,
+            max_pool_connections=pool,
             retries={"mode": "standard", "max_attempts": 3},
         ),
     )

@@ -5,14 +5,16 @@ anything, when a tag would have to move and ``include_tags`` is not given; copy 
 stay out of packs shared with purged files; write the rewritten commits; publish the tombstone
 (``state: started``); move each branch (and tag) by compare-and-swap, rewriting again what was
 committed meanwhile; delete the imported originals of purged files; cascade to pipeline
-outputs; evict this machine's cache; mark the tombstone ``done``. ``gc`` then deletes the old
-objects that held purged bytes (the tombstone names them) without waiting for its grace
-period. A purge interrupted after the tombstone is visible as ``started``: run it again.
+outputs; evict this machine's cache (chunks, and the whole-file entries FUSE passthrough
+serves); mark the tombstone ``done``. ``gc`` then deletes the old objects that held purged
+bytes (the tombstone names them) without waiting for its grace period. A purge interrupted
+after the tombstone is visible as ``started``: run it again.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,7 @@ from s3fsv.ingest import tombstones
 from s3fsv.ingest.cascade import Downstream, downstream
 from s3fsv.ingest.matching import Matcher
 from s3fsv.ingest.rewrite import HistoryRewrite
+from s3fsv.store import wholefile
 from s3fsv.store.cache import DiskCache
 from s3fsv.store.events import Event
 from s3fsv.store.external import Sources
@@ -145,7 +148,7 @@ def purge(store: Store, repo_name: str, request: PurgeRequest, cache: DiskCache)
             child = purge(store, d.repo, sub, cache)
             result.cascaded.append(child)
             value["cascade"].append(child.tombstone["id"])
-    evict(cache, found.evict)
+    evict(cache, found.evict, found.contents)
     value.update(state="done", finished=utc_now())
     value["counts"].update(files=len(found.paths), commits=len(value["rewritten"]))
     value["evict"], value["objects"] = sorted(found.evict), sorted(found.objects)
@@ -217,10 +220,8 @@ def _shown(source: Source) -> str:
     return source.url + (f" (version {source.version})" if source.version else "")
 
 
-def evict(cache: DiskCache, oids: set[str] | list[str]) -> int:
-    """Delete the cache entries of ``oids`` on this machine; return how many were there."""
-    gone = 0
-    for oid in oids:
-        if cache.discard(oid):
-            gone += 1
-    return gone
+def evict(cache: DiskCache, oids: Iterable[str], contents: Iterable[str] = ()) -> int:
+    """Delete this machine's cache entries of chunks ``oids`` and the whole-file entries
+    (served by FUSE passthrough) of file contents ``contents``; return how many were there."""
+    gone = sum(1 for oid in oids if cache.discard(oid))
+    return gone + sum(1 for sha256 in contents if wholefile.discard(cache, sha256))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from s3fsv.config import private_dir
 from s3fsv.store.cache import DiskCache
-from s3fsv.store.objects import TreeEntry
+from s3fsv.store.objects import TreeEntry, is_object_id
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,23 @@ WHOLE_MIN = 1024 * 1024  # smaller files are served through the daemon (and the 
 _QUEUE_MAX = 64
 _TOUCH_EVERY_NS = 60 * 10**9
 _CHUNK_WAITS = 20  # tenths of a second a chunk not (yet) in the cache is waited for
+
+
+def entry_path(cache: DiskCache, sha256: str) -> Path:
+    """Where the whole-file entry of content ``sha256`` lives in ``cache``."""
+    return cache.root / FILES_DIR / sha256[:2] / sha256[2:]
+
+
+def discard(cache: DiskCache, sha256: str) -> bool:
+    """Delete the whole-file entry of content ``sha256`` from ``cache`` (a purge erases content
+    from every cache that saw it); True when there was one."""
+    if not is_object_id(sha256):
+        raise ValueError(f"not a content id: {sha256!r}")
+    try:
+        os.unlink(entry_path(cache, sha256))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 class WholeFiles:
@@ -51,7 +68,7 @@ class WholeFiles:
         self._closed = False
 
     def path(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256[2:]
+        return entry_path(self.cache, sha256)
 
     def find(self, entry: TreeEntry) -> Path | None:
         """The whole-file entry of ``entry``'s content, if there is a good one."""
@@ -141,6 +158,10 @@ class WholeFiles:
                 return data
             time.sleep(0.1)
         return None
+
+    def discard(self, sha256: str) -> bool:
+        """Delete the whole-file entry of content ``sha256``; True when there was one."""
+        return discard(self.cache, sha256)
 
     def discard_all(self) -> int:
         """Delete every whole-file entry (after a purge: they are made again from chunks

@@ -11,6 +11,13 @@ from pathlib import Path
 
 import pytest
 
+import s3fsv
+from s3fsv.store import wholefile
+from s3fsv.store.cache import DiskCache
+from s3fsv.store.objects import TreeEntry
+from s3fsv.store.store import Store
+from s3fsv.store.tree import resolve
+from s3fsv.store.wholefile import WHOLE_MIN, WholeFiles
 from tests.ingest.conftest import Bucket
 from tests.mounting import mounted
 
@@ -150,3 +157,41 @@ def test_cascade_purges_the_outputs_pipelines_made_from_purged_files(
     child = next(s for s in stones if s["repo"] == "det")
     assert child["parent"] == parent["id"] and parent["cascade"] == [child["id"]]
     assert child["counts"]["files"] == 3
+
+
+def test_purge_drops_whole_file_cache_entries_of_purged_content(
+    bucket: Bucket, tmp_path: Path
+) -> None:
+    """Passthrough serves whole-file cache entries without asking the daemon: the purge's own
+    eviction on this machine deletes those of purged content (and keeps the others)."""
+
+    def big(house: str) -> bytes:  # big enough to be served whole
+        return secret(house, 0) * (WHOLE_MIN // 500)
+
+    for house in ("h1", "h2"):
+        bucket.put(f"{house}/big.jpg", big(house), house=house)
+    bucket.cli("import", f"s3://{bucket.name}/incoming/", "cams@main:houses", "--quiet")
+    cache = DiskCache(Path(bucket.env["XDG_CACHE_HOME"]) / "s3fsv")  # the CLI's cache
+    whole = WholeFiles(cache)
+    entries = {}
+    with s3fsv.open_store(bucket.store_url, cache_dir=cache.root) as store:
+        repo = store.repo("cams")
+        for house in ("h1", "h2"):
+            path = f"houses/{house}/big.jpg"
+            assert repo.read_bytes("main", path) == big(house)
+            entries[house] = _tree_entry(bucket, path)
+            assert whole.materialise(entries[house]) is not None
+    h1, h2 = entries["h1"], entries["h2"]
+    assert h1.size >= WHOLE_MIN and whole.find(h1) and cache.get(h1.chunks[0]) is not None
+
+    bucket.cli("purge", "cams", "--match", "houses/h1/**", "--reason", "erasure request")
+
+    assert whole.find(h1) is None and not wholefile.entry_path(cache, h1.sha256).exists()
+    assert not [oid for oid in h1.chunks if cache.path(oid).exists()]  # and its chunks
+    assert whole.find(h2) is not None  # content that stays is still served whole
+    whole.close()
+
+
+def _tree_entry(bucket: Bucket, path: str) -> TreeEntry:
+    repo = Store.open(bucket.store_url).repo("cams")
+    return resolve(repo.objects, repo.commit_object(repo.resolve("main")).tree, path)

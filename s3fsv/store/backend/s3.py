@@ -72,6 +72,7 @@ from s3fsv.store.backend.base import (
     check_range,
     copy_into,
 )
+from s3fsv.store.backend.s3get import DirectGets
 
 DEFAULT_REGION = "us-east-1"
 DELETE_BATCH = 1000  # keys per DeleteObjects request, the S3 maximum
@@ -97,6 +98,7 @@ _CREDENTIAL_ERRORS = (
     bexc.TokenRetrievalError,
     bexc.SSOError,
 )
+_REDIRECTS = {301, 307, 400}  # how S3 answers a request signed for the wrong region
 _NETWORK_ERRORS = (bexc.ConnectionError, bexc.HTTPClientError, bexc.IncompleteReadError)
 
 
@@ -171,6 +173,7 @@ class S3Backend:
         list_mode: Literal["auto", "flat", "walk"] = "auto",
         credentials: Any = None,
         denied_hint: str = "check credentials",
+        direct_gets: bool = False,
     ) -> None:
         if list_mode not in ("auto", "flat", "walk"):
             raise UsageError(f"invalid list_mode {list_mode!r}: use auto, flat or walk")
@@ -211,6 +214,10 @@ class S3Backend:
         self._client: Any = None
         self._core: Any = None
         self._signer: Any = None
+        # ``open_object`` through ``s3get`` (imports); off, it never bypasses the client (which
+        # a stubbed client, moto's say, relies on).
+        self._direct: DirectGets | bool | None = None if direct_gets else False
+        self._pool_size = max_pool_connections
         self._client_lock = threading.Lock()
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -589,7 +596,25 @@ class S3Backend:
         """Start reading object ``key`` of the bucket: what it is now, and its bytes in pieces
         of ``part`` bytes (the last shorter). Errors while reading are translated too."""
         with self._errors(key):
-            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+            direct = self._direct_gets()
+            try:
+                info, raw = direct.open(key, part) if direct else self._open_object(key, part)
+            except bexc.ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if not direct or status not in _REDIRECTS:
+                    raise
+                # The bucket lives elsewhere (another region): the client follows that.
+                self._direct = False
+                info, raw = self._open_object(key, part)
+
+        def pieces() -> Iterator[bytes]:
+            with self._errors(key):
+                yield from raw
+
+        return info, pieces()
+
+    def _open_object(self, key: str, part: int) -> tuple[SourceObject, Iterator[bytes]]:
+        resp = self.client.get_object(Bucket=self.bucket, Key=key)
         info = SourceObject(
             key,
             int(resp["ContentLength"]),
@@ -603,13 +628,23 @@ class S3Backend:
         def pieces() -> Iterator[bytes]:
             body = resp["Body"]
             try:
-                with self._errors(key):
-                    while piece := body.read(part):
-                        yield piece
+                while piece := body.read(part):
+                    yield piece
             finally:
                 body.close()
 
         return info, pieces()
+
+    def _direct_gets(self) -> DirectGets | None:
+        """Lean GETs (``s3get``) for ``open_object``, made once; None: use the client."""
+        if self._direct is not None:
+            return self._direct or None
+        client = self.client
+        with self._client_lock:
+            if self._direct is None:
+                found = DirectGets.create(client, self._core, self.bucket, self._pool_size)
+                self._direct = found or False
+            return self._direct or None
 
     def object_tags(self, key: str, version: str = "") -> dict[str, str]:
         """The tags of object ``key`` (of one version, when given)."""
@@ -676,6 +711,9 @@ class S3Backend:
         for client in (self._client, self._signer):
             if client is not None:
                 client.close()
+        if isinstance(self._direct, DirectGets):
+            self._direct.close()
+            self._direct = None
         self._client = self._signer = None
 
 
