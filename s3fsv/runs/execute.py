@@ -14,6 +14,7 @@ import errno
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from types import FrameType
 
@@ -98,11 +99,25 @@ def run_command(
                 file_actions=[(os.POSIX_SPAWN_DUP2, 2, 1)] if stdout_to_stderr else None,
             )
         child.append(pid)
+        threading.Thread(
+            target=_nudge_when_done, args=(pid, threading.get_ident()), daemon=True
+        ).start()
         return _wait(pid)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _nudge_when_done(pid: int, waiter: int) -> None:
+    """Send SIGCHLD to thread ``waiter`` once ``pid`` has ended (without reaping it). The
+    kernel gives a process's own SIGCHLD to any thread that does not block it, where it is
+    lost (other threads of this process: a run's mount, the store's), so ``_wait`` would
+    only notice at its next poll."""
+    with contextlib.suppress(OSError):
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    with contextlib.suppress(OSError, ValueError):
+        signal.pthread_kill(waiter, signal.SIGCHLD)
 
 
 def _wait(pid: int) -> int:
