@@ -29,6 +29,8 @@ from s3fsv.mount import daemon
 from s3fsv.mount.embedded import EmbeddedMount
 from s3fsv.mount.mounttable import Mounted, is_dead, mount_table
 from s3fsv.mount.runtime_files import pid_file
+from s3fsv.runs.readahead import BUDGET as READ_AHEAD
+from s3fsv.runs.readahead import ReadAhead
 from s3fsv.runs.spec import PinnedInput
 
 Say = Callable[[str], None]
@@ -56,8 +58,10 @@ def input_views(
 ) -> Iterator[Views]:
     """Show ``pinned`` to a command: through ``mount`` (see :class:`StoreMount`), or, without
     one or when FUSE turns out to be unavailable or refused (said through ``say``),
-    downloaded into ``run_dir/in``. Afterwards the downloads are gone, and the run's own
-    mount is being taken away (:meth:`StoreMount.finish` waits for that)."""
+    downloaded into ``run_dir/in``. Through a mount, up to ``READ_AHEAD`` bytes of the
+    inputs are read ahead of the command (:class:`ReadAhead`) while it starts. Afterwards the
+    downloads are gone, and the run's own mount is being taken away
+    (:meth:`StoreMount.finish` waits for that)."""
     if mount is not None:
         try:
             root = mount.wait(pinned)
@@ -71,9 +75,14 @@ def input_views(
                 base = Path(root.path) / item.spec.repo if mount.whole_store else Path(root.path)
                 here = Path(root.path) if mount.snapshot else base / "commit" / item.commit
                 views.paths[item.spec.name] = str(here)
+            ahead = ReadAhead(
+                [Path(views.paths[i.spec.name], i.spec.path) for i in pinned], READ_AHEAD
+            )
+            ahead.start()
             try:
                 yield views
             finally:
+                ahead.stop()
                 mount.release()
             return
     with _downloaded(store, pinned, run_dir / "in", say) as views:
