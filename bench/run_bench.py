@@ -64,6 +64,7 @@ from s3fsv.store.store import Store  # noqa: E402
 
 DETECT = ROOT / "examples" / "detect.py"
 RUN_TARGET = 1.15
+EXE: list[str] = []  # --exe: the s3fsv to time (default: this checkout's)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -84,7 +85,7 @@ def cli(
 ) -> str:
     """``s3fsv ARGS`` (``exe ARGS`` when given: another build of s3fsv), its output."""
     out = subprocess.run(
-        [*([exe] if exe else s3fsv_command()), *args],
+        [*([exe] if exe else EXE or s3fsv_command()), *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -327,6 +328,7 @@ def main() -> int:
         "--only", default="run,lineage", type=lambda v: set(v.split(",")), help="run,lineage"
     )
     parser.add_argument("--workdir", help="parent of the temporary work directory")
+    parser.add_argument("--exe", metavar="S3FSV", help="the s3fsv executable to time")
     parser.add_argument(
         "--before",
         metavar="S3FSV",
@@ -334,6 +336,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     args.repeat = args.repeat or (1 if args.quick else 3)
+    EXE[:] = [args.exe] if args.exe else []
     if args.repeat < 1 or args.repos < 2 or args.commits < args.repos:
         parser.error("--repeat >= 1, --repos >= 2 and --commits >= --repos")
     samples: dict[str, list[float]] = {
