@@ -10,7 +10,8 @@ unmounting, fusermount3 takes the mount away rather than leaving a dead one behi
 Signals stay the caller's: the serving threads block SIGINT, SIGTERM, SIGHUP, SIGQUIT and
 SIGCHLD (a signal sent to the process reaches the thread that waits for it), and the
 handlers libfuse installs where none was set are replaced by the caller's own once the
-mount is up (when :meth:`EmbeddedMount.start` runs in the main thread).
+mount is up (by :meth:`EmbeddedMount.start` in the main thread, else by
+:func:`reclaim_signals`, which the main thread calls then).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class EmbeddedMount:
             raise MountError(f"mount of {self.mountpoint} not ready in {READY_TIMEOUT:.0f} s")
         if self._error is not None:
             raise self._error
-        _reclaim_signals()
+        reclaim_signals()
         log.debug("mounted %s at %s in this process after %.2f s", self.source, self.mountpoint,
                   time.monotonic() - t)  # fmt: skip
 
@@ -143,9 +144,10 @@ class EmbeddedMount:
             store.close()
 
 
-def _reclaim_signals() -> None:
+def reclaim_signals() -> None:
     """Give SIGHUP, SIGTERM and SIGINT back to the handlers Python has for them: libfuse sets
-    its own (which would end the mount) on those that had none."""
+    its own (which would end the mount) on those that had none. Only the main thread can:
+    elsewhere this does nothing, and the main thread should call it once the mount is up."""
     if threading.current_thread() is not threading.main_thread():
         return
     for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):

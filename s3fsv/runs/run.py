@@ -159,6 +159,8 @@ def _run(
         log.debug("store opened after %.2f s", time.monotonic() - t0)
         pinned = pin_inputs(store, request.inputs)
         log.debug("inputs pinned after %.2f s", time.monotonic() - t0)
+        if mount is not None:
+            mount.begin(pinned)  # mounted while the output is checked
         out_repo = store.repo(request.output.repo)
         staging.check_output(out_repo, request.output)
         log.debug("output checked after %.2f s", time.monotonic() - t0)

@@ -26,7 +26,7 @@ from s3fsv.api import Store
 from s3fsv.config import private_dir
 from s3fsv.errors import MountError
 from s3fsv.mount import daemon
-from s3fsv.mount.embedded import EmbeddedMount
+from s3fsv.mount.embedded import EmbeddedMount, reclaim_signals
 from s3fsv.mount.mounttable import Mounted, is_dead, mount_table
 from s3fsv.mount.runtime_files import pid_file
 from s3fsv.runs.readahead import BUDGET as READ_AHEAD
@@ -124,48 +124,69 @@ class StoreMount:
         self.snapshot = False  # the run's own mount shows one commit at its root
         self._mp = run_dir / "mnt"
         self._mount: EmbeddedMount | None = None
+        self._starting: threading.Thread | None = None
+        self._failure: BaseException | None = None
         self._stopping: threading.Thread | None = None
+
+    def begin(self, pinned: Sequence[PinnedInput]) -> None:
+        """Start making the run's own mount of ``pinned``, in the background (while the run
+        checks its output); nothing when a mount is there already or being made."""
+        if self._found is None and self._starting is None:
+            self._starting = threading.Thread(
+                target=self._start, args=(pinned,), name="s3fsv-run-mount"
+            )
+            self._starting.start()
 
     def wait(self, pinned: Sequence[PinnedInput]) -> Mounted:
         """The mount, once usable; ``_NoFuse`` or ``MountError`` when it could not be made."""
         if self._found is not None:
             return self._found
+        self.begin(pinned)
+        assert self._starting is not None
+        self._starting.join()
+        if self._failure is not None:
+            raise self._failure
+        assert self._mount is not None
+        reclaim_signals()
+        return Mounted(str(self._mp), "fuse.s3fsv", self._mount.source)
+
+    def _start(self, pinned: Sequence[PinnedInput]) -> None:
         try:
             daemon.check_fuse()
         except MountError as err:
-            raise _NoFuse(str(err).split(": ", 1)[-1]) from None
+            self._failure = _NoFuse(str(err).split(": ", 1)[-1])
+            return
         self._mp.mkdir(mode=0o700, exist_ok=True)
         shown = {(item.spec.repo, item.commit) for item in pinned}
         repo, commit = next(iter(shown)) if len(shown) == 1 else (None, None)
-        self._mount = EmbeddedMount(
+        mount = EmbeddedMount(
             self._url, self._mp, repo=repo, commit=commit,
             endpoint_url=self._endpoint, s3_options=self._s3,
         )  # fmt: skip
         try:
-            self._mount.start()
-        except MountError as err:
-            self._mount.stop()
-            self._mount = None
+            mount.start()
+        except BaseException as err:
+            mount.stop()
             with contextlib.suppress(OSError):
                 self._mp.rmdir()
-            if _refused(err):
-                raise _NoFuse(str(err)) from None
-            raise
-        except BaseException:
-            self._mount.stop()
-            self._mount = None
-            raise
+            refused = isinstance(err, MountError) and _refused(err)
+            self._failure = _NoFuse(str(err)) if refused else err
+            return
         self.snapshot = repo is not None
-        return Mounted(str(self._mp), "fuse.s3fsv", self._mount.source)
+        self._mount = mount
 
     def release(self) -> None:
         """Start taking the run's own mount away, in the background (its inputs are no longer
         needed); nothing for a mount that was there already. Idempotent."""
-        if self._mount is not None and self._stopping is None:
-            self._stopping = threading.Thread(
-                target=release_mount, args=(self._mount, self._say), name="s3fsv-run-unmount"
-            )
+        if self._starting is not None and self._stopping is None:
+            self._stopping = threading.Thread(target=self._stop, name="s3fsv-run-unmount")
             self._stopping.start()
+
+    def _stop(self) -> None:
+        assert self._starting is not None
+        self._starting.join()  # a mount still being made is taken away once it is up
+        if self._mount is not None:
+            release_mount(self._mount, self._say)
 
     def finish(self) -> None:
         """Release the mount and wait until it is gone."""
