@@ -15,6 +15,10 @@ local copy, and ``s3fsv lineage --downstream`` against scanning every log, in th
    sides), hot with a mount of the store already there (which the run uses instead of
    starting its own), and ``--no-fuse`` (download, then run) cold. Every run's outputs must
    equal the local run's. Target: a run within 1.15x of the local copy, cold and hot.
+   Wall time and CPU time (user + system of the waited-for process tree, which load does
+   not inflate) are both reported. ``--before S3FSV`` also times another build's run
+   (``/work/main/.venv/bin/s3fsv``, say) cold and hot in the same run; a daemon that build
+   starts is not waited for, so its CPU is not counted.
 2. ``--commits`` (10,000) commits across ``--repos`` (20) repos of a file:// store, each
    repo's commit i recording the previous repo's commit i as its input (a 20-stage pipeline
    run 500 times), made through the commit path that writes the lineage index. Timed:
@@ -32,6 +36,7 @@ import argparse
 import json
 import os
 import queue
+import resource
 import shutil
 import statistics
 import subprocess
@@ -59,6 +64,7 @@ from s3fsv.store.store import Store  # noqa: E402
 
 DETECT = ROOT / "examples" / "detect.py"
 RUN_TARGET = 1.15
+EXE: list[str] = []  # --exe: the s3fsv to time (default: this checkout's)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -67,9 +73,23 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
-def cli(env: dict[str, str], *args: str, cwd: Path, log: Path | None = None) -> str:
+def children_cpu() -> float:
+    """User + system CPU seconds of the waited-for child processes so far (a run's whole
+    process tree: ``s3fsv run``, its mount and the command; load does not inflate it)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def cli(
+    env: dict[str, str], *args: str, cwd: Path, log: Path | None = None, exe: str | None = None
+) -> str:
+    """``s3fsv ARGS`` (``exe ARGS`` when given: another build of s3fsv), its output."""
     out = subprocess.run(
-        [*s3fsv_command(), *args], env=env, cwd=cwd, capture_output=True, text=True
+        [*([exe] if exe else EXE or s3fsv_command()), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
     )
     if log is not None:
         log.write_text(out.stdout + out.stderr)
@@ -108,7 +128,7 @@ def bench_run(
         cache = work / f"cache-{n}"
         # cold: page cache dropped (and an empty s3fsv cache for the runs); warm: page cache
         # dropped, s3fsv cache filled; hot: nothing dropped, as a run repeated at once.
-        for kind, extra, drop in (
+        kinds = [
             ("local.cold", None, True),
             ("run.cold", [], True),
             ("run.warm", [], True),
@@ -116,39 +136,49 @@ def bench_run(
             ("run.hot", [], False),
             ("run.reuse", [], False),
             ("run.nofuse", ["--no-fuse"], True),
-        ):
-            if kind == "run.nofuse":
-                cache = work / f"cache-{n}-nofuse"
+        ]
+        if args.before:  # the same figures from another build (main), in the same run
+            kinds[2:2] = [("before.cold", [], True)]
+            kinds[6:6] = [("before.hot", [], False)]
+        own_cache = {"run.nofuse": "nofuse", "before.cold": "before", "before.hot": "before"}
+        for kind, extra, drop in kinds:
             if drop:
                 drop_caches()
             out_path = f"out-{n}-{kind}"
+            cpu = children_cpu()
             if extra is None:  # the baseline: the script on the local copy
                 local_out = work / out_path
                 took, _ = timed(lambda o=local_out: subprocess.run(
                     [*argv, str(images), str(o)], check=True, capture_output=True))  # fmt: skip
+                samples[f"cpu.{kind}"].append(children_cpu() - cpu)
                 expected = expected or tree(local_out)
                 if tree(local_out) != expected:
                     raise RuntimeError(f"{kind}: outputs differ from the first local run's")
                 shutil.rmtree(local_out)
                 samples[f"detect.{kind}"].append(took)
-                say(f"  {kind}: {took:.2f} s")
+                say(f"  {kind}: {took:.2f} s, CPU {samples[f'cpu.{kind}'][-1]:.2f} s")
                 continue
-            run_env = {**env, "XDG_CACHE_HOME": str(cache)}
+            where = work / f"cache-{n}-{own_cache[kind]}" if kind in own_cache else cache
+            run_env = {**env, "XDG_CACHE_HOME": str(where)}
             mp = work / "mnt"
             if kind == "run.reuse":  # a mount of the store that is there already is used
                 mp.mkdir(exist_ok=True)
                 cli(run_env, "mount", "s3://bench/store", str(mp), cwd=work)
             try:
-                took, _ = timed(lambda e=run_env, x=extra, p=out_path: cli(
+                cpu = children_cpu()
+                took, _ = timed(lambda e=run_env, x=extra, p=out_path, k=kind: cli(
                     e, "run", *x, "--in", f"detect@{commit}:images", "--out",
                     f"detect@main:{p}", "--", *argv, "{in}/images", "{out}", cwd=work,
-                    log=logs / f"{p}.log"))  # fmt: skip
+                    log=logs / f"{p}.log", exe=args.before if k.startswith("before") else None,
+                    ))  # fmt: skip
+                samples[f"cpu.{kind}"].append(children_cpu() - cpu)
             finally:
                 if kind == "run.reuse":
                     cli(run_env, "unmount", str(mp), cwd=work)
             samples[f"detect.{kind}"].append(took)
             said = (logs / f"{out_path}.log").read_text().splitlines()
-            say(f"  {kind}: {took:.2f} s; {said[-1] if said else ''}")
+            cpu_s = samples[f"cpu.{kind}"][-1]
+            say(f"  {kind}: {took:.2f} s, CPU {cpu_s:.2f} s; {said[-1] if said else ''}")
             got = work / f"got-{n}-{kind}"
             cli(env, "get", "-q", f"detect@main:{out_path}", str(got), cwd=work)
             if tree(got) != expected:
@@ -242,7 +272,9 @@ def report(samples: dict[str, list[float]], meta: dict[str, Any]) -> bool:
     for key, label, base in (
         ("detect.run.cold", "s3fsv run detect.py, cold (FUSE)", "detect.local.cold"),
         ("detect.run.warm", "s3fsv run detect.py, s3fsv cache warm", "detect.local.cold"),
+        ("detect.before.cold", "  the same, before (--before build)", "detect.local.cold"),
         ("detect.run.hot", "s3fsv run detect.py, hot (FUSE)", "detect.local.hot"),
+        ("detect.before.hot", "  the same, before (--before build)", "detect.local.hot"),
         ("detect.run.reuse", "s3fsv run detect.py, hot, mount there", "detect.local.hot"),
         ("detect.run.nofuse", "s3fsv run --no-fuse detect.py, cold", "detect.local.cold"),
     ):
@@ -264,6 +296,15 @@ def report(samples: dict[str, list[float]], meta: dict[str, Any]) -> bool:
     for label, value, base, base_value, ratio, target, passed in rows:
         goal = f"<= {target:.2f} {'PASS' if passed else 'FAIL'}" if target else "-"
         print(f"{label:44} {value:7.2f}  {base:16} {base_value:7.2f}  {ratio:6.2f}  {goal}")
+    cpu = {k[4:]: v for k, v in med.items() if k.startswith("cpu.")}
+    if cpu:
+        print("\nCPU seconds (user + system of the whole process tree; median):")
+        for kind in ("run.cold", "before.cold", "run.warm", "run.hot", "before.hot", "run.reuse",
+                     "run.nofuse"):  # fmt: skip
+            base = "local.hot" if kind in ("run.hot", "before.hot", "run.reuse") else "local.cold"
+            if kind in cpu and base in cpu:
+                print(f"  {kind:11} {cpu[kind]:6.2f}  {base:10} {cpu[base]:6.2f}  "
+                      f"ratio {cpu[kind] / cpu[base]:5.2f}")  # fmt: skip
     print(json.dumps({"samples": samples, "median": med, **meta}))
     return ok
 
@@ -287,8 +328,15 @@ def main() -> int:
         "--only", default="run,lineage", type=lambda v: set(v.split(",")), help="run,lineage"
     )
     parser.add_argument("--workdir", help="parent of the temporary work directory")
+    parser.add_argument("--exe", metavar="S3FSV", help="the s3fsv executable to time")
+    parser.add_argument(
+        "--before",
+        metavar="S3FSV",
+        help="another s3fsv executable (e.g. main's) whose run is timed cold and hot as well",
+    )
     args = parser.parse_args()
     args.repeat = args.repeat or (1 if args.quick else 3)
+    EXE[:] = [args.exe] if args.exe else []
     if args.repeat < 1 or args.repos < 2 or args.commits < args.repos:
         parser.error("--repeat >= 1, --repos >= 2 and --commits >= --repos")
     samples: dict[str, list[float]] = {
@@ -306,6 +354,9 @@ def main() -> int:
             "lineage.scan",
         )
     }
+    kinds = ("local.cold", "local.hot", "run.cold", "run.warm", "run.hot", "run.reuse")
+    samples.update({f"detect.{k}": [] for k in ("before.cold", "before.hot")})
+    samples.update({f"cpu.{k}": [] for k in (*kinds, "run.nofuse", "before.cold", "before.hot")})
     meta: dict[str, Any] = {
         "code": code_version(),
         "repeat": args.repeat,

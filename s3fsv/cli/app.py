@@ -474,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:  # named by the command they were given to, not by s3fsv as a whole
         getattr(args, "help_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.console = argv is None  # the s3fsv command itself, not a call from Python
     mount = getattr(args, "handler", None) == "mount"
     # A mount's daemon logs at INFO by default (mounts, commits, evictions): to its log file,
     # and to stderr only where stderr is that file (a daemonized mount).

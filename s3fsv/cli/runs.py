@@ -197,10 +197,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("a commit message must say something")
     try:
         with sigterm_interrupts():
-            return _run(args, command)
+            return _leave(args, _run(args, command))
     except Terminated:
         _say("terminated")
         return 143
+
+
+def _leave(args: argparse.Namespace, code: int) -> int:
+    """Exit with ``code`` at once when this is the s3fsv command and the run is over (its
+    store closed, its mount gone, everything said): tearing down the objects a run leaves
+    (the store's clients and their models) took Python 0.3 s at exit, a tenth of a short
+    run. A call from Python gets ``code`` back."""
+    import os
+
+    if not getattr(args, "console", False):
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _run(args: argparse.Namespace, command: list[str]) -> int:
@@ -222,6 +236,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         say=_say,
         endpoint_url=way.endpoint_url,
         store_url=way.url,
+        s3_options=way.s3,
     )
     seconds = result.record["duration_ms"] / 1000
     if result.commit is not None:
@@ -300,6 +315,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 keep=args.keep,
                 fuse=not args.no_fuse,
                 endpoint_url=_reach(args).endpoint_url,
+                s3_options=_reach(args).s3,
                 say=_say,
                 warn=lambda line: _say(f"warning: {line}"),
             )

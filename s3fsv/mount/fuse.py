@@ -446,10 +446,12 @@ def mount(
     fsname: str = "s3fsv",
     on_ready: Callable[[], None] | None = None,
     timer: Callable[[str, float], None] | None = None,
+    auto_unmount: bool = False,
 ) -> None:
     """Serve ``fs`` at ``mountpoint`` in the foreground until unmounted; ``on_ready`` is
     called once the kernel has accepted the session (the mount is usable); ``timer`` is told
-    each operation's name and duration."""
+    each operation's name and duration. ``auto_unmount``: fusermount3 unmounts should this
+    process die without doing so."""
     options: dict[str, Any] = {
         "fsname": fsname,
         "subtype": "s3fsv",
@@ -466,6 +468,8 @@ def mount(
         options["kernel_cache"] = True
     if allow_other:
         options["allow_other"] = True
+    if auto_unmount:
+        options["auto_unmount"] = True
     keep_freed_memory()
     threading.Thread(
         target=tune_kernel_readahead, args=(mountpoint,), name="s3fsv-readahead", daemon=True

@@ -14,6 +14,7 @@ import errno
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from types import FrameType
 
@@ -98,24 +99,49 @@ def run_command(
                 file_actions=[(os.POSIX_SPAWN_DUP2, 2, 1)] if stdout_to_stderr else None,
             )
         child.append(pid)
-        return _wait(pid)
+        waiting = _Waiting(pid)
+        threading.Thread(target=waiting.nudge_when_done, daemon=True).start()
+        return waiting.wait()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _wait(pid: int) -> int:
-    waited = set(FORWARDED) | {signal.SIGCHLD}
-    while True:
-        info = signal.sigtimedwait(waited, _POLL)
-        if info is not None and info.si_signo in FORWARDED and info.si_code != SI_KERNEL:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, info.si_signo)
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            code = os.waitstatus_to_exitcode(status)
-            return code if code >= 0 else 128 - code  # killed by signal N: 128 + N
+class _Waiting:
+    """Waiting in this thread for the command ``pid`` to end, passing signals on meanwhile."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.waiter = threading.get_ident()
+        self._lock = threading.Lock()
+        self._reaped = False
+
+    def nudge_when_done(self) -> None:
+        """Send SIGCHLD to the waiting thread once the command has ended (not reaping it).
+        The kernel gives a process's own SIGCHLD to any thread that does not block it, where
+        it is lost (other threads of this process: a run's mount, the store's), so ``wait``
+        would only notice at its next poll. (Only while that thread still waits: the lock
+        keeps it from being gone.)"""
+        with contextlib.suppress(OSError):
+            os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+        with self._lock:
+            if not self._reaped:
+                signal.pthread_kill(self.waiter, signal.SIGCHLD)
+
+    def wait(self) -> int:
+        waited = set(FORWARDED) | {signal.SIGCHLD}
+        while True:
+            info = signal.sigtimedwait(waited, _POLL)
+            if info is not None and info.si_signo in FORWARDED and info.si_code != SI_KERNEL:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, info.si_signo)
+            with self._lock:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+                self._reaped = bool(done)
+            if done:
+                code = os.waitstatus_to_exitcode(status)
+                return code if code >= 0 else 128 - code  # killed by signal N: 128 + N
 
 
 @contextlib.contextmanager

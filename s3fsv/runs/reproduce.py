@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,11 +117,13 @@ def reproduce(
     keep: bool = False,
     fuse: bool = True,
     endpoint_url: str | None = None,
+    s3_options: Mapping[str, Any] | None = None,
     say: Say,
     warn: Callable[[str], None] | None = None,
 ) -> Reproduction:
     """Re-run the run that made ``repo_name@ref`` and compare. ``warn`` gets one line per
-    difference in code identity (``say`` when not given)."""
+    difference in code identity (``say`` when not given); ``endpoint_url`` and ``s3_options``
+    as for :func:`s3fsv.runs.run.run`."""
     warn = warn or say
     repo = store.repo(repo_name)
     original = repo.commit(ref)
@@ -165,7 +167,9 @@ def reproduce(
     )
     result: RunResult | None = None
     try:
-        result = run(store, request, say=say, endpoint_url=endpoint_url, code=now)
+        result = run(
+            store, request, say=say, endpoint_url=endpoint_url, s3_options=s3_options, code=now
+        )
         old = committed(repo, original.id, output["path"])
         if result.commit is not None:
             new = committed(repo, result.commit, output["path"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -88,22 +89,24 @@ def run(
     endpoint_url: str | None = None,
     store_url: str | None = None,
     code: Mapping[str, Any] | None = None,
+    s3_options: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Run ``request`` and commit its outputs when the command exits 0.
 
-    ``store`` is an open store, or a function that opens it: then the run's mount (of
-    ``store_url``) starts while the store is being opened, and the store is closed at the
-    end. ``code``, when the caller has taken it already (reproduce), is the code identity to
-    record. Whatever fails before the command starts leaves nothing behind."""
+    ``store`` is an open store, or a function that opens it (at ``store_url``; it is closed
+    at the end). ``endpoint_url`` and ``s3_options`` (a gateway's credentials) are how the
+    run's own mount reaches the store. ``code``, when the caller has taken it already
+    (reproduce), is the code identity to record. Whatever fails before the command starts
+    leaves nothing behind."""
     cwd = os.path.abspath(request.cwd or os.getcwd())
     _check_locally(request, cwd)
     if isinstance(store, Store):
-        return _run(store, store.url, request, cwd, say, endpoint_url, code, None)
+        return _run(store, store.url, request, cwd, say, (endpoint_url, s3_options), code, None)
     if store_url is None:
         raise ValueError("run: a store opener needs store_url")
     opened: list[Store] = []
     try:
-        return _run(store, store_url, request, cwd, say, endpoint_url, code, opened)
+        return _run(store, store_url, request, cwd, say, (endpoint_url, s3_options), code, opened)
     finally:
         for handle in opened:
             handle.close()
@@ -115,7 +118,7 @@ def _run(
     request: RunRequest,
     cwd: str,
     say: Say,
-    endpoint_url: str | None,
+    reach: tuple[str | None, Mapping[str, Any] | None],
     code: Mapping[str, Any] | None,
     opened: list[Store] | None,
 ) -> RunResult:
@@ -125,14 +128,17 @@ def _run(
     message = request.message or default_message(request.argv)
     record: dict[str, Any] | None = None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3fsv-run-identity")
+    pool.submit(platform.platform)  # (cached: the record's, taken before the command)
     identity = (
         None
         if code is not None
         else pool.submit(code_identity, request.argv, cwd, os.environ, request.record_files)
     )
-    # The mount starts while the inputs are resolved: the two take about as long.
     repos = {spec.repo for spec in request.inputs}
-    mount = StoreMount(url.rstrip("/"), repos, top, endpoint_url, say) if request.fuse else None
+    mount = None
+    if request.fuse:
+        endpoint_url, s3_options = reach
+        mount = StoreMount(url.rstrip("/"), repos, top, endpoint_url, say, dict(s3_options or {}))
 
     def finish_mount() -> None:
         """Wait until the run's own mount is gone: before its directory may be removed."""
@@ -143,15 +149,21 @@ def _run(
 
     try:
         t0 = time.monotonic()
+        log.debug("run starts after %.2f s of CPU (this process so far)", time.process_time())
         if isinstance(store_or_opener, Store):
             store = store_or_opener
         else:
             store = store_or_opener()
             assert opened is not None
             opened.append(store)
+        log.debug("store opened after %.2f s", time.monotonic() - t0)
         pinned = pin_inputs(store, request.inputs)
+        log.debug("inputs pinned after %.2f s", time.monotonic() - t0)
+        if mount is not None:
+            mount.begin(pinned)  # mounted while the output is checked
         out_repo = store.repo(request.output.repo)
         staging.check_output(out_repo, request.output)
+        log.debug("output checked after %.2f s", time.monotonic() - t0)
         for item in pinned:  # (only once everything checked out: a mistake is one line)
             pinned_by = "" if item.spec.ref == item.commit else f" = commit {item.commit}"
             say(f"input {item.spec.name}: {item.spec}{pinned_by}")
@@ -161,8 +173,8 @@ def _run(
             env = {**os.environ, **environment(views.paths, str(out_dir), run_id)}
             # Taken before the command starts, so not competing with it for the CPU.
             code = _taken(identity) if identity is not None else code
-            log.debug("inputs shown after %.2f s, code identity after %.2f s more",
-                      t1 - t0, time.monotonic() - t1)  # fmt: skip
+            log.debug("inputs shown after %.2f s, code identity after %.2f s more (CPU %.2f s)",
+                      t1 - t0, time.monotonic() - t1, time.process_time())  # fmt: skip
             start = time.time_ns()
             exit_code = run_command(
                 argv, cwd=cwd, env=env, stdout_to_stderr=request.stdout_to_stderr
@@ -181,7 +193,7 @@ def _run(
                 code=code,
                 extra=request.extra,
             )
-        log.debug("command took %.2f s", (end - start) / 1e9)
+        log.debug("command took %.2f s (CPU here %.2f s)", (end - start) / 1e9, time.process_time())
         if exit_code == 0:  # committed while the mount is being taken away
             t2 = time.monotonic()
             cid = staging.commit_outputs(
@@ -192,7 +204,8 @@ def _run(
                 provenance=run_provenance(record),
                 say=say,
             )
-            log.debug("outputs committed in %.2f s", time.monotonic() - t2)
+            log.debug("outputs committed in %.2f s (CPU %.2f s)", time.monotonic() - t2,
+                      time.process_time())  # fmt: skip
     except BaseException:
         finish_mount()
         if record is None:  # nothing ran, or it was stopped before it could end

@@ -4,8 +4,8 @@ when FUSE cannot be used. Either way an input's path stands for the root of its 
 the input's PATH at its own place below it: ``{in}/images`` is ``cams@ID:images``.
 
 One mount serves every input. A live s3fsv mount of the same store on this machine is used as
-it is; otherwise the run starts its own read-only mount (a daemon, as ``s3fsv mount`` does) and
-always unmounts it when the run ends, on errors and signals too.
+it is; otherwise the run serves its own read-only mount from its own process (no daemon to
+start) and always unmounts it when the run ends, on errors and signals too.
 """
 
 from __future__ import annotations
@@ -15,20 +15,22 @@ import json
 import os
 import shutil
 import stat
-import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent import futures
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from s3fsv.api import Store
 from s3fsv.config import private_dir
 from s3fsv.errors import MountError
 from s3fsv.mount import daemon
+from s3fsv.mount.embedded import EmbeddedMount, reclaim_signals
 from s3fsv.mount.mounttable import Mounted, is_dead, mount_table
-from s3fsv.mount.runtime_files import log_file, pid_file
+from s3fsv.mount.runtime_files import pid_file
+from s3fsv.runs.readahead import BUDGET as READ_AHEAD
+from s3fsv.runs.readahead import ReadAhead
 from s3fsv.runs.spec import PinnedInput
 
 Say = Callable[[str], None]
@@ -56,11 +58,13 @@ def input_views(
 ) -> Iterator[Views]:
     """Show ``pinned`` to a command: through ``mount`` (see :class:`StoreMount`), or, without
     one or when FUSE turns out to be unavailable or refused (said through ``say``),
-    downloaded into ``run_dir/in``. Afterwards the downloads are gone, and the run's own
-    mount is being taken away (:meth:`StoreMount.finish` waits for that)."""
+    downloaded into ``run_dir/in``. Through a mount, up to ``READ_AHEAD`` bytes of the
+    inputs are read ahead of the command (:class:`ReadAhead`) while it starts. Afterwards the
+    downloads are gone, and the run's own mount is being taken away
+    (:meth:`StoreMount.finish` waits for that)."""
     if mount is not None:
         try:
-            root = mount.wait()
+            root = mount.wait(pinned)
         except _NoFuse as why:
             say(f"FUSE cannot be used here ({why}): inputs are downloaded instead (--no-fuse)")
         else:
@@ -69,10 +73,16 @@ def input_views(
             views = Views("fuse", mountpoint=Path(root.path), reused=not mount.own)
             for item in pinned:
                 base = Path(root.path) / item.spec.repo if mount.whole_store else Path(root.path)
-                views.paths[item.spec.name] = str(base / "commit" / item.commit)
+                here = Path(root.path) if mount.snapshot else base / "commit" / item.commit
+                views.paths[item.spec.name] = str(here)
+            ahead = ReadAhead(
+                [Path(views.paths[i.spec.name], i.spec.path) for i in pinned], READ_AHEAD
+            )
+            ahead.start()
             try:
                 yield views
             finally:
+                ahead.stop()
                 mount.release()
             return
     with _downloaded(store, pinned, run_dir / "in", say) as views:
@@ -88,67 +98,101 @@ class _NoFuse(Exception):
 
 class StoreMount:
     """The mount a run reads its inputs through: a live mount of the same store on this
-    machine, else one the run starts read-only at ``run_dir/mnt`` (in the background, while
-    the run resolves its inputs) and always removes: :meth:`finish` must be called, also on
-    errors. Mounting is attempted only where FUSE is available."""
+    machine, else one the run serves itself (:class:`EmbeddedMount`, no daemon) read-only at
+    ``run_dir/mnt``: of the one commit every input reads when they all read the same one (a
+    snapshot the kernel caches for good), else of the whole store. Its own mount is always
+    removed: :meth:`finish` must be called, also on errors. Mounting is attempted only where
+    FUSE is available."""
 
     def __init__(
-        self, url: str, repos: set[str], run_dir: Path, endpoint_url: str | None, say: Say
+        self,
+        url: str,
+        repos: set[str],
+        run_dir: Path,
+        endpoint_url: str | None,
+        say: Say,
+        s3_options: dict[str, Any] | None = None,
     ) -> None:
         self._say = say
+        self._url = url
+        self._endpoint = endpoint_url
+        self._s3 = s3_options
         self._found = find_store_mount(url, repos)
         self.own = self._found is None
         # A mount of the whole store shows <repo>/commit/<id>; one of a repo, commit/<id>.
         self.whole_store = self.own or (self._found is not None and self._found.source == url)
+        self.snapshot = False  # the run's own mount shows one commit at its root
         self._mp = run_dir / "mnt"
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3fsv-run-mount")
-        self._started: Future[Mounted] | None = None
-        self._stopping: Future[None] | None = None
-        if self.own:
-            self._started = self._pool.submit(self._start, url, endpoint_url)
+        self._mount: EmbeddedMount | None = None
+        self._starting: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._stopping: threading.Thread | None = None
 
-    def _start(self, url: str, endpoint_url: str | None) -> Mounted:
+    def begin(self, pinned: Sequence[PinnedInput]) -> None:
+        """Start making the run's own mount of ``pinned``, in the background (while the run
+        checks its output); nothing when a mount is there already or being made."""
+        if self._found is None and self._starting is None:
+            self._starting = threading.Thread(
+                target=self._start, args=(pinned,), name="s3fsv-run-mount"
+            )
+            self._starting.start()
+
+    def wait(self, pinned: Sequence[PinnedInput]) -> Mounted:
+        """The mount, once usable; ``_NoFuse`` or ``MountError`` when it could not be made."""
+        if self._found is not None:
+            return self._found
+        self.begin(pinned)
+        assert self._starting is not None
+        self._starting.join()
+        if self._failure is not None:
+            raise self._failure
+        assert self._mount is not None
+        reclaim_signals()
+        return Mounted(str(self._mp), "fuse.s3fsv", self._mount.source)
+
+    def _start(self, pinned: Sequence[PinnedInput]) -> None:
         try:
             daemon.check_fuse()
         except MountError as err:
-            raise _NoFuse(str(err).split(": ", 1)[-1]) from None
+            self._failure = _NoFuse(str(err).split(": ", 1)[-1])
+            return
         self._mp.mkdir(mode=0o700, exist_ok=True)
-        argv = ["mount", url, str(self._mp), "--read-only"]
-        argv += ["--endpoint-url", endpoint_url] if endpoint_url else []
+        shown = {(item.spec.repo, item.commit) for item in pinned}
+        repo, commit = next(iter(shown)) if len(shown) == 1 else (None, None)
+        mount = EmbeddedMount(
+            self._url, self._mp, repo=repo, commit=commit,
+            endpoint_url=self._endpoint, s3_options=self._s3,
+        )  # fmt: skip
         try:
-            daemon.start(argv, str(self._mp), foreground=False)
-        except MountError as err:
+            mount.start()
+        except BaseException as err:
+            mount.stop()
             with contextlib.suppress(OSError):
                 self._mp.rmdir()
-            if _refused(err):
-                raise _NoFuse(str(err)) from None
-            raise
-        return Mounted(str(self._mp), "fuse.s3fsv", url)
-
-    def wait(self) -> Mounted:
-        """The mount, once usable; ``_NoFuse`` or ``MountError`` when it could not be made."""
-        if self._started is None:
-            assert self._found is not None
-            return self._found
-        return self._started.result()
+            refused = isinstance(err, MountError) and _refused(err)
+            self._failure = _NoFuse(str(err)) if refused else err
+            return
+        self.snapshot = repo is not None
+        self._mount = mount
 
     def release(self) -> None:
         """Start taking the run's own mount away, in the background (its inputs are no longer
         needed); nothing for a mount that was there already. Idempotent."""
-        if self._started is not None and self._stopping is None:
-            self._stopping = self._pool.submit(self._stop)
+        if self._starting is not None and self._stopping is None:
+            self._stopping = threading.Thread(target=self._stop, name="s3fsv-run-unmount")
+            self._stopping.start()
 
     def _stop(self) -> None:
-        futures.wait([self._started])  # a mount still starting is stopped once it is up
-        if self._started.exception() is None:
-            release_mount(self._mp, self._say)
+        assert self._starting is not None
+        self._starting.join()  # a mount still being made is taken away once it is up
+        if self._mount is not None:
+            release_mount(self._mount, self._say)
 
     def finish(self) -> None:
-        """Release the mount and wait until it is gone (its daemon too)."""
+        """Release the mount and wait until it is gone."""
         self.release()
         if self._stopping is not None:
-            futures.wait([self._stopping])
-        self._pool.shutdown(wait=True)
+            self._stopping.join()
 
 
 def find_store_mount(url: str, repos: set[str]) -> Mounted | None:
@@ -191,28 +235,24 @@ def _refused(err: MountError) -> bool:
     )
 
 
-def release_mount(mp: Path, say: Say) -> None:
+def release_mount(mount: EmbeddedMount, say: Say) -> None:
     """Unmount a mount this run made and remove its directory. A command's leftover
     background process holding a file there is waited for briefly, then the mount is
-    detached lazily (the kernel finishes once it lets go) so that none is left behind. The
-    daemon's log goes too when all went well (each run has a mountpoint, so a log, of its
-    own)."""
+    detached lazily (the kernel finishes once it lets go) so that none is left behind."""
+    mp = mount.mountpoint
     for _ in range(UNMOUNT_ATTEMPTS):
         try:
-            if daemon.unmount(str(mp)) == 0:
-                for log in (log_file(mp), log_file(mp).with_name(log_file(mp).name + ".1")):
-                    log.unlink(missing_ok=True)
+            mount.stop()
             break
         except MountError as err:
-            if "busy" not in str(err):
-                if not os.path.ismount(mp):
-                    break
-                say(f"could not unmount {mp}: {err}")
-                return
+            if "busy" not in str(err).lower():
+                say(f"could not unmount {mp}: {err}; detaching it lazily")
+                mount.detach()
+                break
             time.sleep(0.5)
     else:
         say(f"{mp} is still busy: detaching it lazily")
-        subprocess.run(["fusermount3", "-uz", str(mp)], capture_output=True)
+        mount.detach()
     with contextlib.suppress(OSError):
         mp.rmdir()
 

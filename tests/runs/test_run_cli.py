@@ -160,6 +160,27 @@ def test_an_existing_mount_of_the_store_is_used(tmp_path: Path, env: dict[str, s
     assert shown["provenance"]["run"]["mode"] == "fuse"
 
 
+@pytest.mark.parametrize("two", [False, True], ids=["one-commit", "two-commits"])
+def test_the_runs_own_mount_is_read_only_and_pinned(
+    tmp_path: Path, env: dict[str, str], two: bool
+) -> None:
+    """One input commit: the run's own mount shows that commit at its root; inputs of two
+    commits: the whole store, each at <repo>/commit/<id>. Either way the inputs are
+    read-only, and the mount is gone afterwards."""
+    old = head(tmp_path, env, "cams")
+    (tmp_path / "in" / "a.txt").write_text("beta\n")
+    cli(tmp_path, "put", "-q", str(tmp_path / "in"), "cams@main:data", "-m", "again", env=env)
+    new = head(tmp_path, env, "cams")
+    inputs = ["--in", f"new=cams@{new}:data"] + (["--in", f"old=cams@{old}:data"] if two else [])
+    script = 'echo "$S3FSV_IN_NEW"; cat {in.new}/data/a.txt; touch {in.new}/data/a.txt || echo ro'
+    done = cli(tmp_path, "run", *inputs, "--out", "det", "--", "sh", "-c", script, env=env)
+    where, text, refused = done.stdout.splitlines()[:3]
+    mnt = str(runs_dir(env)) + "/"
+    assert where.startswith(mnt) and where.endswith(f"/mnt/cams/commit/{new}" if two else "/mnt")
+    assert (text, refused) == ("beta", "ro")  # (refused even to root: a read-only mount)
+    no_mount_left(env)
+
+
 def test_without_fuse_inputs_are_downloaded(tmp_path: Path, env: dict[str, str]) -> None:
     """No fusermount3 on PATH: the run says so and downloads its inputs instead."""
     bin_dir = tmp_path / "bin"

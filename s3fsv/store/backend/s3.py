@@ -230,6 +230,7 @@ class S3Backend:
                 if self._client is None:
                     try:
                         self._core = core = botocore.session.Session()
+                        core.register_component("data_loader", _shared_loader(core))
                         # Responses' timestamps (LastModified...) are never used here: leave
                         # them as strings instead of parsing each with dateutil (about a fifth
                         # of botocore's CPU per small GET, measured).
@@ -726,6 +727,21 @@ class _Given(botocore.credentials.CredentialProvider):  # type: ignore[misc]
 
     def load(self) -> Any:
         return self._credentials
+
+
+_LOADER: Any = None
+_LOADER_LOCK = threading.Lock()
+
+
+def _shared_loader(core: botocore.session.Session) -> Any:
+    """The data loader of the first session made here, for every later one too: it caches
+    the service models it parses, so that a second client (a run's mount next to the run's
+    own store) costs a tenth of the first (measured: 10 ms of CPU instead of 60)."""
+    global _LOADER
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            _LOADER = core.get_component("data_loader")
+        return _LOADER
 
 
 def given_credentials(core: botocore.session.Session, credentials: Any) -> None:
