@@ -302,6 +302,7 @@ def _serve_metrics(args: object, metrics: Any, fs: Any, outage: Any) -> Any:
         ],
         cache=lambda: fs.cache,
         outage=lambda: outage,
+        read_path=lambda: fs.read_path_mode,
     )
     try:
         server = MetricsServer(host, port, registry_for(metrics))
