@@ -20,6 +20,10 @@ time with metrics and without, their ratio and the median of the per-pair ratios
 daemon's CPU time (user + system, ``/proc/PID/stat``) over the timed read and over its whole
 life (read just before the unmount), which other processes' load does not inflate. The target
 is a cost under 2%. Prints a table and a final JSON line; progress goes to stderr.
+
+On a shared 2-CPU machine one workload's daemon CPU varies by about +-15% from mount to mount,
+so 7 pairs resolve about +-4%: a verdict near the target needs more pairs (or py-spy on the
+daemon, which shows the share of its samples in ``s3fsv/mount/metrics.py``).
 """
 
 from __future__ import annotations
