@@ -12,8 +12,10 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from common import HERE, s3fsv_command, say, wait_or_kill
+from s3server import SeaweedServer
 
 MOUNT_TIMEOUT = 120.0
 
@@ -146,3 +148,39 @@ class Mounts:
                 if os.path.ismount(info["mountpoint"]):
                     subprocess.run(["fusermount3", "-uz", info["mountpoint"]], capture_output=True)
                 wait_or_kill(int(info["pid"]), grace=2)
+
+
+class MountBench:
+    """What the mount benchmarks share: their SeaweedFS on 127.0.0.1, the environment their
+    ``s3fsv`` commands run in, their mounts; :meth:`close` stops them all."""
+
+    def __init__(self, args: Any, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.mounts: Mounts | None = None
+        self.server: SeaweedServer | None = None
+        self.env: dict[str, str] = {}
+
+    def start_server(self, *xdg: str) -> dict[str, str]:
+        """Start SeaweedFS (``work/weed``) and return the environment of the ``s3fsv``
+        commands: its credentials, and XDG directories ``state``, ``config`` and ``xdg`` of
+        their own in ``work`` (never a user's config); ``self.mounts`` keeps its state there."""
+        say("starting SeaweedFS on 127.0.0.1")
+        # weed often ignores SIGTERM: do not wait the default 10 s for it
+        self.server = SeaweedServer(self.work / "weed", grace=3.0).start()
+        env = {**os.environ, **self.server.env()}
+        for name in ("state", "config", *xdg):
+            (self.work / name).mkdir()
+            env[f"XDG_{name.upper()}_HOME"] = str(self.work / name)
+        env.pop("S3FSV_STORE", None)
+        os.environ.update(self.server.env())
+        self.env = env
+        self.mounts = Mounts(env, self.work / "state", self.work)
+        return env
+
+    def close(self) -> None:
+        if self.mounts is not None:
+            self.mounts.close()
+        if self.server is not None:
+            say("stopping SeaweedFS")
+            self.server.stop()

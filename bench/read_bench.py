@@ -53,7 +53,7 @@ from common import (  # noqa: E402
     standard_arguments,
     wait_until_idle,
 )
-from mounts import Mounts  # noqa: E402
+from mounts import MountBench  # noqa: E402
 from read_workloads import (  # noqa: E402
     BUCKET,
     PLAIN,
@@ -69,7 +69,6 @@ from read_workloads import (  # noqa: E402
     same_content,
     upload_plain,
 )
-from s3server import SeaweedServer  # noqa: E402
 
 from s3fsv.store import transfer  # noqa: E402
 from s3fsv.store.store import Store  # noqa: E402
@@ -236,13 +235,10 @@ def _rate(key: str, seconds: float, data: Dataset) -> str:
 # -- the run --------------------------------------------------------------------------------------
 
 
-class Bench:
+class Bench(MountBench):
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
-        self.args = args
-        self.work = work
+        super().__init__(args, work)
         self.samples = Samples()
-        self.mounts: Mounts | None = None
-        self.server: SeaweedServer | None = None
         self.cold_serial = 0
 
     def setup(self) -> None:
@@ -250,19 +246,8 @@ class Bench:
         say(f"work directory {work}")
         say(f"writing local data: {args.big_mib} MiB file + {args.dirs}x{args.per_dir} files")
         self.data = make_dataset(work / "local", args.big_mib * MiB, args.dirs, args.per_dir)
-        say("starting SeaweedFS on 127.0.0.1")
-        # weed often ignores SIGTERM: do not wait the default 10 s for it
-        self.server = SeaweedServer(work / "weed", grace=3.0).start()
-        env = {**os.environ, **self.server.env()}
-        state, config = work / "state", work / "config"
-        state.mkdir()
-        config.mkdir()
-        env["XDG_STATE_HOME"] = str(state)
-        env["XDG_CONFIG_HOME"] = str(config)  # never pick up a user's s3fsv config
-        env.pop("S3FSV_STORE", None)
-        os.environ.update(self.server.env())
-        self.env = env
-        self.mounts = Mounts(env, state, work)
+        self.start_server()
+        assert self.server is not None
         self.client = s3_client(self.server)
         self.client.create_bucket(Bucket=BUCKET)
         self.store_url = f"s3://{BUCKET}/{STORE_PREFIX}"
@@ -398,13 +383,6 @@ class Bench:
             run("find.pt", lambda: run_find(root, entries), "pt")
         drop_caches()
         run("find.local", lambda: run_find(data.local, entries))
-
-    def close(self) -> None:
-        if self.mounts is not None:
-            self.mounts.close()
-        if self.server is not None:
-            say("stopping SeaweedFS")
-            self.server.stop()
 
 
 def main() -> int:

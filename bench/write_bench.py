@@ -73,8 +73,7 @@ from common import (  # noqa: E402
     standard_arguments,
     wait_until_idle,
 )
-from mounts import Mounts  # noqa: E402
-from s3server import SeaweedServer  # noqa: E402
+from mounts import MountBench  # noqa: E402
 from write_report import CPU_PARTS, Samples, report  # noqa: E402
 from write_workloads import (  # noqa: E402
     BUCKET,
@@ -160,13 +159,10 @@ class Profiler:
 # -- the run --------------------------------------------------------------------------------------
 
 
-class Bench:
+class Bench(MountBench):
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
-        self.args = args
-        self.work = work
+        super().__init__(args, work)
         self.samples = Samples()
-        self.mounts: Mounts | None = None
-        self.server: SeaweedServer | None = None
         self.profiler = Profiler(
             Path(args.profile).resolve() if args.profile else None, idle=args.profile_idle
         )
@@ -235,19 +231,7 @@ class Bench:
     def setup(self) -> None:
         work = self.work
         say(f"work directory {work}")
-        say("starting SeaweedFS on 127.0.0.1")
-        # weed often ignores SIGTERM: do not wait the default 10 s for it
-        self.server = SeaweedServer(work / "weed", grace=3.0).start()
-        env = {**os.environ, **self.server.env()}
-        for var in ("state", "cache", "config"):
-            (work / var).mkdir()
-        env["XDG_STATE_HOME"] = str(work / "state")
-        env["XDG_CACHE_HOME"] = str(work / "cache")
-        env["XDG_CONFIG_HOME"] = str(work / "config")  # never pick up a user's s3fsv config
-        env.pop("S3FSV_STORE", None)
-        os.environ.update(self.server.env())
-        self.env = env
-        self.mounts = Mounts(env, work / "state")
+        self.start_server("cache")
         self.client = s3_client(self.server)
         self.client.create_bucket(Bucket=BUCKET)
         self.store_url = f"s3://{BUCKET}/{STORE_PREFIX}"
@@ -373,13 +357,6 @@ class Bench:
         shutil.rmtree(cache, ignore_errors=True)
         if len(set(summaries.values())) != 1:
             raise RuntimeError(f"detect.py results differ between mount and local disk: {logs}")
-
-    def close(self) -> None:
-        if self.mounts is not None:
-            self.mounts.close()
-        if self.server is not None:
-            say("stopping SeaweedFS")
-            self.server.stop()
 
 
 def run_detect(inp: Path, out: Path, log: Path) -> None:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +303,7 @@ def _serve_metrics(args: object, metrics: Any, fs: Any, outage: Any) -> Any:
         ],
         cache=lambda: fs.cache,
         outage=lambda: outage,
+        read_path=lambda: fs.read_path_mode,
     )
     try:
         server = MetricsServer(host, port, registry_for(metrics))
@@ -350,6 +352,12 @@ def _log_to_file(args: object, mp: Path) -> None:
         root.addHandler(handler)
 
 
+def _quietly(fn: Callable[..., object], *args: object) -> None:
+    """``fn(*args)``, whatever it raises (what it found is not needed)."""
+    with contextlib.suppress(Exception):
+        fn(*args)
+
+
 def make_filesystem(args: object, store: Store, source: Source, metrics: Any = None) -> Any:
     """The mount's ``vfs.Filesystem``, built in this one place from the mount options; with
     ``metrics`` (a ``MountMetrics``), its store requests, reads and commits are recorded."""
@@ -379,6 +387,11 @@ def make_filesystem(args: object, store: Store, source: Source, metrics: Any = N
 
         inner = MeteredBackend(inner, metrics)
     store.backend = GuardedBackend(inner, Outage(lambda: probe.head(MARKER)), owned=[probe])
+    # A client's first request pays for its lazy setup (hundreds of ms on a busy machine),
+    # which the first `status` would report as the store's round trip: pay it now, aside.
+    threading.Thread(
+        target=_quietly, args=(probe.head, MARKER), name="s3fsv-probe-warmup", daemon=True
+    ).start()
     spec = MountSpec(
         source.repo,
         source.ref,

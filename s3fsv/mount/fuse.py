@@ -50,7 +50,7 @@ def errno_of(exc: BaseException) -> int:
 def translated(fn: F) -> F:
     """Run an operation; turn any exception into ``FuseOSError`` with ``errno_of``. When the
     ``Operations`` has a ``timer``, it is told how long the operation took."""
-    op = fn.__name__.lstrip("_").removesuffix("_with_offset")
+    op = fn.__name__.lstrip("_").removesuffix("_with_offset").removesuffix("_pinned")
 
     @functools.wraps(fn)
     def wrapper(self: Operations, *args: Any, **kwargs: Any) -> Any:
@@ -164,6 +164,8 @@ class Operations(mfusepy.Operations):
             if bid:
                 passthrough.set_backing_id(fi, bid)
                 self._backed[path] = True
+                if self.fs.metrics is not None:
+                    self.fs.metrics.passthrough_open()
                 return 0
         if backed is None:
             self._backed[path] = False

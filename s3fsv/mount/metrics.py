@@ -19,6 +19,9 @@ The series (all prefixed ``s3fsv_``):
   ``cache_miss_bytes_total``: file chunk reads served from memory or the disk cache, or that
   waited for the store; ``cache_fill_bytes_total``, ``cache_evictions_total``,
   ``cache_evicted_bytes_total``, ``cache_used_bytes``, ``cache_limit_bytes``;
+- ``passthrough`` (1 when the kernel reads whole cached files itself, FUSE passthrough) and
+  ``passthrough_opens_total``: the opens it served so (their reads never reach the daemon,
+  so they are in no cache or FUSE read series);
 - ``staged_files{repo,branch}``, ``staged_bytes{repo,branch}``;
 - ``commits_total{outcome}`` (committed, nothing, conflict, failed),
   ``commit_seconds`` (histogram), ``conflicts_total``;
@@ -54,7 +57,7 @@ PREFIX = "s3fsv_"
 FUSE_OPS = (
     "getattr", "readdir", "readlink", "open", "read", "release", "create", "write", "truncate",
     "fsync", "mkdir", "unlink", "rmdir", "rename", "symlink", "link", "mknod", "chmod", "chown",
-    "utimens", "setxattr", "removexattr", "getxattr", "listxattr", "statfs",
+    "utimens", "setxattr", "removexattr", "getxattr", "listxattr", "statfs", "other",
 )  # fmt: skip
 STORE_OPS = ("get", "head", "put", "list", "delete")
 OUTCOMES = ("ok", "not_found", "precondition_failed", "unavailable", "denied", "error")
@@ -147,9 +150,11 @@ class MountMetrics(Collector):
         self._commits = n  # [outcome]
         n += len(COMMIT_OUTCOMES)
         self._hits, self._misses, self._hit_bytes, self._miss_bytes = n, n + 1, n + 2, n + 3
-        n += 4
+        self._passthrough_opens = n + 4
+        n += 5
         self.cells = Cells(n)
         self._fuse_index = {op: i for i, op in enumerate(FUSE_OPS)}
+        self._fuse_other = self._fuse_index["other"]
         self._store_index = {op: i for i, op in enumerate(STORE_OPS)}
         self._outcome_index = {o: i for i, o in enumerate(OUTCOMES)}
         self._commit_index = {o: i for i, o in enumerate(COMMIT_OUTCOMES)}
@@ -159,7 +164,12 @@ class MountMetrics(Collector):
 
     # -- recording (any thread, no lock) ------------------------------------------------------
     def fuse_op(self, op: str, seconds: float) -> None:
-        self._fuse.observe(self.cells.mine(), self._fuse_index[op], seconds)
+        index = self._fuse_index.get(op, self._fuse_other)  # never fail the operation itself
+        self._fuse.observe(self.cells.mine(), index, seconds)
+
+    def passthrough_open(self) -> None:
+        """An open the kernel serves from a backing file: the daemon sees none of its reads."""
+        self.cells.mine()[self._passthrough_opens] += 1
 
     def store_request(self, op: str, outcome: str, seconds: float, nbytes: int) -> None:
         cells = self.cells.mine()
@@ -186,7 +196,8 @@ class MountMetrics(Collector):
     # -- scrape-time state -------------------------------------------------------------------
     def watch(self, **state: Callable[[], Any]) -> None:
         """Callbacks read at scrape time: ``staged`` -> [(repo, branch, files, bytes)],
-        ``cache`` -> the ``DiskCache``, ``outage`` -> the ``Outage``."""
+        ``cache`` -> the ``DiskCache``, ``outage`` -> the ``Outage``, ``read_path`` ->
+        "passthrough" or "fuse"."""
         self._state.update(state)
 
     def _read(self, name: str) -> Any:
@@ -240,8 +251,20 @@ class MountMetrics(Collector):
             ("cache_misses", "File chunk reads that waited for the store", self._misses),
             ("cache_hit_bytes", "Bytes of file reads served from the cache", self._hit_bytes),
             ("cache_miss_bytes", "Bytes of file reads that waited for the store", self._miss_bytes),
+            (
+                "passthrough_opens",
+                "Opens the kernel serves from a cached file (FUSE passthrough), unseen reads",
+                self._passthrough_opens,
+            ),
         ):
             yield CounterMetricFamily(PREFIX + name, doc, t[index])
+        mode = self._read("read_path")
+        if mode is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}passthrough",
+                "1 when the kernel reads cached files itself (FUSE passthrough), 0 when the daemon",
+                1 if mode == "passthrough" else 0,
+            )
         cache = self._read("cache")
         if cache is None:
             return

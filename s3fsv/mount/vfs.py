@@ -269,21 +269,18 @@ class Filesystem(WriteOps):
 
     def _snapshot(self, repo: str, section: str, name: str) -> Snapshot:
         state = self._state(repo)
-        if section == "branch" or (section == "@" and self._is_branch(state, name)):
-            with state.lock:
-                commit = state.heads.get(name)
-                moves = state.moves
-            if commit is None:
-                fetched = self._branch_head(state, name)
-                with state.lock:
-                    if state.moves == moves:
-                        state.heads[name] = commit = fetched
-                    else:  # this mount committed meanwhile: what it set is newer
-                        commit = state.heads.get(name) or fetched
-            label = f"branch/{name}" if section == "branch" else f"@{name}"
-            return Snapshot(repo, commit, self._tree(state, commit), False, label)
-        # Tags, commits and other refs are resolved once per mount: no TTL.
         key = (repo, section, name)
+        if section == "@":  # REPO@NAME: a branch if there is one, else resolved once below
+            with self._lock:
+                snap = self._fixed_snaps.get(key)
+            if snap is not None:
+                return snap
+        if section in ("branch", "@"):
+            commit = self._head_within_ttl(state, name, required=section == "branch")
+            if commit is not None:
+                label = f"branch/{name}" if section == "branch" else f"@{name}"
+                return Snapshot(repo, commit, self._tree(state, commit), False, label)
+        # Tags, commits and other refs are resolved once per mount: no TTL.
         with self._lock:
             snap = self._fixed_snaps.get(key)
         if snap is not None:
@@ -315,12 +312,26 @@ class Filesystem(WriteOps):
             _head_key(state.repo.name, name), lambda: state.repo.branch_head(name).commit
         )
 
-    def _is_branch(self, state: RepoState, name: str) -> bool:
+    def _head_within_ttl(self, state: RepoState, name: str, *, required: bool) -> str | None:
+        """The head of branch ``name``, read from the store at most every ``ref_ttl`` seconds;
+        None when there is no such branch, unless ``required`` (then ``NotFound``)."""
+        with state.lock:
+            commit = state.heads.get(name)
+            moves = state.moves
+        if commit is not None:
+            return commit
         try:
-            self._branch_head(state, name)
-            return True
+            fetched = self._branch_head(state, name)
         except (NotFound, InvalidName):
-            return False
+            if required:
+                raise
+            return None
+        with state.lock:
+            if state.moves == moves:
+                state.heads[name] = commit = fetched
+            else:  # this mount committed meanwhile: what it set is newer
+                commit = state.heads.get(name) or fetched
+        return commit
 
     def _tree(self, state: RepoState, commit: str) -> str:
         return state.repo.commit_object(commit).tree

@@ -152,3 +152,18 @@ def test_metered_backend_counts_outcomes_and_bytes() -> None:
     assert samples[("s3fsv_store_bytes_total", (("op", "put"),))] == 5
     assert samples[("s3fsv_store_bytes_total", (("op", "get"),))] == 5
     assert samples[("s3fsv_store_request_seconds_count", (("op", "get"),))] == 2
+
+
+def test_an_operation_without_a_series_of_its_own_counts_as_other() -> None:
+    metrics = MountMetrics()
+    metrics.fuse_op("open", 0.001)
+    metrics.fuse_op("an_op_added_later", 0.002)  # must never fail the FUSE operation
+    metrics.passthrough_open()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in metrics.collect()
+        for s in family.samples
+    }
+    assert samples[("s3fsv_fuse_op_seconds_count", (("op", "open"),))] == 1
+    assert samples[("s3fsv_fuse_op_seconds_count", (("op", "other"),))] == 1
+    assert samples[("s3fsv_passthrough_opens_total", ())] == 1

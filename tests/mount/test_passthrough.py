@@ -16,6 +16,7 @@ from s3fsv.store.objects import TreeEntry, sha256_hex
 from s3fsv.store.store import Store
 from s3fsv.store.transfer import put
 from s3fsv.store.wholefile import WHOLE_MIN, WholeFiles
+from tests.mount.test_metrics import metrics_address, scrape
 from tests.mounting import daemon_pids, drop_page_cache, mounted, run_cli
 
 CHUNK = 512 * 1024
@@ -121,9 +122,11 @@ def test_pinned_mount_passes_cached_files_through(
         assert (mp / "big.bin").read_bytes() == data  # through the daemon; then materialised
     entry_path = cache / "files" / hashlib.sha256(data).hexdigest()[:2]
     assert any(entry_path.iterdir())  # the unmount waited for the whole-file entry
-    with mounted(source, mp, env, "--cache-dir", str(cache)):
+    # With metrics too: the opens the kernel serves are counted (and none fails for them).
+    with mounted(source, mp, env, "--cache-dir", str(cache), "--metrics-addr", "127.0.0.1:0"):
         status = run_cli("status", "--json", str(mp), env=env).stdout
         assert '"read_path": "passthrough"' in status
+        assert "reads:      FUSE passthrough" in run_cli("status", str(mp), env=env).stdout
         (pid,) = daemon_pids(Path(env["XDG_STATE_HOME"]), mp)
         drop_page_cache()
         before = daemon_reads(pid)
@@ -131,6 +134,11 @@ def test_pinned_mount_passes_cached_files_through(
         # Through the daemon, it would have read the 3 MiB from its cache files itself.
         assert daemon_reads(pid) - before < len(data) // 4
         assert (mp / "small.txt").read_bytes() == b"small\n"  # small files: the daemon
+        got = scrape(metrics_address(mp, env))
+        assert got[("s3fsv_passthrough", ())] == 1
+        assert got[("s3fsv_passthrough_opens_total", ())] == 1  # big.bin, not small.txt
+        assert got[("s3fsv_fuse_op_seconds_count", (("op", "open"),))] >= 2
+        assert got[("s3fsv_cache_hit_bytes_total", ())] < len(data) // 4
 
 
 @needs_libfuse
