@@ -113,7 +113,15 @@ def server(work: Path) -> Iterator[dict[str, str]]:
         yield env
 
 
-def spec(path: Path, name: str, input_: str, output: str, command: list[str], batch: int) -> str:
+def spec(
+    path: Path,
+    name: str,
+    input_: str,
+    output: str,
+    command: list[str],
+    batch: int,
+    workers: int = 0,
+) -> str:
     lines = [
         f'name = "{name}"',
         f'input = "{input_}"',
@@ -121,6 +129,8 @@ def spec(path: Path, name: str, input_: str, output: str, command: list[str], ba
         "command = [" + ", ".join(json.dumps(a) for a in command) + "]",
         f"batch = {batch}",
     ]
+    if workers:
+        lines.append(f"workers = {workers}")
     path.write_text("\n".join(lines) + "\n")
     return str(path)
 
@@ -128,6 +138,9 @@ def spec(path: Path, name: str, input_: str, output: str, command: list[str], ba
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the sizes")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="the detect pipeline's workers (the cores)"
+    )
     parser.add_argument(
         "--repeat", type=int, help="runs of each row, the median reported (3; 1 with --quick)"
     )
@@ -204,6 +217,7 @@ def main() -> int:
                     f"detections@r{r}",
                     [*detect, "{in}/images", "{out}"],
                     64,
+                    args.workers,
                 )
                 run(env, "pipeline", "create", "-f", path)
                 weed_before = server_cpu(weed)
@@ -218,8 +232,9 @@ def main() -> int:
                 )
             same_output(work / "local-out0", names[:pictures])
             alone, full = statistics.median(alones), statistics.median(fulls)
+            workers = f", {args.workers} worker(s)" if args.workers else ""
             row = _row(
-                f"detect.py over {pictures} images, local executor",
+                f"detect.py over {pictures} images, local executor{workers}",
                 full / alone,
                 "x",
                 1.1,
