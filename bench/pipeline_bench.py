@@ -8,10 +8,13 @@ It starts its own SeaweedFS on 127.0.0.1 and runs every pipeline through the rea
 
 - overhead: a no-op command (``true``) over N datums in batches of 500; time per datum (2 ms);
 - skip: one new file on top of the N processed; the whole job (2 s);
-- detect: ``examples/detect.py`` over M images with the local executor, against the same
-  script alone over a local copy of the images (1.1x);
+- detect: ``examples/detect.py`` over M images with the local executor (batch 64, workers the
+  cores), against the same script alone over a local copy of the images (1.1x); the two
+  alternate, ``--repeat`` times each, and the medians are compared;
 - incremental: 10 new images on top of the M processed, against the full job (10%).
 
+Wall times are the rows; the CPU time of each side (the command's process tree, and the
+SeaweedFS server's for the pipeline) is reported beside them, since load does not inflate it.
 Prints a table and a final JSON line; exits 1 when a target is missed.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -43,14 +47,36 @@ import s3fsv  # noqa: E402
 
 def run(env: dict[str, str], *args: str) -> float:
     """Seconds ``s3fsv ARGS`` took; fails loudly on a non-zero exit."""
+    return timed([*s3fsv_command(), *args], env)[0]
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, of the whole process tree) ``argv`` took; fails
+    loudly on a non-zero exit."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(
-        [*s3fsv_command(), *args], env=env, capture_output=True, text=True, timeout=3600
-    )
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=3600)
     took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"s3fsv {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return took
+        raise SystemExit(f"{' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return took, cpu
+
+
+def same_output(local: Path, names: list[str]) -> None:
+    """Fail unless the first detect pipeline wrote what the script alone wrote into ``local``."""
+    files = [f"{name}.json" for name in names]
+    with s3fsv.open_store() as store:
+        made = store.repo("detections").read_many("r0", files)
+    if made != {f: (local / f).read_bytes() for f in files}:
+        raise SystemExit("the detect pipeline's outputs differ from those of the script alone")
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds the process ``pid`` has used (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def images(dest: Path, count: int) -> dict[str, bytes]:
@@ -71,9 +97,12 @@ def images(dest: Path, count: int) -> dict[str, bytes]:
 
 @contextmanager
 def server(work: Path) -> Iterator[dict[str, str]]:
+    """The environment of a SeaweedFS store; ``S3FSV_BENCH_SERVER_PID`` names its process."""
     with SeaweedServer(work / "weed") as weed:
         s3_client(weed).create_bucket(Bucket="pipebench")
+        assert weed._proc is not None
         env = {
+            "S3FSV_BENCH_SERVER_PID": str(weed._proc.pid),
             **os.environ,
             **weed.env(),
             "S3FSV_STORE": "s3://pipebench/store",
@@ -84,7 +113,15 @@ def server(work: Path) -> Iterator[dict[str, str]]:
         yield env
 
 
-def spec(path: Path, name: str, input_: str, output: str, command: list[str], batch: int) -> str:
+def spec(
+    path: Path,
+    name: str,
+    input_: str,
+    output: str,
+    command: list[str],
+    batch: int,
+    workers: int = 0,
+) -> str:
     lines = [
         f'name = "{name}"',
         f'input = "{input_}"',
@@ -92,6 +129,8 @@ def spec(path: Path, name: str, input_: str, output: str, command: list[str], ba
         "command = [" + ", ".join(json.dumps(a) for a in command) + "]",
         f"batch = {batch}",
     ]
+    if workers:
+        lines.append(f"workers = {workers}")
     path.write_text("\n".join(lines) + "\n")
     return str(path)
 
@@ -99,11 +138,16 @@ def spec(path: Path, name: str, input_: str, output: str, command: list[str], ba
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the sizes")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of the overhead rows (3)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="the detect pipeline's workers (the cores)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, help="runs of each row, the median reported (3; 1 with --quick)"
+    )
     args = parser.parse_args()
     datums = 1_000 if args.quick else 10_000
     pictures = 100 if args.quick else 1_000
-    repeat = 1 if args.quick else args.repeat
+    repeat = args.repeat or (1 if args.quick else 3)
     work = Path(tempfile.mkdtemp(prefix="s3fsv-pipebench-"))
     rows: list[dict[str, object]] = []
     try:
@@ -158,38 +202,58 @@ def main() -> int:
                 for name in names[:pictures]:
                     tx.write(f"images/{name}", pics[name])
             detect = [sys.executable, str(ROOT / "examples" / "detect.py")]
-            out = work / "local-out"
-            start = time.perf_counter()
-            subprocess.run([*detect, str(local), str(out)], check=True, capture_output=True)
-            alone = time.perf_counter() - start
-            say(f"detect.py alone over {pictures} local images: {alone:.1f} s")
-            path = spec(
-                work / "detect.toml",
-                "detect",
-                "cams@main:images/*",
-                "detections@main",
-                [*detect, "{in}/images", "{out}"],
-                64,
-            )
-            run(env, "pipeline", "create", "-f", path)
-            full = run(env, "pipeline", "run", "detect", "--quiet")
-            say(f"detect pipeline over {pictures} images: {full:.1f} s")
-            rows.append(
-                _row(
-                    f"detect.py over {pictures} images, local executor",
-                    full / alone,
-                    "x",
-                    1.1,
-                    full / alone <= 1.1,
-                    [full],
-                    baseline=alone,
+            weed = int(env["S3FSV_BENCH_SERVER_PID"])
+            alones, alone_cpus, fulls, full_cpus, weed_cpus = [], [], [], [], []
+            for r in range(repeat):  # alternating, so that both sides see the same load
+                took, cpu = timed([*detect, str(local), str(work / f"local-out{r}")], env)
+                alones.append(took)
+                alone_cpus.append(cpu)
+                say(f"detect.py alone over {pictures} local images: {took:.1f} s ({cpu:.1f} s CPU)")
+                run(env, "branch", "create", "detections", f"r{r}")
+                path = spec(
+                    work / f"detect{r}.toml",
+                    f"detect{r}",
+                    "cams@main:images/*",
+                    f"detections@r{r}",
+                    [*detect, "{in}/images", "{out}"],
+                    64,
+                    args.workers,
                 )
+                run(env, "pipeline", "create", "-f", path)
+                weed_before = server_cpu(weed)
+                pipeline = [*s3fsv_command(), "pipeline", "run", f"detect{r}", "--quiet"]
+                took, cpu = timed(pipeline, env)
+                fulls.append(took)
+                full_cpus.append(cpu)
+                weed_cpus.append(server_cpu(weed) - weed_before)
+                say(
+                    f"detect pipeline over {pictures} images: {took:.1f} s ({cpu:.1f} s CPU, "
+                    f"SeaweedFS {weed_cpus[-1]:.1f} s CPU)"
+                )
+            same_output(work / "local-out0", names[:pictures])
+            alone, full = statistics.median(alones), statistics.median(fulls)
+            workers = f", {args.workers} worker(s)" if args.workers else ""
+            row = _row(
+                f"detect.py over {pictures} images, local executor{workers}",
+                full / alone,
+                "x",
+                1.1,
+                full / alone <= 1.1,
+                fulls,
+                baseline=alones,
             )
+            row["cpu_s"] = [round(c, 2) for c in full_cpus]
+            row["server_cpu_s"] = [round(c, 2) for c in weed_cpus]
+            row["baseline_cpu_s"] = [round(c, 2) for c in alone_cpus]
+            rows.append(row)
             with store.repo("cams").transaction("main", message="10 more") as tx:
                 for name in names[pictures:]:
                     tx.write(f"images/{name}", pics[name])
-            more = run(env, "pipeline", "run", "detect", "--quiet")
-            say(f"10 new images on top of {pictures}: {more:.1f} s")
+            mores = []
+            for r in range(repeat):
+                mores.append(run(env, "pipeline", "run", f"detect{r}", "--quiet"))
+                say(f"10 new images on top of {pictures}: {mores[-1]:.1f} s")
+            more = statistics.median(mores)
             rows.append(
                 _row(
                     f"10 new images on top of {pictures}",
@@ -197,8 +261,8 @@ def main() -> int:
                     "%",
                     10,
                     more / full <= 0.10,
-                    [more],
-                    baseline=full,
+                    mores,
+                    baseline=fulls,
                 )
             )
             store.close()
@@ -221,7 +285,7 @@ def _row(
     target: float,
     ok: bool,
     runs: list[float],
-    baseline: float | None = None,
+    baseline: list[float] | None = None,
 ) -> dict[str, object]:
     out: dict[str, object] = {
         "row": name,
@@ -232,7 +296,7 @@ def _row(
         "runs_s": [round(t, 3) for t in runs],
     }
     if baseline is not None:
-        out["baseline_s"] = round(baseline, 3)
+        out["baseline_s"] = [round(t, 3) for t in baseline]
     return out
 
 

@@ -57,7 +57,9 @@ def add_verbs(add: AddCommand) -> None:
         p.add_argument("--batch", type=int, help="datums per invocation (default 1)")
         p.add_argument("--retries", type=int, help="extra attempts of a failed batch (1)")
         p.add_argument("--executor", choices=("local", "dask"), help="where batches run")
-        p.add_argument("--workers", type=int, help="local executor: batches at once")
+        p.add_argument(
+            "--workers", type=int, help="local executor: commands at once (default: the cores)"
+        )
         p.add_argument("--address", help="dask executor: scheduler address")
         p.add_argument("command", nargs="*", metavar="-- COMMAND", help="argv with {in}, {out}")
     p = add("list", "pipeline.list", group=sub, help="list pipelines")
@@ -100,7 +102,12 @@ def add_verbs(add: AddCommand) -> None:
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=0, help="batches at once (default: the spec's)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="local executor: commands at once (default: the spec's, else the cores)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -15,17 +15,26 @@ from s3fsv.access.connect import command_store, reach
 from s3fsv.api import Store
 from s3fsv.errors import S3fsvError, UsageError
 from s3fsv.pipelines.spec import PipelineSpec, spec_from_json
-from s3fsv.pipelines.worker import BatchTask, run_batch
+from s3fsv.pipelines.worker import BatchTask, Slots, run_batch
 
 
 def run_local(
     store: Store, spec: PipelineSpec, tasks: list[BatchTask], workers: int
 ) -> Iterator[dict[str, Any]]:
-    """Run ``tasks`` on ``workers`` threads here; yield each result as it completes."""
+    """Run ``tasks`` here, ``workers`` commands at once; yield each result as it completes.
+
+    Twice ``workers`` batches are in flight, each on a thread, but a command holds one of
+    ``workers`` slots only while it runs: the next batches' views are downloaded, and finished
+    batches' outputs uploaded, while the commands run."""
     if not tasks:
         return
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="s3fsv-batch") as pool:
-        futures = [pool.submit(run_batch, store, spec, task) for task in tasks]
+    workers = max(1, workers)
+    slots = Slots.of(workers)
+    # One batch ahead per worker: its view is ready when a command ends, even when downloads
+    # are as slow as the commands.
+    threads = min(len(tasks), 2 * workers)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3fsv-batch") as pool:
+        futures = [pool.submit(run_batch, store, spec, task, slots) for task in tasks]
         try:
             for fut in as_completed(futures):
                 yield fut.result()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from concurrent.futures import Executor, Future
 from typing import Any
 
 from s3fsv.access.audit import record as audit_record
@@ -28,6 +29,7 @@ from s3fsv.errors import AlreadyExists, NotFound, PreconditionFailed, S3fsvError
 from s3fsv.pipelines.datums import AttributionError, find_datums
 from s3fsv.pipelines.registry import NAMESPACE
 from s3fsv.pipelines.spec import PipelineSpec
+from s3fsv.runs.identity import code_identity
 from s3fsv.runs.record import build_record
 from s3fsv.store.provenance import provenance_context
 from s3fsv.store.repo import utc_now
@@ -115,10 +117,13 @@ def finish_job(
     *,
     before_commit: Any = None,
     started_ns: int | None = None,
+    code: Future[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Merge the batches of a job whose batches are all recorded, make its output commit
     (when no datum failed), and record its result; return that result. Idempotent.
-    ``before_commit()`` runs just before the output branch moves (the lease renewal)."""
+    ``before_commit()`` runs just before the output branch moves (the lease renewal).
+    ``code``: the run record's code identity, taken when the job's commands started (see
+    ``identify``); taken at the commit when None."""
     records = store.records(NAMESPACE)
     prefix = job_prefix(spec.name, plan["job"])
     done = records.find(f"{prefix}/result")
@@ -180,7 +185,8 @@ def finish_job(
         records.create(f"{prefix}/attribution", attribution)
     if before_commit is not None:
         before_commit()
-    result["output_commit"] = _commit_outputs(store, spec, plan, result, outputs, batches)
+    identity = code.result() if code is not None else None
+    result["output_commit"] = _commit_outputs(store, spec, plan, result, outputs, batches, identity)
     result["state"] = "succeeded"
     return _record_result(store, spec, plan, result, started_ns)
 
@@ -212,6 +218,7 @@ def _commit_outputs(
     result: dict[str, Any],
     outputs: dict[str, Any],
     batches: list[dict[str, Any]],
+    code: dict[str, Any] | None,
 ) -> str:
     repo = store.repo(spec.output_repo)
     head = repo.commit(spec.output_branch)
@@ -238,6 +245,7 @@ def _commit_outputs(
         start_ns=plan["created_ns"],
         end_ns=time.time_ns(),
         mode="local",
+        code=code,
     )
     provenance = {
         **provenance_context(),
@@ -280,6 +288,13 @@ def _commit_outputs(
                     tx.put(base + path, FileRef.from_json(ref))
     assert tx.commit_id is not None
     return tx.commit_id
+
+
+def identify(spec: PipelineSpec, pool: Executor) -> Future[dict[str, Any]]:
+    """The code identity of the run record (the command's files, its Python's packages, their
+    git state), taken on ``pool`` while the job's first commands start: it is what they ran,
+    and taking it (a Python probe, file hashes) then costs the job no time of its own."""
+    return pool.submit(code_identity, list(spec.command), os.getcwd())
 
 
 def _delete_if_there(tx: Any, path: str) -> None:

@@ -17,13 +17,21 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from s3fsv.api import Store
 from s3fsv.errors import S3fsvError, UsageError
 from s3fsv.pipelines import executors
-from s3fsv.pipelines.jobs import finish_job, missing_batches, plan_job, read_state, record_batch
+from s3fsv.pipelines.jobs import (
+    finish_job,
+    identify,
+    missing_batches,
+    plan_job,
+    read_state,
+    record_batch,
+)
 from s3fsv.pipelines.lease import Lease, LeaseLost
 from s3fsv.pipelines.registry import NAMESPACE, Registry
 from s3fsv.pipelines.spec import PipelineSpec
@@ -139,17 +147,21 @@ def run_job(
 ) -> dict[str, Any]:
     """Plan (or resume) the job for ``commit``, run its missing batches, finish it."""
     started = time.time_ns()
-    plan = plan_job(store, spec, commit)
-    todo = missing_batches(store, spec, plan)
-    tasks = [_task(spec, plan, i, options) for i in todo]
-    progress = options.progress(spec, plan) if options.progress else None
-    for result in _execute(store, spec, tasks, options):
-        if lease.lost:
-            raise LeaseLost(f"pipeline {spec.name}: another runner took over the job")
-        record_batch(store, spec, plan["job"], result)
-        if progress is not None:
-            progress(len(result["datums"]))
-    return finish_job(store, spec, plan, before_commit=lease.renew, started_ns=started)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3fsv-identity") as pool:
+        code = identify(spec, pool)
+        plan = plan_job(store, spec, commit)
+        todo = missing_batches(store, spec, plan)
+        tasks = [_task(spec, plan, i, options) for i in todo]
+        progress = options.progress(spec, plan) if options.progress else None
+        for result in _execute(store, spec, tasks, options):
+            if lease.lost:
+                raise LeaseLost(f"pipeline {spec.name}: another runner took over the job")
+            record_batch(store, spec, plan["job"], result)
+            if progress is not None:
+                progress(len(result["datums"]))
+        return finish_job(
+            store, spec, plan, before_commit=lease.renew, started_ns=started, code=code
+        )
 
 
 def work_shard(

@@ -7,9 +7,15 @@ from another process or machine (a Dask task, a shard) and be stored as a record
 
 The view: ``{in}`` is a fresh directory holding only the batch's datums at their paths in the
 commit, downloaded and verified; ``{out}`` is a fresh empty directory. Both are removed when
-the batch ends. A failed invocation is retried ``retries`` times, then its batch is split in
-two and each half runs on its own, down to single datums, so one bad input does not fail its
-neighbours; a single datum that still fails is reported with the tail of its stderr.
+the batch ends. With ``Slots`` (the local executor), only the command itself holds a slot:
+the view of the next batch is made, and the outputs of the last one uploaded, while the
+commands of others run, so the commands keep every slot busy; and each command's numeric
+thread pools (OpenMP, OpenBLAS, MKL...) get its share of the cores unless the environment
+already sizes them, so N commands at once do not each start a thread per core.
+
+A failed invocation is retried ``retries`` times, then its batch is split in two and each half
+runs on its own, down to single datums, so one bad input does not fail its neighbours; a
+single datum that still fails is reported with the tail of its stderr.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,31 @@ from s3fsv.pipelines.datums import Attributor
 from s3fsv.pipelines.spec import PipelineSpec
 
 STDERR_TAIL = 2000  # bytes of a failed datum's stderr kept in its job's record
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+@dataclass(frozen=True)
+class Slots:
+    """Commands at once on this machine: each invocation holds one of ``workers`` slots while
+    it runs, and its thread pools are sized to ``threads`` (its share of the cores)."""
+
+    gate: threading.Semaphore
+    threads: int
+
+    @classmethod
+    def of(cls, workers: int) -> Slots:
+        workers = max(1, workers)
+        return cls(threading.BoundedSemaphore(workers), max(1, (os.cpu_count() or 1) // workers))
+
+    def environ(self) -> dict[str, str]:
+        """The thread-pool sizes for a command, for those the environment does not set."""
+        return {var: str(self.threads) for var in THREAD_VARS if var not in os.environ}
 
 
 @dataclass(frozen=True)
@@ -42,7 +75,12 @@ class BatchTask:
     cwd: str
 
 
-def run_batch(store: Store, spec: PipelineSpec, task: BatchTask) -> dict[str, Any]:
+def run_batch(
+    store: Store,
+    spec: PipelineSpec,
+    task: BatchTask,
+    slots: Slots | None = None,
+) -> dict[str, Any]:
     """Run ``task`` with retries and splitting; return its result record::
 
         {"index": I, "datums": {datum: {"ok": bool, "outputs": [path, ...], "stderr": tail}},
@@ -50,8 +88,9 @@ def run_batch(store: Store, spec: PipelineSpec, task: BatchTask) -> dict[str, An
          "invocations": [{"datums": [...], "exit": N, "ms": N, "stdout": ref, "stderr": ref}]}
 
     Output paths are relative to the spec's output path. Raises only for problems that are
-    not the command's (the store unreachable, an attribution clash)."""
-    batch = _Batch(store.repo(spec.input_repo), store.repo(spec.output_repo), spec, task)
+    not the command's (the store unreachable, an attribution clash). Each invocation of the
+    invocation holds one of ``slots`` while it runs (when given)."""
+    batch = _Batch(store.repo(spec.input_repo), store.repo(spec.output_repo), spec, task, slots)
     _run_split(batch, task.datums)
     return batch.result
 
@@ -62,6 +101,7 @@ class _Batch:
     output: Repo
     spec: PipelineSpec
     task: BatchTask
+    slots: Slots | None = None
     result: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -108,9 +148,14 @@ def _invoke(batch: _Batch, datums: list[str]) -> bool:
             "S3FSV_OUT": str(out_dir),
             "S3FSV_PIPELINE": spec.name,
             "S3FSV_JOB": task.job,
+            **(batch.slots.environ() if batch.slots else {}),
         }
-        started = time.monotonic_ns()
-        with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
+        with (
+            batch.slots.gate if batch.slots else nullcontext(),
+            open(logs / "stdout", "wb") as out,
+            open(logs / "stderr", "wb") as err,
+        ):
+            started = time.monotonic_ns()
             try:
                 code = subprocess.run(
                     argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=task.cwd, env=env

@@ -4,6 +4,8 @@ would run them), and a datum that always fails is reported without failing its n
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,7 @@ def make(env: dict[str, str], tmp_path: Path, name: str, branch: str, **extra: o
             input="cams@main:images/*",
             output=f"out@{branch}",
             command=command,
-            batch=3,
-            **extra,
+            **{"batch": 3, **extra},
         )
     )
     cli(env, "pipeline", "create", "-f", str(spec))
@@ -99,3 +100,61 @@ def test_a_failing_datum_fails_alone(
     assert len(ok) == 8 and all(ok.values())  # its neighbours in the batch succeeded
     logs = cli(env, "pipeline", "logs", "hash", "--datum", "images/bad.txt").stdout
     assert "exit 3" in logs and "bad input" in logs
+
+
+# A command that proves how many invocations run at once: it registers itself in $SLOTS,
+# notes how many it found there and the thread-pool size it was given (in $RUNLOG), and
+# waits until it has met another invocation or every other one has finished, so it cannot
+# succeed when invocations never overlap.
+RENDEZVOUS = r"""
+import os, sys, time
+slots, done, total = os.environ["SLOTS"], os.environ["DONE"], int(os.environ["TOTAL"])
+me = os.path.join(slots, str(os.getpid()))
+open(me, "w").close()
+deadline = time.monotonic() + 60
+while len(os.listdir(slots)) < 2 and len(os.listdir(done)) < total - 1:
+    if time.monotonic() > deadline:
+        sys.exit("never met another invocation")
+    time.sleep(0.02)
+with open(os.environ["RUNLOG"], "a") as log:
+    log.write(f"{len(os.listdir(slots))} {os.environ.get('OPENBLAS_NUM_THREADS')}\n")
+os.rename(me, os.path.join(done, str(os.getpid())))
+"""
+
+
+def test_concurrent_batches_match_sequential(
+    pipeline_env: dict[str, str], store: s3fsv.Store, tmp_path: Path
+) -> None:
+    env = pipeline_env
+    make(env, tmp_path, "one", "a", batch=1, workers=1)
+    make(env, tmp_path, "three", "b", batch=1, workers=3)
+    cli(env, "pipeline", "run", "one")
+    cli(env, "pipeline", "run", "three")
+    expected = tree(store.repo("out"), "a")
+    assert len(expected) == 8
+    assert tree(store.repo("out"), "b") == expected
+    records = store.records("pipelines")
+    job = store.repo("cams").resolve("main")
+    one, three = (records.get(f"jobs/{n}/{job}/attribution").value for n in ("one", "three"))
+    assert one == three and len(one) == 8
+
+    # With two workers, two invocations overlap and never more than two, and each gets half
+    # the cores for its thread pools (unless the environment sizes them already).
+    script = tmp_path / "rendezvous.py"
+    script.write_text(RENDEZVOUS)
+    slots, done, runlog = tmp_path / "slots", tmp_path / "done", tmp_path / "runlog"
+    slots.mkdir()
+    done.mkdir()
+    cli(env, "branch", "create", "out", "c")
+    spec = tmp_path / "meet.toml"
+    command = [sys.executable, str(script), "{in}", "{out}"]
+    spec.write_text(
+        toml(name="meet", input="cams@main:images/*", output="out@c", command=command, retries=0)
+    )
+    cli(env, "pipeline", "create", "-f", str(spec))
+    run_env = {**env, "SLOTS": str(slots), "DONE": str(done), "TOTAL": "8", "RUNLOG": str(runlog)}
+    cli(run_env, "pipeline", "run", "meet", "--workers", "2")
+    seen = [line.split() for line in runlog.read_text().splitlines()]
+    assert len(seen) == 8 and max(int(count) for count, _ in seen) == 2
+    share = os.environ.get("OPENBLAS_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // 2)))
+    assert {threads for _, threads in seen} == {share}
