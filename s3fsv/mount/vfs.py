@@ -32,6 +32,7 @@ from s3fsv.errors import (
     InvalidName,
     NotADirectory,
     NotFound,
+    S3fsvError,
     UsageError,
 )
 from s3fsv.mount.handles import Attr, OpenFile, OpenStaged, RepoState, Snapshot, inode
@@ -44,13 +45,14 @@ from s3fsv.mount.vfs_write import WriteOps
 from s3fsv.store.objects import TreeEntry, check_name, is_commit_prefix, is_object_id
 from s3fsv.store.reader import ChunkReader, Sequential
 from s3fsv.store.store import Store
-from s3fsv.store.tree import dir_entries, lookup, root_entry
+from s3fsv.store.tree import dir_entries, entries_after, lookup, root_entry
 from s3fsv.store.wholefile import WholeFiles
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("branch", "commit", "tag")
 RECENT_COMMITS = 50
+DIR_LOOKAHEAD = 16  # siblings after a listed directory whose listings are loaded ahead
 XATTR_PREFIX = "user.s3fsv."
 
 
@@ -459,6 +461,8 @@ class Filesystem(ReadOps, WriteOps):
         state.reader.load_pages(entry.tree)
         out, children = [], list(dir_entries(state.repo.objects, entry.tree))
         state.reader.warm_trees(c.tree for c in children if c.kind == "dir")
+        if inner:
+            self._warm_next_dirs(state, snap, inner)
         # Only subdirectories are remembered: a walk lists them next, while a file is looked
         # up (if ever: the listing carries its attributes) with one search of this listing.
         where = "".join(f"{p}/" for p in inner)
@@ -470,6 +474,17 @@ class Filesystem(ReadOps, WriteOps):
         for child in children:
             out.append((child.name, _entry_attr(child, inode(prefix + child.name))))
         return out
+
+    def _warm_next_dirs(self, state: RepoState, snap: Snapshot, inner: list[str]) -> None:
+        """A walk lists a directory's next siblings after it: load them ahead (the root's
+        listing warmed only its first subdirectories)."""
+        try:
+            parent = self._entry(snap, inner[:-1])
+            after = entries_after(state.repo.objects, parent.tree, inner[-1], DIR_LOOKAHEAD)
+        except S3fsvError as err:
+            log.debug("directory look-ahead skipped: %s", err)
+            return
+        state.reader.warm_trees(e.tree for e in after if e.kind == "dir")
 
     def _virtual_names(self, key: str) -> list[str]:
         if key == "/":
