@@ -152,11 +152,13 @@ class Store:
             return [{"repo": r, "commit": c} for r, c in self._reads]
 
     def close(self) -> None:
-        """Stop background fetches and close connections. The handle is unusable after."""
+        """Stop background fetches and close connections. The handle is unusable after.
+        Queued prefetches are dropped; fetches already running are waited for, so none
+        of them uses a connection after it is closed."""
         with self._lock:
             readers, self._readers = list(self._readers.values()), {}
         for reader in readers:
-            reader.close()
+            reader.close(wait=True)
         self._cache.close()
         self._inner.close()
 

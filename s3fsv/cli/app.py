@@ -365,8 +365,7 @@ def _provenance_lines(prov: dict[str, Any]) -> list[str]:
         if key == "run" and isinstance(value, dict):
             out += run_lines(value)
         elif key == "inputs" and isinstance(value, list):
-            how = "pinned by the run" if "run" in prov else "read through the mount"
-            out.append(f"inputs ({how}):" + ("" if value else " none"))
+            out.append(f"inputs ({_inputs_how(prov, value)}):" + ("" if value else " none"))
             for item in value:
                 if isinstance(item, dict):
                     where = f":{item['path']}" if item.get("path") else ""
@@ -381,6 +380,22 @@ def _provenance_lines(prov: dict[str, Any]) -> list[str]:
         else:
             out.append(f"{key}: {json.dumps(value, ensure_ascii=False)}")
     return out
+
+
+_INPUTS_HOW = {
+    "api": "read through the Python API",
+    "pipeline": "the input commit of the pipeline job",
+}
+
+
+def _inputs_how(prov: dict[str, Any], inputs: list[Any]) -> str:
+    """How a commit's recorded inputs were read, from the run record or the items' ``via``."""
+    if "run" in prov:
+        return "pinned by the run"
+    vias = {item.get("via") for item in inputs if isinstance(item, dict)}
+    if len(vias) == 1 and (how := _INPUTS_HOW.get(vias.pop() or "")):
+        return how
+    return "read through the mount"
 
 
 @command("show")

@@ -205,8 +205,7 @@ class DiskCache:
         ):
             log.warning("cache entry %s is corrupt or truncated; refetching", path)
             file.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            _unlink_if_same(path, st)
             return None
         return _Open(file, len(content), _signature(st), st.st_mtime_ns), content
 
@@ -439,3 +438,12 @@ def _write_all(fd: int, view: memoryview) -> int:
 
 def _signature(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _unlink_if_same(path: Path, opened: os.stat_result) -> None:
+    """Remove ``path`` only while it is still the file that was opened: another thread may
+    have replaced a corrupt entry with a good one in the meantime, and that one must stay."""
+    with contextlib.suppress(FileNotFoundError):
+        now = os.stat(path)
+        if (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino):
+            os.unlink(path)

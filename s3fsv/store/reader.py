@@ -120,7 +120,7 @@ class ChunkReader:
         """Stop fetching: queued work is dropped; with ``wait``, running work is waited for."""
         self._closed = True  # ends a snapshot walk at its next directory
         self._walker.shutdown(wait=wait, cancel_futures=True)
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
     def forget(self, oids: Iterable[str]) -> None:
         """Drop ``oids`` from memory (a purge erased them)."""

@@ -236,18 +236,27 @@ class Repository:
         return bytes(out)
 
     def file_entry(self, commit_id: str, path: str, *, shown: str | None = None) -> TreeEntry:
-        """The file at ``path``, following symlinks inside the snapshot. ``UsageError`` for a
-        directory, a link that leaves the snapshot or too many links; ``shown`` is how the
-        caller named the path, for those messages."""
+        """The file at ``path``, following symlinks inside the snapshot, at any component
+        (``linked-dir/img.jpg`` as well as ``link-to-file``). ``UsageError`` for a directory,
+        a link that leaves the snapshot or too many links; ``shown`` is how the caller named
+        the path, for those messages."""
         shown = shown or path
-        entry = self.stat(commit_id, path)
-        for _ in range(MAX_LINK_HOPS):
+        root = self.commit_object(commit_id).tree
+        todo, done = split_path(path), []
+        entry = self.stat(commit_id)
+        hops = 0
+        while todo:
+            here = "/".join([*done, todo.pop(0)])
+            entry = resolve(self.objects, root, here)
             if entry.kind != "link":
-                break
-            path = _link_target(shown, path, entry.target)
-            entry = self.stat(commit_id, path)
-        if entry.kind == "link":
-            raise UsageError(f"{shown}: too many levels of symbolic links")
+                done = here.split("/")
+                continue
+            hops += 1
+            if hops > MAX_LINK_HOPS:
+                raise UsageError(f"{shown}: too many levels of symbolic links")
+            todo = split_path(_link_target(shown, here, entry.target)) + todo
+            done = []
+            entry = self.stat(commit_id)
         if entry.kind != "file":
             raise UsageError(f"not a file: {shown}")
         return entry

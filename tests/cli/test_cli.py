@@ -147,11 +147,16 @@ def test_cat_follows_links_inside_the_snapshot(env: dict[str, str], tmp_path: Pa
     os.symlink("/etc/passwd", src / "abs")
     os.symlink("loop2", src / "loop1")
     os.symlink("loop1", src / "loop2")
+    os.symlink("sub", src / "subdir")  # a link in the middle of a path
+    (src / "sub/y").write_text("y\n")
+    os.symlink("..", src / "sub/top")
     cli(env, "init")
     cli(env, "repo", "create", "r")
     cli(env, "put", "-q", str(src), "r@main", "-m", "links")
     assert cli(env, "cat", "r:sub/up") == "x\n"
     assert cli(env, "cat", "r:sub/chain") == "x\n"
+    assert cli(env, "cat", "r:subdir/y") == "y\n"
+    assert cli(env, "cat", "r:subdir/top/subdir/up") == "x\n"
     assert "outside the snapshot" in cli(env, "cat", "r:sub/escape", code=2)
     assert "outside the snapshot" in cli(env, "cat", "r:abs", code=2)
     assert "too many levels of symbolic links" in cli(env, "cat", "r:loop1", code=2)
@@ -523,3 +528,16 @@ def test_provenance_shows_one_command_per_line_quoting_control_characters() -> N
         f"  cams@{'c' * 64}  (via branch/main)",
         'user: "ann"',
     ]
+
+
+@pytest.mark.parametrize(
+    ("via", "how"),
+    [
+        ("api", "read through the Python API"),
+        ("pipeline", "the input commit of the pipeline job"),
+        ("branch/main", "read through the mount"),
+    ],
+)
+def test_provenance_says_how_inputs_were_read(via: str, how: str) -> None:
+    prov = {"inputs": [{"repo": "cams", "commit": "c" * 64, "via": via}]}
+    assert _provenance_lines(prov)[0] == f"inputs ({how}):"

@@ -74,6 +74,31 @@ def test_will_need_says_what_is_there_and_verifies_nothing(tmp_path: Path) -> No
     assert not other.will_need(oid)  # the bad entry was removed by the read
 
 
+def test_a_corrupt_entry_replaced_meanwhile_by_a_good_one_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader that found corruption removes only the file it opened: a good entry that
+    another process renamed into place after that open survives."""
+    import s3fsv.store.cache as cache_module
+
+    oid, data = entry(3)
+    DiskCache(tmp_path / "good").put(oid, data)
+    good = DiskCache(tmp_path / "good").path(oid)
+    DiskCache(tmp_path / "c").put(oid, data)
+    path = DiskCache(tmp_path / "c").path(oid)
+    path.write_bytes(b"garbage" + path.read_bytes()[7:])
+    real = cache_module.xxhash.xxh3_128_digest
+
+    def digest_then_replace(content: bytes) -> bytes:
+        os.replace(good, path)  # the other writer lands between our open and our check
+        monkeypatch.setattr(cache_module.xxhash, "xxh3_128_digest", real)
+        return real(content)
+
+    monkeypatch.setattr(cache_module.xxhash, "xxh3_128_digest", digest_then_replace)
+    assert DiskCache(tmp_path / "c").get(oid) is None  # what it opened was corrupt
+    assert DiskCache(tmp_path / "c").get(oid) == data  # and the good entry is still there
+
+
 def _stored(root: Path) -> int:
     return sum(p.stat().st_size for p in (root / "objects").rglob("*") if p.is_file())
 

@@ -127,3 +127,28 @@ def test_a_page_a_look_ahead_is_loading_is_fetched_once(tmp_path: Path) -> None:
     finally:
         gate.set()
         reader.close(wait=True)
+
+
+def test_close_waits_for_running_fetches_and_drops_queued_ones(tmp_path: Path) -> None:
+    """``close(wait=True)``, as a store handle's close uses it: the fetch already running
+    finishes, and prefetches still queued never start (none may use a closed connection)."""
+    repo = Store.init(f"file://{tmp_path}/store").create_repo("r")
+    reader = ChunkReader(repo.objects, DiskCache(tmp_path / "cache"), repo.chunk_size, threads=1)
+    started, release = threading.Event(), threading.Event()
+    fetched: list[str] = []
+
+    def slow_fetch(oid: str) -> bytes:
+        fetched.append(oid)
+        started.set()
+        release.wait(5)
+        return b""
+
+    reader.objects.fetch_chunk = slow_fetch  # type: ignore[method-assign]
+    assert reader.prefetch([f"{n:064x}" for n in range(5)])
+    assert started.wait(5)
+    closing = threading.Thread(target=reader.close, kwargs={"wait": True})
+    closing.start()
+    release.set()
+    closing.join(5)
+    assert not closing.is_alive()
+    assert fetched == [f"{0:064x}"]
