@@ -35,6 +35,9 @@ workload is recorded with its error and the run goes on. Results go to
 ``bench/results/<date>-<sha>[-quick].json``, rendered by ``bench/report.py`` as a Markdown table
 of each system's ratio to the best and a PNG chart. Every mount, peer process and the server
 are stopped at the end, also on errors and Ctrl-C.
+
+``--profile DIR`` samples the s3fsv daemon with py-spy during each of its workloads (see
+``bench/profiling.py``; ``python bench/profiling.py DIR/*.txt`` prints where the time went).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import compare_workloads as w  # noqa: E402
+import profiling  # noqa: E402
 from common import (  # noqa: E402
     drop_caches,
     drop_caches_worked,
@@ -116,6 +120,7 @@ class Compare:
         self.peers: PeerMounts | None = None
         self.serial = 0
         self.restarts = 0  # of SeaweedFS, see _server_up
+        self.rep_no = 0
 
     # -- set-up ---------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -222,11 +227,20 @@ class Compare:
         (fio's job runtime)."""
         if not self.wanted(workload, system):
             return
-        start = time.perf_counter()
-        own = fn()
+        pid = self._profiled_pid(system)
+        out = Path(self.args.profile or ".") / f"{workload}-{self.rep_no}.txt"
+        with profiling.recorded(pid, out) if pid is not None else contextlib.nullcontext():
+            start = time.perf_counter()
+            own = fn()
         seconds = own if isinstance(own, float) else time.perf_counter() - start
         self.samples.setdefault(workload, {}).setdefault(system, []).append(seconds)
         say(f"  {workload:<14} {system:<12} {seconds:9.3f} s")
+
+    def _profiled_pid(self, system: str) -> int | None:
+        """The s3fsv daemon to sample during a workload, with ``--profile``."""
+        if not self.args.profile or system != "s3fsv" or self.mounts is None:
+            return None
+        return self.mounts.daemon_pid(self.work / "mnt-s3fsv")
 
     def attempt(self, workloads: tuple[str, ...], system: str, fn: Callable[[], None]) -> None:
         """Run one block of workloads for ``system``; a failure is recorded, not raised."""
@@ -246,6 +260,7 @@ class Compare:
 
     # -- one repetition -------------------------------------------------------------------------
     def rep(self, n: int) -> None:
+        self.rep_no = n
         self.loads.append([round(x, 2) for x in os.getloadavg()])
         say(f"repetition {n} (load average {self.loads[-1]})")
         for system in self.systems:
@@ -479,6 +494,12 @@ def main() -> int:
     parser.add_argument("--workdir", help="parent of the temporary work directory (/var/tmp)")
     parser.add_argument("--out", help="results file (default bench/results/<date>-<sha>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="sample the s3fsv daemon with py-spy during each workload into "
+        "DIR/<workload>-<repetition>.txt (bench/profiling.py summarises them)",
+    )
     args = parser.parse_args()
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]

@@ -3,7 +3,8 @@
 Every error a user can cause or meet derives from :class:`S3fsvError`. Each class knows the errno
 the filesystem returns for it and the exit code the CLI returns for it, so neither the FUSE adapter
 nor the CLI needs its own table. Backends translate their native errors into these classes in one
-place each (see ``backend/s3.py``); nothing above the backend layer sees a botocore or OSError.
+place each (see ``backend/s3_errors.py``); nothing above the backend layer sees a botocore or
+OSError.
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import threading
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
+import xxhash
 from cachetools import TTLCache
 
 from s3fsv.mount.overlay import BranchOverlay, LocalHandle
@@ -16,9 +17,9 @@ from s3fsv.store.reader import ChunkReader, Sequential
 from s3fsv.store.repo import Repository
 
 
-@dataclass(frozen=True)
-class Attr:
-    """What ``stat`` shows. ``mode`` includes the file type bits."""
+class Attr(NamedTuple):
+    """What ``stat`` shows. ``mode`` includes the file type bits. A tuple: a listing makes one
+    per entry, a walk of a million files a million (a frozen dataclass took 2.8x as long)."""
 
     mode: int
     size: int
@@ -28,8 +29,10 @@ class Attr:
 
 
 def inode(key: str) -> int:
-    """A stable 63-bit inode number for a path identity (collisions are astronomically rare)."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1 or 1
+    """A stable 63-bit inode number for a path identity (collisions are astronomically rare).
+    Computed for every entry a listing returns: a fast non-cryptographic hash (inode numbers
+    only tell entries apart; nothing trusts them)."""
+    return xxhash.xxh3_64_intdigest(key.encode()) >> 1 or 1
 
 
 @dataclass

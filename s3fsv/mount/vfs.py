@@ -30,30 +30,29 @@ from s3fsv.config import state_dir
 from s3fsv.errors import (
     AccessDenied,
     InvalidName,
-    IsADirectory,
     NotADirectory,
     NotFound,
-    ReadOnly,
     S3fsvError,
     UsageError,
 )
 from s3fsv.mount.handles import Attr, OpenFile, OpenStaged, RepoState, Snapshot, inode
 from s3fsv.mount.last_good import LastGood
-from s3fsv.mount.overlay import BranchOverlay, LocalHandle, Node
+from s3fsv.mount.overlay import BranchOverlay, Node
 from s3fsv.mount.purges import PurgeWatch, apply_purges
 from s3fsv.mount.staging import Read, SlotLock, Staging
+from s3fsv.mount.vfs_read import ReadOps
 from s3fsv.mount.vfs_write import WriteOps
 from s3fsv.store.objects import TreeEntry, check_name, is_commit_prefix, is_object_id
-from s3fsv.store.reader import Bytes, ChunkReader, Sequential
+from s3fsv.store.reader import ChunkReader, Sequential
 from s3fsv.store.store import Store
-from s3fsv.store.tree import dir_entries, lookup, root_entry, walk_after
-from s3fsv.store.wholefile import WHOLE_MIN, WholeFiles
+from s3fsv.store.tree import dir_entries, entries_after, lookup, root_entry
+from s3fsv.store.wholefile import WholeFiles
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("branch", "commit", "tag")
 RECENT_COMMITS = 50
-SIBLING_LOOKAHEAD = 128  # entries looked at ahead of an opened file
+DIR_LOOKAHEAD = 16  # siblings after a listed directory whose listings are loaded ahead
 XATTR_PREFIX = "user.s3fsv."
 
 
@@ -69,7 +68,7 @@ class MountSpec:
     staging_root: str | None = None  # where branch staging areas live (state dir)
 
 
-class Filesystem(WriteOps):
+class Filesystem(ReadOps, WriteOps):
     """A mount as plain Python. Thread-safe. Methods take absolute mount paths (``/a/b``)."""
 
     def __init__(
@@ -473,6 +472,8 @@ class Filesystem(WriteOps):
         state.reader.load_pages(entry.tree)
         out, children = [], list(dir_entries(state.repo.objects, entry.tree))
         state.reader.warm_trees(c.tree for c in children if c.kind == "dir")
+        if inner:
+            self._warm_next_dirs(state, snap, inner)
         # Only subdirectories are remembered: a walk lists them next, while a file is looked
         # up (if ever: the listing carries its attributes) with one search of this listing.
         where = "".join(f"{p}/" for p in inner)
@@ -484,6 +485,17 @@ class Filesystem(WriteOps):
         for child in children:
             out.append((child.name, _entry_attr(child, inode(prefix + child.name))))
         return out
+
+    def _warm_next_dirs(self, state: RepoState, snap: Snapshot, inner: list[str]) -> None:
+        """A walk lists a directory's next siblings after it: load them ahead (the root's
+        listing warmed only its first subdirectories)."""
+        try:
+            parent = self._entry(snap, inner[:-1])
+            after = entries_after(state.repo.objects, parent.tree, inner[-1], DIR_LOOKAHEAD)
+        except S3fsvError as err:
+            log.debug("directory look-ahead skipped: %s", err)
+            return
+        state.reader.warm_trees(e.tree for e in after if e.kind == "dir")
 
     def _virtual_names(self, key: str) -> list[str]:
         if key == "/":
@@ -514,123 +526,6 @@ class Filesystem(WriteOps):
         if entry.kind != "link":
             raise UsageError(f"not a symlink: {path}")
         return entry.target
-
-    def _add_handle(self, handle: OpenFile | OpenStaged) -> int:
-        fh = next(self._next_fh)
-        with self._lock:
-            self._handles[fh] = handle
-        return fh
-
-    def _handle(self, fh: int) -> OpenFile | OpenStaged:
-        with self._lock:
-            handle = self._handles.get(fh)
-        if handle is None:
-            raise NotFound(f"stale file handle {fh}")
-        return handle
-
-    def open(self, path: str, flags: int) -> int:
-        key, snap, inner = self._locate(path)
-        if snap is None:
-            raise IsADirectory(f"is a directory: {path}")
-        state = self._state(snap.repo)
-        ov = self._overlay(snap)
-        if ov is not None:
-            opened = ov.open_local(inner, flags)
-            if isinstance(opened, LocalHandle):
-                return self.staged_handle(ov, opened, snap, inner, flags)
-            entry = opened
-        else:
-            # O_APPEND without write access changes nothing, as on any read-only filesystem.
-            if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
-                raise ReadOnly(f"read-only: {path}")
-            entry = self._entry(snap, inner)
-            if entry.kind == "dir":
-                raise IsADirectory(f"is a directory: {path}")
-        self._record(Read(snap.repo, snap.commit, snap.label))
-        self._prefetch_siblings(state, snap, inner)
-        return self._add_handle(OpenFile(state, entry, snap, self._ino(snap, inner)))
-
-    def caching(self, fh: int) -> str:
-        """How the kernel may cache an open file: ``keep`` (immutable: keep the page cache),
-        ``direct`` (a committed file of a branch: no shared page cache, so the open file keeps
-        its content when the branch moves) or ``default`` (a staged file). A staged file opened
-        write-only is ``direct`` too: it cannot be read or mapped through that descriptor, so
-        filling the page cache with its bytes would only cost the writer new pages."""
-        handle = self._handle(fh)
-        if isinstance(handle, OpenStaged):
-            return "direct" if handle.write_only else "default"
-        return "keep" if handle.snapshot.immutable else "direct"
-
-    def _prefetch_siblings(self, state: RepoState, snap: Snapshot, inner: list[str]) -> None:
-        """Detection scripts walk directories in name order: warm the next files, continuing
-        into the next directory when this one ends."""
-        if not inner:
-            return
-        try:
-            if not state.reader.lookahead_due(self._entry(snap, inner)):
-                return
-            trees = [self._entry(snap, inner[:-1]).tree]
-            if len(inner) >= 2:
-                trees.insert(0, self._entry(snap, inner[:-2]).tree)
-            after, last = walk_after(state.repo.objects, trees, inner[-2:], SIBLING_LOOKAHEAD)
-            state.reader.prefetch_files(after, last=last)
-        except S3fsvError as err:
-            log.debug("sibling prefetch skipped: %s", err)
-
-    def read(self, fh: int, size: int, offset: int, *, borrow: bool = False) -> Bytes:
-        """``borrow``: see ``ChunkReader.read`` (only for callers that copy the result at once)."""
-        handle = self._handle(fh)
-        if isinstance(handle, OpenStaged):
-            return os.pread(handle.local.fd, size, offset)
-        handle.seq.advise(handle.state.reader, handle.entry, offset, size)
-        return handle.state.reader.read(handle.entry, offset, size, borrow=borrow)
-
-    def read_path(self, path: str, size: int, offset: int, *, borrow: bool = False) -> Bytes:
-        """Read without a handle (immutable mounts that skip open)."""
-        _, snap, inner = self._locate(path)
-        if snap is None:
-            raise IsADirectory(f"is a directory: {path}")
-        entry = self._entry(snap, inner)
-        if entry.kind == "dir":
-            raise IsADirectory(f"is a directory: {path}")
-        state = self._state(snap.repo)
-        if offset == 0:
-            self._prefetch_siblings(state, snap, inner)
-        if offset + size >= entry.size and self.read_path_mode == "passthrough":
-            self.whole.schedule(entry)  # read whole: the next mount's opens pass through
-        if len(entry.chunks) > 1:
-            with self._lock:
-                seq = self._sequential.get(path)
-                if seq is None:
-                    seq = self._sequential[path] = Sequential()
-            seq.advise(state.reader, entry, offset, size)
-        return state.reader.read(entry, offset, size, borrow=borrow)
-
-    def backing_file(self, path: str) -> tuple[str, Path] | None:
-        """(content id, whole-file cache entry) of a pinned file whose content is whole in the
-        cache; else None, and the entry is made in the background if its chunks are cached."""
-        _, snap, inner = self._locate(path)
-        if snap is None or not snap.immutable:
-            return None
-        entry = self._entry(snap, inner)
-        if entry.kind != "file" or entry.size < WHOLE_MIN:
-            return None
-        found = self.whole.find(entry)
-        if found is None:
-            if all(self.cache.stored(oid) for oid in entry.chunks):
-                self.whole.schedule(entry)
-            return None
-        return entry.sha256, found
-
-    def release(self, fh: int) -> None:
-        with self._lock:
-            handle = self._handles.pop(fh, None)
-        if isinstance(handle, OpenStaged):
-            handle.overlay.release(handle.local)
-
-    def is_immutable_path(self, path: str) -> bool:
-        _, snap, _ = self._locate(path)
-        return snap is not None and snap.immutable
 
     # -- extended attributes ----------------------------------------------------------------
     def xattrs(self, path: str) -> dict[str, bytes]:

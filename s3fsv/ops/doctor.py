@@ -134,7 +134,7 @@ def check_store(url: str | None, endpoint: str | None) -> list[Finding]:
         ]
     found = []
     if url.startswith("s3://"):
-        from s3fsv.store.backend.s3 import credentials_method
+        from s3fsv.store.backend.s3_credentials import credentials_method
 
         method = credentials_method()
         if method is None:

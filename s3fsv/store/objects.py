@@ -209,34 +209,32 @@ class TreeEntry:
             if mode < 0 or mode > 0o7777:
                 raise ValueError(f"bad mode {mode}")
             if kind == "file":
-                keys = {"name", "type", "mode", "mtime", "size", "sha256", "chunks"}
-                _exact_keys(raw, keys | ({"pack", "source", "attrs"} & set(raw)))
+                # A walk decodes every entry of the tree: this path avoids building sets and
+                # checks the usual one-chunk file's id once (its chunk is its content hash).
+                keys = raw.keys()  # raw is a dict: JSON's lists and strings fail raw["type"]
+                if not (keys >= _FILE_KEYS and keys <= _FILE_ALL_KEYS):
+                    _exact_keys(raw, _FILE_KEYS | (_FILE_OPTIONAL_KEYS & keys))
+                sha256 = raw["sha256"]
                 chunks = tuple(raw["chunks"])
-                if not is_object_id(raw["sha256"]) or not all(map(is_object_id, chunks)):
+                if not is_object_id(sha256) or (
+                    chunks != (sha256,) and not all(map(is_object_id, chunks))
+                ):
                     raise ValueError("bad content hash")
                 size = _int(raw["size"])
                 if size < 0 or (size > 0) != bool(chunks):
                     raise ValueError("size and chunk list disagree")
-                pack, offset = _pack_location(raw.get("pack"), chunks, raw["sha256"])
+                pack, offset = _pack_location(raw.get("pack"), chunks, sha256)
                 source = Source.from_json(raw["source"]) if "source" in raw else None
                 if source is not None and (pack or not chunks):
                     raise ValueError("a file kept in its source object is not packed or empty")
                 attrs = check_attrs(raw["attrs"]) if "attrs" in raw else ()
                 if "attrs" in raw and not attrs:
                     raise ValueError("empty attrs")
+                # Positional, in field order (name ... chunks, tree, target, pack ... attrs).
                 return cls(
-                    name,
-                    "file",
-                    mode,
-                    mtime,
-                    size,
-                    raw["sha256"],
-                    chunks,
-                    pack=pack,
-                    pack_offset=offset,
-                    source=source,
-                    attrs=attrs,
-                )
+                    name, "file", mode, mtime, size, sha256, chunks, "", "", pack, offset,
+                    source, attrs,
+                )  # fmt: skip
             if kind == "dir":
                 _exact_keys(raw, {"name", "type", "mode", "mtime", "tree"})
                 if not is_object_id(raw["tree"]):
@@ -305,6 +303,12 @@ class Commit:
 Object = Tree | TreePage | Commit
 
 
+_FILE_KEYS = frozenset({"name", "type", "mode", "mtime", "size", "sha256", "chunks"})
+_FILE_OPTIONAL_KEYS = frozenset({"pack", "source", "attrs"})
+_FILE_ALL_KEYS = _FILE_KEYS | _FILE_OPTIONAL_KEYS
+_PACK_KEYS = frozenset({"id", "offset"})
+
+
 def _int(value: Any) -> int:
     if type(value) is not int:
         raise ValueError(f"expected an integer, got {value!r}")
@@ -316,7 +320,8 @@ def _pack_location(raw: Any, chunks: tuple[str, ...], sha256: str) -> tuple[str,
     file is exactly one chunk, and that chunk is the whole file."""
     if raw is None:
         return "", 0
-    _exact_keys(raw, {"id", "offset"})
+    if type(raw) is not dict or raw.keys() != _PACK_KEYS:  # (no sets built: see from_json)
+        _exact_keys(raw, set(_PACK_KEYS))
     if not is_object_id(raw["id"]) or not 0 <= _int(raw["offset"]) < 2**63:
         raise ValueError("bad pack location")
     if len(chunks) != 1 or chunks[0] != sha256:

@@ -100,6 +100,7 @@ class ChunkReader:
         self._covered: OrderedDict[str, None] = OrderedDict()  # see lookahead_due
         self._warmed: OrderedDict[str, None] = OrderedDict()  # see warm_snapshot
         self._spans = 0  # span fetches queued or running
+        self._page_loads: dict[str, Future[None]] = {}  # directory pages being loaded
 
     def _start_workers(self, threads: int) -> None:
         # Tasks that wait for each other keep every started thread busy, so each submit
@@ -333,16 +334,30 @@ class ChunkReader:
         futures = []
         for page in tree.pages:
             # Pages on local disk load as fast in the listing itself: threads fighting over
-            # the interpreter to decode them were slower (measured).
-            if self.cache.stored(page.id):
+            # the interpreter to decode them were slower (measured). The kernel reads them
+            # off the disk meanwhile, all at once, instead of one after another as the
+            # listing reaches each (a walk on a fresh mount waited for the disk in turn).
+            if self.cache.will_need(page.id):
                 continue
-            try:
-                futures.append(self._pool.submit(self._load_page, page.id))
-            except RuntimeError:  # closed meanwhile
-                break
+            with self._lock:  # a look-ahead may be loading it already: one request
+                fut = self._page_loads.get(page.id)
+                started = fut is None
+                if fut is None:
+                    try:
+                        fut = self._pool.submit(self._load_page, page.id)
+                    except RuntimeError:  # closed meanwhile
+                        break
+                    self._page_loads[page.id] = fut
+            if started:  # (outside the lock: a finished future calls back at once)
+                fut.add_done_callback(lambda _, pid=page.id: self._page_loaded(pid))
+            futures.append(fut)
         if wait:
             for fut in futures:
                 fut.result()
+
+    def _page_loaded(self, page_id: str) -> None:
+        with self._lock:
+            self._page_loads.pop(page_id, None)
 
     def _load_page(self, page_id: str) -> None:
         try:

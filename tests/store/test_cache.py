@@ -56,6 +56,24 @@ def test_corrupt_and_truncated_entries_are_misses(tmp_path: Path) -> None:
     assert cache.get(oid) is None
 
 
+def test_will_need_says_what_is_there_and_verifies_nothing(tmp_path: Path) -> None:
+    """``will_need`` (a page-cache hint before a listing reads its pages) answers whether an
+    entry is there; a corrupt one counts as there until it is read, and is then a miss."""
+    cache = DiskCache(tmp_path / "c")
+    oid, data = entry(5)
+    assert not cache.will_need(oid)
+    cache.put(oid, data)
+    assert cache.will_need(oid)
+    other = DiskCache(tmp_path / "c")  # not open in this one: goes to the file
+    path = other.path(oid)
+    raw = bytearray(path.read_bytes())
+    raw[3] ^= 1
+    path.write_bytes(bytes(raw))
+    assert other.will_need(oid)
+    assert other.get(oid) is None
+    assert not other.will_need(oid)  # the bad entry was removed by the read
+
+
 def test_a_corrupt_entry_replaced_meanwhile_by_a_good_one_is_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -325,6 +325,9 @@ def test_missing_fields_refused() -> None:
     entry = _file()
     del entry["sha256"]
     _refused(canonical_json(_tree(entry)))
+    packed = _file(chunks=[OID], pack={"id": OID2, "offset": 0})  # an optional field present
+    del packed["size"]
+    _refused(canonical_json({**_tree(packed), "v": 2}))
     commit = _commit()
     del commit["provenance"]
     _refused(canonical_json(commit))
@@ -343,6 +346,8 @@ def test_hostile_names_refused(name: str) -> None:
 def test_bad_hex_ids_refused(bad: Any) -> None:
     _refused(canonical_json(_tree(_file(sha256=bad))))
     _refused(canonical_json(_tree(_file(chunks=[bad]))))
+    _refused(canonical_json(_tree(_file(sha256=bad, chunks=[bad]))))  # its own content hash
+    _refused(canonical_json(_tree(_file(chunks=[OID, bad]))))
     dir_raw = {"name": "d", "type": "dir", "mode": 0o755, "mtime": 0, "tree": bad}
     _refused(canonical_json(_tree(dir_raw)))
     _refused(canonical_json(_commit(tree=bad)))

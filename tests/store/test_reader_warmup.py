@@ -90,6 +90,45 @@ def test_a_repo_mount_warms_mains_head_and_each_commit_it_lists_once(tmp_path: P
         fs.close()
 
 
+def test_a_page_a_look_ahead_is_loading_is_fetched_once(tmp_path: Path) -> None:
+    """A listing that needs the pages a look-ahead is still fetching waits for those fetches
+    instead of starting its own."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(600):  # more than one page
+        (src / f"f{i:04d}").write_text(str(i))
+    store = Store.init(f"file://{tmp_path}/store")
+    cid, _ = put(store.create_repo("r"), "main", src, "", "many")
+    repo = Store.open(f"file://{tmp_path}/store").repo("r")
+    tree_id = repo.commit_object(cid).tree
+    pages = {p.id for p in repo.objects.get(tree_id, Tree).pages}
+    assert len(pages) > 1
+    backend, gate, fetched = repo.objects.backend, threading.Event(), []
+    real_get = backend.get
+
+    def slow_get(key: str, *args: object) -> bytes:
+        if any(key.endswith(p[2:]) for p in pages):
+            fetched.append(key)
+            gate.wait(5)
+        return real_get(key, *args)
+
+    backend.get = slow_get  # type: ignore[method-assign]
+    reader = ChunkReader(repo.objects, DiskCache(tmp_path / "cache"), repo.chunk_size, threads=8)
+    try:
+        reader.load_pages(tree_id, wait=False)  # the look-ahead
+        assert _eventually(lambda: len(fetched) == len(pages))
+        listing = threading.Thread(target=reader.load_pages, args=(tree_id,))
+        listing.start()
+        threading.Event().wait(0.2)
+        gate.set()
+        listing.join(10)
+        assert not listing.is_alive()
+        assert sorted(fetched) == sorted(set(fetched)) and len(fetched) == len(pages)
+    finally:
+        gate.set()
+        reader.close(wait=True)
+
+
 def test_close_waits_for_running_fetches_and_drops_queued_ones(tmp_path: Path) -> None:
     """``close(wait=True)``, as a store handle's close uses it: the fetch already running
     finishes, and prefetches still queued never start (none may use a closed connection)."""

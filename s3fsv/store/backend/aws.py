@@ -33,7 +33,8 @@ from s3fsv.errors import (
     StoreUnavailable,
     UsageError,
 )
-from s3fsv.store.backend.s3 import DEFAULT_REGION, given_credentials
+from s3fsv.store.backend.s3 import DEFAULT_REGION
+from s3fsv.store.backend.s3_credentials import given_credentials
 
 _DENIED = {
     "AccessDenied",

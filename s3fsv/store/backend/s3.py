@@ -1,4 +1,5 @@
-"""``s3://bucket/prefix``: a store in an S3 (or S3-compatible) bucket. The only boto3 importer.
+"""``s3://bucket/prefix``: a store in an S3 (or S3-compatible) bucket. The only boto3 client
+(its error mapping is ``s3_errors``, its credential plumbing ``s3_credentials``).
 
 Besides the contract in :mod:`s3fsv.store.backend.base`:
 
@@ -31,7 +32,7 @@ Besides the contract in :mod:`s3fsv.store.backend.base`:
 - ``get`` with ``start == end`` returns ``b""`` without a request (so without checking that the
   key exists); a range starting at or past the end returns ``b""`` (S3 answers 416).
 - Creating the backend does no I/O: the boto3 client is built on first use.
-- Every botocore error is translated by :meth:`S3Backend._translate`, the one choke point.
+- Every botocore error is translated by :func:`s3_errors.translate`, the one choke point.
   Messages never contain credentials.
 """
 
@@ -55,10 +56,7 @@ from botocore.config import Config
 
 from s3fsv.errors import (
     AccessDenied,
-    BucketMissing,
     InvalidName,
-    NotFound,
-    PreconditionFailed,
     S3fsvError,
     StoreUnavailable,
     UsageError,
@@ -72,34 +70,14 @@ from s3fsv.store.backend.base import (
     check_range,
     copy_into,
 )
+from s3fsv.store.backend.s3_credentials import given_credentials, shared_loader
+from s3fsv.store.backend.s3_errors import error_code, one_line, translate
 from s3fsv.store.backend.s3get import DirectGets
 
 DEFAULT_REGION = "us-east-1"
 DELETE_BATCH = 1000  # keys per DeleteObjects request, the S3 maximum
 
-_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
-_PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
-_DENIED_CODES = {
-    "AccessDenied",
-    "403",
-    "Forbidden",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "TokenRefreshRequired",
-    "AllAccessDisabled",
-    "AccountProblem",
-}
-_CREDENTIAL_ERRORS = (
-    bexc.NoCredentialsError,
-    bexc.PartialCredentialsError,
-    bexc.CredentialRetrievalError,
-    bexc.TokenRetrievalError,
-    bexc.SSOError,
-)
 _REDIRECTS = {301, 307, 400}  # how S3 answers a request signed for the wrong region
-_NETWORK_ERRORS = (bexc.ConnectionError, bexc.HTTPClientError, bexc.IncompleteReadError)
 
 
 def _fill(body: Any, view: memoryview, size: int) -> None:
@@ -146,14 +124,6 @@ def time_ns(value: object) -> int:
 def _version(resp: dict[str, Any]) -> str:
     version = str(resp.get("VersionId") or "")
     return "" if version == "null" else version  # "null": written before versioning was on
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-def _code(exc: bexc.ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class S3Backend:
@@ -230,7 +200,7 @@ class S3Backend:
                 if self._client is None:
                     try:
                         self._core = core = botocore.session.Session()
-                        core.register_component("data_loader", _shared_loader(core))
+                        core.register_component("data_loader", shared_loader(core))
                         # Responses' timestamps (LastModified...) are never used here: leave
                         # them as strings instead of parsing each with dateutil (about a fifth
                         # of botocore's CPU per small GET, measured).
@@ -258,46 +228,15 @@ class S3Backend:
         return f"s3://{self.bucket}/{self._base}{key}" if key else f"s3://{self.bucket}"
 
     def _translate(self, exc: BaseException, key: str, *, cas: bool = False) -> S3fsvError:
-        """The one place that maps a boto3/botocore exception about ``key`` to a project error.
-
-        ``cas`` marks a conditional put, where "not found" means the condition was lost.
-        """
-        where = self._where(key)
-        if isinstance(exc, S3fsvError):
-            return exc
-        if isinstance(exc, bexc.ClientError):
-            err = exc.response.get("Error", {})
-            code = _code(exc)
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            message = _one_line(err.get("Message", "")) or "no message"
-            if code == "InvalidBucketName":
-                return UsageError(f"invalid S3 bucket name {self.bucket!r}: {message}")
-            if code == "NoSuchBucket":
-                return BucketMissing(f"bucket {self.bucket} does not exist")
-            if code in _PRECONDITION_CODES or status == 412:
-                return PreconditionFailed(f"conditional write lost on {where}")
-            if code in _NOT_FOUND_CODES or status == 404:
-                if cas:
-                    return PreconditionFailed(f"conditional write lost on {where}: key is gone")
-                return NotFound(f"no such key: {where}")
-            if code in _DENIED_CODES or status == 403:
-                return AccessDenied(f"access denied to {where}: {self.denied_hint}")
-            return StoreUnavailable(f"S3 error on {where}: {code or status}: {message}")
-        if isinstance(exc, _CREDENTIAL_ERRORS):
-            if isinstance(exc, bexc.NoCredentialsError):
-                return AccessDenied(
-                    "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
-                    "or a profile"
-                )
-            return AccessDenied(f"cannot load AWS credentials: {type(exc).__name__}")
-        endpoint = self.endpoint_url or "AWS default endpoint"
-        if isinstance(exc, _NETWORK_ERRORS):
-            return StoreUnavailable(f"cannot reach S3 endpoint {endpoint}: {_one_line(exc)}")
-        if isinstance(exc, bexc.ParamValidationError):
-            return UsageError(f"invalid S3 request for {where}: {_one_line(exc)}")
-        if isinstance(exc, bexc.BotoCoreError | OSError):
-            return StoreUnavailable(f"S3 client error on {where}: {_one_line(exc)}")
-        return StoreUnavailable(f"unexpected S3 failure on {where}: {type(exc).__name__}")
+        """``s3_errors.translate`` for an error about ``key`` (``cas``: a conditional put)."""
+        return translate(
+            exc,
+            self._where(key),
+            bucket=self.bucket,
+            endpoint=self.endpoint_url,
+            denied_hint=self.denied_hint,
+            cas=cas,
+        )
 
     @contextlib.contextmanager
     def _errors(self, key: str, *, cas: bool = False) -> Iterator[None]:
@@ -324,7 +263,7 @@ class S3Backend:
             try:
                 resp = self.client.get_object(**kwargs)
             except bexc.ClientError as exc:
-                if _code(exc) == "InvalidRange":
+                if error_code(exc) == "InvalidRange":
                     return b""  # 416: the range starts at or past the end (or the value is empty)
                 raise
             return bytes(resp["Body"].read())
@@ -413,7 +352,7 @@ class S3Backend:
             try:
                 conf = self.client.get_object_lock_configuration(Bucket=self.bucket)
             except bexc.ClientError as exc:
-                if _code(exc) in ("ObjectLockConfigurationNotFoundError", "NotImplemented"):
+                if error_code(exc) in ("ObjectLockConfigurationNotFoundError", "NotImplemented"):
                     return False
                 raise
         return conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
@@ -532,7 +471,7 @@ class S3Backend:
             try:
                 self.client.delete_object(Bucket=self.bucket, Key=full)
             except bexc.ClientError as exc:
-                if _code(exc) != "NoSuchKey":  # S3 answers 204 anyway; some servers 404
+                if error_code(exc) != "NoSuchKey":  # S3 answers 204 anyway; some servers 404
                     raise
 
     # -- garbage collection (Sweepable) -----------------------------------------------------------
@@ -572,7 +511,7 @@ class S3Backend:
                 shown = errors[0]
                 raise StoreUnavailable(
                     f"S3 refused to delete {len(errors)} key(s) of {self._where('')}, first "
-                    f"{shown.get('Key')}: {shown.get('Code')}: {_one_line(shown.get('Message'))}"
+                    f"{shown.get('Key')}: {shown.get('Code')}: {one_line(shown.get('Message'))}"
                 )
 
     # -- objects of a bucket as they are (imports) ------------------------------------------------
@@ -699,9 +638,9 @@ class S3Backend:
             try:
                 self.client.create_bucket(**kwargs)
             except bexc.ClientError as exc:
-                if _code(exc) == "BucketAlreadyOwnedByYou":
+                if error_code(exc) == "BucketAlreadyOwnedByYou":
                     return False
-                if _code(exc) == "BucketAlreadyExists":
+                if error_code(exc) == "BucketAlreadyExists":
                     raise AccessDenied(
                         f"bucket {self.bucket} already exists and belongs to another account"
                     ) from None
@@ -716,47 +655,3 @@ class S3Backend:
             self._direct.close()
             self._direct = None
         self._client = self._signer = None
-
-
-class _Given(botocore.credentials.CredentialProvider):  # type: ignore[misc]
-    METHOD = "s3fsv-given"
-
-    def __init__(self, credentials: Any) -> None:
-        super().__init__()
-        self._credentials = credentials
-
-    def load(self) -> Any:
-        return self._credentials
-
-
-_LOADER: Any = None
-_LOADER_LOCK = threading.Lock()
-
-
-def _shared_loader(core: botocore.session.Session) -> Any:
-    """The data loader of the first session made here, for every later one too: it caches
-    the service models it parses, so that a second client (a run's mount next to the run's
-    own store) costs a tenth of the first (measured: 10 ms of CPU instead of 60)."""
-    global _LOADER
-    with _LOADER_LOCK:
-        if _LOADER is None:
-            _LOADER = core.get_component("data_loader")
-        return _LOADER
-
-
-def given_credentials(core: botocore.session.Session, credentials: Any) -> None:
-    """Make ``credentials`` the only source a botocore session's clients use (the standard
-    chain would otherwise pick up environment variables or a profile first)."""
-    resolver = botocore.credentials.CredentialResolver(providers=[_Given(credentials)])
-    core.register_component("credential_provider", resolver)
-
-
-def credentials_method() -> str | None:
-    """Where the standard chain finds credentials here (botocore's name for it: ``env``,
-    ``shared-credentials-file``, ``iam-role``, ``assume-role``...), or None when it finds none.
-    Never the credentials themselves."""
-    try:
-        creds = botocore.session.Session().get_credentials()
-    except Exception:  # a broken profile: the store's own error says more
-        return None
-    return None if creds is None else str(creds.method)
