@@ -450,6 +450,15 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_arena_max, 2)
 
 
+def _auto_unmount_works() -> bool:
+    """Whether ``auto_unmount`` can be asked for with the libfuse loaded here (see
+    ``passthrough.fusermount_understands``); without it, the caller unmounts as usual."""
+    ok = passthrough.fusermount_understands(mfusepy.fuse_version_major, mfusepy.fuse_version_minor)
+    if not ok:
+        log.info("mounting without auto_unmount: fusermount3 is older than the loaded libfuse")
+    return ok
+
+
 def mount(
     fs: Filesystem,
     mountpoint: str,
@@ -482,7 +491,7 @@ def mount(
         options["kernel_cache"] = True
     if allow_other:
         options["allow_other"] = True
-    if auto_unmount:
+    if auto_unmount and _auto_unmount_works():
         options["auto_unmount"] = True
     keep_freed_memory()
     collect_less_often()

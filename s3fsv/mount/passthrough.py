@@ -60,6 +60,24 @@ def choose_libfuse() -> None:
         os.environ["FUSE_LIBRARY_PATH"] = str(LIB)
 
 
+def fusermount_understands(major: int, minor: int) -> bool:
+    """Whether the installed ``fusermount3`` is at least as new as libfuse ``major.minor``: a
+    newer library asks it for things an older one refuses (libfuse 3.17 passes
+    ``--auto-unmount``, which Debian 12's fusermount3 3.14 rejects, and the mount is then
+    unusable)."""
+    import re
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["fusermount3", "-V"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    found = re.search(r"(\d+)\.(\d+)", out.stdout + out.stderr)
+    return found is not None and (int(found[1]), int(found[2])) >= (major, minor)
+
+
 def possible() -> bool:
     """Whether this process could use passthrough: a new enough libfuse is loaded and it has
     CAP_SYS_ADMIN. (The kernel says at mount time whether it can.)"""
