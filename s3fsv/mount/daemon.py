@@ -500,6 +500,21 @@ class IdleCommitter:
                 self.committed[key] = (self.committed.get(key, (0, ""))[0] + 1, cid)
 
 
+def fusermount_unmount(mp: Path) -> MountError | None:
+    """Unmount ``mp`` with ``fusermount3 -u``: None once done, else the error to report (one
+    that says so when programs still use the mount)."""
+    result = subprocess.run(["fusermount3", "-u", str(mp)], capture_output=True, text=True)
+    if result.returncode == 0:
+        return None
+    msg = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"
+    if "busy" in msg.lower():
+        return MountError(
+            f"cannot unmount {mp}: it is busy (a process has a file open or its working "
+            "directory there)"
+        )
+    return MountError(f"cannot unmount {mp}: {msg}")
+
+
 def unmount(mountpoint: str, timeout: float | None = None) -> int:
     """Unmount and wait for the daemon to exit (longer when it commits on unmount); print
     what it reported (commits made or failed, writes left staged). Returns the exit code."""
@@ -528,15 +543,8 @@ def unmount(mountpoint: str, timeout: float | None = None) -> int:
         pid = int(info["pid"])
     if timeout is None:
         timeout = UNMOUNT_COMMIT_TIMEOUT if commits else UNMOUNT_TIMEOUT
-    result = subprocess.run(["fusermount3", "-u", str(mp)], capture_output=True, text=True)
-    if result.returncode != 0:
-        msg = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"
-        if "busy" in msg.lower():
-            raise MountError(
-                f"cannot unmount {mp}: it is busy (a process has a file open or its working "
-                "directory there)"
-            )
-        raise MountError(f"cannot unmount {mp}: {msg}")
+    if (failure := fusermount_unmount(mp)) is not None:
+        raise failure
     if pid is None:
         return 0
     start = time.monotonic()

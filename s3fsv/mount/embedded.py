@@ -4,8 +4,9 @@ while it waits for something else (``s3fsv run`` while its command runs).
 Compared with a daemon (``s3fsv mount``), nothing is started or imported a second time: the
 mount is up as soon as the store is opened and the kernel has accepted the session. It has no
 control socket and no pid file, so no other command finds it or uses it; it is this
-process's alone. It is mounted with ``auto_unmount``: should the process die without
-unmounting, fusermount3 takes the mount away rather than leaving a dead one behind.
+process's alone. It is mounted with ``auto_unmount`` where fusermount3 supports it with the
+loaded libfuse (``fuse.mount`` checks): should the process die without unmounting,
+fusermount3 then takes the mount away rather than leaving a dead one behind.
 
 Signals stay the caller's: the serving threads block SIGINT, SIGTERM, SIGHUP, SIGQUIT and
 SIGCHLD (a signal sent to the process reaches the thread that waits for it), and the
@@ -117,12 +118,11 @@ class EmbeddedMount:
         """Unmount (``MountError`` saying "busy" while a process holds a file there: try
         again, or :func:`detach`), wait for the serving thread, close the store."""
         if self._thread is not None and self._thread.is_alive() and self._error is None:
-            done = subprocess.run(
-                ["fusermount3", "-u", str(self.mountpoint)], capture_output=True, text=True
-            )
-            if done.returncode != 0 and os.path.ismount(self.mountpoint):
-                lines = done.stderr.strip().splitlines()
-                raise MountError(f"cannot unmount {self.mountpoint}: {lines[-1] if lines else ''}")
+            from s3fsv.mount.daemon import fusermount_unmount
+
+            failure = fusermount_unmount(self.mountpoint)
+            if failure is not None and os.path.ismount(self.mountpoint):
+                raise failure
             self._thread.join(timeout)
         self.close()
 

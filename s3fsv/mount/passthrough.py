@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import logging
 import os
 import struct
@@ -60,6 +61,7 @@ def choose_libfuse() -> None:
         os.environ["FUSE_LIBRARY_PATH"] = str(LIB)
 
 
+@functools.cache
 def fusermount_understands(major: int, minor: int) -> bool:
     """Whether the installed ``fusermount3`` is at least as new as libfuse ``major.minor``: a
     newer library asks it for things an older one refuses (libfuse 3.17 passes
