@@ -32,7 +32,8 @@ from s3fsv.errors import MountError
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 30.0
-_BLOCKED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD}
+# The signals a caller's main thread waits for: helper threads block them so they reach it.
+CALLER_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD}
 
 
 class EmbeddedMount:
@@ -99,7 +100,7 @@ class EmbeddedMount:
     def _serve(self, name: str) -> None:
         from s3fsv.mount.fuse import mount
 
-        signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)  # libfuse's workers inherit it
+        signal.pthread_sigmask(signal.SIG_BLOCK, CALLER_SIGNALS)  # libfuse's workers inherit it
         try:
             mount(
                 self._fs,

@@ -19,11 +19,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from s3fsv.mount.embedded import CALLER_SIGNALS
+
 log = logging.getLogger(__name__)
 
 BUDGET = 256 * 1024 * 1024  # at most this much is read ahead per run
 _BLOCK = 1024 * 1024
-_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD}
 
 
 class ReadAhead:
@@ -48,7 +49,7 @@ class ReadAhead:
 
     def _run(self) -> None:
         # Signals are the main thread's to take (it passes them on to the command).
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, CALLER_SIGNALS)
         buf = bytearray(_BLOCK)
         try:
             for path in self._files():
