@@ -94,12 +94,15 @@ def test_bad_cache_settings_are_usage_errors(tmp_path: Path) -> None:
         one_line_error(caught.value)
 
 
-def test_the_cache_directory_is_private(tmp_path: Path, repo: s3fsv.Repo) -> None:
+def test_the_cache_directory_is_private(
+    tmp_path: Path, store: s3fsv.Store, repo: s3fsv.Repo
+) -> None:
     with repo.transaction("main", message="data") as tx:
         tx.write("small", b"s" * 100)
         tx.write("large", bytes(range(256)) * 64)  # several chunks
     assert repo.read_bytes("main", "small") == b"s" * 100
     assert len(repo.read_bytes("main", "large")) == 256 * 64
+    store.close()  # waits for the cache writes that follow each fetch
     cache = tmp_path / "cache"
     found = list(cache.rglob("*"))
     assert any(p.is_file() for p in found)

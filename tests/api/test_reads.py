@@ -73,6 +73,8 @@ def test_a_corrupt_cache_entry_is_fetched_again(
     small, _, _ = chunks_of(tmp_path, commit, "small")
     cache = tmp_path / "cache"
     for oid in (big[1], small[0]):
+        # A fetch writes the cache after its reader has the bytes: wait for that write.
+        eventually(lambda oid=oid: cached(cache, oid).exists(), f"cache entry {oid} written")
         flip_byte(cached(cache, oid), 5)
     with s3fsv.open_store(store.url, cache_dir=cache) as again:  # a new process would see this
         fresh = again.repo("r")

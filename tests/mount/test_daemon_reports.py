@@ -207,6 +207,11 @@ def test_the_daemon_runs_from_root_and_never_imports_from_the_callers_directory(
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         assert argv[1] == exe.encode() and b"mount" in argv  # `pgrep -f s3fsv.*mount` finds it
         assert (mp / "branch/main/v").read_text() == "one"
+        # The cache is written after the read returns: give that write a moment.
+        for _ in range(100):
+            if any(p.is_file() for p in (work / "cache" / "objects").rglob("*")):
+                break
+            time.sleep(0.05)
         assert any(p.is_file() for p in (work / "cache" / "objects").rglob("*"))
     finally:
         force_unmount(mp, Path(env["XDG_STATE_HOME"]))
