@@ -50,6 +50,12 @@ def error_code(exc: bexc.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def http_status(exc: bexc.ClientError) -> int | None:
+    """The HTTP status of the answer a client error reports (None when it has none)."""
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return None if status is None else int(status)
+
+
 def translate(
     exc: BaseException,
     where: str,
@@ -69,7 +75,7 @@ def translate(
     if isinstance(exc, bexc.ClientError):
         err = exc.response.get("Error", {})
         code = error_code(exc)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        status = http_status(exc)
         message = one_line(err.get("Message", "")) or "no message"
         if code == "InvalidBucketName":
             return UsageError(f"invalid S3 bucket name {bucket!r}: {message}")
