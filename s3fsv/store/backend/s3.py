@@ -42,10 +42,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import email.utils
+import functools
 import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Literal
 
@@ -71,7 +73,7 @@ from s3fsv.store.backend.base import (
     copy_into,
 )
 from s3fsv.store.backend.s3_credentials import given_credentials, shared_loader
-from s3fsv.store.backend.s3_errors import error_code, one_line, translate
+from s3fsv.store.backend.s3_errors import error_code, one_line, translate, translating
 from s3fsv.store.backend.s3_source import SourceObjects
 from s3fsv.store.backend.s3get import DirectGets, time_ns
 
@@ -218,15 +220,9 @@ class S3Backend(SourceObjects):
             cas=cas,
         )
 
-    @contextlib.contextmanager
-    def _errors(self, key: str, *, cas: bool = False) -> Iterator[None]:
+    def _errors(self, key: str, *, cas: bool = False) -> AbstractContextManager[None]:
         """Run one S3 call: project errors pass through, everything else is translated."""
-        try:
-            yield
-        except S3fsvError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc, key, cas=cas) from exc
+        return translating(functools.partial(self._translate, key=key, cas=cas))
 
     # -- operations -----------------------------------------------------------------------------
 
