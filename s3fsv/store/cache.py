@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"s3fsvC1\n"
 TRAILER = len(MAGIC) + 16
-TOUCH_EVERY_NS = 60 * 10**9  # an entry in use has its mtime (its age to eviction) set this often
+TOUCH_EVERY_NS = 60 * 10**9  # how often an entry in use has its mtime (eviction age) renewed
 DIRECT_MIN = 1024 * 1024  # entries at least this large bypass the page cache when written
 _DIRECT_ALIGN = 4096  # offset, length and buffer alignment that O_DIRECT needs
 _DIRECT_BUFFER = 1024 * 1024  # per-thread aligned staging buffer, reused for every entry
