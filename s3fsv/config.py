@@ -120,3 +120,18 @@ def parse_size(text: str) -> int:
     if size <= 0:
         raise UsageError(f"bad size {text!r}: a cache needs room (e.g. 512M or 20G)")
     return size
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
+_SECONDS_PER = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``1.5h``, ``7d`` -> seconds: a number, whole or decimal, of
+    seconds, minutes, hours or days (no unit: seconds), surrounding spaces allowed. Every
+    command that takes a span (``gc --grace``, ``access token create --expires``, ``audit log
+    --since``) reads it here; a command that needs it positive says so itself."""
+    m = _DURATION.fullmatch(text)
+    if not m:
+        raise UsageError(f"bad duration {text!r}: use e.g. 90s, 30m, 12h or 7d")
+    return float(m.group(1)) * _SECONDS_PER[m.group(2)]

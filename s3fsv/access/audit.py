@@ -23,6 +23,7 @@ API; what ``s3fsv.runs`` uses, being a sibling layer) or :func:`record` here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from typing import Any
 
 from s3fsv.access.chain import Chain, Verdict
 from s3fsv.access.identity import current_principal, stamp
+from s3fsv.config import parse_duration
 from s3fsv.errors import AlreadyExists, UsageError
 from s3fsv.store.events import Event, Events
 from s3fsv.store.records import Records
@@ -219,17 +221,18 @@ def record(store: Any, action: str, **fields: Any) -> None:
 
 
 def parse_since(text: str) -> datetime:
-    """``2026-05-01``, ``2026-05-01T12:00:00Z`` or a span back from now: ``90m``, ``12h``,
-    ``7d``."""
+    """``2026-05-01``, ``2026-05-01T12:00:00Z`` (UTC unless it says otherwise) or a span back
+    from now (:func:`s3fsv.config.parse_duration`: ``90m``, ``12h``, ``7d``). A date or time is
+    tried first, so what reads as one (``20260501``) is one."""
     text = text.strip()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[-1:] in units and text[:-1].isdigit():
-        return datetime.now(timezone.utc) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
-    try:
+    with contextlib.suppress(ValueError):
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    try:
+        span = parse_duration(text)
+    except UsageError:
         raise UsageError(f"bad time {text!r}: use 2026-05-01, an ISO time, or 90m/12h/7d") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc) - timedelta(seconds=span)
 
 
 def _brief(value: Any) -> str:

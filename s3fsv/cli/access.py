@@ -20,7 +20,7 @@ from s3fsv.access.grants import AccessLog
 from s3fsv.access.model import LEVELS, check_target
 from s3fsv.api import Store
 from s3fsv.cli.parser import AddCommand, Commands
-from s3fsv.config import endpoint_url, store_url
+from s3fsv.config import endpoint_url, parse_duration, store_url
 from s3fsv.errors import UsageError
 from s3fsv.store.objects import split_path
 from s3fsv.store.refs import check_ref_name
@@ -55,11 +55,15 @@ examples:
 """
 
 
-def _duration(text: str) -> timedelta:
-    units = {"m": 60, "h": 3600, "d": 86400}
-    if text[-1:] in units and text[:-1].isdigit() and int(text[:-1]) > 0:
-        return timedelta(seconds=int(text[:-1]) * units[text[-1]])
-    raise argparse.ArgumentTypeError(f"bad duration {text!r}: use e.g. 90m, 12h or 30d")
+def _expiry(text: str) -> timedelta:
+    """``--expires``: a span (``parse_duration``) longer than zero."""
+    try:
+        seconds = parse_duration(text)
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"bad duration {text!r}: a token needs a lifetime")
+    return timedelta(seconds=seconds)
 
 
 def add_verbs(add: AddCommand) -> None:
@@ -134,7 +138,7 @@ def add_verbs(add: AddCommand) -> None:
     tsub = token.add_subparsers(title="token commands", metavar="ACTION")
     p = add("create", "access.token.create", group=tsub, help="a new token for a principal")
     p.add_argument("principal", metavar="PRINCIPAL")
-    p.add_argument("--expires", type=_duration, metavar="SPAN", help="e.g. 90d (default never)")
+    p.add_argument("--expires", type=_expiry, metavar="SPAN", help="e.g. 90d (default never)")
     p.add_argument("--out", metavar="FILE", help="write it to FILE (0600) instead of stdout")
     p = add("revoke", "access.token.revoke", group=tsub, help="refuse a token from now on")
     p.add_argument("token_id", metavar="ID")

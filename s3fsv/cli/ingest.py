@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import signal
 import sys
 import threading
@@ -13,7 +12,7 @@ from typing import Any
 
 from s3fsv.access.connect import attach_store, command_store, reach
 from s3fsv.cli.parser import AddCommand, Commands
-from s3fsv.config import cache_dir
+from s3fsv.config import cache_dir, parse_duration
 from s3fsv.errors import UsageError
 from s3fsv.ingest import tombstones
 from s3fsv.ingest.gc import DEFAULT_GRACE_S, MIN_SAFE_GRACE_S, Collector, GcReport
@@ -31,8 +30,6 @@ from s3fsv.store.store import Store
 
 COMMANDS = Commands()
 _command = COMMANDS.register
-
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
 
 IMPORT_HELP = """Objects stay where they are: each file of the commit names its object (bucket,
 key, version id or ETag) and the SHA-256 computed now, and every read is verified against it.
@@ -146,14 +143,6 @@ def _store(args: argparse.Namespace) -> Store:
     store = Store.open(way.url, endpoint_url=way.endpoint_url, **way.s3)
     attach_store(store.events, store.backend, way.client)
     return store
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``30m``, ``24h``, ``7d`` -> seconds."""
-    m = _DURATION.fullmatch(text)
-    if not m:
-        raise UsageError(f"bad duration {text!r}: use e.g. 30m, 24h or 7d")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 def _bar(total: int | None, unit: str, desc: str, quiet: bool) -> Any:

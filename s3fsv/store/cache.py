@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"s3fsvC1\n"
 TRAILER = len(MAGIC) + 16
-_TOUCH_EVERY_NS = 60 * 10**9
+TOUCH_EVERY_NS = 60 * 10**9  # how often an entry in use has its mtime (eviction age) renewed
 DIRECT_MIN = 1024 * 1024  # entries at least this large bypass the page cache when written
 _DIRECT_ALIGN = 4096  # offset, length and buffer alignment that O_DIRECT needs
 _DIRECT_BUFFER = 1024 * 1024  # per-thread aligned staging buffer, reused for every entry
@@ -117,7 +117,7 @@ class DiskCache:
         size = max(0, min(size, handle.size - offset))
         data = os.pread(handle.fd, size, offset) if size else b""
         if len(data) != size:  # shrunk underneath us: treat as corrupt
-            self._drop(oid)
+            self.discard(oid)
             return None
         return data
 
@@ -211,29 +211,19 @@ class DiskCache:
 
     def _maybe_touch(self, oid: str, handle: _Open) -> None:
         now = time.time_ns()
-        if now - handle.touched_ns < _TOUCH_EVERY_NS:
+        if now - handle.touched_ns < TOUCH_EVERY_NS:
             return
         handle.touched_ns = now
         with contextlib.suppress(OSError):
             os.utime(self.path(oid))
             handle.signature = _signature(os.fstat(handle.fd))
 
-    def _drop(self, oid: str) -> None:
-        with self._lock:
-            self._open.pop(oid, None)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(oid))
-
     def discard(self, oid: str) -> bool:
-        """Delete the entry of ``oid`` (a purge erases content from every cache that saw it);
-        True when there was one."""
+        """Delete the entry of ``oid`` (a purge erases content from every cache that saw it, a
+        reader an entry that proved bad); True when there was one."""
         with self._lock:
             self._open.pop(oid, None)
-        try:
-            os.unlink(self.path(oid))
-        except FileNotFoundError:
-            return False
-        return True
+        return remove(self.path(oid))
 
     # -- filling --------------------------------------------------------------------------------
     def put(self, oid: str, data: ChunkData) -> None:
@@ -405,8 +395,7 @@ class DiskCache:
         for _, size, path in entries:
             if total - freed <= target:
                 break
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            if remove(path):
                 freed += size
                 self.evicted_entries += 1
         self.evicted_bytes += freed
@@ -438,6 +427,16 @@ def _write_all(fd: int, view: memoryview) -> int:
 
 def _signature(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def remove(path: Path | str) -> bool:
+    """Delete the entry file ``path``; True when there was one (another process may have
+    evicted or discarded it first)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _unlink_if_same(path: Path, opened: os.stat_result) -> None:

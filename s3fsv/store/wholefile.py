@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from s3fsv.config import private_dir
-from s3fsv.store.cache import DiskCache
+from s3fsv.store.cache import TOUCH_EVERY_NS, DiskCache, remove
 from s3fsv.store.objects import TreeEntry, is_object_id
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 FILES_DIR = "files"
 WHOLE_MIN = 1024 * 1024  # smaller files are served through the daemon (and the page cache)
 _QUEUE_MAX = 64
-_TOUCH_EVERY_NS = 60 * 10**9
 _CHUNK_WAITS = 20  # tenths of a second a chunk not (yet) in the cache is waited for
 
 
@@ -48,11 +47,7 @@ def discard(cache: DiskCache, sha256: str) -> bool:
     from every cache that saw it); True when there was one."""
     if not is_object_id(sha256):
         raise ValueError(f"not a content id: {sha256!r}")
-    try:
-        os.unlink(entry_path(cache, sha256))
-    except FileNotFoundError:
-        return False
-    return True
+    return remove(entry_path(cache, sha256))
 
 
 class WholeFiles:
@@ -81,10 +76,9 @@ class WholeFiles:
             return None
         if st.st_size != entry.size or st.st_mode & 0o7777 != 0o400:
             log.warning("whole-file cache entry %s is not as written: removing it", path)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            remove(path)
             return None
-        if time.time_ns() - st.st_mtime_ns > _TOUCH_EVERY_NS:  # eviction is by mtime
+        if time.time_ns() - st.st_mtime_ns > TOUCH_EVERY_NS:  # eviction is by mtime
             with contextlib.suppress(OSError):
                 os.utime(path)
         return path
@@ -169,9 +163,7 @@ class WholeFiles:
         gone = 0
         for sub in self.root.glob("??"):
             for path in sub.iterdir():
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                    gone += 1
+                gone += remove(path)
         return gone
 
     def close(self, wait: float = 30.0) -> None:

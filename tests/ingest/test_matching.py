@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from s3fsv.cli.ingest import parse_duration
 from s3fsv.errors import UsageError
 from s3fsv.ingest.matching import Matcher, parse_meta
 from s3fsv.store.objects import TreeEntry, check_attrs
@@ -54,13 +53,3 @@ def test_bad_purge_requests_are_usage_errors(bad: list[str]) -> None:
         Matcher(tuple(bad))
     with pytest.raises(UsageError):
         parse_meta(["no-equals-sign"])
-
-
-def test_durations() -> None:
-    assert parse_duration("0") == 0
-    assert parse_duration("90s") == 90
-    assert parse_duration("30m") == 1800
-    assert parse_duration("24h") == 86400
-    assert parse_duration("7d") == 7 * 86400
-    with pytest.raises(UsageError):
-        parse_duration("soon")

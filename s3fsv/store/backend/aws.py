@@ -5,7 +5,8 @@ imported only under ``s3fsv.store.backend``.
 - :func:`control_client` is an ``iam`` or ``sts`` client for the same endpoint the store uses
   (SeaweedFS serves both on its S3 port; AWS has its own endpoints, used when none is set).
 - :func:`translate` maps their errors to project errors, as ``S3Backend._translate`` does for
-  S3; messages never contain credentials.
+  S3 (what is not an error answer, such as missing credentials, the same way:
+  ``s3_errors.client_failure``); messages never contain credentials.
 - :func:`refreshing_credentials` wraps a fetch function (an access gateway's answer) in
   botocore's ``RefreshableCredentials``, which every client signing with it consults before
   each request: a refresh starts when a third of the lifetime is left, and blocks requests
@@ -14,8 +15,9 @@ imported only under ``s3fsv.store.backend``.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+import functools
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,6 +37,13 @@ from s3fsv.errors import (
 )
 from s3fsv.store.backend.s3 import DEFAULT_REGION
 from s3fsv.store.backend.s3_credentials import given_credentials
+from s3fsv.store.backend.s3_errors import (
+    client_failure,
+    error_code,
+    error_message,
+    http_status,
+    translating,
+)
 
 _DENIED = {
     "AccessDenied",
@@ -95,42 +104,23 @@ def control_client(
 
 def translate(exc: BaseException, what: str) -> S3fsvError:
     """A project error for a botocore failure while doing ``what``."""
-    if isinstance(exc, S3fsvError):
-        return exc
-    if isinstance(exc, bexc.ClientError):
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code", ""))
-        message = " ".join(str(err.get("Message", "")).split()) or "no message"
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in _DENIED or status == 403:
-            return AccessDenied(f"{what}: access denied ({code or status}: {message})")
-        if code == "NoSuchEntity" or status == 404:
-            return NotFound(f"{what}: {message}")
-        if code == "EntityAlreadyExists":
-            return AlreadyExists(f"{what}: {message}")
-        if code in _USAGE or status == 400:
-            return UsageError(f"{what}: {code}: {message}")
-        return StoreUnavailable(f"{what}: {code or status}: {message}")
-    if isinstance(exc, bexc.NoCredentialsError):
-        return AccessDenied(f"{what}: no AWS credentials found")
-    if isinstance(exc, bexc.CredentialRetrievalError | bexc.PartialCredentialsError):
-        return AccessDenied(f"{what}: cannot load AWS credentials: {type(exc).__name__}")
-    if isinstance(exc, bexc.ParamValidationError):
-        return UsageError(f"{what}: {' '.join(str(exc).split())}")
-    if isinstance(exc, bexc.BotoCoreError | OSError):
-        return StoreUnavailable(f"{what}: {' '.join(str(exc).split())}")
-    return StoreUnavailable(f"{what}: unexpected failure {type(exc).__name__}")
+    if not isinstance(exc, bexc.ClientError):
+        return client_failure(exc, what, service="AWS")
+    code, status, message = error_code(exc), http_status(exc), error_message(exc)
+    if code in _DENIED or status == 403:
+        return AccessDenied(f"{what}: access denied ({code or status}: {message})")
+    if code == "NoSuchEntity" or status == 404:
+        return NotFound(f"{what}: {message}")
+    if code == "EntityAlreadyExists":
+        return AlreadyExists(f"{what}: {message}")
+    if code in _USAGE or status == 400:
+        return UsageError(f"{what}: {code}: {message}")
+    return StoreUnavailable(f"{what}: {code or status}: {message}")
 
 
-@contextlib.contextmanager
-def errors(what: str) -> Iterator[None]:
+def errors(what: str) -> AbstractContextManager[None]:
     """Run boto3 calls: project errors pass through, the rest is translated."""
-    try:
-        yield
-    except S3fsvError:
-        raise
-    except Exception as exc:
-        raise translate(exc, what) from exc
+    return translating(functools.partial(translate, what=what))
 
 
 Fetched = Mapping[str, str]

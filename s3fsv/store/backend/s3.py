@@ -1,5 +1,6 @@
 """``s3://bucket/prefix``: a store in an S3 (or S3-compatible) bucket. The only boto3 client
-(its error mapping is ``s3_errors``, its credential plumbing ``s3_credentials``).
+(its error mapping is ``s3_errors``, its credential plumbing ``s3_credentials``, its access to a
+bucket's objects as they are, for imports, ``s3_source``).
 
 Besides the contract in :mod:`s3fsv.store.backend.base`:
 
@@ -41,10 +42,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import email.utils
+import functools
 import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Literal
 
@@ -65,19 +68,17 @@ from s3fsv.store.backend.base import (
     B,
     KeyInfo,
     ObjectInfo,
-    SourceObject,
     check_key,
     check_range,
     copy_into,
 )
 from s3fsv.store.backend.s3_credentials import given_credentials, shared_loader
-from s3fsv.store.backend.s3_errors import error_code, one_line, translate
-from s3fsv.store.backend.s3get import DirectGets
+from s3fsv.store.backend.s3_errors import error_code, one_line, translate, translating
+from s3fsv.store.backend.s3_source import SourceObjects
+from s3fsv.store.backend.s3get import DirectGets, time_ns
 
 DEFAULT_REGION = "us-east-1"
 DELETE_BATCH = 1000  # keys per DeleteObjects request, the S3 maximum
-
-_REDIRECTS = {301, 307, 400}  # how S3 answers a request signed for the wrong region
 
 
 def _fill(body: Any, view: memoryview, size: int) -> None:
@@ -107,26 +108,7 @@ def _fill(body: Any, view: memoryview, size: int) -> None:
         raise bexc.IncompleteReadError(actual_bytes=done, expected_bytes=size)
 
 
-def time_ns(value: object) -> int:
-    """Nanoseconds since the epoch of an S3 timestamp: a datetime, or the string botocore leaves
-    unparsed here (ISO 8601 in listings, RFC 1123 in headers)."""
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        text = str(value)
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            moment = email.utils.parsedate_to_datetime(text)
-    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
-
-
-def _version(resp: dict[str, Any]) -> str:
-    version = str(resp.get("VersionId") or "")
-    return "" if version == "null" else version  # "null": written before versioning was on
-
-
-class S3Backend:
+class S3Backend(SourceObjects):
     """Keys under ``s3://bucket/prefix``. Thread-safe: one boto3 client shared by all threads."""
 
     def __init__(
@@ -238,15 +220,9 @@ class S3Backend:
             cas=cas,
         )
 
-    @contextlib.contextmanager
-    def _errors(self, key: str, *, cas: bool = False) -> Iterator[None]:
+    def _errors(self, key: str, *, cas: bool = False) -> AbstractContextManager[None]:
         """Run one S3 call: project errors pass through, everything else is translated."""
-        try:
-            yield
-        except S3fsvError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc, key, cas=cas) from exc
+        return translating(functools.partial(self._translate, key=key, cas=cas))
 
     # -- operations -----------------------------------------------------------------------------
 
@@ -513,115 +489,6 @@ class S3Backend:
                     f"S3 refused to delete {len(errors)} key(s) of {self._where('')}, first "
                     f"{shown.get('Key')}: {shown.get('Code')}: {one_line(shown.get('Message'))}"
                 )
-
-    # -- objects of a bucket as they are (imports) ------------------------------------------------
-
-    def list_objects(self, prefix: str = "") -> Iterator[SourceObject]:
-        """Every object below ``prefix`` (keys relative to the bucket, whatever this backend's
-        own prefix), in the server's order."""
-        with self._errors(prefix):
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix
-            )
-            for page in pages:
-                for obj in page.get("Contents", ()):
-                    yield SourceObject(
-                        obj["Key"],
-                        int(obj["Size"]),
-                        str(obj["ETag"]),
-                        modified_ns=time_ns(obj["LastModified"]),
-                    )
-
-    def open_object(self, key: str, part: int) -> tuple[SourceObject, Iterator[bytes]]:
-        """Start reading object ``key`` of the bucket: what it is now, and its bytes in pieces
-        of ``part`` bytes (the last shorter). Errors while reading are translated too."""
-        with self._errors(key):
-            direct = self._direct_gets()
-            try:
-                info, raw = direct.open(key, part) if direct else self._open_object(key, part)
-            except bexc.ClientError as exc:
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                if not direct or status not in _REDIRECTS:
-                    raise
-                # The bucket lives elsewhere (another region): the client follows that.
-                self._direct = False
-                info, raw = self._open_object(key, part)
-
-        def pieces() -> Iterator[bytes]:
-            with self._errors(key):
-                yield from raw
-
-        return info, pieces()
-
-    def _open_object(self, key: str, part: int) -> tuple[SourceObject, Iterator[bytes]]:
-        resp = self.client.get_object(Bucket=self.bucket, Key=key)
-        info = SourceObject(
-            key,
-            int(resp["ContentLength"]),
-            str(resp["ETag"]),
-            _version(resp),
-            time_ns(resp["LastModified"]),
-            {str(k).lower(): str(v) for k, v in resp.get("Metadata", {}).items()},
-            int(resp.get("TagCount") or 0),
-        )
-
-        def pieces() -> Iterator[bytes]:
-            body = resp["Body"]
-            try:
-                while piece := body.read(part):
-                    yield piece
-            finally:
-                body.close()
-
-        return info, pieces()
-
-    def _direct_gets(self) -> DirectGets | None:
-        """Lean GETs (``s3get``) for ``open_object``, made once; None: use the client."""
-        if self._direct is not None:
-            return self._direct or None
-        client = self.client
-        with self._client_lock:
-            if self._direct is None:
-                found = DirectGets.create(client, self._core, self.bucket, self._pool_size)
-                self._direct = found or False
-            return self._direct or None
-
-    def object_tags(self, key: str, version: str = "") -> dict[str, str]:
-        """The tags of object ``key`` (of one version, when given)."""
-        extra = {"VersionId": version} if version else {}
-        with self._errors(key):
-            resp = self.client.get_object_tagging(Bucket=self.bucket, Key=key, **extra)
-        return {str(t["Key"]): str(t["Value"]) for t in resp.get("TagSet", ())}
-
-    def read_object(self, key: str, start: int, end: int, *, version: str, etag: str) -> bytes:
-        """Bytes ``[start, end)`` of object ``key`` of the bucket, of version ``version`` when
-        given, and only while its ETag is ``etag``: ``PreconditionFailed`` when it changed,
-        ``NotFound`` when it (or that version) is gone."""
-        kwargs: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Key": key,
-            "IfMatch": etag,
-            "Range": f"bytes={start}-{end - 1}",
-        }
-        if version:
-            kwargs["VersionId"] = version
-        with self._errors(key):
-            return bytes(self.client.get_object(**kwargs)["Body"].read())
-
-    def head_object(self, key: str, version: str = "") -> SourceObject:
-        """What object ``key`` of the bucket (one version of it, when given) is now."""
-        extra = {"VersionId": version} if version else {}
-        with self._errors(key):
-            resp = self.client.head_object(Bucket=self.bucket, Key=key, **extra)
-        return SourceObject(
-            key, int(resp["ContentLength"]), str(resp["ETag"]), _version(resp), 0, {}, -1
-        )
-
-    def delete_object(self, key: str, version: str = "") -> None:
-        """Delete object ``key`` of the bucket; with ``version``, that version for good."""
-        extra = {"VersionId": version} if version else {}
-        with self._errors(key):
-            self.client.delete_object(Bucket=self.bucket, Key=key, **extra)
 
     def create_bucket_if_missing(self) -> bool:
         """Create the bucket unless this account already owns it. Returns True if created."""

@@ -11,6 +11,9 @@ the client's would be (``ClientError`` with S3's code and status, ``HTTPClientEr
 
 It is not used (``DirectGets.create`` returns None, callers keep using the client) when there
 are no credentials to sign with, or when a proxy is configured for the endpoint.
+
+How S3 reports an object's times and version ids (``time_ns``, ``version_id``) is here too,
+for every reader of objects' headers and listings.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +39,27 @@ from s3fsv.store.backend.base import SourceObject
 _PROBE = "s3fsv-probe-key"
 _RETRY_STATUS = (500, 502, 503, 504)
 _META = "x-amz-meta-"
+
+
+def time_ns(value: object) -> int:
+    """Nanoseconds since the epoch of an S3 timestamp: a datetime, or the string botocore leaves
+    unparsed here (ISO 8601 in listings, RFC 1123 in headers)."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = str(value)
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            moment = email.utils.parsedate_to_datetime(text)
+    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+
+
+def version_id(raw: object) -> str:
+    """An object's version id as S3 reports it (``VersionId``, ``x-amz-version-id``); "" when
+    it has none ("null": written before versioning was on)."""
+    version = str(raw or "")
+    return "" if version == "null" else version
 
 
 class DirectGets:
@@ -125,14 +150,12 @@ class DirectGets:
         except urllib3.exceptions.HTTPError as err:
             raise bexc.HTTPClientError(error=err) from err
         headers = resp.headers
-        version = headers.get("x-amz-version-id") or ""
-        modified = email.utils.parsedate_to_datetime(headers["Last-Modified"])
         info = SourceObject(
             key,
             int(headers["Content-Length"]),
             headers["ETag"],
-            "" if version == "null" else version,
-            int(modified.timestamp()) * 10**9,
+            version_id(headers.get("x-amz-version-id")),
+            time_ns(headers["Last-Modified"]),
             {k[len(_META) :].lower(): v for k, v in headers.items() if k.lower().startswith(_META)},
             int(headers.get("x-amz-tagging-count") or 0),
         )
