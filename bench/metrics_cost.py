@@ -291,10 +291,10 @@ def shares(
 ) -> tuple[bool, list[dict[str, Any]]]:
     """The share of the daemon's CPU that metrics take in the mount benchmark, per workload the
     daemon serves: what metrics add per FUSE operation (measured in-process: the upper end of
-    the 95% interval of the per-round difference; and the metrics calls alone, timeit) over
-    the daemon's CPU per FUSE operation without metrics (the CPU of the mount without, over
-    the operations the mount with metrics counted in the same pair). True when every share is
-    under 2%."""
+    the 95% interval of the difference per block of rounds; and the metrics calls alone,
+    timeit) over the daemon's CPU per FUSE operation without metrics (the CPU of the mount
+    without, over the operations the mount with metrics counted in the same pair). True when
+    every share is under 2%."""
     head = (
         f"{'workload':<11} {'FUSE ops':>8} {'daemon us/op':>12} {'delta us':>8} {'share':>6}"
         f" {'calls us':>8} {'share':>6}  result"

@@ -19,8 +19,9 @@ calls the operations the way libfuse's callbacks do (mfusepy's ``_wrapper`` arou
 ``--rounds`` times, each workload runs once with metrics and once without, the order
 alternating, and the CPU time of the process (``time.process_time``, which other processes'
 load does not inflate) is taken over each run. Reported per workload: the median CPU per
-operation on and off, the median of the per-round ratios on/off, their interquartile range and
-a 95% confidence interval of that median (distribution-free, from order statistics). A workload
+operation on and off; over blocks of two rounds (on first, then off first), the median of the
+ratios on/off, their interquartile range and a 95% confidence interval of that median
+(distribution-free, from order statistics), and the same for the difference on - off. A workload
 passes when the interval's upper end is under 1.02.
 
 It also times (``timeit``) the exact calls metrics add to each operation: two
@@ -98,12 +99,31 @@ class Driver:
         self.fip = ctypes.pointer(mfusepy.fuse_file_info())
         self.stat = ctypes.pointer(mfusepy.c_stat())
         self.entries = 0
+        self.timers = self.ops.timers
 
         def filler(buf: Any, name: bytes, st: Any, off: int, flags: int) -> int:
             self.entries += 1
             return 0
 
         self.filler = filler
+
+    def switch(self, on: bool) -> None:
+        """Metrics recorded (``on``) or not by this same filesystem from now on: the adapter's
+        timers and every reader's meter, as a mount without metrics has them (None)."""
+        self.ops.timers = self.timers if on else None
+        for state in list(self.fs._repos.values()):
+            state.reader.meter = self.metrics if on else None
+
+    def store_requests(self) -> float:
+        """Requests to the store recorded so far (none are expected over warm caches)."""
+        if self.metrics is None:
+            return 0.0
+        return sum(
+            sample.value
+            for family in self.metrics.collect()
+            for sample in family.samples
+            if sample.name == "s3fsv_store_requests_total"
+        )
 
     def close(self) -> None:
         self.fs.close()
@@ -172,10 +192,14 @@ class Setup:
         self.big = b"/" + self.data.big.encode()
         self.small = [b"/" + name.encode() for name in self.data.small]
         self.dirs = [b"/", b"/small", *sorted({p.rsplit(b"/", 1)[0] for p in self.small})]
+        # With --pairing same, one filesystem per mount serves both kinds, its metrics
+        # switched on and off between passes: no difference of caches or memory between the
+        # two sides, and its store requests show that the metered backend stays unused.
+        self.control = args.control
         self.drivers: dict[tuple[str, str], Driver] = {}
-        for kind in ("on", "off"):
+        for kind in ("on", "off") if args.pairing == "separate" else ("on",):
             for mount, ref in (("pinned", cid), ("branch", "main")):
-                metered = kind == "on" and not args.control
+                metered = args.pairing == "same" or (kind == "on" and not args.control)
                 driver = Driver(
                     f"{url}/data@{ref}", work / f"cache-{mount}-{kind}", metered, args.request
                 )
@@ -183,10 +207,15 @@ class Setup:
                 for workload in WORKLOADS:
                     if (workload == "small.handles") == (mount == "branch"):
                         self.drivers[workload, kind] = driver
+                        self.drivers.setdefault((workload, "off"), driver)
+
+    def store_requests(self) -> float:
+        return sum(d.store_requests() for d in set(self.drivers.values()))
 
     def run(self, workload: str, kind: str) -> int:
         """One pass of ``workload``; the number of FUSE operations it made."""
         d = self.drivers[workload, kind]
+        d.switch(kind == "on" and not self.control)
         if workload == "big":
             return d.big(self.big, self.data.big_size)
         if workload == "small":
@@ -211,15 +240,27 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
     return xs[k - 1], xs[n - k]
 
 
-def measure(setup: Setup, rounds: int, workloads: list[str]) -> dict[str, dict[str, Any]]:
+def _blocks(values: list[float]) -> list[float]:
+    """Means of rounds 2k and 2k+1: one with "on" first and one with "off" first, so that
+    what the first pass of a round leaves to the second (read-ahead state, memory) falls on
+    both sides alike. An odd last round is left out."""
+    return [(a + b) / 2 for a, b in zip(values[::2], values[1::2], strict=False)]
+
+
+def measure(
+    setup: Setup, rounds: int, workloads: list[str], meta: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
     """``rounds`` alternating on/off passes of every workload; per workload the CPU seconds
-    per operation of each pass (process and calling thread) and the per-round ratios."""
+    per operation of each pass (process and calling thread), and the ratios and differences
+    on/off over blocks of two rounds (on-off, off-on). Adds
+    to ``meta`` the store requests made while timing."""
     per_op: dict[tuple[str, str], list[float]] = {}
     thread_per_op: dict[tuple[str, str], list[float]] = {}
     ops_of: dict[str, int] = {}
     for workload in workloads:  # warm the caches (and the code) of every driver, untimed
         for kind in ("on", "off"):
             ops_of[workload] = setup.run(workload, kind)
+    requests = setup.store_requests()
     for r in range(rounds):
         order = ("on", "off") if r % 2 == 0 else ("off", "on")
         for workload in workloads:
@@ -232,15 +273,20 @@ def measure(setup: Setup, rounds: int, workloads: list[str]) -> dict[str, dict[s
                 thread_per_op.setdefault((workload, kind), []).append(tcpu / ops)
         if (r + 1) % 10 == 0:
             say(f"  round {r + 1}/{rounds}")
+    meta["store_requests_timed"] = setup.store_requests() - requests
     out: dict[str, dict[str, Any]] = {}
     for workload in workloads:
         on, off = per_op[workload, "on"], per_op[workload, "off"]
-        ratios = [a / b for a, b in zip(on, off, strict=True)]
-        t_on, t_off = thread_per_op[workload, "on"], thread_per_op[workload, "off"]
+        b_on, b_off = _blocks(on), _blocks(off)
+        ratios = [a / b for a, b in zip(b_on, b_off, strict=True)]
+        t_on, t_off = (
+            _blocks(thread_per_op[workload, "on"]),
+            _blocks(thread_per_op[workload, "off"]),
+        )
         t_ratios = [a / b for a, b in zip(t_on, t_off, strict=True)]
         q1, _, q3 = statistics.quantiles(ratios, n=4)
         low, high = median_interval(ratios)
-        deltas = [(a - b) * 1e6 for a, b in zip(on, off, strict=True)]
+        deltas = [(a - b) * 1e6 for a, b in zip(b_on, b_off, strict=True)]
         out[workload] = {
             "ops_per_pass": ops_of[workload],
             "cpu_per_op_on_us": statistics.median(on) * 1e6,
@@ -302,9 +348,12 @@ def report(
         )
     print(
         f"\n{meta['rounds']} rounds{' (A/A control: no metrics on either side)' * meta['control']},"
+        f" {meta['pairing']} filesystem(s) for on and off;"
+        f" {meta['store_requests_timed']:.0f} store requests while timing;"
         " on/off order alternating. Microseconds of process CPU per FUSE operation (medians"
-        " over rounds); delta: the median per-round difference on - off, with a 95% interval;"
-        " ratio: the median per-round ratio on/off, its interquartile range and 95% interval;"
+        " over rounds); delta: the median difference on - off over blocks of two rounds (on"
+        " first, off first), with a 95% interval; ratio: the median ratio on/off over those"
+        " blocks, its interquartile range and 95% interval;"
         " calls: the metrics calls alone per operation (timeit). Kernel-less, so each"
         " operation costs less here than in the daemon: the ratio is an upper bound."
         " Target: the ratio's interval under 1.02."
@@ -315,7 +364,7 @@ def report(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rounds", type=int, default=41, help="on/off rounds (in-process)")
+    parser.add_argument("--rounds", type=int, default=60, help="on/off rounds (in-process)")
     parser.add_argument(
         "--request-kib", type=int, default=128, help="read request size of the big file (KiB)"
     )
@@ -324,6 +373,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=lambda text: text.split(","),
         default=list(WORKLOADS),
         help=f"comma-separated, of {', '.join(WORKLOADS)} (default: all)",
+    )
+    parser.add_argument(
+        "--pairing",
+        choices=("same", "separate"),
+        default="same",
+        help="same (default): one filesystem per mount, metrics switched on and off between"
+        " passes; separate: a filesystem with metrics and another without (as two mounts)",
     )
     parser.add_argument(
         "--control",
@@ -355,11 +411,12 @@ def run(args: argparse.Namespace) -> tuple[bool, dict[str, dict[str, Any]], dict
         "small_files": args.dirs * args.per_dir,
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
         "control": args.control,
+        "pairing": args.pairing,
     }
     with workdir(args.workdir, args.keep) as work, ExitStack() as stack:
         setup = Setup(args, work, stack)
         say(f"in-process: {args.rounds} rounds")
-        results = measure(setup, args.rounds, args.workloads)
+        results = measure(setup, args.rounds, args.workloads, meta)
     calls = metrics_call_seconds()
     meta["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     return report(results, calls, meta), results, calls
@@ -376,8 +433,8 @@ def main() -> int:
     parser.add_argument("--workdir", help="parent of the temporary work directory")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
-    if args.rounds < 5:
-        parser.error("--rounds must be at least 5")
+    if args.rounds < 10:
+        parser.error("--rounds must be at least 10")
     return 0 if run(args)[0] else 1
 
 
