@@ -35,8 +35,8 @@ shared 2-CPU machine one workload's daemon CPU varies by about +-15% from mount 
 The verdict (with ``both``): the mount with metrics counts the FUSE operations of each timed
 read; the daemon's CPU without metrics over that many operations is its CPU per operation, and
 the in-process difference (the upper end of its 95% interval) over it is the share metrics
-take. The target is a share under 2% for every workload the daemon serves. Prints tables and
-JSON lines; progress goes to stderr.
+take; the largest difference of any in-process workload is judged, for every workload the
+daemon serves, against a share of 2%. Prints tables and JSON lines; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -293,11 +293,13 @@ def shares(
     daemon serves: what metrics add per FUSE operation (measured in-process: the upper end of
     the 95% interval of the difference per block of rounds; and the metrics calls alone,
     timeit) over the daemon's CPU per FUSE operation without metrics (the CPU of the mount
-    without, over the operations the mount with metrics counted in the same pair). True when
-    every share is under 2%."""
+    without, over the operations the mount with metrics counted in the same pair). Judged by
+    the largest in-process bound of any workload (the same calls cost more after the syscalls
+    of a read than after a lookup served from memory): True when that share is under 2% for
+    every workload."""
     head = (
         f"{'workload':<11} {'FUSE ops':>8} {'daemon us/op':>12} {'delta us':>8} {'share':>6}"
-        f" {'calls us':>8} {'share':>6}  result"
+        f" {'worst us':>8} {'share':>6} {'calls us':>8} {'share':>6}  result"
     )
     print(head)
     print("-" * len(head))
@@ -311,22 +313,30 @@ def shares(
         calls_us = mix_seconds(kind, calls) * 1e6 if calls else None
         delta = inproc[kind]["delta_ci95_us"][1] if inproc and kind in inproc else None
         share = delta / per_op if delta is not None else None
+        worst = (
+            max((r["delta_ci95_us"][1] for r in inproc.values()), default=None) if inproc else None
+        )
+        worst_share = worst / per_op if worst is not None else None
         calls_share = calls_us / per_op if calls_us is not None else None
-        judged = share if share is not None else calls_share
+        judged = worst_share if worst_share is not None else calls_share
         passed = judged is not None and judged < TARGET - 1
         ok &= passed
         rows.append({"workload": w, "fuse_ops": ops, "daemon_us_per_op": per_op,
-                     "delta_us_high": delta, "share": share, "calls_us": calls_us,
+                     "delta_us_high": delta, "share": share, "worst_delta_us_high": worst,
+                     "worst_share": worst_share, "calls_us": calls_us,
                      "calls_share": calls_share, "pass": passed})  # fmt: skip
         print(
-            f"{w:<11} {ops:8.0f} {per_op:12.2f} {_s(delta, 8)} {_p(share)} {_s(calls_us, 8)}"
-            f" {_p(calls_share)}  {'PASS' if passed else 'FAIL'}"
+            f"{w:<11} {ops:8.0f} {per_op:12.2f} {_s(delta, 8)} {_p(share)} {_s(worst, 8)}"
+            f" {_p(worst_share)} {_s(calls_us, 8)} {_p(calls_share)}"
+            f"  {'PASS' if passed else 'FAIL'}"
         )
     print(
         "\nFUSE ops: operations per timed read (the mount's own count, median over pairs);"
         " daemon us/op: the daemon's CPU without metrics over them; delta: what metrics add per"
-        " operation in-process (95% upper bound), share: delta / daemon us/op; calls: the"
-        " metrics calls alone (timeit). Target: share < 2%."
+        " operation in-process to the same workload (95% upper bound), share: delta / daemon"
+        " us/op; worst: the largest such bound of any in-process workload (the judged one:"
+        " after a syscall, as in the daemon, the same calls cost more); calls: the metrics"
+        " calls alone (timeit). Target: the worst share < 2%."
     )
     return ok, rows
 

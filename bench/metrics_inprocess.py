@@ -13,6 +13,7 @@ calls the operations the way libfuse's callbacks do (mfusepy's ``_wrapper`` arou
   with the kernel's read-ahead);
 - ``small``: a pinned mount, every small file looked up (getattr) and read whole; the kernel
   never opens a pinned file when passthrough is off (``S3FSV_PASSTHROUGH=off`` here);
+- ``small.read``: the same reads without the lookups (the read operation's own cost);
 - ``small.handles``: a branch mount, every small file looked up, opened, read, released;
 - ``tree``: a pinned mount, every directory listed (readdirplus) and every file looked up.
 
@@ -56,12 +57,13 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from common import say  # noqa: E402
 from read_workloads import SMALL_SIZE, Dataset, MiB, make_dataset  # noqa: E402
 
-WORKLOADS = ("big", "small", "small.handles", "tree")
+WORKLOADS = ("big", "small", "small.read", "small.handles", "tree")
 # The FUSE operations of one unit of each workload (per request of the big file, per small
 # file, per directory entry): what the metrics calls alone are timed for.
 OP_MIX: dict[str, dict[str, float]] = {
     "big": {"read": 1},
     "small": {"getattr": 1, "read": 1},
+    "small.read": {"read": 1},
     "small.handles": {"getattr": 1, "open": 1, "read": 1, "release": 1},
     "tree": {"getattr": 1},  # plus one readdir per directory, counted in `ops` below
 }
@@ -138,15 +140,15 @@ class Driver:
             ops += 1
         return ops
 
-    def small(self, paths: list[bytes]) -> int:
+    def small(self, paths: list[bytes], lookup: bool = True) -> int:
         call, f, buf, fip, st = self.call, self.fuse, self.buf, self.fip, self.stat
         getattr_, read = f.getattr_fuse_3, f.read
         for path in paths:
-            if call(getattr_, path, st, None) != 0:
+            if lookup and call(getattr_, path, st, None) != 0:
                 raise RuntimeError(f"getattr {path!r} failed")
             if call(read, path, buf, len(buf), 0, fip) != SMALL_SIZE:
                 raise RuntimeError(f"short read of {path!r}")
-        return 2 * len(paths)
+        return (2 if lookup else 1) * len(paths)
 
     def small_handles(self, paths: list[bytes]) -> int:
         call, f, buf, fip, st = self.call, self.fuse, self.buf, self.fip, self.stat
@@ -218,8 +220,8 @@ class Setup:
         d.switch(kind == "on" and not self.control)
         if workload == "big":
             return d.big(self.big, self.data.big_size)
-        if workload == "small":
-            return d.small(self.small)
+        if workload in ("small", "small.read"):
+            return d.small(self.small, lookup=workload == "small")
         if workload == "small.handles":
             return d.small_handles(self.small)
         return d.tree(self.dirs, self.small)
