@@ -4,9 +4,11 @@ Recording must cost next to nothing on the read path, and must never take a lock
 ``prometheus_client``'s own counters and histograms take a mutex on every increment, so they
 are used here only to describe and serve the values (its metric families, registry and HTTP
 server). The values live in :class:`Cells`: one flat list of floats per thread, written only by
-its own thread (no lock, no lost increment) and summed when Prometheus scrapes. Gauges that
-describe state (staged files, cache use, whether the store answers) are read at scrape time from
-the objects that own that state, through callbacks: nothing on the hot path keeps them.
+its own thread (no lock, no lost increment) and summed when Prometheus scrapes. The read path
+records through functions bound in advance to their cells (``fuse_timer``, ``hit``,
+``miss``). Gauges that describe state (staged files, cache use, whether the store answers)
+are read at scrape time from the objects that own that state, through callbacks: nothing on
+the hot path keeps them.
 
 The series (all prefixed ``s3fsv_``):
 
