@@ -243,7 +243,7 @@ def serve(args: object, store: Store, source: Source, mountpoint: str) -> int:
                 allow_other=bool(getattr(args, "allow_other", False)),
                 fsname=mount_name(source, pinned=fs.immutable),
                 on_ready=ready,
-                timer=metrics.fuse_op if metrics is not None else None,
+                timer=metrics.fuse_timer if metrics is not None else None,
             )
         finally:
             if notifier is not None:

@@ -50,13 +50,13 @@ def errno_of(exc: BaseException) -> int:
 
 def translated(fn: F) -> F:
     """Run an operation; turn any exception into ``FuseOSError`` with ``errno_of``. When the
-    ``Operations`` has a ``timer``, it is told how long the operation took."""
+    ``Operations`` has ``timers``, the operation's own is told how long it took."""
     op = fn.__name__.lstrip("_").removesuffix("_with_offset").removesuffix("_pinned")
 
     @functools.wraps(fn)
     def wrapper(self: Operations, *args: Any, **kwargs: Any) -> Any:
-        timer = self.timer
-        start = time.perf_counter() if timer is not None else 0.0
+        timers = self.timers
+        start = time.perf_counter() if timers is not None else 0.0
         try:
             return fn(self, *args, **kwargs)
         except mfusepy.FuseOSError:
@@ -69,8 +69,8 @@ def translated(fn: F) -> F:
                 log.debug("%s%r: %s", fn.__name__, args[:1], exc)
             raise mfusepy.FuseOSError(code) from None
         finally:
-            if timer is not None:
-                timer(op, time.perf_counter() - start)
+            if timers is not None:
+                timers[op](time.perf_counter() - start)
 
     return wrapper  # type: ignore[return-value]
 
@@ -111,6 +111,18 @@ def stat_dict(attr: Attr, uid: int, gid: int) -> dict[str, int]:
     }
 
 
+class _Timers(dict[str, Callable[[float], None]]):
+    """Each operation's timer, made by ``make`` on its first use."""
+
+    def __init__(self, make: Callable[[str], Callable[[float], None]]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, op: str) -> Callable[[float], None]:
+        timer = self[op] = self.make(op)
+        return timer
+
+
 class Operations(mfusepy.Operations):
     """mfusepy operations over a ``Filesystem``. Uses ``raw_fi`` to set ``keep_cache``."""
 
@@ -122,11 +134,13 @@ class Operations(mfusepy.Operations):
         *,
         ref_ttl: float,
         on_ready: Callable[[], None] | None = None,
-        timer: Callable[[str, float], None] | None = None,
+        timer: Callable[[str], Callable[[float], None]] | None = None,
     ) -> None:
+        """``timer(op)``: the function told each duration (seconds) of operation ``op``, for
+        metrics; asked once per operation name."""
         self.fs = fs
         self.on_ready = on_ready
-        self.timer = timer  # (operation, seconds) after each operation: metrics
+        self.timers = _Timers(timer) if timer is not None else None
         self.initialised = False  # the kernel accepted the session (FUSE INIT ran)
         fs.caller_pid = lambda: int(mfusepy.fuse_get_context()[2])
         self.ref_ttl = ref_ttl
@@ -468,13 +482,13 @@ def mount(
     debug: bool = False,
     fsname: str = "s3fsv",
     on_ready: Callable[[], None] | None = None,
-    timer: Callable[[str, float], None] | None = None,
+    timer: Callable[[str], Callable[[float], None]] | None = None,
     auto_unmount: bool = False,
 ) -> None:
     """Serve ``fs`` at ``mountpoint`` in the foreground until unmounted; ``on_ready`` is
-    called once the kernel has accepted the session (the mount is usable); ``timer`` is told
-    each operation's name and duration. ``auto_unmount``: fusermount3 unmounts should this
-    process die without doing so."""
+    called once the kernel has accepted the session (the mount is usable); ``timer(op)``
+    gives the function told each duration of operation ``op``. ``auto_unmount``: fusermount3
+    unmounts should this process die without doing so."""
     options: dict[str, Any] = {
         "fsname": fsname,
         "subtype": "s3fsv",

@@ -4,9 +4,11 @@ Recording must cost next to nothing on the read path, and must never take a lock
 ``prometheus_client``'s own counters and histograms take a mutex on every increment, so they
 are used here only to describe and serve the values (its metric families, registry and HTTP
 server). The values live in :class:`Cells`: one flat list of floats per thread, written only by
-its own thread (no lock, no lost increment) and summed when Prometheus scrapes. Gauges that
-describe state (staged files, cache use, whether the store answers) are read at scrape time from
-the objects that own that state, through callbacks: nothing on the hot path keeps them.
+its own thread (no lock, no lost increment) and summed when Prometheus scrapes. The read path
+records through functions bound in advance to their cells (``fuse_timer``, ``hit``,
+``miss``). Gauges that describe state (staged files, cache use, whether the store answers)
+are read at scrape time from the objects that own that state, through callbacks: nothing on
+the hot path keeps them.
 
 The series (all prefixed ``s3fsv_``):
 
@@ -88,6 +90,21 @@ class Cells:
                 cells = self._by_thread.setdefault(threading.get_ident(), [0.0] * self.size)
         return cells
 
+    def adder(self, count: int, amount: int) -> Callable[[float], None]:
+        """A function of ``n`` that adds 1 to cell ``count`` and ``n`` to cell ``amount`` of
+        the calling thread's list. Everything it needs is bound in advance (the hot path pays
+        for no attribute or method look-up)."""
+        get, ident, mine = self._by_thread.get, threading.get_ident, self.mine
+
+        def add(n: float) -> None:
+            cells = get(ident())
+            if cells is None:
+                cells = mine()
+            cells[count] += 1
+            cells[amount] += n
+
+        return add
+
     def totals(self) -> list[float]:
         out = [0.0] * self.size
         for cells in list(self._by_thread.values()):
@@ -110,6 +127,23 @@ class _Histogram:
         base = self.start + label * self.width
         cells[base + bisect_left(self.bounds, value)] += 1
         cells[base + self.width - 1] += value
+
+    def recorder(self, of: Cells, label: int) -> Callable[[float], None]:
+        """``observe`` into the calling thread's cells for one label value, bound in advance:
+        for the FUSE operations, timed on every call."""
+        base = self.start + label * self.width
+        total = base + self.width - 1
+        get, ident, mine, bounds = of._by_thread.get, threading.get_ident, of.mine, self.bounds
+        find = bisect_left
+
+        def record(value: float) -> None:
+            cells = get(ident())
+            if cells is None:
+                cells = mine()
+            cells[base + find(bounds, value)] += 1
+            cells[total] += value
+
+        return record
 
     def family(
         self, name: str, doc: str, totals: list[float], label: str, values: Iterable[str]
@@ -153,6 +187,10 @@ class MountMetrics(Collector):
         self._passthrough_opens = n + 4
         n += 5
         self.cells = Cells(n)
+        # A chunk read of ``nbytes`` served from memory or disk (hit) or after a fetch (miss):
+        # the ``ReadMeter`` of the mount's readers, called on every read.
+        self.hit: Callable[[int], None] = self.cells.adder(self._hits, self._hit_bytes)
+        self.miss: Callable[[int], None] = self.cells.adder(self._misses, self._miss_bytes)
         self._fuse_index = {op: i for i, op in enumerate(FUSE_OPS)}
         self._fuse_other = self._fuse_index["other"]
         self._store_index = {op: i for i, op in enumerate(STORE_OPS)}
@@ -163,9 +201,15 @@ class MountMetrics(Collector):
         self.info: dict[str, str] = {}
 
     # -- recording (any thread, no lock) ------------------------------------------------------
+    def fuse_timer(self, op: str) -> Callable[[float], None]:
+        """The function that records one duration (seconds) of FUSE operation ``op`` (an
+        operation without a series of its own counts as "other": never an error)."""
+        return self._fuse.recorder(self.cells, self._fuse_index.get(op, self._fuse_other))
+
     def fuse_op(self, op: str, seconds: float) -> None:
-        index = self._fuse_index.get(op, self._fuse_other)  # never fail the operation itself
-        self._fuse.observe(self.cells.mine(), index, seconds)
+        """Record one duration of ``op`` (the FUSE adapter keeps a ``fuse_timer`` per
+        operation instead: cheaper)."""
+        self.fuse_timer(op)(seconds)
 
     def passthrough_open(self) -> None:
         """An open the kernel serves from a backing file: the daemon sees none of its reads."""
@@ -177,16 +221,6 @@ class MountMetrics(Collector):
         self._store_latency.observe(cells, i, seconds)
         cells[self._requests + i * len(OUTCOMES) + self._outcome_index[outcome]] += 1
         cells[self._bytes + i] += nbytes
-
-    def hit(self, nbytes: int) -> None:
-        cells = self.cells.mine()
-        cells[self._hits] += 1
-        cells[self._hit_bytes] += nbytes
-
-    def miss(self, nbytes: int) -> None:
-        cells = self.cells.mine()
-        cells[self._misses] += 1
-        cells[self._miss_bytes] += nbytes
 
     def commit(self, outcome: str, seconds: float) -> None:
         cells = self.cells.mine()

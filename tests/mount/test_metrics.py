@@ -167,3 +167,76 @@ def test_an_operation_without_a_series_of_its_own_counts_as_other() -> None:
     assert samples[("s3fsv_fuse_op_seconds_count", (("op", "open"),))] == 1
     assert samples[("s3fsv_fuse_op_seconds_count", (("op", "other"),))] == 1
     assert samples[("s3fsv_passthrough_opens_total", ())] == 1
+
+
+def _samples(metrics: MountMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in metrics.collect()
+        for s in family.samples
+    }
+
+
+def test_recording_on_the_read_path_takes_no_lock() -> None:
+    """Once a thread has its cells, timing an operation and counting a hit or miss go on while
+    another thread holds the only lock metrics have."""
+    metrics = MountMetrics()
+    timer = metrics.fuse_timer("read")
+    registered, go, done = threading.Event(), threading.Event(), threading.Event()
+
+    def reader() -> None:
+        timer(0.0003)  # the thread's first record: the only one that may take the lock
+        registered.set()
+        go.wait(10)
+        timer(0.002)
+        metrics.hit(4096)
+        metrics.miss(100)
+        done.set()
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    assert registered.wait(10)
+    with metrics.cells._lock:
+        go.set()
+        assert done.wait(10)
+    thread.join(10)
+    samples = _samples(metrics)
+    assert samples[("s3fsv_fuse_op_seconds_count", (("op", "read"),))] == 2
+    assert samples[("s3fsv_fuse_op_seconds_bucket", (("le", "0.0005"), ("op", "read")))] == 1
+    assert samples[("s3fsv_fuse_op_seconds_bucket", (("le", "0.0025"), ("op", "read")))] == 2
+    assert samples[("s3fsv_fuse_op_seconds_sum", (("op", "read"),))] == pytest.approx(0.0023)
+    assert samples[("s3fsv_cache_hits_total", ())] == 1
+    assert samples[("s3fsv_cache_hit_bytes_total", ())] == 4096
+    assert samples[("s3fsv_cache_misses_total", ())] == 1
+    assert samples[("s3fsv_cache_miss_bytes_total", ())] == 100
+
+
+def test_the_adapter_times_each_operation_under_its_own_name() -> None:
+    """``translated`` tells the operation's own timer (one per name, made on first use), for
+    operations that fail as well as those that succeed."""
+    from mfusepy import FuseOSError
+
+    from s3fsv.mount.fuse import _Timers, translated
+
+    metrics = MountMetrics()
+
+    class Adapter:
+        timers = _Timers(metrics.fuse_timer)
+
+        @translated
+        def readdir_with_offset(self, path: str, offset: int, fh: int) -> list[str]:
+            return []
+
+        @translated
+        def _open_pinned(self, path: str, fi: object) -> int:
+            raise NotFound("gone")
+
+    adapter = Adapter()
+    adapter.readdir_with_offset("/", 0, 0)
+    adapter.readdir_with_offset("/", 0, 0)
+    with pytest.raises(FuseOSError):
+        adapter._open_pinned("/x", None)
+    samples = _samples(metrics)
+    assert samples[("s3fsv_fuse_op_seconds_count", (("op", "readdir"),))] == 2
+    assert samples[("s3fsv_fuse_op_seconds_count", (("op", "open"),))] == 1
+    assert sorted(Adapter.timers) == ["open", "readdir"]
