@@ -36,7 +36,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from common import drop_caches, s3fsv_command, say  # noqa: E402
+from common import cpu_seconds, drop_caches, s3fsv_command, say  # noqa: E402
 from mounts import Mounts  # noqa: E402
 
 PER_DIR = 1000
@@ -132,17 +132,20 @@ def one_size(count: int, work: Path, env: dict[str, str]) -> dict[str, Any]:
     try:
         for kind in ("cold", "warm"):
             with mounts.mount(f"{url}/{REPO}@{cid}", mp, cache):
+                pid = mounts.daemon_pid(mp)
                 drop_caches()
-                start = time.perf_counter()
+                cpu, start = cpu_seconds(pid), time.perf_counter()
                 res = subprocess.run(["find", str(mp)], capture_output=True, check=True)
                 row[f"find_{kind}_s"] = time.perf_counter() - start
+                row[f"find_{kind}_cpu_s"] = (cpu_seconds(pid) or 0.0) - (cpu or 0.0)
                 lines = res.stdout.count(b"\n")
                 if lines != expect:
                     raise RuntimeError(f"find listed {lines} entries, expected {expect}")
-                row[f"daemon_rss_{kind}_mb"] = rss_mb(mounts.daemon_pid(mp))
+                row[f"daemon_rss_{kind}_mb"] = rss_mb(pid)
                 if kind == "warm":
                     row["ls_l_s"] = timed(["ls", "-l", str(mp / "d0000")])
-            say(f"  find {kind}: {row[f'find_{kind}_s']:.2f} s, daemon RSS "
+            say(f"  find {kind}: {row[f'find_{kind}_s']:.2f} s (daemon CPU "
+                f"{row[f'find_{kind}_cpu_s']:.2f} s), daemon RSS "
                 f"{row[f'daemon_rss_{kind}_mb']:.0f} MB")  # fmt: skip
         row["daemon_rss_mb"] = max(row["daemon_rss_cold_mb"], row["daemon_rss_warm_mb"])
     finally:

@@ -383,6 +383,10 @@ class _FUSE(mfusepy.FUSE):
         decoded = None if path is None else path.decode(self.encoding, self.errors)
         uid, gid = self.operations.fs.uid, self.operations.fs.gid
         encoding, errors = self.encoding, self.errors
+        # libfuse's filler only copies the entry: called without releasing the interpreter lock
+        # (ctypes releases it around every foreign call), a walk's million calls do not each
+        # hand the lock to a look-ahead thread and wait to get it back.
+        filler = _FILLER_HOLDING_GIL(ctypes.cast(filler, ctypes.c_void_p).value)
         for name, (mode, size, mtime_ns, ino, nlink) in self.operations.readdir_with_offset(
             decoded, offset, 0
         ):
@@ -416,6 +420,9 @@ def _stat_struct() -> struct.Struct:
 
 
 _STAT = _stat_struct()
+_FILLER_HOLDING_GIL = ctypes.PYFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, mfusepy.c_stat_p, mfusepy.c_off_t, ctypes.c_int
+)
 _OUR_XATTRS = XATTR_PREFIX.encode()
 
 

@@ -42,10 +42,11 @@ from s3fsv.mount.purges import PurgeWatch, apply_purges
 from s3fsv.mount.staging import Read, SlotLock, Staging
 from s3fsv.mount.vfs_read import ReadOps
 from s3fsv.mount.vfs_write import WriteOps
+from s3fsv.store.listing import Listed, dir_listing, listed
 from s3fsv.store.objects import TreeEntry, check_name, is_commit_prefix, is_object_id
 from s3fsv.store.reader import ChunkReader, Sequential
 from s3fsv.store.store import Store
-from s3fsv.store.tree import dir_entries, entries_after, lookup, root_entry
+from s3fsv.store.tree import entries_after, lookup, root_entry
 from s3fsv.store.wholefile import WholeFiles
 
 log = logging.getLogger(__name__)
@@ -470,21 +471,19 @@ class Filesystem(ReadOps, WriteOps):
         if not inner and snap.immutable:  # a walk of a commit or tag starts with its root
             state.reader.warm_snapshot(snap.tree)
         state.reader.load_pages(entry.tree)
-        out, children = [], list(dir_entries(state.repo.objects, entry.tree))
-        state.reader.warm_trees(c.tree for c in children if c.kind == "dir")
+        children = list(dir_listing(state.repo.objects, entry.tree))
+        subdirs = [TreeEntry(c[0], "dir", c[2], c[3], tree=c[5]) for c in children if c[5]]
+        state.reader.warm_trees(d.tree for d in subdirs)
         if inner:
             self._warm_next_dirs(state, snap, inner)
         # Only subdirectories are remembered: a walk lists them next, while a file is looked
         # up (if ever: the listing carries its attributes) with one search of this listing.
         where = "".join(f"{p}/" for p in inner)
         with self._lock:
-            for child in children:
-                if child.kind == "dir":
-                    self._resolved[(snap.tree, where + child.name)] = child
+            for d in subdirs:
+                self._resolved[(snap.tree, where + d.name)] = d
         prefix = self._ino_key(snap, inner) + ("/" if inner else "")
-        for child in children:
-            out.append((child.name, _entry_attr(child, inode(prefix + child.name))))
-        return out
+        return [(c[0], _listed_attr(c, inode(prefix + c[0]))) for c in children]
 
     def _warm_next_dirs(self, state: RepoState, snap: Snapshot, inner: list[str]) -> None:
         """A walk lists a directory's next siblings after it: load them ahead (the root's
@@ -576,12 +575,17 @@ class Filesystem(ReadOps, WriteOps):
 
 
 def _entry_attr(entry: TreeEntry, ino: int) -> Attr:
-    perm = entry.mode & 0o7777 & ~0o222  # snapshots and read-only views take no writes
-    if entry.kind == "dir":
-        return Attr(stat.S_IFDIR | (perm or 0o555), 0, entry.mtime_ns, ino, 2)
-    if entry.kind == "link":
-        return Attr(stat.S_IFLNK | 0o777, len(entry.target.encode()), entry.mtime_ns, ino)
-    return Attr(stat.S_IFREG | perm, entry.size, entry.mtime_ns, ino)
+    return _listed_attr(listed(entry), ino)
+
+
+def _listed_attr(item: Listed, ino: int) -> Attr:
+    _, kind, mode, mtime_ns, size, _ = item
+    perm = mode & 0o7777 & ~0o222  # snapshots and read-only views take no writes
+    if kind == "dir":
+        return Attr(stat.S_IFDIR | (perm or 0o555), 0, mtime_ns, ino, 2)
+    if kind == "link":
+        return Attr(stat.S_IFLNK | 0o777, size, mtime_ns, ino)
+    return Attr(stat.S_IFREG | perm, size, mtime_ns, ino)
 
 
 def _head_key(repo: str, branch: str) -> tuple[str, str, str]:

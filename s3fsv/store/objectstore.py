@@ -397,6 +397,16 @@ class ObjectStore:
                 del self._located[member]
 
     # -- decoded objects ------------------------------------------------------------------------
+    def decoded(self, oid: str) -> Object | None:
+        """The object ``oid`` if it is held decoded in memory (no I/O), else None."""
+        with self._lock:
+            return self._decoded.get(oid)
+
+    def cached_bytes(self, oid: str) -> bytes | None:
+        """The bytes of ``oid`` from the local cache (verified against the digest they were
+        stored with), or None: no request to the store."""
+        return self.cache.get(oid) if self.cache is not None else None
+
     def get(self, oid: str, kind: type[T]) -> T:
         """Read and decode an object, checking that it is of type ``kind``."""
         with self._lock:

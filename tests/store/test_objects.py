@@ -342,7 +342,11 @@ def test_hostile_names_refused(name: str) -> None:
     _refused(canonical_json({"type": "tree", "v": 1, "pages": pages}), "hostile")
 
 
-@pytest.mark.parametrize("bad", ["AB" * 32, "ab" * 31, "ab" * 33, "g" * 64, "", 7, None])
+@pytest.mark.parametrize(
+    "bad",
+    ["AB" * 32, "ab" * 31, "ab" * 33, "g" * 64, "", 7, None, "a" * 63 + "\n", " " + "a" * 63,
+     "a" * 31 + " " + "a" * 32, "\u0660" * 64],
+)  # fmt: skip
 def test_bad_hex_ids_refused(bad: Any) -> None:
     _refused(canonical_json(_tree(_file(sha256=bad))))
     _refused(canonical_json(_tree(_file(chunks=[bad]))))
