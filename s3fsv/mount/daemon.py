@@ -388,10 +388,12 @@ def make_filesystem(args: object, store: Store, source: Source, metrics: Any = N
         inner = MeteredBackend(inner, metrics)
     store.backend = GuardedBackend(inner, Outage(lambda: probe.head(MARKER)), owned=[probe])
     # A client's first request pays for its lazy setup (hundreds of ms on a busy machine),
-    # which the first `status` would report as the store's round trip: pay it now, aside.
-    threading.Thread(
-        target=_quietly, args=(probe.head, MARKER), name="s3fsv-probe-warmup", daemon=True
-    ).start()
+    # which the first `status` would report as the store's round trip: pay it now, aside. (Not
+    # for a mount without `status`, a run's own: there it only slows the run's start.)
+    if getattr(args, "warm_probe", True):
+        threading.Thread(
+            target=_quietly, args=(probe.head, MARKER), name="s3fsv-probe-warmup", daemon=True
+        ).start()
     spec = MountSpec(
         source.repo,
         source.ref,

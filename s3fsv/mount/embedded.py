@@ -80,8 +80,9 @@ class EmbeddedMount:
         self._store, source = store_for_mount(text, None, self._endpoint, pin, **self._s3)
         log.debug("store of the mount opened in %.2f s", time.monotonic() - t)
         options = SimpleNamespace(
-            cache_dir=None, cache_size="10G", ref_ttl=5.0, read_only=True, rw=False
-        )
+            cache_dir=None, cache_size="10G", ref_ttl=5.0, read_only=True, rw=False,
+            warm_probe=False,
+        )  # fmt: skip
         self._fs = make_filesystem(options, self._store, source)
         name = mount_name(source, pinned=self._fs.immutable)
         log.debug("filesystem made after %.2f s", time.monotonic() - t)

@@ -59,8 +59,21 @@ def code_identity(
     """The ``code`` part of a run record for ``argv`` run in ``cwd`` with ``env`` (default:
     this process's). ``record_files`` are further paths to hash (relative to ``cwd``); each
     must be a readable regular file (``FileNotFoundError``/``IsADirectoryError`` otherwise).
-    JSON-able, with no floats."""
+    JSON-able, with no floats. (:func:`code_files` and :func:`python_identity` of
+    :func:`python_interpreter`, put together by :func:`identity_of`.)"""
     env = dict(os.environ if env is None else env)
+    interpreter = python_interpreter(argv, cwd, env)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        probe = pool.submit(python_identity, interpreter, cwd, env) if interpreter else None
+        files = code_files(argv, cwd, env, record_files)
+    return identity_of(files, probe.result() if probe is not None else None)
+
+
+def code_files(
+    argv: Sequence[str], cwd: str, env: Mapping[str, str], record_files: Iterable[str] = ()
+) -> list[dict[str, Any]]:
+    """The ``files`` of :func:`code_identity`: each file ``argv`` names and each of
+    ``record_files``, hashed, with its git checkout's state."""
     named = files_named(argv, cwd, env)
     for extra in record_files:
         path = _absolute(extra, cwd)
@@ -70,14 +83,18 @@ def code_identity(
             raise FileNotFoundError(2, "--record-file not found", str(path))
         if all(path != p for _, p in named):
             named.append(("--record-file", path))
-    interpreter = python_interpreter(argv, cwd, env)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        probe = pool.submit(python_identity, interpreter, cwd, env) if interpreter else None
         files = list(pool.map(lambda item: _file_identity(*item), named))
     _add_git(files)
+    return files
+
+
+def identity_of(files: list[dict[str, Any]], python: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``code`` identity of :func:`code_files` and, for a Python command, the
+    :func:`python_identity` of its interpreter."""
     out: dict[str, Any] = {"files": files}
-    if probe is not None:
-        out["python"] = probe.result()
+    if python is not None:
+        out["python"] = python
     return out
 
 
@@ -136,7 +153,8 @@ def python_interpreter(argv: Sequence[str], cwd: str, env: Mapping[str, str]) ->
 def python_identity(interpreter: str, cwd: str, env: Mapping[str, str]) -> dict[str, Any]:
     """``{"executable", "version", "implementation", "distributions": {name: version}}`` as
     ``interpreter`` reports them (names normalised as pip does: lower case, ``-``); on failure
-    ``{"executable": interpreter, "error": why}``."""
+    ``{"executable": interpreter, "error": why}``. The probe runs in a session of its own:
+    a Ctrl-C meant for a command running meanwhile does not reach it."""
     try:
         done = subprocess.run(
             [interpreter, "-c", _PROBE],
@@ -145,6 +163,7 @@ def python_identity(interpreter: str, cwd: str, env: Mapping[str, str]) -> dict[
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=_PROBE_TIMEOUT,
+            start_new_session=True,
         )
         if done.returncode != 0:
             lines = done.stderr.decode(errors="replace").strip().splitlines()

@@ -1,10 +1,12 @@
 """``s3fsv run``: a command on pinned inputs, its outputs committed with a run record.
 
 Order: resolve every input to a commit and check the output branch and the command (so a
-mistake fails before anything starts); start taking the code identity (in a thread, while
+mistake fails before anything starts); start taking the code identity (in threads, while
 the inputs are being shown); show the inputs (mount or download); run the command; take the
 inputs away; then commit the outputs on exit 0, or keep them and say how to commit or discard
-them otherwise.
+them otherwise. The files of the code identity (hashes, git state) are taken before the
+command starts; the probe of a Python command's interpreter, a process of its own started as
+early, may still be running then, and is waited for once the command has ended.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from s3fsv.api import Store
 from s3fsv.errors import NotADirectory, NotFound, UsageError
 from s3fsv.runs import staging
 from s3fsv.runs.execute import check_command, run_command
-from s3fsv.runs.identity import PLACEHOLDER, code_identity
+from s3fsv.runs.identity import (
+    PLACEHOLDER,
+    code_files,
+    identity_of,
+    python_identity,
+    python_interpreter,
+)
 from s3fsv.runs.record import build_record, new_run_id
 from s3fsv.runs.spec import (
     InputSpec,
@@ -127,13 +135,9 @@ def _run(
     out_dir = top / "out"
     message = request.message or default_message(request.argv)
     record: dict[str, Any] | None = None
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3fsv-run-identity")
+    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="s3fsv-run-identity")
+    identity = None if code is not None else _start_identity(pool, request, cwd)
     pool.submit(platform.platform)  # (cached: the record's, taken before the command)
-    identity = (
-        None
-        if code is not None
-        else pool.submit(code_identity, request.argv, cwd, os.environ, request.record_files)
-    )
     repos = {spec.repo for spec in request.inputs}
     mount = None
     if request.fuse:
@@ -171,9 +175,9 @@ def _run(
             t1 = time.monotonic()
             argv = substitute(request.argv, views.paths, str(out_dir))
             env = {**os.environ, **environment(views.paths, str(out_dir), run_id)}
-            # Taken before the command starts, so not competing with it for the CPU.
-            code = _taken(identity) if identity is not None else code
-            log.debug("inputs shown after %.2f s, code identity after %.2f s more (CPU %.2f s)",
+            # The files are taken before the command starts (it might change them).
+            files = _taken_files(identity[0]) if identity is not None else None
+            log.debug("inputs shown after %.2f s, code files after %.2f s more (CPU %.2f s)",
                       t1 - t0, time.monotonic() - t1, time.process_time())  # fmt: skip
             start = time.time_ns()
             exit_code = run_command(
@@ -190,9 +194,13 @@ def _run(
                 start_ns=start,
                 end_ns=end,
                 mode=views.mode,
-                code=code,
+                code=code if identity is None else _taken_identity(files, identity[1], wait=False),
                 extra=request.extra,
             )
+            # (Made first, so that outputs are kept with a record should a signal stop the
+            # wait for the probe: the interpreter's part then says it was not taken.)
+            if identity is not None:
+                record["code"] = _taken_identity(files, identity[1])
         log.debug("command took %.2f s (CPU here %.2f s)", (end - start) / 1e9, time.process_time())
         if exit_code == 0:  # committed while the mount is being taken away
             t2 = time.monotonic()
@@ -252,13 +260,49 @@ def _keep(top: Path, url: str, output: OutputSpec, message: str, record: Mapping
     )
 
 
-def _taken(identity: Future[dict[str, Any]]) -> dict[str, Any]:
-    """The code identity taken while the inputs were being shown; one that failed (a file
-    unreadable) is recorded as such rather than losing the run."""
+_Identity = tuple["Future[list[dict[str, Any]]]", "Future[dict[str, Any] | None]"]
+
+
+def _start_identity(pool: ThreadPoolExecutor, request: RunRequest, cwd: str) -> _Identity:
+    """Start taking the code identity of ``request``'s command: its files, and the probe of
+    its Python interpreter (whose answer is None for a command that runs no Python)."""
+    env = dict(os.environ)
+    probe = pool.submit(_python_part, request.argv, cwd, env)
+    files = pool.submit(code_files, request.argv, cwd, env, request.record_files)
+    return files, probe
+
+
+def _python_part(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> dict[str, Any] | None:
     try:
-        return identity.result()
+        interpreter = python_interpreter(argv, cwd, env)
+    except (OSError, ValueError) as err:  # a ``#!`` line shlex cannot split
+        return {"error": str(err)}
+    return python_identity(interpreter, cwd, env) if interpreter else None
+
+
+def _taken_files(files: Future[list[dict[str, Any]]]) -> list[dict[str, Any]] | str:
+    """The code's files, taken while the inputs were being shown; or why they could not be
+    (a file unreadable), which is recorded rather than losing the run."""
+    try:
+        return files.result()
     except (OSError, ValueError) as err:
-        return {"files": [], "error": str(err)}
+        return str(err)
+
+
+def _taken_identity(
+    files: list[dict[str, Any]] | str, probe: Future[dict[str, Any] | None], *, wait: bool = True
+) -> dict[str, Any]:
+    """The code identity to record: :func:`_taken_files` and the interpreter's ``probe``,
+    waited for; without ``wait``, the identity to record should the wait be interrupted."""
+    if isinstance(files, str):
+        return {"files": [], "error": files}
+    if not wait and not probe.done():
+        return identity_of(files, {"error": "interrupted before the interpreter answered"})
+    try:
+        python = probe.result()
+    except Exception as err:  # (python_identity reports the failures it expects itself)
+        python = {"error": str(err) or type(err).__name__}
+    return identity_of(files, python)
 
 
 def run_provenance(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -142,3 +142,27 @@ def test_iso_utc_and_run_id() -> None:
     assert iso_utc(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456Z"
     rid = new_run_id(1_700_000_000_000_000_000)
     assert rid.startswith("20231114T221320Z-") and len(rid) == 25
+
+
+def test_the_interpreters_part_is_waited_for_once_the_command_ended() -> None:
+    """The probe of a Python command's interpreter may still run when the command starts: the
+    record waits for its answer; a record made before (should a signal stop the wait) says
+    it was not taken; a probe that broke says why; the files' own failure wins."""
+    from concurrent.futures import Future
+
+    from s3fsv.runs.run import _taken_identity
+
+    files = [{"path": "/x/detect.py", "named_by": "argv[1]", "size": 1, "sha256": "0" * 64}]
+    running: Future[dict | None] = Future()
+    early = _taken_identity(files, running, wait=False)
+    assert early["files"] == files and "interrupted" in early["python"]["error"]
+    running.set_result({"executable": "/venv/bin/python", "distributions": {"numpy": "2.0"}})
+    assert _taken_identity(files, running)["python"]["distributions"] == {"numpy": "2.0"}
+    assert _taken_identity(files, running, wait=False) == _taken_identity(files, running)
+    not_python: Future[dict | None] = Future()
+    not_python.set_result(None)
+    assert _taken_identity(files, not_python) == {"files": files}
+    broken: Future[dict | None] = Future()
+    broken.set_exception(RuntimeError("probe broke"))
+    assert _taken_identity(files, broken)["python"] == {"error": "probe broke"}
+    assert _taken_identity("file unreadable", running) == {"files": [], "error": "file unreadable"}

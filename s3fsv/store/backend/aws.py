@@ -21,7 +21,6 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Any
 
-import boto3
 import botocore.credentials
 import botocore.exceptions as bexc
 import botocore.session
@@ -78,6 +77,8 @@ def control_client(
     """A boto3 client for ``service`` (``iam`` or ``sts``; ``s3`` works too). Credentials:
     ``credentials`` (a botocore object), else the keys given, else the standard chain.
     Building it does no I/O."""
+    import boto3  # here: a store's own commands need no boto3 (see s3fsv.store.backend.s3)
+
     core = botocore.session.Session()
     if credentials is not None:
         given_credentials(core, credentials)

@@ -1,6 +1,6 @@
 """Lean GETs of whole objects, for imports that read thousands of small objects once each.
 
-A GET through a boto3 client spends most of its client CPU in botocore's per-call machinery
+A GET through a botocore client spends most of its client CPU in botocore's per-call machinery
 (event hooks, parameter validation, serialisation, response parsing): about 1.3 ms per small
 object here, against about 0.45 ms when the same request is signed by botocore's own SigV4
 signer (with the client's credentials, refreshed as the client would) and sent through a
