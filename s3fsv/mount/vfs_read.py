@@ -101,8 +101,11 @@ class ReadOps:
             trees = [self._entry(snap, inner[:-1]).tree]
             if len(inner) >= 2:
                 trees.insert(0, self._entry(snap, inner[:-2]).tree)
-            after, last = walk_after(state.repo.objects, trees, inner[-2:], SIBLING_LOOKAHEAD)
-            state.reader.prefetch_files(after, last=last)
+            after, _ = walk_after(state.repo.objects, trees, inner[-2:], SIBLING_LOOKAHEAD)
+            # No later open shows more than this window, so a short span held back for more
+            # files to join would never grow (files under SPAN_MIN / SIBLING_LOOKAHEAD bytes
+            # would all be fetched one by one): fetch what the window holds.
+            state.reader.prefetch_files(after, last=True)
         except S3fsvError as err:
             log.debug("sibling prefetch skipped: %s", err)
 
