@@ -237,6 +237,10 @@ class Collector:
             moved = objects.moved(pack)
             if moved is not None:
                 self.live[repo].add(moved.pack)  # young anyway; never swept as dead
+                # Reachable trees name the old pack: its record stays, whatever its time says
+                # (a file's mtime is coarser than the clock, so "younger than this gc" is not
+                # a safe test with no grace period).
+                self.moved.setdefault(repo, set()).add(objects.moved_key(pack))
         return done
 
     def sweep_moved(self, repo: str) -> None:
