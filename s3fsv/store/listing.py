@@ -20,8 +20,9 @@ from s3fsv.store.objects import (
     Tree,
     TreeEntry,
     TreePage,
-    check_name,
     check_sorted,
+    check_target,
+    entry_basics,
     is_object_id,
     parse_object,
 )
@@ -82,10 +83,7 @@ def decode_listing(data: bytes, key: str) -> list[Listed]:
 
 
 def _listed_raw(raw: Any) -> Listed:
-    name = check_name(raw["name"])
-    kind, mode, mtime = raw["type"], raw["mode"], raw["mtime"]
-    if type(mode) is not int or not 0 <= mode <= 0o7777 or type(mtime) is not int:
-        raise ValueError("bad mode or mtime")
+    kind, name, mode, mtime = entry_basics(raw)
     if kind == "file":
         size = raw["size"]
         if type(size) is not int or size < 0:
@@ -97,8 +95,6 @@ def _listed_raw(raw: Any) -> Listed:
             raise ValueError("bad tree id")
         return (name, kind, mode, mtime, 0, tree)
     if kind == "link":
-        target = raw["target"]
-        if not isinstance(target, str) or not target or "\0" in target:
-            raise ValueError("bad symlink target")
+        target = check_target(raw["target"])
         return (name, kind, mode, mtime, len(target.encode()), "")
     raise ValueError(f"unknown entry type {kind!r}")

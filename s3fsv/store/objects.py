@@ -204,11 +204,7 @@ class TreeEntry:
     @classmethod
     def from_json(cls, raw: Any, key: str) -> TreeEntry:
         try:
-            kind = raw["type"]
-            name = check_name(raw["name"])
-            mode, mtime = _int(raw["mode"]), _int(raw["mtime"])
-            if mode < 0 or mode > 0o7777:
-                raise ValueError(f"bad mode {mode}")
+            kind, name, mode, mtime = entry_basics(raw)
             if kind == "file":
                 # A walk decodes every entry of the tree: this path avoids building sets and
                 # checks the usual one-chunk file's id once (its chunk is its content hash).
@@ -243,9 +239,7 @@ class TreeEntry:
                 return cls(name, "dir", mode, mtime, tree=raw["tree"])
             if kind == "link":
                 _exact_keys(raw, {"name", "type", "mode", "mtime", "size", "target"})
-                target = raw["target"]
-                if not isinstance(target, str) or not target or "\0" in target:
-                    raise ValueError("bad symlink target")
+                target = check_target(raw["target"])
                 size = _int(raw["size"])
                 if size < 0:
                     raise ValueError(f"negative size {size}")
@@ -310,9 +304,28 @@ _FILE_ALL_KEYS = _FILE_KEYS | _FILE_OPTIONAL_KEYS
 _PACK_KEYS = frozenset({"id", "offset"})
 
 
-def _int(value: Any) -> int:
+def entry_basics(raw: Any) -> tuple[str, str, int, int]:
+    """(type, name, mode, mtime) of a tree entry's JSON, checked as every reader of entries
+    checks them (``InvalidName``, ``KeyError``, ``TypeError`` or ``ValueError`` otherwise); the
+    type itself is the caller's to check."""
+    kind = raw["type"]
+    name = check_name(raw["name"])
+    mode, mtime = _int(raw["mode"], "mode"), _int(raw["mtime"], "mtime")
+    if mode < 0 or mode > 0o7777:
+        raise ValueError(f"bad mode {mode}")
+    return kind, name, mode, mtime
+
+
+def check_target(target: Any) -> str:
+    """A symlink entry's target: a non-empty string without NUL (``ValueError`` otherwise)."""
+    if not isinstance(target, str) or not target or "\0" in target:
+        raise ValueError("bad symlink target")
+    return target
+
+
+def _int(value: Any, field: str = "") -> int:
     if type(value) is not int:
-        raise ValueError(f"expected an integer, got {value!r}")
+        raise ValueError(f"{field}{': ' if field else ''}expected an integer, got {value!r}")
     return value
 
 
