@@ -18,7 +18,7 @@ from typing import Any
 from s3fsv.access.connect import attach_store, reach
 from s3fsv.cli.parser import Commands
 from s3fsv.config import parse_size
-from s3fsv.errors import MountError, S3fsvError, UsageError
+from s3fsv.errors import MountError, S3fsvError, StoreUnavailable, UsageError
 from s3fsv.mount.mounttable import mount_table
 from s3fsv.store.address import shown_path
 from s3fsv.store.objects import is_object_id
@@ -235,16 +235,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = _ask(root, inner, args.path, {"op": "status", "path": inner})
     if not isinstance(status, dict):
         raise UsageError(f"unexpected status answer from the daemon for {root}")
+    health = status.get("mount") if isinstance(status.get("mount"), dict) else None
+    # The whole report either way; a script learns of an outage from the exit code too.
+    down = health is not None and (health.get("store") or {}).get("reachable") is False
+    code = StoreUnavailable.exit_code if down else 0
     if args.json:
         _print_json(status)
-        return 0
+        return code
     reads = _READ_PATHS.get(status.get("read_path"))
-    if isinstance(status.get("mount"), dict):
-        _print_health(status["mount"])
+    if health is not None:
+        _print_health(health)
         if reads:
             print(f"{'reads:':<12}{reads}")
         if "repo" not in status:  # the root of a mount that is no single writable branch
-            return 0
+            return code
     changes = 0
     for mark, key in (("A", "added"), ("M", "modified"), ("D", "deleted")):
         for path in status.get(key) or ():
@@ -259,9 +263,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not changes and "branch" in status:
         where = f"{status.get('repo', '?')}@{status.get('branch', '?')}"
         print(f"nothing staged on {where}", file=sys.stderr)
-    if reads and not isinstance(status.get("mount"), dict):
+    if reads and health is None:
         print(f"reads: {reads}", file=sys.stderr)
-    return 0
+    return code
 
 
 _READ_PATHS = {

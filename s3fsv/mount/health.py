@@ -130,7 +130,7 @@ class Health:
         if result:
             error, took = result[0]
             out["reachable"] = error is None
-            out["rtt_ms"] = round(took * 1000, 1)
+            out["rtt_ms"] = round(took * 1000, 1) if error is None else None  # no round trip
             out["error"] = None if error is None else str(error)
         else:
             out["reachable"] = False

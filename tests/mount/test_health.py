@@ -13,8 +13,11 @@ from mounting import mounted, run_cli
 from s3fsv.store.store import Store
 
 
-def status(mp: Path, env: dict[str, str]) -> dict[str, Any]:
-    return json.loads(run_cli("status", str(mp), "--json", env=env).stdout)
+def status(mp: Path, env: dict[str, str], code: int = 0) -> dict[str, Any]:
+    """The health ``status --json`` reports, once checked to exit with ``code``."""
+    done = run_cli("status", str(mp), "--json", env=env, check=False)
+    assert done.returncode == code, done.stderr
+    return json.loads(done.stdout)
 
 
 def test_status_of_a_pinned_mount(tmp_path: Path, env: dict[str, str]) -> None:
@@ -47,12 +50,14 @@ def test_status_shows_an_outage_and_the_last_error(
         assert healthy["staged"][0]["paths"] == 1
         seaweed.stop()
         try:
-            down = status(mp, env)["mount"]
-            text = run_cli("status", str(mp), env=env).stdout
+            down = status(mp, env, code=8)["mount"]  # 8: the store is unreachable
+            said = run_cli("status", str(mp), env=env, check=False)
+            assert said.returncode == 8
+            text = said.stdout
         finally:
             seaweed.start()
         back = status(mp, env)["mount"]
-    assert down["store"]["reachable"] is False
+    assert down["store"]["reachable"] is False and down["store"]["rtt_ms"] is None
     assert down["store"]["outage"]["since"] and down["store"]["outages"] == 1
     assert "cannot reach" in down["store"]["error"].lower()
     assert down["last_error"]["message"] == down["store"]["outage"]["error"]
