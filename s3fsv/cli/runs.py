@@ -42,7 +42,8 @@ whether the checkout was dirty, and the installed Python packages of a Python co
 id is printed on stdout.
 
 On failure nothing is committed; the outputs are kept under $XDG_STATE_HOME/s3fsv/runs/ID
-for s3fsv run --commit ID (commit them anyway) or --discard ID.
+for s3fsv run --commit ID (commit them anyway) or --discard ID. So are those of a run whose
+s3fsv process was killed or whose machine went down: their record says "interrupted".
 """
 
 RUN_EXAMPLES = """\
@@ -125,7 +126,12 @@ def add_verbs(add: AddCommand) -> None:
         action="store_true",
         help="download the inputs (verified) instead of mounting them",
     )
-    p.add_argument("--commit", dest="commit_run", metavar="ID", help="commit a kept run's outputs")
+    p.add_argument(
+        "--commit",
+        dest="commit_run",
+        metavar="ID",
+        help="commit the outputs of a kept run (failed or interrupted)",
+    )
     p.add_argument("--discard", dest="discard_run", metavar="ID", help="delete a kept run")
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
 
@@ -272,17 +278,25 @@ def _commit_kept(args: argparse.Namespace) -> int:
         if not args.message.strip():
             raise UsageError("a commit message must say something")
         message = args.message
+    record = provenance.get("run") if isinstance(provenance, dict) else None
+    record = record if isinstance(record, dict) else {}
     with _open(args, url) as store:
+        repo = store.repo(output.repo)
+        done = staging.committed_as(repo, output.branch, str(record.get("id", args.commit_run)))
+        if done is not None:  # its process ended between its commit and its clean-up
+            staging.discard(top)
+            _say(
+                f"run {args.commit_run} was committed already, as {done}: its directory is removed"
+            )
+            print(done)
+            return 0
+        if "interrupted" in record:
+            _say(f"run {args.commit_run} was interrupted: {record['interrupted']}")
         cid = staging.commit_outputs(
-            store.repo(output.repo),
-            output,
-            top / "out",
-            message=message,
-            provenance=provenance,
-            say=_say,
+            repo, output, top / "out", message=message, provenance=provenance, say=_say
         )
     staging.discard(top)
-    code = provenance.get("run", {}).get("exit_code")
+    code = record.get("exit_code")
     _say(f"committed the kept outputs of run {args.commit_run} (exit {code}) to {output}")
     print(cid)
     return 0
@@ -517,4 +531,6 @@ def run_lines(record: dict[str, Any]) -> list[str]:
         lines.append(f"  code:     not recorded ({code['error']})")
     if record.get("reproduces"):
         lines.append(f"  reproduces {record['reproduces']}")
+    if record.get("interrupted"):
+        lines.append(f"  interrupted: {record['interrupted']}")
     return lines

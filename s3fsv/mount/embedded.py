@@ -4,9 +4,8 @@ while it waits for something else (``s3fsv run`` while its command runs).
 Compared with a daemon (``s3fsv mount``), nothing is started or imported a second time: the
 mount is up as soon as the store is opened and the kernel has accepted the session. It has no
 control socket and no pid file, so no other command finds it or uses it; it is this
-process's alone. It is mounted with ``auto_unmount`` where fusermount3 supports it with the
-loaded libfuse (``fuse.mount`` checks): should the process die without unmounting,
-fusermount3 then takes the mount away rather than leaving a dead one behind.
+process's alone. Should the process die without unmounting, the mount is taken away for it
+(``auto_unmount`` in ``fuse.mount``) rather than left behind dead.
 
 Signals stay the caller's: the serving threads block SIGINT, SIGTERM, SIGHUP, SIGQUIT and
 SIGCHLD (a signal sent to the process reaches the thread that waits for it), and the

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from s3fsv.mount import passthrough  # noqa: E402
+from s3fsv.mount import passthrough
 
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 when both exist
 passthrough.choose_libfuse()  # a libfuse >= 3.17 built by `make passthrough`, if there is one
@@ -28,6 +28,7 @@ from cachetools import LRUCache  # noqa: E402
 
 from s3fsv.errors import S3fsvError  # noqa: E402
 from s3fsv.mount.handles import Attr  # noqa: E402
+from s3fsv.mount.unmount_guard import UnmountGuard  # noqa: E402
 from s3fsv.mount.vfs import XATTR_PREFIX, Filesystem  # noqa: E402
 from s3fsv.store.reader import Bytes  # noqa: E402
 
@@ -494,8 +495,9 @@ def mount(
 ) -> None:
     """Serve ``fs`` at ``mountpoint`` in the foreground until unmounted; ``on_ready`` is
     called once the kernel has accepted the session (the mount is usable); ``timer(op)``
-    gives the function told each duration of operation ``op``. ``auto_unmount``: fusermount3
-    unmounts should this process die without doing so."""
+    gives the function told each duration of operation ``op``. ``auto_unmount``: should this
+    process die without unmounting, the mount is taken away (by fusermount3, or where the
+    installed one refuses the option, by an :class:`UnmountGuard`)."""
     options: dict[str, Any] = {
         "fsname": fsname,
         "subtype": "s3fsv",
@@ -505,6 +507,12 @@ def mount(
     }
     if fs.immutable or fs.spec.read_only or (fs.fixed is not None and not fs.spec.rw):
         options["ro"] = True  # shown in /proc/mounts; the kernel refuses writes before asking
+    guard = None
+    if auto_unmount and _auto_unmount_works():
+        options["auto_unmount"] = True
+    elif auto_unmount:  # the same, by a watcher of our own
+        guard = UnmountGuard(os.path.abspath(mountpoint))
+        on_ready = _then(guard.start_soon, on_ready)
     ops = Operations(fs, ref_ttl=ref_ttl, on_ready=on_ready, timer=timer)
     if fs.immutable and not ops.passthrough_possible:
         # (With passthrough, _open_pinned keeps the cache per open: the kernel refuses
@@ -512,8 +520,6 @@ def mount(
         options["kernel_cache"] = True
     if allow_other:
         options["allow_other"] = True
-    if auto_unmount and _auto_unmount_works():
-        options["auto_unmount"] = True
     keep_freed_memory()
     collect_less_often()
     threading.Thread(
@@ -527,3 +533,15 @@ def mount(
             log.info("FUSE session of %s stopped by a signal (libfuse status %s)", mountpoint, err)
             return
         raise S3fsvError(f"FUSE mount of {mountpoint} failed (libfuse status {err})") from None
+    finally:
+        if guard is not None:
+            guard.release()
+
+
+def _then(first: Callable[[], object], then: Callable[[], None] | None) -> Callable[[], None]:
+    def both() -> None:
+        first()
+        if then is not None:
+            then()
+
+    return both

@@ -179,28 +179,39 @@ def _run(
             files = _taken_files(identity[0]) if identity is not None else None
             log.debug("inputs shown after %.2f s, code files after %.2f s more (CPU %.2f s)",
                       t1 - t0, time.monotonic() - t1, time.process_time())  # fmt: skip
+
+            def record_of(exit_code: int, start: int, end: int) -> dict[str, Any]:
+                return build_record(
+                    run_id=run_id,
+                    inputs=[p.as_record() for p in pinned],
+                    output=request.output.as_record(),
+                    argv=request.argv,
+                    cwd=cwd,
+                    exit_code=exit_code,
+                    start_ns=start,
+                    end_ns=end,
+                    mode=views.mode,
+                    code=code
+                    if identity is None
+                    else _taken_identity(files, identity[1], wait=False),
+                    extra=request.extra,
+                )
+
             start = time.time_ns()
+            # Should this process be killed, the outputs are a kept run all the same.
+            pending = _pending(url, request.output, message, record_of(-1, start, start))
+            staging.write_pending(top, staging.interrupted(pending), running=True)
             exit_code = run_command(
                 argv, cwd=cwd, env=env, stdout_to_stderr=request.stdout_to_stderr
             )
             end = time.time_ns()
-            record = build_record(
-                run_id=run_id,
-                inputs=[p.as_record() for p in pinned],
-                output=request.output.as_record(),
-                argv=request.argv,
-                cwd=cwd,
-                exit_code=exit_code,
-                start_ns=start,
-                end_ns=end,
-                mode=views.mode,
-                code=code if identity is None else _taken_identity(files, identity[1], wait=False),
-                extra=request.extra,
-            )
             # (Made first, so that outputs are kept with a record should a signal stop the
             # wait for the probe: the interpreter's part then says it was not taken.)
+            record = record_of(exit_code, start, end)
             if identity is not None:
                 record["code"] = _taken_identity(files, identity[1])
+            pending = _pending(url, request.output, message, record)
+            staging.write_pending(top, staging.interrupted(pending), running=True)
         log.debug("command took %.2f s (CPU here %.2f s)", (end - start) / 1e9, time.process_time())
         if exit_code == 0:  # committed while the mount is being taken away
             t2 = time.monotonic()
@@ -249,15 +260,19 @@ def _check_locally(request: RunRequest, cwd: str) -> None:
 
 
 def _keep(top: Path, url: str, output: OutputSpec, message: str, record: Mapping[str, Any]) -> None:
-    staging.keep(
-        top,
-        {
-            "store": url,
-            "output": output.as_record(),
-            "message": message,
-            "provenance": run_provenance(record),
-        },
-    )
+    staging.keep(top, _pending(url, output, message, record))
+
+
+def _pending(
+    url: str, output: OutputSpec, message: str, record: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What ``run.json`` says of a run whose outputs are kept (``s3fsv run --commit``)."""
+    return {
+        "store": url,
+        "output": output.as_record(),
+        "message": message,
+        "provenance": run_provenance(record),
+    }
 
 
 _Identity = tuple["Future[list[dict[str, Any]]]", "Future[dict[str, Any] | None]"]

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,7 @@ from s3fsv.config import private_dir
 from s3fsv.errors import MountError
 from s3fsv.mount import daemon
 from s3fsv.mount.embedded import EmbeddedMount, reclaim_signals
-from s3fsv.mount.mounttable import Mounted, is_dead, mount_table
+from s3fsv.mount.mounttable import Mounted, is_dead, mount_table, mounted_at
 from s3fsv.mount.runtime_files import pid_file
 from s3fsv.runs.readahead import BUDGET as READ_AHEAD
 from s3fsv.runs.readahead import ReadAhead
@@ -255,6 +256,16 @@ def release_mount(mount: EmbeddedMount, say: Say) -> None:
         mount.detach()
     with contextlib.suppress(OSError):
         mp.rmdir()
+
+
+def detach_left_mount(mp: Path) -> None:
+    """Detach (lazily) a mount at ``mp`` that a run's process left when it died; nothing when
+    there is none. Only for the mount point of a run known to have ended."""
+    table = mount_table()
+    if table is not None and mounted_at(table, mp) is not None:
+        result = subprocess.run(["fusermount3", "-uz", str(mp)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise MountError(f"cannot detach the mount left at {mp}: {result.stderr.strip()}")
 
 
 # -- downloaded ------------------------------------------------------------------------------

@@ -5,11 +5,13 @@ downloads, and mistakes are one line with no traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,20 +100,26 @@ def test_failure_keeps_outputs_then_commit_or_discard(tmp_path: Path, env: dict[
     assert missing.returncode == 3 and "no kept run" in missing.stderr
 
 
-def test_ctrl_c_leaves_no_commit_and_no_mount(tmp_path: Path, env: dict[str, str]) -> None:
-    before = head(tmp_path, env)
+def start_waiting_run(tmp: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``s3fsv run`` of a command that reads its input, writes its pid to ``{out}/started``,
+    prints ``ready`` and sleeps for a minute."""
     script = (
         "import os, sys, time\n"
         "open(os.path.join(sys.argv[1], 'data', 'a.txt')).read()\n"
-        "open(os.path.join(sys.argv[2], 'started'), 'w').close()\n"
+        "open(os.path.join(sys.argv[2], 'started'), 'w').write(str(os.getpid()))\n"
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"
     )
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [*S3FSV, "run", "--in", "cams@main:data", "--out", "det@main:x", "--",
          sys.executable, "-c", script, "{in}", "{out}"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def test_ctrl_c_leaves_no_commit_and_no_mount(tmp_path: Path, env: dict[str, str]) -> None:
+    before = head(tmp_path, env)
+    proc = start_waiting_run(tmp_path, env)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
@@ -130,6 +138,51 @@ def test_ctrl_c_leaves_no_commit_and_no_mount(tmp_path: Path, env: dict[str, str
     assert not in_mount_table(mounts[0])
     (kept,) = runs_dir(env).iterdir()
     assert (kept / "out" / "started").exists()
+
+
+def test_a_killed_run_leaves_no_mount_and_keeps_its_outputs(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """``kill -9`` of ``s3fsv run`` itself (not its command): its mount is taken away, and its
+    outputs are a kept run whose record says it was interrupted."""
+    before = head(tmp_path, env)
+    proc = start_waiting_run(tmp_path, env)
+    command = 0
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        (top,) = runs_dir(env).iterdir()
+        (mount,) = [m for m in Path(env["XDG_STATE_HOME"]).rglob("mnt") if in_mount_table(m)]
+        command = int((top / "out" / "started").read_text())
+        busy = cli(tmp_path, "run", "--discard", top.name, env=env, check=False)
+        assert busy.returncode == 2 and "is still running (s3fsv process" in busy.stderr
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while in_mount_table(mount) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+        if command:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(command, signal.SIGKILL)
+    assert not in_mount_table(mount)  # taken away although s3fsv could not do it
+    pending = (top / "run.json").read_text()
+    done = cli(tmp_path, "run", "--commit", top.name, env=env)
+    assert "was interrupted: s3fsv ended before the run did" in done.stderr
+    cid = done.stdout.strip()
+    assert cid == head(tmp_path, env) != before
+    run = json.loads(cli(tmp_path, "show", f"det@{cid}", "--json", env=env).stdout)["provenance"]
+    assert run["run"]["exit_code"] == -1 and "interrupted" in run["run"]
+    assert "interrupted: s3fsv ended" in cli(tmp_path, "show", f"det@{cid}", env=env).stdout
+    assert not top.exists()
+    # Killed once more, after its commit but before removing its directory: not twice.
+    (top / "out").mkdir(parents=True)
+    (top / "run.json").write_text(pending)
+    again = cli(tmp_path, "run", "--commit", top.name, env=env)
+    assert again.stdout.strip() == cid and "was committed already" in again.stderr
+    assert head(tmp_path, env) == cid and not top.exists()
 
 
 def test_an_existing_mount_of_the_store_is_used(tmp_path: Path, env: dict[str, str]) -> None:
