@@ -358,7 +358,7 @@ def build_parser(
         epilog="For the mountpoint itself: whether the store answers and how fast, what the "
         "mount shows, cache use, staged changes, the last error, uptime and version (under "
         '"mount" with --json); for a path in a writable branch: that branch\'s staged writes. '
-        "Exits 8 (after the whole report) while the mount cannot reach its store.",
+        "Given the mountpoint, it exits 8 (after the whole report) while the store is unreachable.",
     )
     p.add_argument("path", metavar="PATH", help="the mountpoint, or " + _WHOLE_BRANCH)
     _common(p, json=True)

@@ -43,7 +43,7 @@ id is printed on stdout.
 
 On failure nothing is committed; the outputs are kept under $XDG_STATE_HOME/s3fsv/runs/ID
 for s3fsv run --commit ID (commit them anyway) or --discard ID. So are those of a run whose
-s3fsv process was killed or whose machine went down: their record says "interrupted".
+s3fsv process was killed (its record then says "interrupted"), once its command has ended.
 """
 
 RUN_EXAMPLES = """\
@@ -280,14 +280,12 @@ def _commit_kept(args: argparse.Namespace) -> int:
         message = args.message
     record = provenance.get("run") if isinstance(provenance, dict) else None
     record = record if isinstance(record, dict) else {}
-    with _open(args, url) as store:
+    with staging.finishing(top), _open(args, url) as store:
         repo = store.repo(output.repo)
-        done = staging.committed_as(repo, output.branch, str(record.get("id", args.commit_run)))
+        done = staging.committed_as(repo, output.branch, record)
         if done is not None:  # its process ended between its commit and its clean-up
             staging.discard(top)
-            _say(
-                f"run {args.commit_run} was committed already, as {done}: its directory is removed"
-            )
+            _say(f"run {args.commit_run} was committed already, as {done}: its directory is gone")
             print(done)
             return 0
         if "interrupted" in record:
@@ -295,7 +293,7 @@ def _commit_kept(args: argparse.Namespace) -> int:
         cid = staging.commit_outputs(
             repo, output, top / "out", message=message, provenance=provenance, say=_say
         )
-    staging.discard(top)
+        staging.discard(top)
     code = record.get("exit_code")
     _say(f"committed the kept outputs of run {args.commit_run} (exit {code}) to {output}")
     print(cid)
@@ -305,8 +303,9 @@ def _commit_kept(args: argparse.Namespace) -> int:
 def _discard_kept(run_id: str) -> int:
     from s3fsv.runs import staging
 
-    top, _info = staging.kept_run(run_id)
-    staging.discard(top)
+    top, _info = staging.kept_run(run_id, discarding=True)
+    with staging.finishing(top):
+        staging.discard(top)
     _say(f"discarded the kept outputs of run {run_id} ({top})")
     return 0
 
@@ -500,7 +499,7 @@ def run_lines(record: dict[str, Any]) -> list[str]:
     where = f":{out.get('path')}" if out.get("path") else ""
     lines.append(f"  output:   {out.get('repo')}@{out.get('branch')}{where}")
     ms = record.get("duration_ms")
-    took = f"{ms / 1000:.1f} s" if isinstance(ms, int) else "?"
+    took = f"{ms / 1000:.1f} s" if isinstance(ms, int) and record.get("exit_code") != -1 else "?"
     lines.append(f"  time:     {record.get('start')} to {record.get('end')} ({took})")
     lines.append(
         f"  by:       {record.get('user')}@{record.get('host')}, s3fsv {record.get('s3fsv')}, "

@@ -512,7 +512,7 @@ def mount(
         options["auto_unmount"] = True
     elif auto_unmount:  # the same, by a watcher of our own
         guard = UnmountGuard(os.path.abspath(mountpoint))
-        on_ready = _then(guard.start_soon, on_ready)
+        on_ready = _then(guard.start, on_ready)  # (before anything may use the mount)
     ops = Operations(fs, ref_ttl=ref_ttl, on_ready=on_ready, timer=timer)
     if fs.immutable and not ops.passthrough_possible:
         # (With passthrough, _open_pinned keeps the cache per open: the kernel refuses

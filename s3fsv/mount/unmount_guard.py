@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import subprocess
 import threading
 
@@ -41,6 +42,9 @@ class UnmountGuard:
         with self._lock:
             if self._proc is not None or self._released:
                 return
+            if shutil.which("fusermount3") is None:
+                log.warning("no fusermount3: %s stays should s3fsv die", self.mountpoint)
+                return
             read, write = os.pipe()  # (not inherited by this process's other children)
             try:
                 self._proc = subprocess.Popen(
@@ -51,19 +55,13 @@ class UnmountGuard:
                     cwd="/",
                     start_new_session=True,
                 )
-            except OSError as err:
+            except (OSError, subprocess.SubprocessError) as err:
                 os.close(write)
                 log.warning("no watcher to unmount %s should s3fsv die: %s", self.mountpoint, err)
                 return
             finally:
                 os.close(read)
             self._write = write
-
-    def start_soon(self) -> threading.Thread:
-        """:meth:`start` in a thread of its own (the caller need not wait for the process)."""
-        thread = threading.Thread(target=self.start, name="s3fsv-unmount-guard", daemon=True)
-        thread.start()
-        return thread
 
     def release(self) -> None:
         """The mount is gone (or was never made): end the watcher without it unmounting

@@ -15,7 +15,7 @@ import os
 import shutil
 import signal
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 
 from s3fsv.errors import S3fsvError
@@ -64,7 +64,12 @@ def check_command(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> str:
 
 
 def run_command(
-    argv: Sequence[str], *, cwd: str, env: Mapping[str, str], stdout_to_stderr: bool = False
+    argv: Sequence[str],
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    stdout_to_stderr: bool = False,
+    on_start: Callable[[int], None] | None = None,
 ) -> int:
     """Run ``argv`` and return its exit status (``128 + N`` when signal N ended it).
 
@@ -72,7 +77,8 @@ def run_command(
     stderr: for a report that must stay alone on stdout). The working directory is ``cwd``:
     the process changes to it for the instant of the spawn when it is not already there.
     While the command runs, SIGINT and SIGTERM sent to this process are passed on to it; this
-    process then keeps waiting for the command to end, as a shell does."""
+    process then keeps waiting for the command to end, as a shell does. ``on_start`` is told
+    the command's pid once it runs."""
     program = check_command(argv, cwd, env)
     previous = {sig: signal.getsignal(sig) for sig in FORWARDED}
     child: list[int] = []
@@ -99,6 +105,8 @@ def run_command(
                 file_actions=[(os.POSIX_SPAWN_DUP2, 2, 1)] if stdout_to_stderr else None,
             )
         child.append(pid)
+        if on_start is not None:
+            on_start(pid)
         waiting = _Waiting(pid)
         threading.Thread(target=waiting.nudge_when_done, daemon=True).start()
         return waiting.wait()

@@ -204,7 +204,11 @@ def code_changes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> lis
                 lines.append(f"{path}: same content, checkout now at {now[:12]} (was {was[:12]})")
     lines += [f"{path}: is new (not in the record)" for path in after.keys() - before.keys()]
     old_py, new_py = recorded.get("python") or {}, current.get("python") or {}
-    if old_py or new_py:
+    if "error" in old_py and "version" not in old_py:
+        lines.append(
+            f"Python: not compared (the record's interpreter was not asked: {old_py['error']})"
+        )
+    elif old_py or new_py:
         if old_py.get("version") != new_py.get("version"):
             lines.append(
                 f"Python {old_py.get('version') or 'none'} -> {new_py.get('version') or 'none'}"

@@ -146,6 +146,8 @@ def reproduce(
     record_files = [
         f["path"] for f in record["code"].get("files", ()) if f.get("named_by") == "--record-file"
     ]
+    if record.get("interrupted"):
+        warn(f"the recorded run was interrupted: {record['interrupted']}")
     now = code_identity(record["argv"], cwd, os.environ, record_files)
     changes = code_changes(record["code"], now)
     if changes:

@@ -24,7 +24,7 @@ from typing import Any
 
 from s3fsv.api import Store
 from s3fsv.errors import NotADirectory, NotFound, UsageError
-from s3fsv.runs import staging
+from s3fsv.runs import owner, staging
 from s3fsv.runs.execute import check_command, run_command
 from s3fsv.runs.identity import (
     PLACEHOLDER,
@@ -200,9 +200,13 @@ def _run(
             start = time.time_ns()
             # Should this process be killed, the outputs are a kept run all the same.
             pending = _pending(url, request.output, message, record_of(-1, start, start))
-            staging.write_pending(top, staging.interrupted(pending), running=True)
+            _note(top, pending, owner.here())
             exit_code = run_command(
-                argv, cwd=cwd, env=env, stdout_to_stderr=request.stdout_to_stderr
+                argv,
+                cwd=cwd,
+                env=env,
+                stdout_to_stderr=request.stdout_to_stderr,
+                on_start=lambda pid: _note(top, pending, owner.here(pid)),
             )
             end = time.time_ns()
             # (Made first, so that outputs are kept with a record should a signal stop the
@@ -210,8 +214,7 @@ def _run(
             record = record_of(exit_code, start, end)
             if identity is not None:
                 record["code"] = _taken_identity(files, identity[1])
-            pending = _pending(url, request.output, message, record)
-            staging.write_pending(top, staging.interrupted(pending), running=True)
+            _note(top, _pending(url, request.output, message, record), owner.here())
         log.debug("command took %.2f s (CPU here %.2f s)", (end - start) / 1e9, time.process_time())
         if exit_code == 0:  # committed while the mount is being taken away
             t2 = time.monotonic()
@@ -261,6 +264,15 @@ def _check_locally(request: RunRequest, cwd: str) -> None:
 
 def _keep(top: Path, url: str, output: OutputSpec, message: str, record: Mapping[str, Any]) -> None:
     staging.keep(top, _pending(url, output, message, record))
+
+
+def _note(top: Path, pending: Mapping[str, Any], running: Mapping[str, Any]) -> None:
+    """Write ``run.json`` of a run in progress (what is kept should this process be killed).
+    A failure to write it is said, not raised: it must not cost the run itself."""
+    try:
+        staging.write_pending(top, staging.interrupted(pending), running=running)
+    except OSError as err:
+        log.warning("cannot write %s/%s: %s", top, staging.PENDING, err)
 
 
 def _pending(

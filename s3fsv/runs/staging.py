@@ -7,24 +7,30 @@ nothing and keeps ``out/``, with ``run.json`` (0600) saying where it would have 
 which record, so that ``s3fsv run --commit ID`` can still commit it, or ``--discard ID`` drop
 it. In both modes (mount or download) outputs are committed by :func:`commit_outputs`.
 
-``run.json`` is written before the command starts too, naming the s3fsv process that runs it
-(``running``: pid and start time), and again once the command has ended: a run whose s3fsv was
-killed, or whose machine went down, leaves its outputs as a kept run all the same. Its record
-then says ``interrupted`` (and ``exit_code`` -1 when the command had not ended).
+``run.json`` is written before the command starts too, naming who runs it (``running``:
+``owner.here()``), and again once the command has ended: a run whose s3fsv was killed leaves
+its outputs as a kept run all the same, to be finished once its command has ended too. Its
+record then says ``interrupted`` (and ``exit_code`` is -1 when the command had not ended). It is
+not synced to disk: after a machine went down it may be unreadable, which ``--discard`` allows.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import stat
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from s3fsv.api import Repo
 from s3fsv.config import private_dir, state_dir
 from s3fsv.errors import NotADirectory, NotFound, UsageError
+from s3fsv.runs import owner
 from s3fsv.runs.spec import OutputSpec
 from s3fsv.runs.views import detach_left_mount, remove_tree
 
@@ -43,10 +49,11 @@ def new_run_dir(run_id: str) -> Path:
     return top
 
 
-def kept_run(run_id: str) -> tuple[Path, dict[str, Any]]:
+def kept_run(run_id: str, *, discarding: bool = False) -> tuple[Path, dict[str, Any]]:
     """(directory, what ``run.json`` says) of a run whose outputs were kept: its command
-    failed, or its s3fsv process ended before the run did. ``UsageError`` while that process
-    still runs it."""
+    failed, or its s3fsv process ended before the run did (a mount it left is detached).
+    ``UsageError`` while the run is still running. ``discarding``: a ``run.json`` that
+    cannot be read (a machine that went down as it was written) does not stop it."""
     if not run_id or "/" in run_id or run_id in (".", ".."):
         raise UsageError(f"bad run id {run_id!r}")
     top = runs_dir() / run_id
@@ -57,20 +64,50 @@ def kept_run(run_id: str) -> tuple[Path, dict[str, Any]]:
         known = f" (kept runs: {', '.join(kept)})" if kept else ""
         raise NotFound(f"no kept run {run_id!r} in {runs_dir()}{known}") from None
     except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read {top / PENDING}: {err}") from None
+        if not discarding:
+            raise UsageError(
+                f"cannot read {top / PENDING} ({err}): its outputs are in {top}/out; "
+                f"s3fsv run --discard {run_id} removes them"
+            ) from None
+        info = {}
     if not isinstance(info, dict):
         raise UsageError(f"{top / PENDING} is not a run description")
-    pid = running_pid(info)
-    if pid is not None:
-        raise UsageError(f"run {run_id} is still running (s3fsv process {pid})")
-    detach_left_mount(top / "mnt")  # of a run whose process was killed
+    running = owner.still_running(info.get("running"))
+    if running is not None:
+        raise UsageError(f"run {run_id} is still running ({running})")
+    detach_left_mount(top / "mnt")
     return top, info
 
 
-def committed_as(repo: Repo, branch: str, run_id: str, *, depth: int = 100) -> str | None:
-    """The commit, among the last ``depth`` of ``branch``, that records run ``run_id``: a run
-    whose s3fsv process ended after committing but before removing its directory."""
-    for info in repo.log(branch, limit=depth):
+@contextlib.contextmanager
+def finishing(top: Path) -> Iterator[None]:
+    """Held while a kept run is committed or discarded: a second ``--commit``/``--discard`` of
+    the same run meanwhile is refused (``UsageError``)."""
+    try:
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise NotFound(f"run {top.name} was committed or discarded meanwhile") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"run {top.name} is being committed or discarded already") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def committed_as(repo: Repo, branch: str, record: Mapping[str, Any]) -> str | None:
+    """The commit of ``branch`` that records the run ``record`` describes, if there is one: a
+    run whose s3fsv process ended after committing but before removing its directory. Only
+    commits made since the run started are looked at."""
+    run_id, start = record.get("id"), _moment(record.get("start"))
+    if not isinstance(run_id, str) or start is None:
+        return None
+    for info in repo.log(branch):
+        made = _moment(info.time)
+        if made is not None and made < start:
+            return None
         run = info.provenance.get("run")
         if isinstance(run, dict) and run.get("id") == run_id:
             return info.id
@@ -84,50 +121,28 @@ def keep(top: Path, info: Mapping[str, Any]) -> None:
     write_pending(top, info)
 
 
-def write_pending(top: Path, info: Mapping[str, Any], *, running: bool = False) -> None:
-    """Replace ``run.json`` (0600) with ``info``; with ``running``, naming this process as the
-    one that runs it (until this is written again without)."""
-    if running:
-        info = {**info, "running": {"pid": os.getpid(), "since": _started(os.getpid())}}
-    tmp = top / f"{PENDING}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(info, fh, indent=1, sort_keys=True)
-    os.replace(tmp, top / PENDING)
-
-
-def running_pid(info: Mapping[str, Any]) -> int | None:
-    """The pid of the s3fsv process that ``info`` says runs the run, while it still does (the
-    same process: a pid reused since does not count); else None."""
-    owner = info.get("running")
-    pid = owner.get("pid") if isinstance(owner, dict) else None
-    if type(pid) is not int or pid <= 0:
-        return None
+def write_pending(
+    top: Path, info: Mapping[str, Any], *, running: Mapping[str, Any] | None = None
+) -> None:
+    """Replace ``run.json`` (0600) with ``info``; with ``running`` (``owner.here()``), naming
+    who runs it (until this is written again without)."""
+    if running is not None:
+        info = {**info, "running": dict(running)}
+    fd, tmp = tempfile.mkstemp(prefix=f"{PENDING}.", dir=top)  # (0600)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # another user's process: it exists
-    since = owner.get("since") if isinstance(owner, dict) else None
-    state = _stat(pid)
-    if state is not None and (state[0] in ("Z", "X") or (since is not None and state[1] != since)):
-        return None  # ended (a zombie its parent has not reaped yet), or a reused pid
-    return pid
+        with os.fdopen(fd, "w") as fh:
+            json.dump(info, fh, indent=1, sort_keys=True)
+        os.replace(tmp, top / PENDING)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
-def _started(pid: int) -> int | None:
-    state = _stat(pid)
-    return None if state is None else state[1]
-
-
-def _stat(pid: int) -> tuple[str, int] | None:
-    """Process ``pid``'s state letter and when it started, in clock ticks since boot (fields 3
-    and 22 of ``/proc/PID/stat``); None where that cannot be read."""
+def _moment(text: Any) -> datetime | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return fields[0], int(fields[19])
-    except (OSError, ValueError, IndexError):
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
         return None
 
 
@@ -140,7 +155,7 @@ def _ended(pending: Path) -> bool:
         info = _read(pending)
     except (OSError, ValueError):
         return True  # (listed: asking for it says what is wrong)
-    return not isinstance(info, dict) or running_pid(info) is None
+    return not isinstance(info, dict) or owner.still_running(info.get("running")) is None
 
 
 def interrupted(info: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,10 +163,13 @@ def interrupted(info: Mapping[str, Any]) -> dict[str, Any]:
     the run does: its record says ``interrupted`` (its ``exit_code`` is -1 unless the
     command's is known already)."""
     provenance = dict(info["provenance"])
-    provenance["run"] = {
-        **provenance["run"],
-        "interrupted": "s3fsv ended before the run did: the outputs may be incomplete",
-    }
+    run = provenance["run"]
+    why = (
+        "s3fsv ended before the command did: the outputs may be incomplete"
+        if run.get("exit_code") == -1
+        else "s3fsv ended after the command did, before committing its outputs"
+    )
+    provenance["run"] = {**run, "interrupted": why}
     return {**info, "provenance": provenance}
 
 

@@ -259,13 +259,17 @@ def release_mount(mount: EmbeddedMount, say: Say) -> None:
 
 
 def detach_left_mount(mp: Path) -> None:
-    """Detach (lazily) a mount at ``mp`` that a run's process left when it died; nothing when
-    there is none. Only for the mount point of a run known to have ended."""
-    table = mount_table()
-    if table is not None and mounted_at(table, mp) is not None:
+    """Detach (lazily) an s3fsv mount at ``mp`` that a run's process left when it died;
+    nothing when there is none. Only for the mount point of a run known to have ended."""
+    there = mounted_at(mount_table() or {}, mp)
+    if there is None or not there.is_s3fsv:
+        return
+    try:
         result = subprocess.run(["fusermount3", "-uz", str(mp)], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise MountError(f"cannot detach the mount left at {mp}: {result.stderr.strip()}")
+    except OSError:  # no fusermount3 (root mounts without it)
+        result = subprocess.run(["umount", "-l", str(mp)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise MountError(f"cannot detach the mount left at {mp}: {result.stderr.strip()}")
 
 
 # -- downloaded ------------------------------------------------------------------------------

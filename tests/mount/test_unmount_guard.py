@@ -32,7 +32,7 @@ def serve(env: dict[str, str], mountpoint: str, ending: str, own_group: bool = F
         f"{'os.setpgrp()' if own_group else ''}\n"
         "from s3fsv.mount.unmount_guard import UnmountGuard\n"
         f"guard = UnmountGuard({mountpoint!r})\n"
-        "guard.start_soon().join()\n"
+        "guard.start()\n"
         f"{ending}\n"
     )
     subprocess.run([sys.executable, "-c", code], env=env, check=False, timeout=60)

@@ -94,6 +94,10 @@ def test_failure_keeps_outputs_then_commit_or_discard(tmp_path: Path, env: dict[
     assert not kept.exists()
     cli(tmp_path, "run", "--in", "cams", "--out", "det", "--", "false", env=env, check=False)
     (again,) = runs_dir(env).iterdir()
+    (again / "run.json").write_text("")  # as a machine that went down could leave it
+    unreadable = cli(tmp_path, "run", "--commit", again.name, env=env, check=False)
+    assert unreadable.returncode == 2 and "cannot read" in unreadable.stderr
+    assert f"s3fsv run --discard {again.name} removes them" in unreadable.stderr
     assert cli(tmp_path, "run", "--discard", again.name, env=env).returncode == 0
     assert not again.exists()
     missing = cli(tmp_path, "run", "--commit", again.name, env=env, check=False)
@@ -161,16 +165,23 @@ def test_a_killed_run_leaves_no_mount_and_keeps_its_outputs(
         deadline = time.monotonic() + 30
         while in_mount_table(mount) and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert not in_mount_table(mount)  # taken away although s3fsv could not do it
+        # The command outlives its s3fsv, and may still write: the run is not over yet.
+        busy = cli(tmp_path, "run", "--commit", top.name, env=env, check=False)
+        assert busy.returncode == 2, busy.stderr
+        assert f"still running (its command, process {command}, whose s3fsv ended)" in busy.stderr
     finally:
         proc.kill()
         proc.wait()
         if command:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(command, signal.SIGKILL)
-    assert not in_mount_table(mount)  # taken away although s3fsv could not do it
+            deadline = time.monotonic() + 30
+            while gone_or_zombie(command) is False and time.monotonic() < deadline:
+                time.sleep(0.05)
     pending = (top / "run.json").read_text()
     done = cli(tmp_path, "run", "--commit", top.name, env=env)
-    assert "was interrupted: s3fsv ended before the run did" in done.stderr
+    assert "was interrupted: s3fsv ended before the command did" in done.stderr
     cid = done.stdout.strip()
     assert cid == head(tmp_path, env) != before
     run = json.loads(cli(tmp_path, "show", f"det@{cid}", "--json", env=env).stdout)["provenance"]
@@ -183,6 +194,13 @@ def test_a_killed_run_leaves_no_mount_and_keeps_its_outputs(
     again = cli(tmp_path, "run", "--commit", top.name, env=env)
     assert again.stdout.strip() == cid and "was committed already" in again.stderr
     assert head(tmp_path, env) == cid and not top.exists()
+
+
+def gone_or_zombie(pid: int) -> bool:
+    try:
+        return ") Z " in Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
 
 
 def test_an_existing_mount_of_the_store_is_used(tmp_path: Path, env: dict[str, str]) -> None:
