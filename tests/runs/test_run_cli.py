@@ -47,17 +47,28 @@ def no_mount_left(env: dict[str, str]) -> None:
         assert str(state) not in fh.read()
 
 
+# The pipes a process has, other than its standard streams.
+PIPES = (
+    "import os; fd = '/proc/self/fd/'; print(*(f for f in os.listdir(fd) if int(f) > 2"
+    " and os.path.exists(fd + f) and os.readlink(fd + f).startswith('pipe:')))"
+)
+
+
 def test_success_commits_exactly_what_was_written(tmp_path: Path, env: dict[str, str]) -> None:
     cli(tmp_path, "put", "-q", str(tmp_path / "in"), "det@main:out/old", "-m", "old", env=env)
     done = cli(
         tmp_path, "run", "--in", "cams@main:data", "--out", "det@main:out", "-m", "copy",
-        "--", "sh", "-c", 'cp "$S3FSV_IN/data/a.txt" {out}/b.txt; echo "$S3FSV_RUN_ID" > {out}/id',
+        "--", "sh", "-c", 'cp "$S3FSV_IN/data/a.txt" {out}/b.txt; echo "$S3FSV_RUN_ID" > {out}/id;'
+        f' "{sys.executable}" -c "{PIPES}" > {{out}}/fds',
         env=env,
     )  # fmt: skip
     cid = done.stdout.strip()
     assert cid == head(tmp_path, env)
     ls = cli(tmp_path, "ls", "-R", f"det@{cid}:out", env=env).stdout.split()
-    assert ls == ["out/b.txt", "out/id"]  # out/old is gone: the run owns out/
+    assert ls == ["out/b.txt", "out/fds", "out/id"]  # out/old is gone: the run owns out/
+    # No pipe of s3fsv's own reaches the command, such as the one that keeps the mount's
+    # unmount guard waiting (what stays open across exec is the command's).
+    assert cli(tmp_path, "cat", f"det@{cid}:out/fds", env=env).stdout.split() == []
     assert "replace out/ of det@main: 1 path(s) there that the command did not write are " in (
         done.stderr
     )
