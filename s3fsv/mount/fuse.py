@@ -20,10 +20,12 @@ from typing import Any, TypeVar
 
 from s3fsv.mount import passthrough
 
-os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy prefers libfuse2 when both exist
-passthrough.choose_libfuse()  # a libfuse >= 3.17 built by `make passthrough`, if there is one
+_CHOSEN = passthrough.choose_libfuse()  # libfuse 3, >= 3.17 where `make passthrough` built it
 
 import mfusepy  # noqa: E402
+
+for _name in _CHOSEN:
+    os.environ.pop(_name, None)
 from cachetools import LRUCache  # noqa: E402
 
 from s3fsv.errors import S3fsvError  # noqa: E402

@@ -45,20 +45,30 @@ BACKING_OPEN = _iow(229, 1, 16)  # struct fuse_backing_map {int32 fd; uint32 fla
 BACKING_CLOSE = _iow(229, 2, 4)  # uint32 backing id
 
 
-def choose_libfuse() -> None:
-    """Load the libfuse built by ``make passthrough`` (if any) through mfusepy's
-    ``FUSE_LIBRARY_PATH``. Must run before ``mfusepy`` is imported."""
+def choose_libfuse() -> list[str]:
+    """Point mfusepy at libfuse 3 (which it would pass over for libfuse 2) and, when there is
+    one, at the libfuse built by ``make passthrough``, through ``FUSE_LIBRARY_NAME`` and
+    ``FUSE_LIBRARY_PATH``; what the user set stays. Must run before ``mfusepy`` is imported.
+    Returns the variables it set: they are for that import alone, and the caller removes them
+    afterwards (the processes s3fsv starts, a run's command among them, get the user's own
+    environment)."""
+    set_here = []
+    if "FUSE_LIBRARY_NAME" not in os.environ:
+        os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
+        set_here.append("FUSE_LIBRARY_NAME")
     if os.environ.get("FUSE_LIBRARY_PATH") or os.environ.get("S3FSV_PASSTHROUGH") == "off":
-        return
+        return set_here
     if not LIB.is_file():
-        return
+        return set_here
     try:
         version = ctypes.CDLL(str(LIB)).fuse_version()
     except (OSError, AttributeError) as err:
         log.debug("not using %s: %s", LIB, err)
-        return
+        return set_here
     if (version // 100, version % 100) >= MIN_VERSION:
         os.environ["FUSE_LIBRARY_PATH"] = str(LIB)
+        set_here.append("FUSE_LIBRARY_PATH")
+    return set_here
 
 
 @functools.cache

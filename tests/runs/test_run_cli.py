@@ -59,16 +59,24 @@ def test_success_commits_exactly_what_was_written(tmp_path: Path, env: dict[str,
     done = cli(
         tmp_path, "run", "--in", "cams@main:data", "--out", "det@main:out", "-m", "copy",
         "--", "sh", "-c", 'cp "$S3FSV_IN/data/a.txt" {out}/b.txt; echo "$S3FSV_RUN_ID" > {out}/id;'
-        f' "{sys.executable}" -c "{PIPES}" > {{out}}/fds',
+        f' "{sys.executable}" -c "{PIPES}" > {{out}}/fds; env > {{out}}/env',
         env=env,
     )  # fmt: skip
     cid = done.stdout.strip()
     assert cid == head(tmp_path, env)
     ls = cli(tmp_path, "ls", "-R", f"det@{cid}:out", env=env).stdout.split()
-    assert ls == ["out/b.txt", "out/fds", "out/id"]  # out/old is gone: the run owns out/
+    assert ls == ["out/b.txt", "out/env", "out/fds", "out/id"]  # out/old is gone: the run owns out/
     # No pipe of s3fsv's own reaches the command, such as the one that keeps the mount's
     # unmount guard waiting (what stays open across exec is the command's).
     assert cli(tmp_path, "cat", f"det@{cid}:out/fds", env=env).stdout.split() == []
+    # The caller's environment and the run's variables: nothing s3fsv set for itself.
+    seen = dict(
+        line.split("=", 1)
+        for line in cli(tmp_path, "cat", f"det@{cid}:out/env", env=env).stdout.splitlines()
+        if "=" in line
+    )
+    assert {k for k in seen if k.startswith("FUSE_")} == {k for k in env if k.startswith("FUSE_")}
+    assert seen["S3FSV_OUT"].endswith("/out") and seen["HOME"] == env["HOME"]
     assert "replace out/ of det@main: 1 path(s) there that the command did not write are " in (
         done.stderr
     )
