@@ -44,6 +44,7 @@ id is printed on stdout.
 On failure nothing is committed; the outputs are kept under $XDG_STATE_HOME/s3fsv/runs/ID
 for s3fsv run --commit ID (commit them anyway) or --discard ID. So are those of a run whose
 s3fsv process was killed (its record then says "interrupted"), once its command has ended.
+s3fsv run --list shows the runs that are not finished.
 """
 
 RUN_EXAMPLES = """\
@@ -99,7 +100,7 @@ def add_verbs(add: AddCommand) -> None:
         "run",
         "run a command on pinned inputs and commit its outputs with a run record",
         usage="%(prog)s [options] --in [NAME=]REPO@REF[:PATH] ... --out REPO@BRANCH[:PATH] "
-        "-- COMMAND [ARGS...]\n       %(prog)s --commit ID [-m MSG] | --discard ID",
+        "-- COMMAND [ARGS...]\n       %(prog)s --commit ID [-m MSG] | --discard ID | --list",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=RUN_EXAMPLES,
     )
@@ -133,6 +134,13 @@ def add_verbs(add: AddCommand) -> None:
         help="commit the outputs of a kept run (failed or interrupted)",
     )
     p.add_argument("--discard", dest="discard_run", metavar="ID", help="delete a kept run")
+    p.add_argument(
+        "--list",
+        dest="list_runs",
+        action="store_true",
+        help="list the runs on this machine that are not finished: running, failed or "
+        "interrupted (their outputs kept)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
 
     p = add(
@@ -191,9 +199,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
-    if args.commit_run or args.discard_run:
-        if command or args.inputs or args.out or (args.commit_run and args.discard_run):
-            raise UsageError("--commit ID and --discard ID take no command, --in or --out")
+    if args.commit_run or args.discard_run or args.list_runs:
+        if command or args.inputs or args.out:
+            raise UsageError("--commit ID, --discard ID and --list take no command, --in or --out")
+        if sum(map(bool, (args.commit_run, args.discard_run, args.list_runs))) > 1:
+            raise UsageError("give one of --commit ID, --discard ID and --list")
+        if args.list_runs:
+            return _list_kept()
         return _commit_kept(args) if args.commit_run else _discard_kept(args.discard_run)
     if not command:
         raise UsageError("no command given: s3fsv run --in ... --out ... -- COMMAND [ARGS...]")
@@ -297,6 +309,17 @@ def _commit_kept(args: argparse.Namespace) -> int:
     code = record.get("exit_code")
     _say(f"committed the kept outputs of run {args.commit_run} (exit {code}) to {output}")
     print(cid)
+    return 0
+
+
+def _list_kept() -> int:
+    from s3fsv.runs import staging
+
+    runs = staging.kept_runs()
+    if not runs:
+        print("no unfinished runs", file=sys.stderr)
+    for run_id, state, where in runs:
+        print(f"{run_id}  {state:<12}  -> {where}")
     return 0
 
 

@@ -173,6 +173,33 @@ def interrupted(info: Mapping[str, Any]) -> dict[str, Any]:
     return {**info, "provenance": provenance}
 
 
+def kept_runs() -> list[tuple[str, str, str]]:
+    """Every run this user has on this machine that is not finished, oldest first, as (id,
+    state, where its outputs go): ``running (...)``, ``failed (exit N)``, ``interrupted``
+    (its s3fsv ended before it did), or ``unreadable`` (its ``run.json`` cannot be read)."""
+    found = []
+    for top in sorted(p for p in runs_dir().iterdir() if p.is_dir()):
+        try:
+            info = _read(top / PENDING)
+            record = info["provenance"]["run"]
+            out = info["output"]
+            where = f"{out['repo']}@{out['branch']}" + (f":{out['path']}" if out["path"] else "")
+        except FileNotFoundError:
+            continue  # (being set up: nothing ran yet)
+        except (OSError, ValueError, KeyError, TypeError):
+            found.append((top.name, "unreadable", "?"))
+            continue
+        running = owner.still_running(info.get("running"))
+        if running is not None:
+            state = f"running ({running})"
+        elif "interrupted" in record:
+            state = "interrupted"
+        else:
+            state = f"failed (exit {record.get('exit_code')})"
+        found.append((top.name, state, where))
+    return found
+
+
 def kept_lines(run_id: str, top: Path) -> list[str]:
     """What to tell a user whose run's outputs were kept: where, and how to finish them."""
     return [

@@ -105,6 +105,8 @@ def test_failure_keeps_outputs_then_commit_or_discard(tmp_path: Path, env: dict[
     assert f"its outputs are kept in {kept}/out" in said
     assert f"s3fsv run --commit {kept.name}" in said and f"s3fsv run --discard {kept.name}" in said
     no_mount_left(env)
+    listed = cli(tmp_path, "run", "--list", env=env).stdout.splitlines()
+    assert listed == [f"{kept.name}  failed (exit 3)  -> det@main:r"]
     cid = cli(tmp_path, "run", "--commit", kept.name, env=env).stdout.strip()
     assert cid == head(tmp_path, env) != before
     shown = json.loads(cli(tmp_path, "show", f"det@{cid}", "--json", env=env).stdout)
@@ -117,8 +119,10 @@ def test_failure_keeps_outputs_then_commit_or_discard(tmp_path: Path, env: dict[
     unreadable = cli(tmp_path, "run", "--commit", again.name, env=env, check=False)
     assert unreadable.returncode == 2 and "cannot read" in unreadable.stderr
     assert f"s3fsv run --discard {again.name} removes them" in unreadable.stderr
+    assert cli(tmp_path, "run", "--list", env=env).stdout == f"{again.name}  unreadable    -> ?\n"
     assert cli(tmp_path, "run", "--discard", again.name, env=env).returncode == 0
     assert not again.exists()
+    assert "no unfinished runs" in cli(tmp_path, "run", "--list", env=env).stderr
     missing = cli(tmp_path, "run", "--commit", again.name, env=env, check=False)
     assert missing.returncode == 3 and "no kept run" in missing.stderr
 
@@ -179,6 +183,8 @@ def test_a_killed_run_leaves_no_mount_and_keeps_its_outputs(
         command = int((top / "out" / "started").read_text())
         busy = cli(tmp_path, "run", "--discard", top.name, env=env, check=False)
         assert busy.returncode == 2 and "is still running (s3fsv process" in busy.stderr
+        listed = cli(tmp_path, "run", "--list", env=env).stdout
+        assert listed.startswith(f"{top.name}  running (s3fsv process {proc.pid})  -> det@main:x")
         proc.kill()
         proc.wait()
         deadline = time.monotonic() + 30
@@ -199,6 +205,8 @@ def test_a_killed_run_leaves_no_mount_and_keeps_its_outputs(
             while gone_or_zombie(command) is False and time.monotonic() < deadline:
                 time.sleep(0.05)
     pending = (top / "run.json").read_text()
+    listed = cli(tmp_path, "run", "--list", env=env).stdout
+    assert listed == f"{top.name}  interrupted   -> det@main:x\n"
     done = cli(tmp_path, "run", "--commit", top.name, env=env)
     assert "was interrupted: s3fsv ended before the command did" in done.stderr
     cid = done.stdout.strip()
