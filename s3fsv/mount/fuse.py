@@ -20,12 +20,8 @@ from typing import Any, TypeVar
 
 from s3fsv.mount import passthrough
 
-_CHOSEN = passthrough.choose_libfuse()  # libfuse 3, >= 3.17 where `make passthrough` built it
-
-import mfusepy  # noqa: E402
-
-for _name in _CHOSEN:
-    os.environ.pop(_name, None)
+with passthrough.libfuse_chosen():  # libfuse 3, >= 3.17 where `make passthrough` built it
+    import mfusepy
 from cachetools import LRUCache  # noqa: E402
 
 from s3fsv.errors import S3fsvError  # noqa: E402

@@ -2,7 +2,7 @@
 without a request to the daemon (Linux >= 6.9, libfuse >= 3.17, CAP_SYS_ADMIN).
 
 Debian 12 ships libfuse 3.14, so ``make passthrough`` builds 3.17 and installs it as
-``<venv>/lib/s3fsv/libfuse3.so``. ``choose_libfuse`` (called before mfusepy is imported) points
+``<venv>/lib/s3fsv/libfuse3.so``. ``libfuse_chosen`` (around the import of mfusepy) points
 mfusepy at it through ``FUSE_LIBRARY_PATH`` unless the user set that variable, set
 ``S3FSV_PASSTHROUGH=off``, or the library does not load. Whatever is missing (the library, the
 capability, the kernel's support), mounts fall back silently to reads through the daemon.
@@ -25,6 +25,7 @@ import struct
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,30 +46,40 @@ BACKING_OPEN = _iow(229, 1, 16)  # struct fuse_backing_map {int32 fd; uint32 fla
 BACKING_CLOSE = _iow(229, 2, 4)  # uint32 backing id
 
 
-def choose_libfuse() -> list[str]:
-    """Point mfusepy at libfuse 3 (which it would pass over for libfuse 2) and, when there is
-    one, at the libfuse built by ``make passthrough``, through ``FUSE_LIBRARY_NAME`` and
-    ``FUSE_LIBRARY_PATH``; what the user set stays. Must run before ``mfusepy`` is imported.
-    Returns the variables it set: they are for that import alone, and the caller removes them
-    afterwards (the processes s3fsv starts, a run's command among them, get the user's own
-    environment)."""
-    set_here = []
-    if "FUSE_LIBRARY_NAME" not in os.environ:
-        os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
-        set_here.append("FUSE_LIBRARY_NAME")
-    if os.environ.get("FUSE_LIBRARY_PATH") or os.environ.get("S3FSV_PASSTHROUGH") == "off":
-        return set_here
+@contextlib.contextmanager
+def libfuse_chosen() -> Iterator[None]:
+    """While active, mfusepy is pointed at libfuse 3 (which it would pass over for libfuse 2)
+    and, when there is one, at the libfuse built by ``make passthrough``, through
+    ``FUSE_LIBRARY_NAME`` and ``FUSE_LIBRARY_PATH``; what the user set stays. Import mfusepy
+    inside it. Afterwards the environment is as it was: the variables were for that import
+    alone (the processes s3fsv starts, a run's command among them, get the user's own)."""
+    chosen = {} if "FUSE_LIBRARY_NAME" in os.environ else {"FUSE_LIBRARY_NAME": "fuse3"}
+    if not os.environ.get("FUSE_LIBRARY_PATH") and os.environ.get("S3FSV_PASSTHROUGH") != "off":
+        built = _built_libfuse()
+        if built is not None:
+            chosen["FUSE_LIBRARY_PATH"] = built
+    previous = {name: os.environ.get(name) for name in chosen}
+    os.environ.update(chosen)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _built_libfuse() -> str | None:
+    """The libfuse ``make passthrough`` built, when it is there, loads and is new enough."""
     if not LIB.is_file():
-        return set_here
+        return None
     try:
         version = ctypes.CDLL(str(LIB)).fuse_version()
     except (OSError, AttributeError) as err:
         log.debug("not using %s: %s", LIB, err)
-        return set_here
-    if (version // 100, version % 100) >= MIN_VERSION:
-        os.environ["FUSE_LIBRARY_PATH"] = str(LIB)
-        set_here.append("FUSE_LIBRARY_PATH")
-    return set_here
+        return None
+    return str(LIB) if (version // 100, version % 100) >= MIN_VERSION else None
 
 
 @functools.cache

@@ -200,7 +200,8 @@ def _run(
             start = time.time_ns()
             # Should this process be killed, the outputs are a kept run all the same.
             pending = _pending(url, request.output, message, record_of(-1, start, start))
-            _note(top, pending, owner.here())
+            me = owner.here()
+            _note(top, pending, me)
             exit_code = run_command(
                 argv,
                 cwd=cwd,
@@ -214,7 +215,7 @@ def _run(
             record = record_of(exit_code, start, end)
             if identity is not None:
                 record["code"] = _taken_identity(files, identity[1])
-            _note(top, _pending(url, request.output, message, record), owner.here())
+            _note(top, _pending(url, request.output, message, record), me)
         log.debug("command took %.2f s (CPU here %.2f s)", (end - start) / 1e9, time.process_time())
         if exit_code == 0:  # committed while the mount is being taken away
             t2 = time.monotonic()

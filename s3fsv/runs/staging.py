@@ -60,7 +60,7 @@ def kept_run(run_id: str, *, discarding: bool = False) -> tuple[Path, dict[str, 
     try:
         info = _read(top / PENDING)
     except FileNotFoundError:
-        kept = sorted(p.parent.name for p in runs_dir().glob(f"*/{PENDING}") if _ended(p))
+        kept = [rid for rid, state, _ in kept_runs() if not state.startswith("running")]
         known = f" (kept runs: {', '.join(kept)})" if kept else ""
         raise NotFound(f"no kept run {run_id!r} in {runs_dir()}{known}") from None
     except (OSError, ValueError) as err:
@@ -150,14 +150,6 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def _ended(pending: Path) -> bool:
-    try:
-        info = _read(pending)
-    except (OSError, ValueError):
-        return True  # (listed: asking for it says what is wrong)
-    return not isinstance(info, dict) or owner.still_running(info.get("running")) is None
-
-
 def interrupted(info: Mapping[str, Any]) -> dict[str, Any]:
     """``info`` (what ``run.json`` says) as it should stay should this process end now, before
     the run does: its record says ``interrupted`` (its ``exit_code`` is -1 unless the
@@ -182,8 +174,7 @@ def kept_runs() -> list[tuple[str, str, str]]:
         try:
             info = _read(top / PENDING)
             record = info["provenance"]["run"]
-            out = info["output"]
-            where = f"{out['repo']}@{out['branch']}" + (f":{out['path']}" if out["path"] else "")
+            where = str(OutputSpec(**info["output"]))
         except FileNotFoundError:
             continue  # (being set up: nothing ran yet)
         except (OSError, ValueError, KeyError, TypeError):
